@@ -1,0 +1,19 @@
+import { Command } from 'commander';
+import { registerStoreCommand } from './store-command.js';
+import { registerSchedulerCommands } from './scheduler-commands.js';
+
+const program = new Command();
+program
+  .name('etcron')
+  .description('A distributed cron scheduler with a bundled etcd v3 compatible store')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+registerStoreCommand(program);
+registerSchedulerCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`etcron: ${message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,176 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../shared/log.js';
+import { ApiError, toApiError } from './errors.js';
+
+/** A request body larger than this is refused before parsing (a job spec is a few KiB). */
+export const REQUEST_BODY_BYTES_MAX = 2 * 1024 * 1024;
+
+export interface RequestContext {
+  readonly method: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  /** Parsed JSON body for POST/PUT; undefined when there is none. */
+  readonly body: unknown;
+  readonly request: IncomingMessage;
+  readonly response: ServerResponse;
+  readonly log: Logger;
+}
+
+/** A handler answers JSON, or writes the response itself (streams) and says so. */
+export type RouteResult = { readonly status: number; readonly body: unknown } | 'streamed';
+export type RouteHandler = (context: RequestContext) => Promise<RouteResult>;
+
+export interface Route {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Path with `:param` segments, e.g. `/v1/jobs/:name/history`. */
+  readonly path: string;
+  readonly handler: RouteHandler;
+}
+
+interface CompiledRoute extends Route {
+  readonly segments: readonly string[];
+}
+
+export interface ApiServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export function ok(body: unknown, status = 200): RouteResult {
+  return { status, body };
+}
+
+/** Starts the JSON API on host:port (port 0 picks a free one). */
+export async function startApiServer(
+  host: string,
+  port: number,
+  routes: readonly Route[],
+  logger: Logger,
+): Promise<ApiServer> {
+  const compiled: CompiledRoute[] = routes.map((r) => ({ ...r, segments: splitPath(r.path) }));
+  const server = createServer((request, response) => {
+    void handle(compiled, request, response, logger);
+  });
+  // Long-lived `logs --follow` streams must not keep close() waiting forever.
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  await listen(server, host, port);
+  const address = server.address() as AddressInfo;
+  const url = `http://${formatHost(address.address)}:${address.port}`;
+  logger.info({ url }, 'api listening');
+  return {
+    url,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function splitPath(path: string): string[] {
+  return path.split('/').filter((s) => s.length > 0);
+}
+
+function match(
+  route: CompiledRoute,
+  segments: readonly string[],
+): Record<string, string> | undefined {
+  if (route.segments.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const pattern = route.segments[i] ?? '';
+    const actual = segments[i] ?? '';
+    if (pattern.startsWith(':')) params[pattern.slice(1)] = decodeURIComponent(actual);
+    else if (pattern !== actual) return undefined;
+  }
+  return params;
+}
+
+async function handle(
+  routes: readonly CompiledRoute[],
+  request: IncomingMessage,
+  response: ServerResponse,
+  logger: Logger,
+): Promise<void> {
+  const log = logger.child({ requestId: randomUUID().slice(0, 8) });
+  const url = new URL(request.url ?? '/', 'http://localhost');
+  const method = request.method ?? 'GET';
+  try {
+    const segments = splitPath(url.pathname);
+    let pathMatched = false;
+    for (const route of routes) {
+      const params = match(route, segments);
+      if (params === undefined) continue;
+      pathMatched = true;
+      if (route.method !== method) continue;
+      const body = method === 'POST' || method === 'PUT' ? await readJsonBody(request) : undefined;
+      const result = await route.handler({
+        method, params, query: url.searchParams, body, request, response, log,
+      });
+      if (result !== 'streamed') sendJson(response, result.status, result.body);
+      log.debug({ method, path: url.pathname }, 'request served');
+      return;
+    }
+    throw pathMatched
+      ? new ApiError('method-not-allowed', `${method} not allowed on ${url.pathname}`)
+      : new ApiError('not-found', `no route for ${method} ${url.pathname}`);
+  } catch (err) {
+    const apiError = toApiError(err);
+    if (apiError.status >= 500) log.error({ err, method, path: url.pathname }, 'request failed');
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    sendJson(response, apiError.status, apiError.toJSON());
+  }
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
+  response.end(text);
+}
+
+async function readJsonBody(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > REQUEST_BODY_BYTES_MAX) {
+      throw new ApiError('body-too-large', `request body over ${REQUEST_BODY_BYTES_MAX} bytes`);
+    }
+    chunks.push(buffer);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch (err) {
+    throw new ApiError('invalid-request', `body is not valid JSON: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,1 @@
+export { startHousekeeping, type HousekeepingOptions, type HousekeepingHandle } from './housekeeping.js';

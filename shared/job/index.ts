@@ -1,0 +1,4 @@
+export * from './spec.js';
+export * from './duration.js';
+export * from './schedule.js';
+export * from './parse.js';

@@ -1,0 +1,66 @@
+import { Cron } from 'croner';
+import { parseDurationMs } from './duration.js';
+import { JOB_LIMITS } from './spec.js';
+
+/** A schedule ready for slot maths: croner for calendar patterns, fixed epoch-aligned intervals for @every. */
+export type CompiledSchedule =
+  | { readonly kind: 'cron'; readonly source: string; readonly timezone: string; readonly cron: Cron }
+  | { readonly kind: 'every'; readonly source: string; readonly timezone: string; readonly everyMs: number };
+
+export type ScheduleResult = { ok: true; schedule: CompiledSchedule } | { ok: false; field: string; reason: string };
+export type TimezoneResult = { ok: true; timezone: string } | { ok: false; reason: string };
+
+const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
+const TIMEZONE_PATTERN = /^[A-Za-z][A-Za-z0-9_+\-/]*$/;
+/** How far ahead a pattern must fire at least once; "0 0 30 2 *" never does and is rejected. */
+const FIRST_RUN_HORIZON_MS = 8 * 366 * 86_400_000;
+
+/** Accepts IANA names case-insensitively and returns the canonical spelling ("europe/paris" → "Europe/Paris"). */
+export function canonicalTimezone(input: unknown): TimezoneResult {
+  if (typeof input !== 'string' || input.length === 0) return { ok: false, reason: 'must be a non-empty IANA time zone name' };
+  if (input.length > 64 || !TIMEZONE_PATTERN.test(input) || input.includes('..')) {
+    return { ok: false, reason: `${JSON.stringify(input)} is not an IANA time zone name` };
+  }
+  try {
+    const resolved = new Intl.DateTimeFormat('en-US', { timeZone: input }).resolvedOptions().timeZone;
+    if (!TIMEZONE_PATTERN.test(resolved)) return { ok: false, reason: `${JSON.stringify(input)} is not an IANA time zone name` };
+    return { ok: true, timezone: resolved };
+  } catch {
+    return { ok: false, reason: `unknown time zone ${JSON.stringify(input)}` };
+  }
+}
+
+export function compileSchedule(source: unknown, timezoneInput: unknown = 'UTC'): ScheduleResult {
+  if (typeof source !== 'string') return { ok: false, field: 'schedule', reason: 'must be a string' };
+  const tz = canonicalTimezone(timezoneInput);
+  if (!tz.ok) return { ok: false, field: 'timezone', reason: tz.reason };
+  const text = source.trim();
+  if (text.length === 0) return { ok: false, field: 'schedule', reason: 'must not be empty' };
+  if (Buffer.byteLength(text) > JOB_LIMITS.scheduleBytesMax) {
+    return { ok: false, field: 'schedule', reason: `is longer than ${JOB_LIMITS.scheduleBytesMax} bytes` };
+  }
+  if (text.startsWith('@every')) {
+    const duration = parseDurationMs(text.slice('@every'.length).trim(), { minMs: 1_000, maxMs: JOB_LIMITS.durationMsMax });
+    if (!duration.ok) return { ok: false, field: 'schedule', reason: `@every interval ${duration.reason}` };
+    if (duration.ms % 1_000 !== 0) return { ok: false, field: 'schedule', reason: '@every interval must be whole seconds' };
+    return { ok: true, schedule: { kind: 'every', source: text, timezone: tz.timezone, everyMs: duration.ms } };
+  }
+  if (text.startsWith('@') && !MACROS.has(text)) {
+    return { ok: false, field: 'schedule', reason: `unknown macro ${JSON.stringify(text)}` };
+  }
+  const fields = text.split(/\s+/).length;
+  if (!text.startsWith('@') && fields !== 5 && fields !== 6) {
+    return { ok: false, field: 'schedule', reason: `needs 5 fields (minute precision) or 6 (with seconds), got ${fields}` };
+  }
+  let cron: Cron;
+  try {
+    cron = new Cron(text, { timezone: tz.timezone, paused: true });
+  } catch (err) {
+    return { ok: false, field: 'schedule', reason: err instanceof Error ? err.message : String(err) };
+  }
+  const first = cron.nextRun(new Date(0));
+  if (first === null || first.getTime() > FIRST_RUN_HORIZON_MS + Date.now()) {
+    return { ok: false, field: 'schedule', reason: `${JSON.stringify(text)} never fires` };
+  }
+  return { ok: true, schedule: { kind: 'cron', source: text, timezone: tz.timezone, cron } };
+}

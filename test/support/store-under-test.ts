@@ -1,0 +1,15 @@
+import { startEtcd, startEtcronStore, type StartOptions, type StoreProcess } from './etcd-process.js';
+
+/**
+ * The store scheduler tests run against: real etcd by default, the bundled store with
+ * ETCRON_TEST_STORE=etcron. Scheduler code speaks only the etcd v3 API, so both must pass.
+ */
+export type StoreKind = 'etcd' | 'etcron';
+
+export function storeKindUnderTest(): StoreKind {
+  return process.env['ETCRON_TEST_STORE'] === 'etcron' ? 'etcron' : 'etcd';
+}
+
+export function startStoreUnderTest(options: StartOptions = {}): Promise<StoreProcess> {
+  return storeKindUnderTest() === 'etcron' ? startEtcronStore(options) : startEtcd(options);
+}

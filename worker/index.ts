@@ -1,0 +1,2 @@
+export { startWorker, type WorkerHandle, type WorkerStats } from './worker.js';
+export { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';

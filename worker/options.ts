@@ -1,0 +1,38 @@
+import type { Clock } from '../shared/clock.js';
+import type { Random } from '../shared/random.js';
+import type { Logger } from '../shared/log.js';
+import type { EtcdClientOptions } from '../shared/etcd/client.js';
+
+export interface WorkerOptions {
+  /** How to reach the store: endpoints, else env ETCRON_ENDPOINTS, else 127.0.0.1:2379. */
+  readonly client?: EtcdClientOptions;
+  /** Unique worker id (validateWorkerId); default `<hostname>-<pid>`. */
+  readonly id?: string;
+  /** Routing tags: the worker runs only jobs whose tags are all in this list. */
+  readonly tags?: readonly string[];
+  /** TTL of the worker's lease (registration and every lock it holds). Default 5 s, minimum 2 s. */
+  readonly leaseTtlSeconds?: number;
+  /**
+   * How long a non-preferred worker waits after a slot's start instant before it tries the claim
+   * itself. Default 1 s. See docs/scheduler.md, "Preferred worker".
+   */
+  readonly takeoverDelayMs?: number;
+  /** Wall clock for slot maths (inject offsetClock for skew tests) and monotonic clock for lease deadlines. */
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly logger?: Logger;
+}
+
+export const WORKER_DEFAULTS = {
+  leaseTtlSeconds: 5,
+  takeoverDelayMs: 1_000,
+} as const;
+
+export const WORKER_LIMITS = {
+  leaseTtlSecondsMin: 2,
+  leaseTtlSecondsMax: 300,
+  /** Runs of one worker that may be live at once; past this, due slots are left to other workers. */
+  runsLiveMax: 256,
+  /** Slots looked at per job per planning pass; a 1 s schedule after a day of downtime must not spin. */
+  slotsPerPassMax: 1_000,
+} as const;

@@ -1,0 +1,108 @@
+import type { CompiledSchedule } from '../../shared/job/schedule.js';
+import { assert } from '../../shared/assert.js';
+
+/**
+ * Pure slot maths: no clock, no I/O. Everything is a function of (schedule, instants), so DST
+ * and catch-up behaviour are unit tests with fixed instants.
+ *
+ * DST rules (America/New_York, 2026):
+ * - Spring forward, 8 March: 02:00-02:59 local does not exist. A slot at 02:30 runs once, at the
+ *   next valid instant, 03:00 EDT (07:00Z). croner does this for us.
+ * - Fall back, 1 November: 01:00-01:59 local happens twice (EDT, then EST). A wall time that
+ *   occurs twice runs once, at its first occurrence: a candidate whose local wall time equals the
+ *   wall time one DST shift earlier is dropped. This also applies to patterns with a wildcard hour
+ *   (e.g. every 30 minutes runs 01:00 and 01:30 once each, not twice).
+ * - `@every <n>s` is not a wall-clock pattern: slots are multiples of n since the Unix epoch, so
+ *   every worker computes the same slots and DST does not apply.
+ */
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function wallFormatter(timezone: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(timezone);
+  if (formatter === undefined) {
+    formatter = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+    formatters.set(timezone, formatter);
+  }
+  return formatter;
+}
+
+/** Local wall time as a comparable string, e.g. "11/01/2026, 01:30:00". */
+export function wallTime(timezone: string, instantMs: number): string {
+  return wallFormatter(timezone).format(new Date(instantMs));
+}
+
+/** UTC offset of `timezone` at `instantMs`, in ms (EDT: -4 h). */
+export function utcOffsetMs(timezone: string, instantMs: number): number {
+  const parts = wallFormatter(timezone).formatToParts(new Date(instantMs));
+  const field = (type: Intl.DateTimeFormatPartTypes): number => Number(parts.find((p) => p.type === type)?.value);
+  const asUtc = Date.UTC(field('year'), field('month') - 1, field('day'), field('hour'), field('minute'), field('second'));
+  return asUtc - Math.floor(instantMs / 1000) * 1000;
+}
+
+/** True when `instantMs` shows a wall time that already occurred earlier the same night (fall back). */
+export function isRepeatedWallTime(timezone: string, instantMs: number): boolean {
+  if (timezone === 'UTC') return false;
+  // Look back further than any DST shift (Lord Howe shifts 30 minutes; most zones one hour).
+  const shiftMs = utcOffsetMs(timezone, instantMs - 3 * 3_600_000) - utcOffsetMs(timezone, instantMs);
+  if (shiftMs <= 0) return false;
+  return wallTime(timezone, instantMs - shiftMs) === wallTime(timezone, instantMs);
+}
+
+/** Iterations allowed while skipping repeated wall times: the repeated hour has at most 3600 second-slots. */
+const REPEATED_SKIP_MAX = 3_601;
+
+/** The first slot strictly after `afterMs`, or null if the schedule never fires again. */
+export function nextSlotMs(schedule: CompiledSchedule, afterMs: number): number | null {
+  if (schedule.kind === 'every') {
+    return (Math.floor(afterMs / schedule.everyMs) + 1) * schedule.everyMs;
+  }
+  let cursor = afterMs;
+  for (let i = 0; i < REPEATED_SKIP_MAX; i++) {
+    const next = schedule.cron.nextRun(new Date(cursor));
+    if (next === null) return null;
+    const nextMs = next.getTime();
+    assert(nextMs > cursor, `croner went backwards: ${nextMs} <= ${cursor}`);
+    if (!isRepeatedWallTime(schedule.timezone, nextMs)) return nextMs;
+    cursor = nextMs;
+  }
+  return null;
+}
+
+/** Slots in (afterMs, untilMs], oldest first, at most `max` of them (the oldest ones). */
+export function slotsBetween(schedule: CompiledSchedule, afterMs: number, untilMs: number, max: number): number[] {
+  const slots: number[] = [];
+  let cursor = afterMs;
+  while (slots.length < max) {
+    const next = nextSlotMs(schedule, cursor);
+    if (next === null || next > untilMs) break;
+    slots.push(next);
+    cursor = next;
+  }
+  return slots;
+}
+
+/** The latest slot at or before `atMs` (searching back at most `lookbackMs`), or null. */
+export function previousSlotMs(schedule: CompiledSchedule, atMs: number, lookbackMs: number, stepsMax = 10_000): number | null {
+  const slots = slotsBetween(schedule, atMs - lookbackMs, atMs, stepsMax);
+  return slots.length === 0 ? null : (slots[slots.length - 1] ?? null);
+}
+
+/** FNV-1a, 32 bit: a stable hash so that every process derives the same jitter and preferences. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/** Deterministic per-(job, slot) start offset in [0, jitterMs]; the slot id stays nominal. */
+export function jitterOffsetMs(job: string, slotMs: number, jitterMs: number): number {
+  if (jitterMs <= 0) return 0;
+  return fnv1a(`${job}\n${new Date(slotMs).toISOString()}`) % (jitterMs + 1);
+}

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { parseJobSpec, serializeJobSpec, deserializeJobSpec } from '../../shared/job/index.js';
+import { lockKey, parseRunKey, prefixEnd, runKey, validateJobName } from '../../shared/keys.js';
+
+const base = { name: 'backup', schedule: '*/5 * * * * *', command: 'echo hi' };
+
+function fieldsOf(input: unknown): string[] {
+  const result = parseJobSpec(input);
+  return result.ok ? [] : result.errors.map((e) => e.field);
+}
+
+describe('job spec parsing (notes/reliability.md section 7, scheduler inputs)', () => {
+  it('accepts a minimal spec and fills defaults', () => {
+    const result = parseJobSpec(base);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.spec.timezone).toBe('UTC');
+    expect(result.spec.overlap).toBe('Allow');
+    expect(result.spec.outputTailBytesMax).toBe(256 * 1024);
+    expect(deserializeJobSpec(serializeJobSpec(result.spec))).toEqual(result);
+  });
+
+  it.each([
+    [''], ['* * * *'], ['* * * * * * * *'], ['60 * * * * *'], ['5-1 * * * *'], ['* * * * MON-FOO'], ['x'.repeat(10_000)],
+    ['*/0 * * * * *'], ['@every 0s'], ['@every -1s'], ['0 0 30 2 *'], ['@fortnightly'],
+  ])('rejects schedule %j naming the field', (schedule) => {
+    const started = Date.now();
+    expect(fieldsOf({ ...base, schedule })).toEqual(['schedule']);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it.each([['Mars/Phobos'], [''], ['UTC+25'], ['../../etc/passwd'], ['Europe/Paris ']])('rejects time zone %j', (timezone) => {
+    expect(fieldsOf({ ...base, timezone })).toEqual(['timezone']);
+  });
+
+  it('stores a case-insensitive time zone in its canonical spelling', () => {
+    const result = parseJobSpec({ ...base, timezone: 'europe/paris' });
+    expect(result.ok && result.spec.timezone).toBe('Europe/Paris');
+  });
+
+  it.each([[''], ['a/b'], ['..'], ['a\u0000b'], ['x'.repeat(129)], [42]])('rejects job name %j', (name) => {
+    expect(fieldsOf({ ...base, name })).toEqual(['name']);
+  });
+
+  it('rejects unknown fields and unknown overlap policies, listing the valid values', () => {
+    expect(fieldsOf({ name: 'a', schedul: '* * * * *', command: 'x' })).toEqual(expect.arrayContaining(['schedul', 'schedule']));
+    const result = parseJobSpec({ ...base, overlap: 'Queue' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors[0]?.reason).toContain('Allow, Forbid, Replace, BufferOne');
+  });
+
+  it.each([['10'], [-1], [0], [1e309], [2 ** 53 + 1], [true]])('rejects timeout %j with its range', (timeoutMs) => {
+    const result = parseJobSpec({ ...base, timeoutMs });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors.map((e) => e.field)).toEqual(['timeoutMs']);
+  });
+
+  it('accepts durations with units and rejects a 1 MiB command', () => {
+    const result = parseJobSpec({ ...base, timeoutMs: '1.5s', catchUp: { windowMs: '2m', max: 3 } });
+    expect(result.ok && [result.spec.timeoutMs, result.spec.catchUp.windowMs]).toEqual([1_500, 120_000]);
+    expect(fieldsOf({ ...base, command: 'x'.repeat(1024 * 1024) })).toEqual(['command']);
+    expect(fieldsOf({ ...base, argv: ['ls'] })).toEqual(['argv']);
+    expect(fieldsOf({ ...base, retries: { count: 2, backof: 1 } })).toEqual(['retries.backof']);
+  });
+});
+
+describe('key layout', () => {
+  it('builds and parses run and lock keys in slot order', () => {
+    const slot = Date.parse('2026-03-08T07:00:00Z');
+    expect(runKey('backup', slot)).toBe('/cron/runs/backup/2026-03-08T07:00:00.000Z');
+    expect(lockKey('backup', slot, 'w1')).toBe('/cron/lock/backup/2026-03-08T07:00:00.000Z~w1');
+    expect(parseRunKey(lockKey('backup', slot, 'w1'))).toEqual({ job: 'backup', slot: '2026-03-08T07:00:00.000Z', slotMs: slot, broadcastWorker: 'w1' });
+    expect(runKey('b', slot) < runKey('b', slot + 1000)).toBe(true);
+    expect(prefixEnd('/cron/runs/b/').toString()).toBe('/cron/runs/b0');
+    expect(validateJobName('a.b-c_1').ok).toBe(true);
+  });
+});

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedule.js';
+import { jitterOffsetMs, nextSlotMs, slotsBetween } from '../../master/planner/slots.js';
+import { planDueSlots, ON_TIME_GRACE_MS } from '../../master/planner/catch-up.js';
+
+function compiled(source: string, timezone = 'UTC'): CompiledSchedule {
+  const result = compileSchedule(source, timezone);
+  if (!result.ok) throw new Error(`${result.field}: ${result.reason}`);
+  return result.schedule;
+}
+
+function iso(list: number[]): string[] {
+  return list.map((ms) => new Date(ms).toISOString());
+}
+
+const NY = 'America/New_York';
+
+describe('planner: slot maths', () => {
+  it('runs a daily 02:30 job once at 03:00 EDT on the spring-forward day (02:30 does not exist)', () => {
+    const slots = slotsBetween(compiled('0 30 2 * * *', NY), Date.parse('2026-03-06T12:00:00Z'), Date.parse('2026-03-10T12:00:00Z'), 10);
+    expect(iso(slots)).toEqual([
+      '2026-03-07T07:30:00.000Z', // 02:30 EST
+      '2026-03-08T07:00:00.000Z', // gap: next valid instant, 03:00 EDT, once
+      '2026-03-09T06:30:00.000Z', // 02:30 EDT
+      '2026-03-10T06:30:00.000Z',
+    ]);
+  });
+
+  it('runs a daily 01:30 job once on the fall-back day, at the first 01:30 (EDT)', () => {
+    const slots = slotsBetween(compiled('0 30 1 * * *', NY), Date.parse('2026-10-31T12:00:00Z'), Date.parse('2026-11-02T12:00:00Z'), 10);
+    expect(iso(slots)).toEqual(['2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z']);
+  });
+
+  it('does not repeat wall times of the repeated hour for a wildcard-hour pattern', () => {
+    const slots = slotsBetween(compiled('0 */30 * * * *', NY), Date.parse('2026-11-01T04:00:00Z'), Date.parse('2026-11-01T08:00:00Z'), 20);
+    // 00:30 EDT, 01:00 EDT, 01:30 EDT, [01:00 EST and 01:30 EST dropped], 02:00 EST, 02:30 EST, 03:00 EST
+    expect(iso(slots)).toEqual([
+      '2026-11-01T04:30:00.000Z', '2026-11-01T05:00:00.000Z', '2026-11-01T05:30:00.000Z',
+      '2026-11-01T07:00:00.000Z', '2026-11-01T07:30:00.000Z', '2026-11-01T08:00:00.000Z',
+    ]);
+  });
+
+  it('keeps every-second slots strictly increasing across the fall-back hour, with no wall time twice', () => {
+    const schedule = compiled('* * * * * *', NY);
+    const slots = slotsBetween(schedule, Date.parse('2026-11-01T05:59:50Z'), Date.parse('2026-11-01T07:00:10Z'), 5_000);
+    for (let i = 1; i < slots.length; i++) expect(slots[i]! > slots[i - 1]!).toBe(true);
+    // 05:59:51..05:59:59 EDT (9), the EST copy of 01:00-01:59 is dropped, 02:00:00..02:00:10 EST (11)
+    expect(slots.length).toBe(9 + 11);
+    expect(iso(slots).at(-1)).toBe('2026-11-01T07:00:10.000Z');
+  });
+
+  it('aligns @every slots to the epoch so that every worker computes the same ones', () => {
+    const schedule = compiled('@every 10s');
+    expect(nextSlotMs(schedule, Date.parse('2026-01-01T00:00:03.500Z'))).toBe(Date.parse('2026-01-01T00:00:10Z'));
+    expect(nextSlotMs(schedule, Date.parse('2026-01-01T00:00:10Z'))).toBe(Date.parse('2026-01-01T00:00:20Z'));
+  });
+
+  it('supports seconds and macros', () => {
+    expect(iso(slotsBetween(compiled('*/15 * * * * *'), Date.parse('2026-01-01T00:00:00Z'), Date.parse('2026-01-01T00:01:00Z'), 10)))
+      .toEqual(['2026-01-01T00:00:15.000Z', '2026-01-01T00:00:30.000Z', '2026-01-01T00:00:45.000Z', '2026-01-01T00:01:00.000Z']);
+    expect(iso([nextSlotMs(compiled('@hourly', NY), Date.parse('2026-01-01T00:10:00Z'))!])).toEqual(['2026-01-01T01:00:00.000Z']);
+  });
+
+  it('derives jitter deterministically per (job, slot), within [0, jitterMs]', () => {
+    const slot = Date.parse('2026-01-01T00:00:00Z');
+    const offsets = Array.from({ length: 200 }, (_, i) => jitterOffsetMs('job-a', slot + i * 1000, 5_000));
+    expect(offsets.every((o) => o >= 0 && o <= 5_000)).toBe(true);
+    expect(new Set(offsets).size).toBeGreaterThan(100);
+    expect(jitterOffsetMs('job-a', slot, 5_000)).toBe(offsets[0]);
+    expect(jitterOffsetMs('job-a', slot, 0)).toBe(0);
+  });
+});
+
+describe('planner: catch-up after downtime', () => {
+  it('runs the newest slots within the window up to the cap and marks the older ones over cap', () => {
+    const now = Date.parse('2026-01-01T00:01:00Z');
+    const due = Array.from({ length: 30 }, (_, i) => ({ slotMs: now - (30 - i) * 1000, startMs: now - (30 - i) * 1000 }));
+    const plan = planDueSlots(due, now, 20_000, 3);
+    expect(plan.onTime.map((s) => now - s.slotMs)).toEqual([5_000, 4_000, 3_000, 2_000, 1_000]);
+    expect(plan.catchUp.map((s) => now - s.slotMs)).toEqual([8_000, 7_000, 6_000]);
+    expect(plan.overCap.length).toBe(20 - 5 - 3);
+    expect(plan.tooLate.length).toBe(10);
+    expect(plan.onTime.length + plan.catchUp.length + plan.overCap.length + plan.tooLate.length).toBe(30);
+  });
+
+  it('treats a window shorter than the on-time grace as no catch-up at all', () => {
+    const now = 100_000;
+    const plan = planDueSlots([{ slotMs: now - ON_TIME_GRACE_MS - 1, startMs: now - ON_TIME_GRACE_MS - 1 }], now, 0, 5);
+    expect(plan.tooLate.length).toBe(1);
+  });
+});

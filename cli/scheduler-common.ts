@@ -1,0 +1,53 @@
+import { Option, type Command } from 'commander';
+import { ApiClient, ApiRefusal, CliError, parseApiUrls } from './scheduler-api-client.js';
+import { FLAG_FOR_FIELD } from './scheduler-job-flags.js';
+import type { OutputFormat } from './scheduler-format.js';
+
+export const API_HELP =
+  'master API URL(s), comma-separated; the first that answers is used ' +
+  '(env ETCRON_API, default http://127.0.0.1:7070)';
+export const ENDPOINTS_HELP =
+  'store endpoints host:port, comma-separated (env ETCRON_ENDPOINTS, default 127.0.0.1:2379)';
+
+export interface ClientFlags {
+  readonly api?: string;
+  readonly output: OutputFormat;
+}
+
+/** Adds the options every API client command takes. */
+export function withClientOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--api <urls>', API_HELP))
+    .addOption(new Option('-o, --output <format>', 'table for people, json for scripts').choices(['table', 'json']).default('table'));
+}
+
+export function apiClient(flags: ClientFlags): ApiClient {
+  return new ApiClient(parseApiUrls(flags.api));
+}
+
+/**
+ * Runs a command body and turns failures into one readable message and a non-zero exit code:
+ * 1 for usage and connection errors, 2 for refusals (invalid spec, conflict), 3 for not found.
+ */
+export function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A): Promise<void> => {
+    try {
+      await body(...args);
+    } catch (err) {
+      process.stderr.write(describeError(err));
+      process.exitCode = err instanceof CliError ? err.exitCode : 1;
+    }
+  };
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof ApiRefusal && err.fields.length > 0) {
+    const lines = err.fields.map((f) => {
+      const flag = FLAG_FOR_FIELD[f.field];
+      return `  ${f.field}${flag === undefined ? '' : ` (${flag})`}: ${f.message}`;
+    });
+    return `etcron: ${err.code === 'ETCRON_INVALID_SPEC' ? 'invalid job spec' : err.message}\n${lines.join('\n')}\n`;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return `etcron: ${message}\n`;
+}

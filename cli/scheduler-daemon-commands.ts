@@ -1,0 +1,119 @@
+import { Option, type Command } from 'commander';
+import type { LevelWithSilent } from 'pino';
+import { createLogger, LOG_LEVELS } from '../shared/log.js';
+// master/ and worker/ (etcd3, gRPC) load only when a daemon starts: client commands stay quick.
+const DEFAULT_API_HOST = '127.0.0.1';
+const DEFAULT_API_PORT = 7070;
+const DEFAULT_MASTER_LEASE_TTL_SECONDS = 5;
+import { CliError } from './scheduler-api-client.js';
+import { action, ENDPOINTS_HELP } from './scheduler-common.js';
+
+interface DaemonFlags {
+  readonly endpoints?: string;
+  readonly id?: string;
+  readonly leaseTtl?: string;
+  readonly logLevel: LevelWithSilent;
+}
+
+interface MasterFlags extends DaemonFlags {
+  readonly api?: string;
+}
+
+interface WorkerFlags extends DaemonFlags {
+  readonly tags?: string;
+}
+
+/** "127.0.0.1:7070", "http://127.0.0.1:7070" or ":7070" → host and port. */
+export function parseListenAddress(value: string): { host: string; port: number } {
+  const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  const colon = text.lastIndexOf(':');
+  const host = colon <= 0 ? DEFAULT_API_HOST : text.slice(0, colon).replace(/^\[|\]$/g, '');
+  const portText = colon < 0 ? text : text.slice(colon + 1);
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || !Number.isSafeInteger(port) || port > 65_535) {
+    throw new CliError(`--api: expected host:port to listen on (got ${JSON.stringify(value)})`);
+  }
+  return { host, port };
+}
+
+function parseLeaseTtl(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 2 || n > 300) {
+    throw new CliError(`--lease-ttl: expected whole seconds from 2 to 300 (got ${JSON.stringify(value)})`);
+  }
+  return n;
+}
+
+/** Resolves on SIGINT or SIGTERM, so daemons stop cleanly (resign, revoke leases) before exit. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+function daemonOptions(command: Command): Command {
+  return command
+    .option('--endpoints <list>', ENDPOINTS_HELP)
+    .option('--id <id>', 'unique id (default <hostname>-<random>)')
+    .option('--lease-ttl <seconds>', 'TTL of this process\'s lease in seconds')
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'));
+}
+
+export function registerDaemonCommands(program: Command): void {
+  daemonOptions(
+    program
+      .command('master')
+      .description('run a scheduler master: job API, leader election, housekeeping by the leader'),
+  )
+    .option('--api <host:port>', `address the HTTP API listens on (default ${DEFAULT_API_HOST}:${DEFAULT_API_PORT})`)
+    .addHelpText('after', `\nThe lease TTL (default ${DEFAULT_MASTER_LEASE_TTL_SECONDS} s) bounds how long a dead leader blocks a standby.`)
+    .action(action(async (flags: MasterFlags) => {
+      const listen = parseListenAddress(flags.api ?? `${DEFAULT_API_HOST}:${DEFAULT_API_PORT}`);
+      const ttl = parseLeaseTtl(flags.leaseTtl);
+      const logger = createLogger(flags.logLevel, { process: 'master' });
+      const { startMaster } = await import('../master/index.js');
+      const master = await startMaster({
+        apiHost: listen.host,
+        apiPort: listen.port,
+        logger,
+        ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }),
+        ...(flags.id === undefined ? {} : { id: flags.id }),
+        ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
+      }).catch((err: unknown) => {
+        throw new CliError(`cannot start master: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      process.stdout.write(`master ${master.id} serving ${master.apiUrl}\n`);
+      const signal = await untilSignal();
+      logger.info({ signal }, 'stopping');
+      await master.stop();
+    }));
+
+  daemonOptions(program.command('worker').description('run a scheduler worker: claims due slots and runs jobs'))
+    .option('--tags <a,b>', 'routing tags: the worker runs jobs whose tags it all has')
+    .action(action(async (flags: WorkerFlags) => {
+      const ttl = parseLeaseTtl(flags.leaseTtl);
+      const logger = createLogger(flags.logLevel, { process: 'worker' });
+      const tags = flags.tags?.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+      const { startWorker } = await import('../worker/index.js');
+      const worker = await startWorker({
+        logger,
+        client: flags.endpoints === undefined ? {} : { endpoints: flags.endpoints },
+        ...(flags.id === undefined ? {} : { id: flags.id }),
+        ...(tags === undefined ? {} : { tags }),
+        ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
+      }).catch((err: unknown) => {
+        throw new CliError(`cannot start worker: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      process.stdout.write(`worker ${worker.id} started\n`);
+      const signal = await untilSignal();
+      logger.info({ signal }, 'stopping');
+      await worker.stop();
+    }));
+}

@@ -1,0 +1,236 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parseAllDocuments, stringify as toYaml } from 'yaml';
+import { parseJobSpec, type JobSpec } from '../shared/job/index.js';
+import { CliError } from './scheduler-api-client.js';
+import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
+import { addJobFlags, specFromFlags, type JobFlagValues } from './scheduler-job-flags.js';
+import { durationText, printJson, renderTable } from './scheduler-format.js';
+
+/** The API's JSON shapes the CLI reads (see master/job-routes.ts and master/inspect-routes.ts). */
+interface JobView {
+  readonly name: string;
+  readonly spec: JobSpec | null;
+  readonly invalid?: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+}
+
+interface RunView {
+  readonly slot: string;
+  readonly runId: string;
+  readonly state: string;
+  readonly reason?: string;
+  readonly worker?: string;
+  readonly fence?: number;
+  readonly attempt: number;
+  readonly startedAtMs?: number;
+  readonly endedAtMs?: number;
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly catchUp?: boolean;
+  readonly modRevision: number;
+}
+
+interface TimelineEvent {
+  readonly type: string;
+  readonly revision: number;
+  readonly slot: string;
+  readonly worker: string;
+  readonly runId: string;
+  readonly leaseId: string;
+  readonly fence: number;
+  readonly cause?: string;
+}
+
+const path = (name: string, suffix = ''): string => `/v1/jobs/${encodeURIComponent(name)}${suffix}`;
+
+function commandText(spec: JobSpec | null): string {
+  if (spec === null) return '';
+  const text = spec.command ?? (spec.argv ?? []).join(' ');
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+function printJobs(jobs: readonly JobView[]): void {
+  process.stdout.write(renderTable(
+    ['NAME', 'SCHEDULE', 'TIMEZONE', 'PAUSED', 'OVERLAP', 'TAGS', 'COMMAND', 'MOD_REV'],
+    jobs.map((j) => [
+      j.name, j.spec?.schedule ?? `INVALID: ${j.invalid ?? ''}`, j.spec?.timezone, j.spec?.paused,
+      j.spec?.overlap, j.spec?.tags.join(','), commandText(j.spec), j.modRevision,
+    ]),
+  ));
+}
+
+/** Reads jobs from a JSON or YAML file: one spec, a list, several YAML documents, or `{jobs: [...]}`. */
+export function readJobFile(file: string): unknown[] {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let values: unknown[];
+  if (file.endsWith('.json')) {
+    try {
+      values = [JSON.parse(text) as unknown];
+    } catch (err) {
+      throw new CliError(`${file}: not valid JSON: ${(err as Error).message}`);
+    }
+  } else {
+    const documents = parseAllDocuments(text);
+    const docs = Array.isArray(documents) ? documents : [documents];
+    values = docs.map((doc, i) => {
+      const first = doc.errors[0];
+      if (first !== undefined) throw new CliError(`${file}: document ${i + 1}: ${first.message}`);
+      return doc.toJS() as unknown;
+    });
+  }
+  const jobs: unknown[] = [];
+  for (const value of values) {
+    if (Array.isArray(value)) jobs.push(...(value as unknown[]));
+    else if (typeof value === 'object' && value !== null && Array.isArray((value as { jobs?: unknown }).jobs)) {
+      jobs.push(...((value as { jobs: unknown[] }).jobs));
+    } else if (value !== null && value !== undefined) jobs.push(value);
+  }
+  if (jobs.length === 0) throw new CliError(`${file}: no job specs found`);
+  return jobs;
+}
+
+export function registerJobCommands(program: Command): void {
+  const job = program.command('job').description('define, inspect and control jobs (through a master)');
+
+  withClientOptions(addJobFlags(job.command('add <name>').description('create a job; fails if it exists')))
+    .action(action(async (name: string, flags: JobFlagValues & ClientFlags) => {
+      const result = (await apiClient(flags).post('/v1/jobs', specFromFlags(name, flags))) as { job: JobView };
+      if (flags.output === 'json') printJson(result);
+      else process.stdout.write(`job ${name} created (revision ${result.job.modRevision})\n`);
+    }));
+
+  withClientOptions(job.command('apply').description('create or replace jobs from a JSON or YAML file'))
+    .requiredOption('-f, --file <file>', 'file with one spec, a list of specs, or YAML documents (- for stdin)')
+    .action(action(async (flags: { file: string } & ClientFlags) => {
+      const inputs = readJobFile(flags.file);
+      // Every spec is checked before any is sent, so a bad file writes nothing.
+      const problems: string[] = [];
+      inputs.forEach((input, i) => {
+        const parsed = parseJobSpec(input);
+        if (!parsed.ok) {
+          const label = typeof (input as { name?: unknown }).name === 'string' ? (input as { name: string }).name : `#${i + 1}`;
+          for (const e of parsed.errors) problems.push(`  job ${label}: ${e.field}: ${e.reason}`);
+        }
+      });
+      if (problems.length > 0) throw new CliError(`invalid job spec in ${flags.file}; nothing applied\n${problems.join('\n')}`, 2);
+      const client = apiClient(flags);
+      const results: unknown[] = [];
+      for (const input of inputs) {
+        const name = (input as { name: string }).name;
+        const result = (await client.put(path(name), input)) as { job: JobView | null; created: boolean; unchanged: boolean };
+        results.push(result);
+        if (flags.output === 'table') {
+          const what = result.created ? 'created' : result.unchanged ? 'unchanged' : 'updated';
+          process.stdout.write(`job ${name} ${what}${result.job === null ? '' : ` (revision ${result.job.modRevision})`}\n`);
+        }
+      }
+      if (flags.output === 'json') printJson(results);
+    }));
+
+  withClientOptions(job.command('list').alias('ls').description('list jobs'))
+    .action(action(async (flags: ClientFlags) => {
+      const result = (await apiClient(flags).get('/v1/jobs')) as { revision: number; jobs: JobView[] };
+      if (flags.output === 'json') printJson(result);
+      else printJobs(result.jobs);
+    }));
+
+  withClientOptions(job.command('get <name>').description('show one job'))
+    .option('--rev <n>', 'show the job as it was at store revision N')
+    .action(action(async (name: string, flags: { rev?: string } & ClientFlags) => {
+      const query = flags.rev === undefined ? '' : `?rev=${encodeURIComponent(flags.rev)}`;
+      const result = (await apiClient(flags).get(path(name, query))) as { job: JobView };
+      if (flags.output === 'json') printJson(result);
+      else {
+        const j = result.job;
+        process.stdout.write(`# job ${j.name}: create revision ${j.createRevision}, mod revision ${j.modRevision}, version ${j.version}\n`);
+        process.stdout.write(j.spec === null ? `# INVALID: ${j.invalid ?? ''}\n` : toYaml(j.spec));
+      }
+    }));
+
+  withClientOptions(job.command('rm <name>').alias('delete').description('delete a job (its history stays until trimmed)'))
+    .action(action(async (name: string, flags: ClientFlags) => {
+      const result = await apiClient(flags).delete(path(name));
+      if (flags.output === 'json') printJson(result);
+      else process.stdout.write(`job ${name} deleted\n`);
+    }));
+
+  for (const [verb, description] of [['pause', 'stop scheduling new runs'], ['resume', 'schedule runs again']] as const) {
+    withClientOptions(job.command(`${verb} <name>`).description(description))
+      .action(action(async (name: string, flags: ClientFlags) => {
+        const result = (await apiClient(flags).post(path(name, `/${verb}`))) as { unchanged: boolean };
+        if (flags.output === 'json') printJson(result);
+        else process.stdout.write(`job ${name} ${verb === 'pause' ? 'paused' : 'resumed'}${result.unchanged ? ' (already)' : ''}\n`);
+      }));
+  }
+
+  withClientOptions(job.command('run <name>').description('run the job once now (on any eligible worker)'))
+    .action(action(async (name: string, flags: ClientFlags) => {
+      const result = (await apiClient(flags).post(path(name, '/run'))) as { requested: { slot: string } };
+      if (flags.output === 'json') printJson(result);
+      else process.stdout.write(`run of ${name} requested for slot ${result.requested.slot}\n`);
+    }));
+
+  withClientOptions(job.command('kill <name> [run]').description('kill the live run(s) of a job (or one run id / slot)'))
+    .action(action(async (name: string, run: string | undefined, flags: ClientFlags) => {
+      const query = run === undefined ? '' : `?run=${encodeURIComponent(run)}`;
+      const result = (await apiClient(flags).post(path(name, `/kill${query}`))) as { liveRuns: unknown[] };
+      if (flags.output === 'json') printJson(result);
+      else process.stdout.write(`kill of ${name} requested (${result.liveRuns.length} live run(s))\n`);
+    }));
+
+  withClientOptions(job.command('history <name>').description('runs of a job, newest first'))
+    .option('--rev <n>', 'history as it stood at store revision N')
+    .option('--limit <n>', 'at most this many runs', '50')
+    .action(action(async (name: string, flags: { rev?: string; limit: string } & ClientFlags) => {
+      const query = new URLSearchParams({ limit: flags.limit });
+      if (flags.rev !== undefined) query.set('rev', flags.rev);
+      const result = (await apiClient(flags).get(path(name, `/history?${query.toString()}`))) as { revision: number; runs: RunView[] };
+      if (flags.output === 'json') return printJson(result);
+      process.stdout.write(`# job ${name} at revision ${result.revision}\n`);
+      process.stdout.write(renderTable(
+        ['SLOT', 'STATE', 'ATTEMPT', 'WORKER', 'FENCE', 'EXIT', 'DURATION', 'REASON'],
+        result.runs.map((r) => [
+          r.slot, r.state + (r.catchUp === true ? ' (catch-up)' : ''), r.attempt, r.worker, r.fence,
+          r.exitCode ?? r.signal, durationText(r.startedAtMs, r.endedAtMs), r.reason,
+        ]),
+      ));
+    }));
+
+  job.command('logs <name> [run]')
+    .description('output of a run (default: the latest); --follow streams it live while it runs')
+    .option('-f, --follow', 'keep printing output until the run ends')
+    .option('--api <urls>', 'master API URL(s) (env ETCRON_API, default http://127.0.0.1:7070)')
+    .action(action(async (name: string, run: string | undefined, flags: { follow?: boolean; api?: string }) => {
+      const query = new URLSearchParams();
+      if (run !== undefined) query.set('run', run);
+      if (flags.follow === true) query.set('follow', '1');
+      await apiClient({ output: 'table', ...(flags.api === undefined ? {} : { api: flags.api }) })
+        .stream(path(name, `/logs?${query.toString()}`), (chunk) => process.stdout.write(chunk));
+    }));
+
+  withClientOptions(job.command('timeline <name>').description('lock acquisitions and releases of a job, from the store\'s MVCC history'))
+    .option('--from <rev>', 'first revision (default: oldest uncompacted)')
+    .option('--to <rev>', 'last revision (default: current)')
+    .action(action(async (name: string, flags: { from?: string; to?: string } & ClientFlags) => {
+      const query = new URLSearchParams();
+      if (flags.from !== undefined) query.set('from', flags.from);
+      if (flags.to !== undefined) query.set('to', flags.to);
+      const result = (await apiClient(flags).get(path(name, `/timeline?${query.toString()}`))) as {
+        fromRevision: number; toRevision: number; events: TimelineEvent[]; truncated: boolean;
+      };
+      if (flags.output === 'json') return printJson(result);
+      process.stdout.write(`# job ${name}, revisions ${result.fromRevision}..${result.toRevision}${result.truncated ? ' (truncated)' : ''}\n`);
+      process.stdout.write(renderTable(
+        ['REV', 'EVENT', 'SLOT', 'WORKER', 'FENCE', 'LEASE', 'CAUSE'],
+        result.events.map((e) => [e.revision, e.type, e.slot, e.worker, e.fence, BigInt(e.leaseId).toString(16), e.cause]),
+      ));
+    }));
+}

@@ -1,0 +1,203 @@
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { JOBS_PREFIX, jobKey, validateJobName } from '../shared/keys.js';
+import {
+  deserializeJobSpec,
+  parseJobSpec,
+  serializeJobSpec,
+  formatJobSpecIssues,
+  type JobSpec,
+} from '../shared/job/index.js';
+import { assertSafeInteger } from '../shared/assert.js';
+import { ApiError } from './errors.js';
+import { ok, type RequestContext, type Route, type RouteResult } from './http-server.js';
+
+/** How often pause/resume re-read and retry when another writer changed the job in between. */
+const READ_MODIFY_WRITE_ATTEMPTS_MAX = 5;
+
+/** A stored job as the API shows it: the spec plus the key's revisions (for compare-and-set). */
+export interface JobView {
+  readonly name: string;
+  readonly spec: JobSpec | null;
+  /** Set when the stored value no longer parses (written by hand or an older version). */
+  readonly invalid?: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+}
+
+export function revisionOf(value: string, what: string): number {
+  const n = Number(value);
+  assertSafeInteger(n, what);
+  return n;
+}
+
+export function jobView(kv: IKeyValue): JobView {
+  const name = kv.key.toString().slice(JOBS_PREFIX.length);
+  const parsed = deserializeJobSpec(kv.value.toString());
+  const base = {
+    name,
+    createRevision: revisionOf(kv.create_revision, 'create_revision'),
+    modRevision: revisionOf(kv.mod_revision, 'mod_revision'),
+    version: revisionOf(kv.version, 'version'),
+  };
+  return parsed.ok
+    ? { ...base, spec: parsed.spec }
+    : { ...base, spec: null, invalid: formatJobSpecIssues(parsed.errors) };
+}
+
+/** Validates a body into a spec, or throws 400 naming every bad field; nothing is written. */
+function specFromBody(body: unknown, nameFromPath?: string): JobSpec {
+  let input = body;
+  if (nameFromPath !== undefined && typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    const record = body as Record<string, unknown>;
+    if (record['name'] === undefined) input = { ...record, name: nameFromPath };
+    else if (record['name'] !== nameFromPath) {
+      throw new ApiError('invalid-spec', `name: ${JSON.stringify(record['name'])} differs from the job in the path`, [
+        { field: 'name', message: 'differs from the job name in the path' },
+      ]);
+    }
+  }
+  const parsed = parseJobSpec(input);
+  if (!parsed.ok) {
+    throw new ApiError(
+      'invalid-spec',
+      `invalid job spec: ${parsed.errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`,
+      parsed.errors.map((e) => ({ field: e.field, message: e.reason })),
+    );
+  }
+  return parsed.spec;
+}
+
+function nameParam(context: RequestContext): string {
+  const name = context.params['name'] ?? '';
+  const check = validateJobName(name);
+  if (!check.ok) throw new ApiError('invalid-request', check.reason, [{ field: 'name', message: check.reason }]);
+  return name;
+}
+
+/** `?rev=N`: a positive safe integer, or absent for the latest revision. */
+export function revisionQuery(context: RequestContext, name = 'rev'): number | undefined {
+  const raw = context.query.get(name);
+  if (raw === null || raw === '') return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n <= 0) {
+    throw new ApiError('invalid-request', `${name} must be a positive integer revision (got ${JSON.stringify(raw)})`);
+  }
+  return n;
+}
+
+async function readJob(client: Etcd3, name: string, rev?: number): Promise<IKeyValue | undefined> {
+  const builder = client.get(jobKey(name));
+  if (rev !== undefined) builder.revision(rev);
+  const res = await builder.exec();
+  return res.kvs[0];
+}
+
+export function jobRoutes(client: Etcd3): Route[] {
+  const create = async (context: RequestContext): Promise<RouteResult> => {
+    const spec = specFromBody(context.body);
+    const key = jobKey(spec.name);
+    // create_revision == 0: of two concurrent creates exactly one wins; the other learns it lost.
+    const res = await client
+      .if(key, 'Create', '==', 0)
+      .then(client.put(key).value(serializeJobSpec(spec)))
+      .else(client.get(key))
+      .commit();
+    if (!res.succeeded) throw new ApiError('job-exists', `job ${JSON.stringify(spec.name)} already exists`);
+    const rev = revisionOf(res.header.revision, 'revision');
+    context.log.info({ job: spec.name, rev }, 'job created');
+    return ok({ job: { name: spec.name, spec, createRevision: rev, modRevision: rev, version: 1 }, created: true }, 201);
+  };
+
+  // Apply: create or replace. The write compares on the mod_revision read just before (or on the
+  // caller's `?modRevision=`), so a concurrent edit is reported instead of silently overwritten.
+  const apply = async (context: RequestContext): Promise<RouteResult> => {
+    const name = nameParam(context);
+    const spec = specFromBody(context.body, name);
+    const expected = revisionQuery(context, 'modRevision');
+    const key = jobKey(name);
+    const current = await readJob(client, name);
+    const currentModRevision = current === undefined ? 0 : revisionOf(current.mod_revision, 'mod_revision');
+    if (expected !== undefined && expected !== currentModRevision) {
+      throw new ApiError('conflict', `job ${name} is at mod revision ${currentModRevision}, not ${expected}`);
+    }
+    const text = serializeJobSpec(spec);
+    if (current !== undefined && current.value.toString() === text) {
+      return ok({ job: jobView(current), created: false, unchanged: true });
+    }
+    const txn = current === undefined
+      ? client.if(key, 'Create', '==', 0)
+      : client.if(key, 'Mod', '==', currentModRevision);
+    const res = await txn.then(client.put(key).value(text)).commit();
+    if (!res.succeeded) {
+      throw new ApiError('conflict', `job ${name} changed while applying; read it again and retry`);
+    }
+    const rev = revisionOf(res.header.revision, 'revision');
+    context.log.info({ job: name, rev, created: current === undefined }, 'job applied');
+    const after = await readJob(client, name, rev);
+    const view = after === undefined ? undefined : jobView(after);
+    return ok({ job: view ?? null, created: current === undefined, unchanged: false }, current === undefined ? 201 : 200);
+  };
+
+  const list = async (): Promise<RouteResult> => {
+    const res = await client.getAll().prefix(JOBS_PREFIX).sort('Key', 'Ascend').exec();
+    return ok({ revision: revisionOf(res.header.revision, 'revision'), jobs: res.kvs.map(jobView) });
+  };
+
+  const get = async (context: RequestContext): Promise<RouteResult> => {
+    const name = nameParam(context);
+    const kv = await readJob(client, name, revisionQuery(context));
+    if (kv === undefined) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
+    return ok({ job: jobView(kv) });
+  };
+
+  const remove = async (context: RequestContext): Promise<RouteResult> => {
+    const name = nameParam(context);
+    const expected = revisionQuery(context, 'modRevision');
+    const key = jobKey(name);
+    const txn = expected === undefined
+      ? client.if(key, 'Create', '>', 0)
+      : client.if(key, 'Mod', '==', expected);
+    const res = await txn.then(client.delete().key(key)).else(client.get(key)).commit();
+    if (!res.succeeded) {
+      const exists = (res.responses[0]?.response_range.kvs.length ?? 0) > 0;
+      if (!exists) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
+      throw new ApiError('conflict', `job ${name} changed since mod revision ${expected ?? 0}`);
+    }
+    context.log.info({ job: name, rev: revisionOf(res.header.revision, 'revision') }, 'job deleted');
+    return ok({ deleted: name, revision: revisionOf(res.header.revision, 'revision') });
+  };
+
+  const setPaused = (paused: boolean) => async (context: RequestContext): Promise<RouteResult> => {
+    const name = nameParam(context);
+    const key = jobKey(name);
+    for (let attempt = 0; attempt < READ_MODIFY_WRITE_ATTEMPTS_MAX; attempt++) {
+      const kv = await readJob(client, name);
+      if (kv === undefined) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
+      const view = jobView(kv);
+      if (view.spec === null) throw new ApiError('invalid-spec', `stored job ${name} is invalid: ${view.invalid ?? ''}`);
+      if (view.spec.paused === paused) return ok({ job: view, unchanged: true });
+      const spec: JobSpec = { ...view.spec, paused };
+      const res = await client
+        .if(key, 'Mod', '==', view.modRevision)
+        .then(client.put(key).value(serializeJobSpec(spec)))
+        .commit();
+      if (res.succeeded) {
+        const rev = revisionOf(res.header.revision, 'revision');
+        context.log.info({ job: name, rev, paused }, paused ? 'job paused' : 'job resumed');
+        return ok({ job: { ...view, spec, modRevision: rev, version: view.version + 1 }, unchanged: false });
+      }
+    }
+    throw new ApiError('conflict', `job ${name} kept changing; try again`);
+  };
+
+  return [
+    { method: 'GET', path: '/v1/jobs', handler: list },
+    { method: 'POST', path: '/v1/jobs', handler: create },
+    { method: 'GET', path: '/v1/jobs/:name', handler: get },
+    { method: 'PUT', path: '/v1/jobs/:name', handler: apply },
+    { method: 'DELETE', path: '/v1/jobs/:name', handler: remove },
+    { method: 'POST', path: '/v1/jobs/:name/pause', handler: setPaused(true) },
+    { method: 'POST', path: '/v1/jobs/:name/resume', handler: setPaused(false) },
+  ];
+}

@@ -1,0 +1,23 @@
+import type { Etcd3 } from 'etcd3';
+import type { Clock } from '../shared/clock.js';
+import type { Logger } from '../shared/log.js';
+import { startHousekeeping } from './housekeeping/index.js';
+import type { LeaderTerm } from './election.js';
+
+/** Work only the elected master does; stop() returns once none of it runs any more. */
+export interface LeaderWork {
+  stop(): Promise<void>;
+}
+
+/** Starts the leader's housekeeping (reaping, trimming, catch-up bookkeeping) for one term. */
+export function startLeaderWork(client: Etcd3, term: LeaderTerm, clock: Clock, logger: Logger): LeaderWork {
+  const log = logger.child({ component: 'leader', rev: term.createRevision });
+  const housekeeping = startHousekeeping(client, { clock, logger: log });
+  log.info('leader work started');
+  return {
+    async stop(): Promise<void> {
+      await housekeeping.stop();
+      log.info('leader work stopped');
+    },
+  };
+}

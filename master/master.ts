@@ -1,0 +1,122 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Etcd3 } from 'etcd3';
+import { createEtcdClient } from '../shared/etcd/index.js';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { readLeader, startElection, type LeaderTerm } from './election.js';
+import { startApiServer, ok, type Route } from './http-server.js';
+import { jobRoutes, revisionOf } from './job-routes.js';
+import { inspectRoutes } from './inspect-routes.js';
+import { startLeaderWork, type LeaderWork } from './leader-work.js';
+
+/** Campaign keys of masters; the lowest create revision leads. */
+export const MASTER_ELECTION_PREFIX = '/cron/master/election/';
+export const DEFAULT_API_HOST = '127.0.0.1';
+export const DEFAULT_API_PORT = 7070;
+export const DEFAULT_MASTER_LEASE_TTL_SECONDS = 5;
+
+export interface MasterOptions {
+  /** Store endpoints; falls back to ETCRON_ENDPOINTS, then 127.0.0.1:2379. */
+  readonly endpoints?: string | readonly string[];
+  readonly id?: string;
+  readonly apiHost?: string;
+  /** 0 picks a free port (tests). */
+  readonly apiPort?: number;
+  readonly leaseTtlSeconds?: number;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Replaces the leader's work (housekeeping) in tests. */
+  readonly leaderWork?: (client: Etcd3, term: LeaderTerm) => LeaderWork;
+}
+
+export interface Master {
+  readonly id: string;
+  readonly apiUrl: string;
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one master: it serves the API at once (leader or standby: every write is a
+ * compare-and-set txn, so any master may take it) and campaigns for leadership; only the leader
+ * runs housekeeping, and it stops that work as soon as it stops leading.
+ */
+export async function startMaster(options: MasterOptions = {}): Promise<Master> {
+  const id = options.id ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const root = (options.logger ?? createLogger('info')).child({ master: id });
+  const logger = root.child({ component: 'master' });
+  const clock = options.clock ?? systemClock;
+  const client = createEtcdClient(options.endpoints === undefined ? {} : { endpoints: options.endpoints });
+  const startedAtMs = clock.nowMs();
+  let work: LeaderWork | undefined;
+  let workStopping: Promise<void> = Promise.resolve();
+  const makeWork = options.leaderWork ?? ((c: Etcd3, term: LeaderTerm) => startLeaderWork(c, term, clock, root));
+
+  const statusRoute: Route = {
+    method: 'GET',
+    path: '/v1/status',
+    handler: async () => {
+      const leader = await readLeader(client, MASTER_ELECTION_PREFIX);
+      const status = await client.maintenance.status();
+      return ok({
+        master: id,
+        isLeader: election.isLeader(),
+        leader: leader === undefined ? null : parseLeaderValue(leader.value),
+        leaderSinceRevision: leader?.createRevision ?? null,
+        revision: revisionOf(status.header.revision, 'revision'),
+        startedAt: new Date(startedAtMs).toISOString(),
+      });
+    },
+  };
+  const api = await startApiServer(
+    options.apiHost ?? DEFAULT_API_HOST,
+    options.apiPort ?? DEFAULT_API_PORT,
+    [statusRoute, ...jobRoutes(client), ...inspectRoutes(client, clock)],
+    root.child({ component: 'api' }),
+  );
+
+  const election = startElection({
+    client,
+    prefix: MASTER_ELECTION_PREFIX,
+    value: JSON.stringify({ id, api: api.url, pid: process.pid }),
+    ttlSeconds: options.leaseTtlSeconds ?? DEFAULT_MASTER_LEASE_TTL_SECONDS,
+    clock,
+    logger,
+    onElected: (term) => {
+      // A new term waits for the previous term's work to finish stopping: never two at once.
+      void workStopping.then(() => {
+        if (election.term() !== term) return;
+        work = makeWork(client, term);
+      });
+    },
+    onDeposed: () => {
+      const stopping = work;
+      work = undefined;
+      workStopping = stopping === undefined ? workStopping : stopping.stop().catch((err: unknown) => {
+        logger.warn({ err }, 'leader work did not stop cleanly');
+      });
+    },
+  });
+
+  return {
+    id,
+    apiUrl: api.url,
+    isLeader: () => election.isLeader(),
+    async stop(): Promise<void> {
+      await election.stop();
+      await workStopping;
+      await api.close();
+      client.close();
+      logger.info('master stopped');
+    },
+  };
+}
+
+function parseLeaderValue(value: string): unknown {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return value;
+  }
+}

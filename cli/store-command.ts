@@ -1,6 +1,50 @@
 import type { Command } from 'commander';
+import { FLAG_SPECS, FlagError, parseStoreFlags, startStore } from '../store/main.js';
 
-/** Registers `etcron store` (see issue #3). */
+function storeHelp(): string {
+  const lines = Object.entries(FLAG_SPECS).map(([flag, spec]) => `  --${flag.padEnd(30)} ${spec.help} (default "${spec.defaultValue}")`);
+  return [
+    'Usage: etcron store [etcd flags]',
+    '',
+    'Runs a member of the bundled etcd v3 compatible store. Takes etcd 3.4\'s flags with their',
+    'meaning and defaults, as --flag value, --flag=value or -flag value, or as ETCD_* variables.',
+    '',
+    ...lines,
+  ].join('\n');
+}
+
+/** Registers `etcron store` (issue #3). */
 export function registerStoreCommand(program: Command): void {
-  void program;
+  program
+    .command('store')
+    .description('run a member of the bundled etcd v3 compatible store (takes etcd\'s flags)')
+    .helpOption(false)
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .argument('[flags...]')
+    .action(async (args: string[]) => {
+      if (args.includes('--help') || args.includes('-h') || args.includes('-help')) {
+        process.stdout.write(`${storeHelp()}\n`);
+        return;
+      }
+      let flags;
+      try {
+        flags = parseStoreFlags(args, process.env);
+      } catch (err) {
+        if (err instanceof FlagError) {
+          process.stderr.write(`etcron store: ${err.message}\n`);
+          process.exit(2);
+        }
+        throw err;
+      }
+      const running = await startStore(flags);
+      let stopping = false;
+      const stop = (): void => {
+        if (stopping) return;
+        stopping = true;
+        void running.close().then(() => process.exit(0));
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
 }

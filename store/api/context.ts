@@ -1,0 +1,60 @@
+import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError, Metadata } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { StoreError } from '../mvcc/errors.js';
+import type { EtcdServer } from '../server/etcd-server.js';
+import type { Wire } from './codec.js';
+import { STORE_ERROR_WIRE } from './grpc-status.js';
+import type { Limits } from './validate.js';
+
+/** What every service handler needs: the member, its limits, and how to fill headers. */
+export class ApiContext {
+  constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {}
+
+  /** A full response header; `revision` defaults to the current revision. */
+  header(revision?: number): Wire {
+    return {
+      cluster_id: this.server.config.clusterId.toString(),
+      member_id: this.server.memberId.toString(),
+      revision: revision ?? this.server.kv.currentRev,
+      raft_term: this.server.term,
+    };
+  }
+
+  /** A header without a revision, as etcd's cluster RPCs answer. */
+  headerWithoutRevision(): Wire {
+    return { cluster_id: this.server.config.clusterId.toString(), member_id: this.server.memberId.toString(), raft_term: this.server.term };
+  }
+}
+
+export function toServiceError(err: unknown, log: Logger): Partial<ServiceError> {
+  if (err instanceof StoreError) {
+    const [code, message] = STORE_ERROR_WIRE[err.kind];
+    return { code, details: message, metadata: new Metadata() };
+  }
+  if (err instanceof Error && typeof (err as { code?: unknown }).code === 'number') {
+    return { code: (err as unknown as { code: number }).code, details: err.message, metadata: new Metadata() };
+  }
+  log.error({ err }, 'request failed');
+  return { code: status.INTERNAL, details: err instanceof Error ? err.message : String(err), metadata: new Metadata() };
+}
+
+/** Wraps an async handler: its result or its StoreError becomes the gRPC answer. */
+export function unary(
+  ctx: ApiContext,
+  handler: (request: Wire, call: ServerUnaryCall<Wire, Wire>) => Promise<Wire> | Wire,
+): (call: ServerUnaryCall<Wire, Wire>, callback: sendUnaryData<Wire>) => void {
+  return (call, callback) => {
+    let result: Promise<Wire> | Wire;
+    try {
+      result = handler(call.request, call);
+    } catch (err) {
+      callback(toServiceError(err, ctx.log), null);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then((value) => callback(null, value), (err: unknown) => callback(toServiceError(err, ctx.log), null));
+    } else {
+      callback(null, result);
+    }
+  };
+}

@@ -1,0 +1,75 @@
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { StoreError } from '../mvcc/errors.js';
+import type { ApiContext } from './context.js';
+import { unary } from './context.js';
+import {
+  decodeDeleteRange, decodePut, decodeRange, decodeTxn, encodeKv, encodeTxnResult, int, type Wire,
+} from './codec.js';
+import { checkDeleteRange, checkPut, checkRange, checkTxn } from './validate.js';
+import type { TxnRequest } from '../mvcc/types.js';
+
+function txnIsReadOnly(request: TxnRequest): boolean {
+  const ops = [...request.success, ...request.failure];
+  return ops.every((op) => op.type === 'range' || (op.type === 'txn' && txnIsReadOnly(op.request)));
+}
+
+function txnHasPut(request: TxnRequest): boolean {
+  return [...request.success, ...request.failure].some((op) => op.type === 'put' || (op.type === 'txn' && txnHasPut(op.request)));
+}
+
+/** etcdserverpb.KV: reads are served from memory, writes go through the log. */
+export function kvService(ctx: ApiContext): UntypedServiceImplementation {
+  const server = ctx.server;
+  return {
+    Range: unary(ctx, async (w) => {
+      const request = decodeRange(w);
+      checkRange(request);
+      if (!request.serializable) await server.readBarrier();
+      const { result, revision } = server.range(request);
+      return { header: ctx.header(revision), kvs: result.kvs.map(encodeKv), more: result.more, count: result.count };
+    }),
+
+    Put: unary(ctx, async (w) => {
+      const request = decodePut(w);
+      checkPut(request, ctx.limits);
+      server.checkQuota();
+      const result = await server.propose({ type: 'put', request });
+      if (result.type !== 'put') throw new Error('unexpected apply result');
+      const out: Wire = { header: ctx.header(result.revision) };
+      if (result.prevKv !== null) out['prev_kv'] = encodeKv(result.prevKv);
+      return out;
+    }),
+
+    DeleteRange: unary(ctx, async (w) => {
+      const request = decodeDeleteRange(w);
+      checkDeleteRange(request);
+      const result = await server.propose({ type: 'delete-range', request });
+      if (result.type !== 'delete-range') throw new Error('unexpected apply result');
+      return { header: ctx.header(result.revision), deleted: result.deleted, prev_kvs: result.prevKvs.map(encodeKv) };
+    }),
+
+    Txn: unary(ctx, async (w) => {
+      const request = decodeTxn(w);
+      checkTxn(request, ctx.limits);
+      if (txnHasPut(request)) server.checkQuota();
+      if (txnIsReadOnly(request)) {
+        // Read-only txns need no consensus, as in etcd; they still see one consistent revision.
+        await server.readBarrier();
+        const result = server.applier.apply({ type: 'txn', request });
+        if (!result.ok) throw result.error;
+        if (result.value.type !== 'txn') throw new Error('unexpected apply result');
+        return encodeTxnResult(result.value.result, ctx.header(result.value.result.revision));
+      }
+      const result = await server.propose({ type: 'txn', request });
+      if (result.type !== 'txn') throw new Error('unexpected apply result');
+      return encodeTxnResult(result.result, ctx.header(result.result.revision));
+    }),
+
+    Compact: unary(ctx, async (w) => {
+      const revision = int(w['revision']);
+      const result = await server.propose({ type: 'compact', revision });
+      if (result.type !== 'compact') throw new StoreError('compacted');
+      return { header: ctx.header(result.revision) };
+    }),
+  };
+}

@@ -1,0 +1,55 @@
+import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { MAX_LEASE_TTL_SECONDS } from '../lease/lessor.js';
+import { StoreError } from '../mvcc/errors.js';
+import type { ApiContext } from './context.js';
+import { unary } from './context.js';
+import { big, bool, int, type Wire } from './codec.js';
+
+/** etcdserverpb.Lease: grant and revoke go through the log; keep-alives stay on the leader. */
+export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
+  const server = ctx.server;
+  return {
+    LeaseGrant: unary(ctx, async (w) => {
+      const ttl = int(w['TTL']);
+      if (ttl > MAX_LEASE_TTL_SECONDS) throw new StoreError('lease-ttl-too-large');
+      server.checkQuota();
+      const requested = big(w['ID']);
+      const id = requested === 0n ? server.nextLeaseId() : requested;
+      const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl });
+      if (result.type !== 'lease-grant') throw new Error('unexpected apply result');
+      return { header: ctx.header(result.revision), ID: result.id.toString(), TTL: result.ttlSeconds };
+    }),
+
+    LeaseRevoke: unary(ctx, async (w) => {
+      const result = await server.propose({ type: 'lease-revoke', id: big(w['ID']) });
+      if (result.type !== 'lease-revoke') throw new Error('unexpected apply result');
+      return { header: ctx.header(result.revision) };
+    }),
+
+    LeaseKeepAlive: (stream: ServerDuplexStream<Wire, Wire>) => {
+      stream.on('data', (w: Wire) => {
+        const id = big(w['ID']);
+        const header = ctx.header();
+        const ttl = id === 0n ? 0 : server.keepAlive(id);
+        stream.write({ header, ID: id.toString(), TTL: ttl });
+      });
+      stream.on('end', () => stream.end());
+      stream.on('error', () => {});
+    },
+
+    LeaseTimeToLive: unary(ctx, (w) => {
+      const id = big(w['ID']);
+      const info = server.timeToLive(id);
+      if (info === null) return { header: ctx.header(), ID: id.toString(), TTL: -1, grantedTTL: 0 };
+      return {
+        header: ctx.header(), ID: id.toString(), TTL: info.ttl, grantedTTL: info.grantedTtl,
+        keys: bool(w['keys']) ? info.keys : [],
+      };
+    }),
+
+    LeaseLeases: unary(ctx, () => ({
+      header: ctx.header(),
+      leases: server.lessor.all().map((l) => ({ ID: l.id.toString() })),
+    })),
+  };
+}

@@ -1,0 +1,97 @@
+import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { StoreError } from '../mvcc/errors.js';
+import { ETCD_VERSION } from '../server/etcd-server.js';
+import type { AlarmKind } from '../server/requests.js';
+import type { ApiContext } from './context.js';
+import { toServiceError, unary } from './context.js';
+import { big, int, type Wire } from './codec.js';
+
+const ALARM_NAMES: Record<AlarmKind, string> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
+const ALARM_BY_NUMBER: readonly AlarmKind[] = ['none', 'nospace', 'corrupt'];
+const ALARM_NUMBER: Record<AlarmKind, number> = { none: 0, nospace: 1, corrupt: 2 };
+/** etcd streams snapshots in 32 KiB chunks. */
+const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
+
+/** etcdserverpb.Maintenance. */
+export function maintenanceService(ctx: ApiContext): UntypedServiceImplementation {
+  const server = ctx.server;
+  return {
+    Status: unary(ctx, () => {
+      const raft = server.raftStatus();
+      const sizes = server.backend.sizes();
+      return {
+        header: ctx.header(),
+        version: ETCD_VERSION,
+        dbSize: sizes.sizeBytes,
+        leader: raft.leader.toString(),
+        raftIndex: raft.index,
+        raftTerm: raft.term,
+        raftAppliedIndex: raft.applied,
+        errors: server.alarms().map((a) => `memberID:${a.memberId} alarm:${ALARM_NAMES[a.alarm]} `),
+        dbSizeInUse: sizes.inUseBytes,
+      };
+    }),
+
+    Alarm: unary(ctx, async (w) => {
+      const action = int(w['action']);
+      const alarm = ALARM_BY_NUMBER[int(w['alarm'])] ?? 'none';
+      const encode = (list: readonly { memberId: bigint; alarm: AlarmKind }[]): Wire => ({
+        alarms: list.map((a) => ({ memberID: a.memberId.toString(), alarm: ALARM_NUMBER[a.alarm] })),
+      });
+      if (action === 0) return encode(server.alarms());
+      const result = await server.propose({ type: 'alarm', activate: action === 1, memberId: big(w['memberID']), alarm });
+      if (result.type !== 'alarm') throw new Error('unexpected apply result');
+      return encode(result.alarms);
+    }),
+
+    Defragment: unary(ctx, () => {
+      server.backend.db.exec('VACUUM');
+      return {};
+    }),
+
+    Hash: unary(ctx, () => ({ header: ctx.header(), hash: crc32(server.backend.db.serialize()) })),
+
+    HashKV: unary(ctx, (w) => {
+      const requested = int(w['revision']);
+      const rev = requested === 0 ? server.kv.currentRev : requested;
+      if (rev > server.kv.currentRev) throw new StoreError('future-rev');
+      if (rev <= server.kv.compactRev) throw new StoreError('compacted');
+      let hash = crc32('key');
+      for (const row of server.backend.scanAll()) {
+        if (row.main > rev) break;
+        const revBytes = Buffer.alloc(17);
+        revBytes.writeBigUInt64BE(BigInt(row.main), 0);
+        revBytes[8] = 0x5f;
+        revBytes.writeBigUInt64BE(BigInt(row.sub), 9);
+        hash = crc32(revBytes, hash);
+        hash = crc32(row.key, hash);
+        if (row.value !== null) hash = crc32(row.value, hash);
+      }
+      return { header: ctx.header(), hash, compact_revision: server.kv.compactRev };
+    }),
+
+    Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
+      try {
+        // A consistent copy of the whole database, taken between two applied batches.
+        const data = server.backend.db.serialize();
+        const digest = createHash('sha256').update(data).digest();
+        for (let at = 0; at < data.length; at += SNAPSHOT_CHUNK_BYTES) {
+          const blob = data.subarray(at, Math.min(data.length, at + SNAPSHOT_CHUNK_BYTES));
+          call.write({ remaining_bytes: data.length - at - blob.length, blob });
+        }
+        call.write({ remaining_bytes: 0, blob: digest });
+        call.end();
+      } catch (err) {
+        call.destroy(toServiceError(err, ctx.log) as Error);
+      }
+    },
+
+    MoveLeader: unary(ctx, (w) => {
+      const target = big(w['targetID']);
+      if (target !== server.memberId) throw new StoreError('bad-leader-transferee');
+      return {};
+    }),
+  };
+}

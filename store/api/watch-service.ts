@@ -1,0 +1,157 @@
+import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { MvccEvent } from '../mvcc/types.js';
+import type { WatchBatch } from '../mvcc/watch-hub.js';
+import type { ApiContext } from './context.js';
+import { bool, bytes, encodeEvent, int, type Wire } from './codec.js';
+
+/** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
+const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
+/** etcd's default progress-notify interval. */
+const PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
+
+interface StreamWatcher {
+  cancel(): void;
+  progressNotify: boolean;
+  sentSinceProgress: boolean;
+}
+
+/** etcdserverpb.Watch: one bidirectional stream multiplexes many watchers. */
+export function watchService(ctx: ApiContext): UntypedServiceImplementation {
+  return {
+    Watch: (stream: ServerDuplexStream<Wire, Wire>) => new WatchStream(ctx, stream).start(),
+  };
+}
+
+class WatchStream {
+  private readonly watchers = new Map<number, StreamWatcher>();
+  private nextId = 0;
+  private closed = false;
+  private progressTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
+
+  start(): void {
+    this.stream.on('data', (request: Wire) => this.onRequest(request));
+    const close = (): void => this.close();
+    this.stream.on('end', () => {
+      close();
+      this.stream.end();
+    });
+    this.stream.on('error', close);
+    this.stream.on('cancelled', close);
+    this.progressTimer = setInterval(() => this.progressTick(), PROGRESS_NOTIFY_MS);
+    this.progressTimer.unref();
+  }
+
+  private send(response: Wire): void {
+    if (!this.closed) this.stream.write(response);
+  }
+
+  private onRequest(request: Wire): void {
+    switch (request['request_union']) {
+      case 'create_request': this.create((request['create_request'] ?? {}) as Wire); break;
+      case 'cancel_request': this.cancel(int(((request['cancel_request'] ?? {}) as Wire)['watch_id'])); break;
+      case 'progress_request': this.send({ header: this.ctx.header(), watch_id: -1 }); break;
+      default: break;
+    }
+  }
+
+  private create(w: Wire): void {
+    const server = this.ctx.server;
+    let key = bytes(w['key']);
+    const rangeEnd = bytes(w['range_end']);
+    if (key.length === 0) key = Buffer.from([0]);
+    const refuse = (reason: string): void =>
+      this.send({ header: this.ctx.header(), watch_id: -1, created: true, canceled: true, cancel_reason: reason });
+    const isFromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
+    if (rangeEnd.length > 0 && !isFromKey && Buffer.compare(key, rangeEnd) >= 0) {
+      refuse('mvcc: watcher range is empty');
+      return;
+    }
+    let id = int(w['watch_id']);
+    if (id !== 0) {
+      if (this.watchers.has(id)) {
+        refuse('mvcc: duplicate watch ID provided on the WatchStream');
+        return;
+      }
+    } else {
+      while (this.watchers.has(this.nextId)) this.nextId++;
+      id = this.nextId++;
+    }
+    const filters = Array.isArray(w['filters']) ? (w['filters'] as unknown[]).map((f) => int(f)) : [];
+    const startRevRequested = int(w['start_revision']);
+    const startRev = startRevRequested === 0 ? server.kv.currentRev + 1 : startRevRequested;
+    this.send({ header: this.ctx.header(), watch_id: id, created: true });
+    if (startRevRequested !== 0 && startRev < server.kv.compactRev) {
+      this.send({ header: { cluster_id: server.config.clusterId.toString(), member_id: server.memberId.toString(), raft_term: server.term }, watch_id: id, canceled: true, compact_revision: server.kv.compactRev });
+      return;
+    }
+    const fragment = bool(w['fragment']);
+    const entry: StreamWatcher = { cancel: () => {}, progressNotify: bool(w['progress_notify']), sentSinceProgress: false };
+    const handle = server.watch({
+      key, rangeEnd, startRev,
+      noPut: filters.includes(0),
+      noDelete: filters.includes(1),
+      prevKv: bool(w['prev_kv']),
+      deliver: (batch) => {
+        entry.sentSinceProgress = true;
+        this.deliver(id, batch, fragment);
+      },
+    });
+    entry.cancel = handle.cancel;
+    this.watchers.set(id, entry);
+  }
+
+  private deliver(id: number, batch: WatchBatch, fragment: boolean): void {
+    const header = this.ctx.header(batch.headerRevision);
+    const events = batch.events.map(encodeEvent);
+    if (!fragment || events.length < 2 || approxSize(batch.events) <= FRAGMENT_BYTES_MAX) {
+      this.send({ header, watch_id: id, events });
+      return;
+    }
+    let chunk: Wire[] = [];
+    let size = 0;
+    const chunks: Wire[][] = [];
+    batch.events.forEach((event, i) => {
+      const eventSize = approxSize([event]);
+      if (chunk.length > 0 && size + eventSize > FRAGMENT_BYTES_MAX) {
+        chunks.push(chunk);
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(events[i] as Wire);
+      size += eventSize;
+    });
+    if (chunk.length > 0) chunks.push(chunk);
+    chunks.forEach((part, i) => this.send({ header, watch_id: id, events: part, fragment: i < chunks.length - 1 }));
+  }
+
+  private cancel(id: number): void {
+    const watcher = this.watchers.get(id);
+    if (watcher === undefined) return; // etcd answers nothing for an unknown ID
+    watcher.cancel();
+    this.watchers.delete(id);
+    this.send({ header: this.ctx.header(), watch_id: id, canceled: true });
+  }
+
+  private progressTick(): void {
+    for (const [id, watcher] of this.watchers) {
+      if (watcher.progressNotify && !watcher.sentSinceProgress) this.send({ header: this.ctx.header(), watch_id: id });
+      watcher.sentSinceProgress = false;
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.progressTimer !== null) clearInterval(this.progressTimer);
+    for (const watcher of this.watchers.values()) watcher.cancel();
+    this.watchers.clear();
+  }
+}
+
+function approxSize(events: readonly MvccEvent[]): number {
+  let size = 0;
+  for (const e of events) size += e.kv.key.length + e.kv.value.length + (e.prevKv === null ? 0 : e.prevKv.key.length + e.prevKv.value.length) + 32;
+  return size;
+}

@@ -1,0 +1,171 @@
+/**
+ * etcd's command-line flags for `etcron store`, with etcd's names, meanings and defaults, in Go's
+ * flag syntax (`-f v`, `--f v`, `-f=v`, `--f=v`) and as ETCD_* environment variables.
+ */
+export interface StoreFlags {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly listenClientUrls: readonly string[];
+  readonly advertiseClientUrls: readonly string[];
+  readonly listenPeerUrls: readonly string[];
+  readonly initialAdvertisePeerUrls: readonly string[];
+  readonly initialCluster: string;
+  readonly initialClusterState: 'new' | 'existing';
+  readonly initialClusterToken: string;
+  readonly autoCompactionMode: 'periodic' | 'revision';
+  readonly autoCompactionRetention: string;
+  readonly quotaBackendBytes: number;
+  readonly maxRequestBytes: number;
+  readonly maxTxnOps: number;
+  readonly heartbeatIntervalMs: number;
+  readonly electionTimeoutMs: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+}
+
+export class FlagError extends Error {
+  override readonly name = 'FlagError';
+}
+
+type Kind = 'string' | 'urls' | 'int';
+
+interface FlagSpec {
+  readonly kind: Kind;
+  readonly defaultValue: string;
+  readonly help: string;
+}
+
+/** etcd's default backend quota when --quota-backend-bytes is 0. */
+export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
+
+export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
+  'name': { kind: 'string', defaultValue: 'default', help: 'human-readable name for this member' },
+  'data-dir': { kind: 'string', defaultValue: '', help: 'path to the data directory (default "<name>.etcd")' },
+  'listen-client-urls': { kind: 'urls', defaultValue: 'http://localhost:2379', help: 'URLs to listen on for client traffic' },
+  'advertise-client-urls': { kind: 'urls', defaultValue: 'http://localhost:2379', help: 'client URLs advertised to the cluster' },
+  'listen-peer-urls': { kind: 'urls', defaultValue: 'http://localhost:2380', help: 'URLs to listen on for peer traffic' },
+  'initial-advertise-peer-urls': { kind: 'urls', defaultValue: 'http://localhost:2380', help: 'peer URLs advertised to the cluster' },
+  'initial-cluster': { kind: 'string', defaultValue: '', help: 'initial cluster configuration, name=url,... (default "<name>=<initial-advertise-peer-urls>")' },
+  'initial-cluster-state': { kind: 'string', defaultValue: 'new', help: 'initial cluster state ("new" or "existing")' },
+  'initial-cluster-token': { kind: 'string', defaultValue: 'etcd-cluster', help: 'initial cluster token' },
+  'auto-compaction-mode': { kind: 'string', defaultValue: 'periodic', help: '"periodic" or "revision"' },
+  'auto-compaction-retention': { kind: 'string', defaultValue: '0', help: 'history to keep: hours or a duration (periodic), revisions (revision); 0 disables' },
+  'quota-backend-bytes': { kind: 'int', defaultValue: '0', help: 'raise an alarm when the backend exceeds this size (0 = 2 GiB)' },
+  'max-request-bytes': { kind: 'int', defaultValue: '1572864', help: 'maximum client request size in bytes' },
+  'max-txn-ops': { kind: 'int', defaultValue: '128', help: 'maximum number of operations in a txn' },
+  'heartbeat-interval': { kind: 'int', defaultValue: '100', help: 'time (ms) of a heartbeat interval' },
+  'election-timeout': { kind: 'int', defaultValue: '1000', help: 'time (ms) of an election timeout' },
+  'log-level': { kind: 'string', defaultValue: 'info', help: 'debug, info, warn, error, panic or fatal' },
+  // Accepted for command-line compatibility with etcd 3.4; etcron always logs structured JSON.
+  'logger': { kind: 'string', defaultValue: 'zap', help: 'accepted for compatibility ("zap")' },
+  'log-outputs': { kind: 'string', defaultValue: 'stderr', help: 'accepted for compatibility ("stderr")' },
+};
+
+function envName(flag: string): string {
+  return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Parses etcd-style arguments and environment; throws FlagError with a clear message. */
+export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv): StoreFlags {
+  const given = new Map<string, string>();
+  for (const [flag] of Object.entries(FLAG_SPECS)) {
+    const fromEnv = env[envName(flag)];
+    if (fromEnv !== undefined) given.set(flag, fromEnv);
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const match = /^--?([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (match === null) throw new FlagError(`unexpected argument "${arg}"; etcron store takes only flags (see --help)`);
+    const flag = match[1] as string;
+    if (!(flag in FLAG_SPECS)) throw new FlagError(`flag provided but not defined: -${flag}`);
+    if (seen.has(flag)) throw new FlagError(`flag -${flag} given twice`);
+    seen.add(flag);
+    let value = match[2];
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new FlagError(`flag needs an argument: -${flag}`);
+    }
+    given.set(flag, value);
+  }
+  const get = (flag: string): string => given.get(flag) ?? (FLAG_SPECS[flag] as FlagSpec).defaultValue;
+  const int = (flag: string): number => {
+    const raw = get(flag).trim();
+    if (!/^-?\d+$/.test(raw)) throw new FlagError(`invalid value "${raw}" for flag -${flag}: parse error`);
+    return Number(raw);
+  };
+  const urls = (flag: string): string[] => {
+    const list = get(flag).split(',').map((u) => u.trim()).filter((u) => u !== '');
+    for (const u of list) checkUrl(flag, u);
+    return list;
+  };
+  const name = get('name');
+  const initialAdvertisePeerUrls = urls('initial-advertise-peer-urls');
+  const state = get('initial-cluster-state');
+  if (state !== 'new' && state !== 'existing') throw new FlagError(`invalid value "${state}" for flag -initial-cluster-state: valid values are "new", "existing"`);
+  const mode = get('auto-compaction-mode');
+  if (mode !== 'periodic' && mode !== 'revision') throw new FlagError(`unknown auto-compaction-mode "${mode}" (periodic or revision)`);
+  const level = get('log-level');
+  if (!['debug', 'info', 'warn', 'error', 'panic', 'fatal'].includes(level)) throw new FlagError(`invalid log level "${level}"`);
+  const flags: StoreFlags = {
+    name,
+    dataDir: get('data-dir') === '' ? `${name}.etcd` : get('data-dir'),
+    listenClientUrls: urls('listen-client-urls'),
+    advertiseClientUrls: urls('advertise-client-urls'),
+    listenPeerUrls: urls('listen-peer-urls'),
+    initialAdvertisePeerUrls,
+    initialCluster: get('initial-cluster') === '' ? initialAdvertisePeerUrls.map((u) => `${name}=${u}`).join(',') : get('initial-cluster'),
+    initialClusterState: state,
+    initialClusterToken: get('initial-cluster-token'),
+    autoCompactionMode: mode,
+    autoCompactionRetention: get('auto-compaction-retention'),
+    quotaBackendBytes: int('quota-backend-bytes'),
+    maxRequestBytes: int('max-request-bytes'),
+    maxTxnOps: int('max-txn-ops'),
+    heartbeatIntervalMs: int('heartbeat-interval'),
+    electionTimeoutMs: int('election-timeout'),
+    logLevel: level as StoreFlags['logLevel'],
+  };
+  if (flags.maxTxnOps <= 0) throw new FlagError('--max-txn-ops must be positive');
+  if (flags.maxRequestBytes <= 0) throw new FlagError('--max-request-bytes must be positive');
+  if (flags.heartbeatIntervalMs <= 0) throw new FlagError('--heartbeat-interval must be positive');
+  if (flags.electionTimeoutMs < 5 * flags.heartbeatIntervalMs) {
+    throw new FlagError(`--election-timeout[${flags.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${flags.heartbeatIntervalMs}ms]`);
+  }
+  return flags;
+}
+
+function checkUrl(flag: string, raw: string): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new FlagError(`invalid URL "${raw}" for flag -${flag}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'unix:' && url.protocol !== 'unixs:') {
+    throw new FlagError(`URL scheme must be http, https, unix, or unixs: ${raw}`);
+  }
+  if (url.protocol === 'http:' || url.protocol === 'https:') {
+    if (url.port === '') throw new FlagError(`URL address does not have the form "host:port": ${raw}`);
+    if (url.pathname !== '/' && url.pathname !== '') throw new FlagError(`URL must not contain a path: ${raw}`);
+  }
+}
+
+/** Parses --auto-compaction-retention: a bare number means hours (periodic) or revisions. */
+export function parseRetention(mode: 'periodic' | 'revision', raw: string): number {
+  const text = raw.trim();
+  if (mode === 'revision') {
+    if (!/^\d+$/.test(text)) throw new FlagError(`invalid auto-compaction-retention "${raw}" for revision mode`);
+    return Number(text);
+  }
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 3600_000;
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+  let total = 0;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let consumed = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    total += Number(m[1]) * (units[m[2] as string] as number);
+    consumed = re.lastIndex;
+  }
+  if (consumed !== text.length || text.length === 0) throw new FlagError(`invalid auto-compaction-retention "${raw}"`);
+  return total;
+}

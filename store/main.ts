@@ -1,0 +1,83 @@
+import type { Server } from '@grpc/grpc-js';
+import { createLogger } from '../shared/log.js';
+import { ApiContext } from './api/context.js';
+import { bindServer, createGrpcServer } from './api/grpc-server.js';
+import { DEFAULT_QUOTA_BYTES, FlagError, parseRetention, type StoreFlags } from './flags.js';
+import { clusterIdOf, parseInitialCluster } from './membership.js';
+import { EtcdServer, type MemberInfo } from './server/etcd-server.js';
+import type { AutoCompactionConfig } from './server/auto-compactor.js';
+
+export { parseStoreFlags, FlagError, FLAG_SPECS } from './flags.js';
+
+export interface RunningStore {
+  readonly server: EtcdServer;
+  readonly clientPorts: readonly number[];
+  close(): Promise<void>;
+}
+
+const PINO_LEVELS = { debug: 'debug', info: 'info', warn: 'warn', error: 'error', panic: 'fatal', fatal: 'fatal' } as const;
+
+/** Starts one store member from etcd-style flags. The only store file that reads flags. */
+export async function startStore(flags: StoreFlags): Promise<RunningStore> {
+  const members = parseInitialCluster(flags.initialCluster, flags.initialClusterToken);
+  const self = members.find((m) => m.name === flags.name);
+  if (self === undefined) {
+    throw new FlagError(`couldn't find local name "${flags.name}" in the initial cluster configuration`);
+  }
+  const advertised = [...flags.initialAdvertisePeerUrls].sort().join(',');
+  if ([...self.peerUrls].sort().join(',') !== advertised) {
+    throw new FlagError(`--initial-cluster has ${flags.name}=${self.peerUrls.join(',')} but missing from --initial-advertise-peer-urls=${flags.initialAdvertisePeerUrls.join(',')}`);
+  }
+  if (members.length > 1) {
+    throw new FlagError('multi-member clusters need the Raft transport, which this build does not have yet (issue #4)');
+  }
+  for (const url of [...flags.listenClientUrls, ...flags.listenPeerUrls]) {
+    if (!url.startsWith('http://')) throw new FlagError(`only http:// URLs are supported for now (TLS is issue #7): ${url}`);
+  }
+  const logger = createLogger(PINO_LEVELS[flags.logLevel], { member: flags.name });
+  const retention = parseRetention(flags.autoCompactionMode, flags.autoCompactionRetention);
+  const autoCompaction: AutoCompactionConfig | null =
+    retention <= 0 ? null : flags.autoCompactionMode === 'periodic' ? { mode: 'periodic', retentionMs: retention } : { mode: 'revision', retention };
+  const memberInfos: MemberInfo[] = members.map((m) => ({
+    id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.id === self.id ? flags.advertiseClientUrls : [],
+  }));
+  const server = new EtcdServer({
+    name: flags.name,
+    dataDir: flags.dataDir,
+    member: memberInfos.find((m) => m.id === self.id) as MemberInfo,
+    members: memberInfos,
+    clusterId: clusterIdOf(members.map((m) => m.id)),
+    quotaBackendBytes: flags.quotaBackendBytes === 0 ? DEFAULT_QUOTA_BYTES : flags.quotaBackendBytes,
+    heartbeatMs: flags.heartbeatIntervalMs,
+    electionMs: flags.electionTimeoutMs,
+    autoCompaction,
+    logger,
+  });
+  const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));
+  const grpcServers: Server[] = [];
+  const clientPorts: number[] = [];
+  try {
+    for (const url of flags.listenClientUrls) {
+      const parsed = new URL(url);
+      const grpcServer = createGrpcServer(ctx);
+      clientPorts.push(await bindServer(grpcServer, `${parsed.hostname}:${parsed.port}`));
+      grpcServers.push(grpcServer);
+    }
+  } catch (err) {
+    for (const s of grpcServers) s.forceShutdown();
+    server.close();
+    throw err;
+  }
+  logger.info({ clientUrls: flags.listenClientUrls, dataDir: flags.dataDir }, 'serving client requests');
+  return {
+    server,
+    clientPorts,
+    close: async () => {
+      await Promise.all(grpcServers.map((s) => new Promise<void>((resolve) => {
+        const timer = setTimeout(() => { s.forceShutdown(); resolve(); }, 2000);
+        s.tryShutdown(() => { clearTimeout(timer); resolve(); });
+      })));
+      server.close();
+    },
+  };
+}

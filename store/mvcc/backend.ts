@@ -1,0 +1,213 @@
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { assert } from '../../shared/assert.js';
+
+/**
+ * The durable half of the store: one SQLite file holding the MVCC rows, leases, the Raft log,
+ * Raft's hard state and the applied index. Everything one Ready produces is written in one SQLite
+ * transaction (group commit), and synchronous=FULL makes its commit an fsync.
+ */
+export interface KvRow {
+  readonly main: number;
+  readonly sub: number;
+  readonly key: Buffer;
+  readonly value: Buffer | null;
+  readonly createRevision: number;
+  readonly version: number;
+  readonly lease: bigint;
+  readonly tombstone: boolean;
+}
+
+interface RawKvRow {
+  main: bigint;
+  sub: bigint;
+  key: Buffer;
+  value: Buffer | null;
+  create_rev: bigint;
+  version: bigint;
+  lease: bigint;
+  tombstone: bigint;
+}
+
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+  main INTEGER NOT NULL, sub INTEGER NOT NULL, key BLOB NOT NULL, value BLOB,
+  create_rev INTEGER NOT NULL, version INTEGER NOT NULL, lease INTEGER NOT NULL,
+  tombstone INTEGER NOT NULL, PRIMARY KEY (main, sub)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS alarm (member TEXT NOT NULL, alarm INTEGER NOT NULL, PRIMARY KEY (member, alarm)) WITHOUT ROWID;
+`;
+
+export class Backend {
+  readonly db: Db;
+  private readonly stmts: {
+    insertKv: Statement;
+    getKv: Statement;
+    deleteKv: Statement;
+    scanFrom: Statement;
+    scanAll: Statement;
+    getMeta: Statement;
+    setMeta: Statement;
+    putLease: Statement;
+    deleteLease: Statement;
+    allLeases: Statement;
+    appendLog: Statement;
+    truncateLogFrom: Statement;
+    compactLogTo: Statement;
+    logRange: Statement;
+    logTerm: Statement;
+    logBounds: Statement;
+  };
+
+  constructor(readonly path: string, options: { readonly readonly?: boolean } = {}) {
+    this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: false });
+    // Exclusive locking: a second process on the same data dir fails at once instead of sharing it.
+    this.db.pragma('locking_mode = EXCLUSIVE');
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = OFF');
+    this.db.exec(SCHEMA);
+    const check = this.db.prepare('SELECT value FROM meta WHERE name = ?').pluck().get('schema_version');
+    if (check === undefined) this.db.prepare('INSERT INTO meta VALUES (?, ?)').run('schema_version', SCHEMA_VERSION);
+    else assert(Number(check) === SCHEMA_VERSION, `unsupported schema version ${String(check)}`);
+    const prepare = (sql: string, safe = false): Statement => {
+      const s = this.db.prepare(sql);
+      return safe && s.reader ? s.safeIntegers(true) : s;
+    };
+    this.stmts = {
+      insertKv: prepare('INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      getKv: prepare('SELECT * FROM kv WHERE main = ? AND sub = ?', true),
+      deleteKv: prepare('DELETE FROM kv WHERE main = ? AND sub = ?'),
+      scanFrom: prepare('SELECT * FROM kv WHERE main >= ? ORDER BY main, sub LIMIT ?', true),
+      scanAll: prepare('SELECT * FROM kv ORDER BY main, sub', true),
+      getMeta: prepare('SELECT value FROM meta WHERE name = ?').pluck(),
+      setMeta: prepare('INSERT OR REPLACE INTO meta VALUES (?, ?)'),
+      putLease: prepare('INSERT OR REPLACE INTO lease VALUES (?, ?)'),
+      deleteLease: prepare('DELETE FROM lease WHERE id = ?'),
+      allLeases: prepare('SELECT id, ttl FROM lease', true),
+      appendLog: prepare('INSERT OR REPLACE INTO raft_log VALUES (?, ?, ?, ?)'),
+      truncateLogFrom: prepare('DELETE FROM raft_log WHERE idx >= ?'),
+      compactLogTo: prepare('DELETE FROM raft_log WHERE idx <= ?'),
+      logRange: prepare('SELECT idx, term, type, data FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx'),
+      logTerm: prepare('SELECT term FROM raft_log WHERE idx = ?').pluck(),
+      logBounds: prepare('SELECT min(idx) AS first, max(idx) AS last FROM raft_log'),
+    };
+  }
+
+  /** Runs `work` in one transaction; the commit is durable when it returns. */
+  transaction<T>(work: () => T): T {
+    return this.db.transaction(work)();
+  }
+
+  insertKv(row: KvRow): void {
+    this.stmts.insertKv.run(
+      row.main, row.sub, row.key, row.value, row.createRevision, row.version, row.lease, row.tombstone ? 1 : 0,
+    );
+  }
+
+  getKv(main: number, sub: number): KvRow | undefined {
+    const raw = this.stmts.getKv.get(main, sub) as RawKvRow | undefined;
+    return raw === undefined ? undefined : toRow(raw);
+  }
+
+  deleteKv(main: number, sub: number): void {
+    this.stmts.deleteKv.run(main, sub);
+  }
+
+  /** Rows from revision `main` on, in revision order, at most `limit`. */
+  scanFrom(main: number, limit: number): KvRow[] {
+    return (this.stmts.scanFrom.all(main, limit) as RawKvRow[]).map(toRow);
+  }
+
+  *scanAll(): Generator<KvRow> {
+    for (const raw of this.stmts.scanAll.iterate() as IterableIterator<RawKvRow>) yield toRow(raw);
+  }
+
+  getMeta(name: string): unknown {
+    return this.stmts.getMeta.get(name);
+  }
+
+  getMetaNumber(name: string, fallback: number): number {
+    const v = this.getMeta(name);
+    return v === undefined || v === null ? fallback : Number(v);
+  }
+
+  setMeta(name: string, value: number | string | Buffer | bigint): void {
+    this.stmts.setMeta.run(name, value);
+  }
+
+  putLease(id: bigint, ttlSeconds: number): void {
+    this.stmts.putLease.run(id, ttlSeconds);
+  }
+
+  deleteLease(id: bigint): void {
+    this.stmts.deleteLease.run(id);
+  }
+
+  allLeases(): { id: bigint; ttl: number }[] {
+    return (this.stmts.allLeases.all() as { id: bigint; ttl: bigint }[]).map((r) => ({ id: r.id, ttl: Number(r.ttl) }));
+  }
+
+  appendLog(index: number, term: number, type: number, data: Uint8Array): void {
+    this.stmts.appendLog.run(index, term, type, data);
+  }
+
+  truncateLogFrom(index: number): void {
+    this.stmts.truncateLogFrom.run(index);
+  }
+
+  compactLogTo(index: number): void {
+    this.stmts.compactLogTo.run(index);
+  }
+
+  logRange(low: number, high: number): { idx: number; term: number; type: number; data: Buffer }[] {
+    return this.stmts.logRange.all(low, high) as { idx: number; term: number; type: number; data: Buffer }[];
+  }
+
+  logTerm(index: number): number | undefined {
+    const t = this.stmts.logTerm.get(index) as number | undefined;
+    return t;
+  }
+
+  logBounds(): { first: number | null; last: number | null } {
+    return this.stmts.logBounds.get() as { first: number | null; last: number | null };
+  }
+
+  alarms(): { member: string; alarm: number }[] {
+    return this.db.prepare('SELECT member, alarm FROM alarm').all() as { member: string; alarm: number }[];
+  }
+
+  setAlarm(member: string, alarm: number, active: boolean): void {
+    if (active) this.db.prepare('INSERT OR IGNORE INTO alarm VALUES (?, ?)').run(member, alarm);
+    else this.db.prepare('DELETE FROM alarm WHERE member = ? AND alarm = ?').run(member, alarm);
+  }
+
+  /** Bytes the file takes on disk, and bytes its pages in use hold. */
+  sizes(): { sizeBytes: number; inUseBytes: number } {
+    const pageSize = Number(this.db.pragma('page_size', { simple: true }));
+    const pageCount = Number(this.db.pragma('page_count', { simple: true }));
+    const freePages = Number(this.db.pragma('freelist_count', { simple: true }));
+    return { sizeBytes: pageSize * pageCount, inUseBytes: pageSize * (pageCount - freePages) };
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function toRow(raw: RawKvRow): KvRow {
+  return {
+    main: Number(raw.main),
+    sub: Number(raw.sub),
+    key: raw.key,
+    value: raw.value,
+    createRevision: Number(raw.create_rev),
+    version: Number(raw.version),
+    lease: raw.lease,
+    tombstone: raw.tombstone !== 0n,
+  };
+}

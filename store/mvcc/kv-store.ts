@@ -1,0 +1,345 @@
+import { assert } from '../../shared/assert.js';
+import type { Backend, KvRow } from './backend.js';
+import { StoreError } from './errors.js';
+import { KeyHistory, type KeyRevision } from './key-index.js';
+import { SortedKeys } from './sorted-keys.js';
+import type {
+  DeleteRangeRequest, DeleteRangeResult, KeyValue, MvccEvent, PutRequest, PutResult, RangeRequest,
+  RangeResult, SortTarget,
+} from './types.js';
+
+/** Tells the lessor which lease a key belongs to, as writes move keys between leases. */
+export interface LeaseAttachments {
+  attach(lease: bigint, key: string): void;
+  detach(lease: bigint, key: string): void;
+}
+
+const noAttachments: LeaseAttachments = { attach: () => {}, detach: () => {} };
+
+const EMPTY = Buffer.alloc(0);
+const ZERO_KEY = '\u0000';
+
+export function keyString(key: Buffer): string {
+  return key.toString('latin1');
+}
+
+/**
+ * The multi-version key-value store: every write creates a new main revision; reads can look at
+ * any revision above the compaction point. The newest value of each key lives in memory so that
+ * reads at the current revision never touch SQLite. Synchronous and deterministic: the same writes
+ * in the same order give the same state on every member.
+ */
+export class MvccStore {
+  /** The newest revision; 1 on an empty store, so the first write makes revision 2 (as etcd). */
+  currentRev = 1;
+  /** The compaction point; -1 until the first compaction. Reads below it fail. */
+  compactRev = -1;
+  private readonly keys = new Map<string, KeyHistory>();
+  private readonly sorted = new SortedKeys();
+  private attachments: LeaseAttachments = noAttachments;
+
+  constructor(private readonly backend: Backend) {
+    this.restore();
+  }
+
+  setLeaseAttachments(attachments: LeaseAttachments): void {
+    this.attachments = attachments;
+  }
+
+  /** Every live key and its lease, for rebuilding the lessor after a restart. */
+  *liveKeys(): Generator<KeyValue> {
+    for (const history of this.keys.values()) if (history.latest !== null) yield history.latest;
+  }
+
+  private restore(): void {
+    for (const row of this.backend.scanAll()) {
+      const name = keyString(row.key);
+      let history = this.keys.get(name);
+      if (history === undefined) {
+        history = new KeyHistory(row.key);
+        this.keys.set(name, history);
+        this.sorted.insert(name);
+      }
+      history.append({ main: row.main, sub: row.sub, tombstone: row.tombstone }, row.tombstone ? null : rowToKv(row));
+      if (row.main > this.currentRev) this.currentRev = row.main;
+    }
+    this.currentRev = Math.max(this.currentRev, this.backend.getMetaNumber('current_rev', 1));
+    this.compactRev = this.backend.getMetaNumber('compact_rev', -1);
+  }
+
+  /** Checks a requested read revision: ≤ 0 means current (etcd does not reject negatives). */
+  resolveReadRev(revision: number): number {
+    if (revision <= 0) return this.currentRev;
+    if (revision > this.currentRev) throw new StoreError('future-rev');
+    if (revision < this.compactRev) throw new StoreError('compacted');
+    return revision;
+  }
+
+  range(request: RangeRequest): RangeResult {
+    const rev = this.resolveReadRev(request.revision);
+    return rangeWith(request, (visit) => this.visitLive(request.key, request.rangeEnd, rev, visit));
+  }
+
+  /** The live value of one key at the current revision. */
+  get(key: Buffer): KeyValue | null {
+    return this.keys.get(keyString(key))?.latest ?? null;
+  }
+
+  /** Live key-values in [key, rangeEnd) at `rev`, in key order, etcd's range conventions. */
+  visitLive(key: Buffer, rangeEnd: Buffer, rev: number, visit: (kv: KeyValue) => boolean): void {
+    if (rangeEnd.length === 0) {
+      const history = this.keys.get(keyString(key));
+      if (history !== undefined) {
+        const kv = this.valueAt(history, rev);
+        if (kv !== null) visit(kv);
+      }
+      return;
+    }
+    const from = keyString(key);
+    const isFromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
+    const to = isFromKey ? undefined : keyString(rangeEnd);
+    if (to !== undefined && to <= from) return;
+    this.sorted.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name) => {
+      const history = this.keys.get(name);
+      if (history === undefined) return true;
+      const kv = this.valueAt(history, rev);
+      return kv === null ? true : visit(kv);
+    });
+  }
+
+  private valueAt(history: KeyHistory, rev: number): KeyValue | null {
+    const newest = history.newest();
+    if (newest === undefined) return null;
+    // The common case: the key has not changed since `rev`, its value is in memory.
+    if (newest.main <= rev) return history.latest;
+    const at = history.at(rev);
+    if (at === undefined || at.tombstone) return null;
+    return this.loadKv(at);
+  }
+
+  private loadKv(at: KeyRevision): KeyValue {
+    const row = this.backend.getKv(at.main, at.sub);
+    assert(row !== undefined && !row.tombstone, `missing kv row ${at.main}.${at.sub}`);
+    return rowToKv(row);
+  }
+
+  /** The key's live state just before `revision` (a watcher's prev_kv), or null. */
+  previousOf(key: Buffer, revision: { main: number; sub: number }): KeyValue | null {
+    const history = this.keys.get(keyString(key));
+    if (history === undefined) return null;
+    const before = history.before(revision);
+    if (before === undefined || before.tombstone) return null;
+    if (before.main < this.compactRev) return null;
+    return this.loadKv(before);
+  }
+
+  /** Starts the single write transaction of one applied request. */
+  beginWrite(): WriteTxn {
+    return new WriteTxn(this, this.backend);
+  }
+
+  /** Called by WriteTxn: records one new revision of a key, in memory and in the backend. */
+  recordWrite(kv: KeyValue, sub: number, tombstone: boolean): KeyValue | null {
+    const name = keyString(kv.key);
+    let history = this.keys.get(name);
+    if (history === undefined) {
+      history = new KeyHistory(kv.key);
+      this.keys.set(name, history);
+      this.sorted.insert(name);
+    }
+    const previous = history.latest;
+    const row: KvRow = {
+      main: kv.modRevision, sub, key: kv.key, value: tombstone ? null : kv.value,
+      createRevision: tombstone ? 0 : kv.createRevision, version: tombstone ? 0 : kv.version,
+      lease: tombstone ? 0n : kv.lease, tombstone,
+    };
+    this.backend.insertKv(row);
+    history.append({ main: kv.modRevision, sub, tombstone }, tombstone ? null : kv);
+    const oldLease = previous?.lease ?? 0n;
+    const newLease = tombstone ? 0n : kv.lease;
+    if (oldLease !== newLease) {
+      if (oldLease !== 0n) this.attachments.detach(oldLease, name);
+      if (newLease !== 0n) this.attachments.attach(newLease, name);
+    }
+    return previous;
+  }
+
+  /** Called by WriteTxn when it wrote anything: the store moves to the new revision. */
+  commitRevision(rev: number): void {
+    assert(rev === this.currentRev + 1, `revision must grow by one: ${this.currentRev} -> ${rev}`);
+    this.currentRev = rev;
+    this.backend.setMeta('current_rev', rev);
+  }
+
+  /** Removes history below `rev`. The caller checked `rev` against compactRev and currentRev. */
+  compact(rev: number): void {
+    assert(rev > this.compactRev && rev <= this.currentRev, `bad compaction revision ${rev}`);
+    this.compactRev = rev;
+    this.backend.setMeta('compact_rev', rev);
+    const emptied: string[] = [];
+    for (const [name, history] of this.keys) {
+      for (const dropped of history.compact(rev)) this.backend.deleteKv(dropped.main, dropped.sub);
+      if (history.isEmpty()) emptied.push(name);
+    }
+    for (const name of emptied) {
+      this.keys.delete(name);
+      this.sorted.remove(name);
+    }
+  }
+
+  /** Events of every revision in [fromRev, …] in revision order, at most `maxRows` rows. */
+  eventsFrom(fromRev: number, maxRows: number): { events: MvccEvent[]; lastRev: number; complete: boolean } {
+    const rows = this.backend.scanFrom(fromRev, maxRows + 1);
+    const complete = rows.length <= maxRows;
+    let use = complete ? rows : rows.slice(0, maxRows);
+    if (!complete) {
+      // Never split a revision between two batches.
+      const cut = (rows[maxRows] as KvRow).main;
+      use = use.filter((r) => r.main < cut);
+      if (use.length === 0) use = rows.filter((r) => r.main === cut);
+    }
+    const events = use.map((row) => rowToEvent(row));
+    const last = use[use.length - 1];
+    return { events, lastRev: last === undefined ? this.currentRev : last.main, complete: complete || use.length === rows.length };
+  }
+
+  keyCount(): number {
+    return this.sorted.size;
+  }
+}
+
+/** One write transaction: all its changes share main revision currentRev + 1. */
+export class WriteTxn {
+  readonly rev: number;
+  private sub = 0;
+  readonly events: MvccEvent[] = [];
+
+  constructor(private readonly store: MvccStore, private readonly backend: Backend) {
+    this.rev = store.currentRev + 1;
+  }
+
+  get hasWrites(): boolean {
+    return this.sub > 0;
+  }
+
+  /** The revision a read inside this txn reports: the new one only once something was written. */
+  get readRev(): number {
+    return this.hasWrites ? this.rev : this.store.currentRev;
+  }
+
+  range(request: RangeRequest): RangeResult {
+    if (request.revision > 0 && request.revision <= this.store.currentRev) return this.store.range(request);
+    if (request.revision > this.readRev) throw new StoreError('future-rev');
+    return rangeWith(request, (visit) => this.store.visitLive(request.key, request.rangeEnd, Number.MAX_SAFE_INTEGER, visit));
+  }
+
+  put(request: PutRequest): PutResult {
+    const previous = this.store.get(request.key);
+    const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
+    const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
+    const kv: KeyValue = {
+      key: request.key,
+      createRevision: previous === null ? this.rev : previous.createRevision,
+      modRevision: this.rev,
+      version: previous === null ? 1 : previous.version + 1,
+      value,
+      lease,
+    };
+    this.store.recordWrite(kv, this.sub++, false);
+    this.events.push({ type: 'put', kv, prevKv: previous });
+    return { revision: this.rev, prevKv: request.prevKv ? previous : null };
+  }
+
+  deleteRange(request: DeleteRangeRequest): DeleteRangeResult {
+    const doomed: KeyValue[] = [];
+    this.store.visitLive(request.key, request.rangeEnd, Number.MAX_SAFE_INTEGER, (kv) => {
+      doomed.push(kv);
+      return true;
+    });
+    for (const previous of doomed) {
+      const tombstone: KeyValue = { key: previous.key, createRevision: 0, modRevision: this.rev, version: 0, value: EMPTY, lease: 0n };
+      this.store.recordWrite(tombstone, this.sub++, true);
+      this.events.push({ type: 'delete', kv: tombstone, prevKv: previous });
+    }
+    return {
+      revision: doomed.length > 0 ? this.rev : this.readRev,
+      deleted: doomed.length,
+      prevKvs: request.prevKv ? doomed : [],
+    };
+  }
+
+  /** Ends the transaction; returns the events it produced (empty when it wrote nothing). */
+  end(): MvccEvent[] {
+    if (this.hasWrites) this.store.commitRevision(this.rev);
+    return this.events;
+  }
+}
+
+type Visitor = (visit: (kv: KeyValue) => boolean) => void;
+
+/** etcd's Range semantics over a source of live key-values in key order. */
+function rangeWith(request: RangeRequest, source: Visitor): RangeResult {
+  const hasFilter =
+    request.minModRevision !== 0 || request.maxModRevision !== 0 ||
+    request.minCreateRevision !== 0 || request.maxCreateRevision !== 0;
+  let sortOrder = request.sortOrder;
+  if (request.sortTarget !== 'key' && sortOrder === 'none') sortOrder = 'ascend';
+  // etcd reads only limit+1 keys when it will neither sort (by request) nor filter.
+  const readLimit = request.limit > 0 && request.sortOrder === 'none' && !hasFilter ? request.limit + 1 : 0;
+  let count = 0;
+  const kvs: KeyValue[] = [];
+  source((kv) => {
+    count++;
+    if (request.countOnly) return true;
+    if (readLimit === 0 || kvs.length < readLimit) kvs.push(kv);
+    return true;
+  });
+  if (request.countOnly) return { kvs: [], more: false, count };
+  let selected = hasFilter ? kvs.filter((kv) => passes(request, kv)) : kvs;
+  if (sortOrder !== 'none' && !(sortOrder === 'ascend' && request.sortTarget === 'key')) {
+    selected = sortKvs(selected, request.sortTarget, sortOrder === 'descend');
+  }
+  let more = false;
+  if (request.limit > 0 && selected.length > request.limit) {
+    selected = selected.slice(0, request.limit);
+    more = true;
+  }
+  if (request.keysOnly) selected = selected.map((kv) => ({ ...kv, value: EMPTY }));
+  return { kvs: selected, more, count };
+}
+
+function passes(request: RangeRequest, kv: KeyValue): boolean {
+  if (request.minModRevision > 0 && kv.modRevision < request.minModRevision) return false;
+  if (request.maxModRevision > 0 && kv.modRevision > request.maxModRevision) return false;
+  if (request.minCreateRevision > 0 && kv.createRevision < request.minCreateRevision) return false;
+  if (request.maxCreateRevision > 0 && kv.createRevision > request.maxCreateRevision) return false;
+  return true;
+}
+
+function sortKvs(kvs: KeyValue[], target: SortTarget, descending: boolean): KeyValue[] {
+  const compare = (a: KeyValue, b: KeyValue): number => {
+    switch (target) {
+      case 'key': return Buffer.compare(a.key, b.key);
+      case 'version': return a.version - b.version;
+      case 'create': return a.createRevision - b.createRevision;
+      case 'mod': return a.modRevision - b.modRevision;
+      case 'value': return Buffer.compare(a.value, b.value);
+    }
+  };
+  // A stable sort keeps ties in key order, in both directions, as etcd's results showed.
+  return [...kvs].sort(descending ? (a, b) => compare(b, a) : compare);
+}
+
+function rowToKv(row: KvRow): KeyValue {
+  return {
+    key: row.key, createRevision: row.createRevision, modRevision: row.main, version: row.version,
+    value: row.value ?? EMPTY, lease: row.lease,
+  };
+}
+
+function rowToEvent(row: KvRow): MvccEvent & { sub: number } {
+  if (row.tombstone) {
+    return { type: 'delete', kv: { key: row.key, createRevision: 0, modRevision: row.main, version: 0, value: EMPTY, lease: 0n }, prevKv: null, sub: row.sub };
+  }
+  return { type: 'put', kv: rowToKv(row), prevKv: null, sub: row.sub };
+}

@@ -1,0 +1,139 @@
+import { assert } from '../../shared/assert.js';
+import type { MvccStore } from './kv-store.js';
+import type { KeyValue, MvccEvent } from './types.js';
+
+/** A batch handed to a watcher: events of one or more whole revisions, and the header revision. */
+export interface WatchBatch {
+  readonly events: readonly MvccEvent[];
+  readonly headerRevision: number;
+}
+
+export interface WatcherSpec {
+  readonly key: Buffer;
+  readonly rangeEnd: Buffer;
+  /** The first revision whose events this watcher wants. */
+  readonly startRev: number;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly prevKv: boolean;
+  readonly deliver: (batch: WatchBatch) => void;
+}
+
+interface Watcher extends WatcherSpec {
+  nextRev: number;
+  synced: boolean;
+  closed: boolean;
+}
+
+/** Rows read from the backend per catch-up step; one step is one event-loop turn. */
+const CATCH_UP_ROWS_MAX = 1000;
+
+/**
+ * Delivers every change to the watchers that asked for it, once and in revision order. A watcher
+ * whose start revision is in the past is "unsynced": it replays history from the backend in
+ * bounded steps, one per event-loop turn, and joins the synced group in the same turn in which it
+ * reaches the current revision, so nothing is missed or repeated at the hand-over.
+ */
+export class WatchHub {
+  private readonly synced = new Set<Watcher>();
+  private readonly unsynced = new Set<Watcher>();
+  private catchUpScheduled = false;
+
+  constructor(private readonly kv: MvccStore) {}
+
+  add(spec: WatcherSpec): { cancel(): void } {
+    const watcher: Watcher = { ...spec, nextRev: spec.startRev, synced: false, closed: false };
+    if (watcher.nextRev > this.kv.currentRev) {
+      watcher.synced = true;
+      this.synced.add(watcher);
+    } else {
+      this.unsynced.add(watcher);
+      this.scheduleCatchUp();
+    }
+    return {
+      cancel: () => {
+        watcher.closed = true;
+        this.synced.delete(watcher);
+        this.unsynced.delete(watcher);
+      },
+    };
+  }
+
+  get size(): number {
+    return this.synced.size + this.unsynced.size;
+  }
+
+  /** Called after the entries that produced `revisions` are durable. */
+  notify(revisions: readonly (readonly MvccEvent[])[]): void {
+    if (this.synced.size === 0) return;
+    for (const events of revisions) {
+      const first = events[0];
+      if (first === undefined) continue;
+      const rev = first.kv.modRevision;
+      for (const watcher of this.synced) {
+        if (rev < watcher.nextRev) continue;
+        const mine = this.select(watcher, events);
+        watcher.nextRev = rev + 1;
+        if (mine.length > 0) watcher.deliver({ events: mine, headerRevision: rev });
+      }
+    }
+  }
+
+  private select(watcher: Watcher, events: readonly MvccEvent[]): MvccEvent[] {
+    const out: MvccEvent[] = [];
+    for (const event of events) {
+      if (event.type === 'put' ? watcher.noPut : watcher.noDelete) continue;
+      if (!inRange(event.kv.key, watcher.key, watcher.rangeEnd)) continue;
+      out.push(watcher.prevKv ? event : { type: event.type, kv: event.kv, prevKv: null });
+    }
+    return out;
+  }
+
+  private scheduleCatchUp(): void {
+    if (this.catchUpScheduled) return;
+    this.catchUpScheduled = true;
+    setImmediate(() => {
+      this.catchUpScheduled = false;
+      this.catchUpStep();
+      if (this.unsynced.size > 0) this.scheduleCatchUp();
+    });
+  }
+
+  private catchUpStep(): void {
+    for (const watcher of [...this.unsynced]) {
+      if (watcher.closed) continue;
+      const batch = this.kv.eventsFrom(watcher.nextRev, CATCH_UP_ROWS_MAX);
+      const events = batch.events
+        .filter((e) => e.kv.modRevision >= watcher.nextRev)
+        .map((e) => (watcher.prevKv ? this.withPrev(e) : e));
+      const mine = this.select(watcher, events);
+      const reached = batch.complete ? this.kv.currentRev : batch.lastRev;
+      assert(reached >= watcher.nextRev - 1, 'catch-up must not go back');
+      watcher.nextRev = reached + 1;
+      if (mine.length > 0) watcher.deliver({ events: mine, headerRevision: this.kv.currentRev });
+      if (batch.complete) {
+        this.unsynced.delete(watcher);
+        watcher.synced = true;
+        this.synced.add(watcher);
+      }
+    }
+  }
+
+  private withPrev(event: MvccEvent): MvccEvent {
+    const sub = (event as MvccEvent & { sub?: number }).sub ?? 0;
+    let prevKv: KeyValue | null = null;
+    // A create has no previous value; otherwise look up the key's state just before this change.
+    if (event.type === 'delete' || event.kv.createRevision !== event.kv.modRevision) {
+      prevKv = this.kv.previousOf(event.kv.key, { main: event.kv.modRevision, sub });
+    }
+    return { type: event.type, kv: event.kv, prevKv };
+  }
+}
+
+/** etcd's range convention: empty end = one key; end "\0" = every key ≥ key. */
+export function inRange(key: Buffer, from: Buffer, end: Buffer): boolean {
+  if (end.length === 0) return key.equals(from);
+  if (Buffer.compare(key, from) < 0) return false;
+  if (end.length === 1 && end[0] === 0) return true;
+  return Buffer.compare(key, end) < 0;
+}

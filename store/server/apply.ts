@@ -1,0 +1,265 @@
+import { unreachable } from '../../shared/assert.js';
+import type { Lessor } from '../lease/lessor.js';
+import type { Backend } from '../mvcc/backend.js';
+import { StoreError } from '../mvcc/errors.js';
+import { keyString, type MvccStore, type WriteTxn } from '../mvcc/kv-store.js';
+import type {
+  Compare, KeyValue, MvccEvent, PutRequest, RequestOp, ResponseOp, TxnRequest, TxnResult,
+} from '../mvcc/types.js';
+import type { AlarmKind, InternalRequest } from './requests.js';
+
+export type ApplyResult =
+  | { readonly type: 'put'; readonly revision: number; readonly prevKv: KeyValue | null }
+  | { readonly type: 'delete-range'; readonly revision: number; readonly deleted: number; readonly prevKvs: KeyValue[] }
+  | { readonly type: 'txn'; readonly result: TxnResult }
+  | { readonly type: 'compact'; readonly revision: number }
+  | { readonly type: 'lease-grant'; readonly id: bigint; readonly ttlSeconds: number; readonly revision: number }
+  | { readonly type: 'lease-revoke'; readonly revision: number }
+  | { readonly type: 'alarm'; readonly alarms: readonly AlarmEntry[] }
+  | { readonly type: 'noop' };
+
+export interface AlarmEntry {
+  readonly memberId: bigint;
+  readonly alarm: AlarmKind;
+}
+
+export type ApplyOutcome = { readonly ok: true; readonly value: ApplyResult } | { readonly ok: false; readonly error: StoreError };
+
+const ALARM_CODES: Record<AlarmKind, number> = { none: 0, nospace: 1, corrupt: 2 };
+const ALARM_KINDS: readonly AlarmKind[] = ['none', 'nospace', 'corrupt'];
+
+/**
+ * Applies committed requests to the MVCC store and the lessor. Deterministic: no clock, no
+ * randomness, no I/O but the backend writes of the surrounding transaction. A refused request
+ * changes nothing and its error is the same on every member.
+ */
+export class Applier {
+  /** Watch events of the entries applied since the last take(), in revision order. */
+  private pending: MvccEvent[][] = [];
+
+  constructor(
+    private readonly kv: MvccStore,
+    private readonly lessor: Lessor,
+    private readonly backend: Backend,
+  ) {}
+
+  takeEvents(): MvccEvent[][] {
+    const out = this.pending;
+    this.pending = [];
+    return out;
+  }
+
+  alarms(): AlarmEntry[] {
+    return this.backend.alarms().map((a) => ({ memberId: BigInt(a.member), alarm: ALARM_KINDS[a.alarm] ?? 'none' }));
+  }
+
+  hasAlarm(alarm: AlarmKind): boolean {
+    return this.alarms().some((a) => a.alarm === alarm);
+  }
+
+  apply(request: InternalRequest): ApplyOutcome {
+    try {
+      return { ok: true, value: this.applyOrThrow(request) };
+    } catch (err) {
+      if (err instanceof StoreError) return { ok: false, error: err };
+      throw err;
+    }
+  }
+
+  private applyOrThrow(request: InternalRequest): ApplyResult {
+    switch (request.type) {
+      case 'put': {
+        this.checkPut(request.request);
+        const txn = this.kv.beginWrite();
+        const result = txn.put(request.request);
+        this.finish(txn);
+        return { type: 'put', revision: result.revision, prevKv: result.prevKv };
+      }
+      case 'delete-range': {
+        const txn = this.kv.beginWrite();
+        const result = txn.deleteRange(request.request);
+        this.finish(txn);
+        return { type: 'delete-range', revision: result.revision, deleted: result.deleted, prevKvs: result.prevKvs };
+      }
+      case 'txn':
+        return { type: 'txn', result: this.applyTxn(request.request) };
+      case 'compact': {
+        if (request.revision <= this.kv.compactRev) throw new StoreError('compacted');
+        if (request.revision > this.kv.currentRev) throw new StoreError('future-rev');
+        this.kv.compact(request.revision);
+        return { type: 'compact', revision: this.kv.currentRev };
+      }
+      case 'lease-grant': {
+        if (this.hasAlarm('nospace')) throw new StoreError('no-space');
+        const lease = this.lessor.grant(request.id, request.ttlSeconds);
+        return { type: 'lease-grant', id: lease.id, ttlSeconds: lease.ttlSeconds, revision: this.kv.currentRev };
+      }
+      case 'lease-revoke': {
+        const keys = this.lessor.revoke(request.id);
+        const txn = this.kv.beginWrite();
+        for (const key of keys) txn.deleteRange({ key: Buffer.from(key, 'latin1'), rangeEnd: Buffer.alloc(0), prevKv: false });
+        this.finish(txn);
+        return { type: 'lease-revoke', revision: this.kv.currentRev };
+      }
+      case 'alarm': {
+        const code = ALARM_CODES[request.alarm];
+        const member = request.memberId.toString();
+        const existed = this.backend.alarms().some((a) => a.member === member && a.alarm === code);
+        if (request.alarm === 'none' || request.memberId === 0n) return { type: 'alarm', alarms: [] };
+        this.backend.setAlarm(member, code, request.activate);
+        const changed = request.activate ? !existed : existed;
+        return { type: 'alarm', alarms: changed || request.activate ? [{ memberId: request.memberId, alarm: request.alarm }] : [] };
+      }
+      case 'noop':
+        return { type: 'noop' };
+      default:
+        return unreachable(request, 'request type');
+    }
+  }
+
+  private finish(txn: WriteTxn): void {
+    const events = txn.end();
+    if (events.length > 0) this.pending.push(events);
+  }
+
+  private checkPut(request: PutRequest): void {
+    if (this.hasAlarm('nospace')) throw new StoreError('no-space');
+    if (request.lease !== 0n && !this.lessor.has(request.lease)) throw new StoreError('lease-not-found');
+    if ((request.ignoreValue || request.ignoreLease) && this.kv.get(request.key) === null) {
+      throw new StoreError('key-not-found');
+    }
+  }
+
+  private applyTxn(request: TxnRequest): TxnResult {
+    // Every compare, nested ones included, sees the state before the txn: decide the path first.
+    const path = this.choosePath(request);
+    this.checkPath(request, path, 0);
+    if (this.hasAlarm('nospace') && pathWrites(request, path, 0)) throw new StoreError('no-space');
+    const txn = this.kv.beginWrite();
+    const result = this.executePath(txn, request, path, { next: 0 });
+    this.finish(txn);
+    return { ...result, revision: txn.hasWrites ? txn.rev : this.kv.currentRev };
+  }
+
+  /** The branch taken at every txn level, in depth-first order. */
+  private choosePath(request: TxnRequest, path: boolean[] = []): boolean[] {
+    const succeeded = request.compare.every((c) => this.compare(c));
+    path.push(succeeded);
+    for (const op of succeeded ? request.success : request.failure) {
+      if (op.type === 'txn') this.choosePath(op.request, path);
+    }
+    return path;
+  }
+
+  private checkPath(request: TxnRequest, path: readonly boolean[], at: number): number {
+    const ops = path[at] === true ? request.success : request.failure;
+    let next = at + 1;
+    for (const op of ops) {
+      switch (op.type) {
+        case 'range':
+          if (op.request.revision > this.kv.currentRev) throw new StoreError('future-rev');
+          if (op.request.revision > 0 && op.request.revision < this.kv.compactRev) throw new StoreError('compacted');
+          break;
+        case 'put':
+          if (op.request.lease !== 0n && !this.lessor.has(op.request.lease)) throw new StoreError('lease-not-found');
+          if ((op.request.ignoreValue || op.request.ignoreLease) && this.kv.get(op.request.key) === null) {
+            throw new StoreError('key-not-found');
+          }
+          break;
+        case 'delete-range':
+          break;
+        case 'txn':
+          next = this.checkPath(op.request, path, next);
+          break;
+        default:
+          unreachable(op, 'op');
+      }
+    }
+    return next;
+  }
+
+  private executePath(txn: WriteTxn, request: TxnRequest, path: readonly boolean[], cursor: { next: number }): TxnResult {
+    const succeeded = path[cursor.next++] === true;
+    const responses: ResponseOp[] = [];
+    for (const op of succeeded ? request.success : request.failure) responses.push(this.executeOp(txn, op, path, cursor));
+    return { revision: 0, succeeded, responses };
+  }
+
+  private executeOp(txn: WriteTxn, op: RequestOp, path: readonly boolean[], cursor: { next: number }): ResponseOp {
+    switch (op.type) {
+      case 'range':
+        return { type: 'range', revision: txn.readRev, result: txn.range(op.request) };
+      case 'put': {
+        const result = txn.put(op.request);
+        return { type: 'put', revision: result.revision, result };
+      }
+      case 'delete-range': {
+        const result = txn.deleteRange(op.request);
+        return { type: 'delete-range', revision: result.revision, result };
+      }
+      case 'txn':
+        return { type: 'txn', result: this.executePath(txn, op.request, path, cursor) };
+      default:
+        return unreachable(op, 'op');
+    }
+  }
+
+  private compare(c: Compare): boolean {
+    const kvs: KeyValue[] = [];
+    this.kv.visitLive(c.key, c.rangeEnd, this.kv.currentRev, (kv) => {
+      kvs.push(kv);
+      return true;
+    });
+    if (kvs.length === 0) {
+      if (c.target === 'value') return false;
+      return compareOne(c, null);
+    }
+    return kvs.every((kv) => compareOne(c, kv));
+  }
+}
+
+function compareOne(c: Compare, kv: KeyValue | null): boolean {
+  let order: number;
+  switch (c.target) {
+    case 'value': {
+      const operand = Buffer.isBuffer(c.operand) ? c.operand : Buffer.alloc(0);
+      order = Buffer.compare(kv?.value ?? Buffer.alloc(0), operand);
+      break;
+    }
+    case 'lease':
+      order = compareBig(kv?.lease ?? 0n, typeof c.operand === 'bigint' ? c.operand : 0n);
+      break;
+    case 'version':
+      order = compareNum(kv?.version ?? 0, c.operand);
+      break;
+    case 'create':
+      order = compareNum(kv?.createRevision ?? 0, c.operand);
+      break;
+    case 'mod':
+      order = compareNum(kv?.modRevision ?? 0, c.operand);
+      break;
+  }
+  switch (c.result) {
+    case 'equal': return order === 0;
+    case 'not-equal': return order !== 0;
+    case 'greater': return order > 0;
+    case 'less': return order < 0;
+    case 'always': return true;
+  }
+}
+
+function compareNum(a: number, operand: number | bigint | Buffer): number {
+  const b = typeof operand === 'number' ? operand : typeof operand === 'bigint' ? Number(operand) : 0;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function pathWrites(request: TxnRequest, path: readonly boolean[], at: number): boolean {
+  const ops = path[at] === true ? request.success : request.failure;
+  return ops.some((op) => op.type === 'put' || (op.type === 'txn' && pathWrites(op.request, path, at + 1)));
+}
+
+export { keyString };

@@ -1,0 +1,102 @@
+import { assert } from '../../shared/assert.js';
+import type {
+  Entry, HardState, Message, RaftNode, RaftStatus, Ready, ReadState, Snapshot, StepResult,
+} from '../raft/types.js';
+
+/**
+ * The Raft node of a one-member cluster: it is always the leader, and an entry is committed as
+ * soon as it is durably appended, so each Ready carries the same entries to persist and to apply.
+ * The multi-member core (store/raft) replaces it behind the same RaftNode interface.
+ */
+export class SoloNode implements RaftNode {
+  private term: number;
+  private commit: number;
+  private applied: number;
+  private lastIndex: number;
+  private unstable: Entry[] = [];
+  private readStates: ReadState[] = [];
+  private hardStateDirty: boolean;
+
+  constructor(
+    readonly id: bigint,
+    durable: { readonly term: number; readonly lastIndex: number; readonly applied: number },
+  ) {
+    // Every start is a new election in a one-member cluster, as etcd's term shows after restarts.
+    this.term = Math.max(durable.term + 1, 2);
+    this.lastIndex = durable.lastIndex;
+    this.commit = durable.lastIndex;
+    this.applied = durable.applied;
+    this.hardStateDirty = true;
+    // A new leader appends an empty entry of its term.
+    this.append(new Uint8Array(0));
+  }
+
+  private append(data: Uint8Array): void {
+    this.lastIndex++;
+    this.unstable.push({ term: this.term, index: this.lastIndex, type: 'normal', data });
+    this.commit = this.lastIndex;
+    this.hardStateDirty = true;
+  }
+
+  tick(): void {}
+
+  step(_message: Message): StepResult {
+    return { ok: false, reason: 'unknown-peer' };
+  }
+
+  propose(data: Uint8Array): StepResult {
+    this.append(data);
+    return { ok: true };
+  }
+
+  readIndex(context: Uint8Array): StepResult {
+    this.readStates.push({ index: this.commit, requestContext: context });
+    return { ok: true };
+  }
+
+  transferLeadership(target: bigint): StepResult {
+    return target === this.id ? { ok: true } : { ok: false, reason: 'unknown-peer' };
+  }
+
+  campaign(): StepResult {
+    return { ok: true };
+  }
+
+  hasReady(): boolean {
+    return this.unstable.length > 0 || this.readStates.length > 0 || this.hardStateDirty;
+  }
+
+  ready(): Ready {
+    const hardState: HardState | null = this.hardStateDirty ? { term: this.term, vote: this.id, commit: this.commit } : null;
+    return {
+      softState: null,
+      hardState,
+      entries: this.unstable,
+      snapshot: null,
+      messages: [],
+      committed: this.unstable.filter((e) => e.index > this.applied),
+      readStates: this.readStates,
+      mustSync: this.unstable.length > 0 || hardState !== null,
+    };
+  }
+
+  advance(ready: Ready): void {
+    const last = ready.committed[ready.committed.length - 1];
+    if (last !== undefined) {
+      assert(last.index > this.applied, 'applied index must grow');
+      this.applied = last.index;
+    }
+    this.unstable = this.unstable.slice(ready.entries.length);
+    this.readStates = this.readStates.slice(ready.readStates.length);
+    if (ready.hardState !== null) this.hardStateDirty = false;
+  }
+
+  compact(_index: number, _snapshot: Snapshot): void {}
+
+  status(): RaftStatus {
+    return {
+      id: this.id, term: this.term, vote: this.id, commit: this.commit, applied: this.applied,
+      lead: this.id, role: 'leader', lastIndex: this.lastIndex,
+    };
+  }
+}

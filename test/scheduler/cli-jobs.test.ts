@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { freePort } from '../support/ports.js';
+import { jsonOf, runCli, startMasterProcess, type DaemonProcess } from './cli-harness.js';
+
+// CLI round trips through real `etcron master` processes on a real store (issue #5, "CLI" and
+// "Invalid cron, unknown time zone, bad durations, unknown fields: a clear error naming the
+// field, nothing written"; reliability.md section 7, scheduler input table).
+
+interface JobView {
+  name: string;
+  createRevision: number;
+  modRevision: number;
+  version: number;
+  spec: { schedule: string; timezone: string; paused: boolean; tags: string[]; command?: string; timeoutMs?: number };
+}
+
+describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
+  let store: StoreProcess;
+  let masterA: DaemonProcess;
+  let masterB: DaemonProcess;
+  let client: Etcd3;
+  let dir: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    store = await startStoreUnderTest();
+    client = new Etcd3({ hosts: store.clientUrl });
+    [masterA, masterB] = await Promise.all([
+      startMasterProcess({ endpoint: store.endpoint, id: 'master-a' }),
+      startMasterProcess({ endpoint: store.endpoint, id: 'master-b' }),
+    ]);
+    env = { ETCRON_API: masterA.apiUrl };
+    dir = mkdtempSync(join(tmpdir(), 'etcron-cli-'));
+  });
+
+  afterAll(async () => {
+    await masterA?.kill('SIGKILL');
+    await masterB?.kill('SIGKILL');
+    client?.close();
+    await store?.kill();
+    store?.cleanup();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function storeRevision(): Promise<number> {
+    return Number((await client.get('/cron/jobs/').exec()).header.revision);
+  }
+
+  it('adds, lists, gets, pauses, resumes and removes a job', async () => {
+    const add = await runCli([
+      'job', 'add', 'backup', '--schedule', '0 */5 * * * *', '--command', 'echo backup', '--timezone', 'europe/paris',
+      '--timeout', '30s', '--tags', 'db,eu', '-o', 'json',
+    ], env);
+    expect(add.code, add.stderr).toBe(0);
+    const created = jsonOf<{ job: JobView }>(add).job;
+    // The stored value is what the CLI sent, normalized: canonical zone, duration in ms.
+    const stored = JSON.parse((await client.get('/cron/jobs/backup').string()) ?? '{}') as JobView['spec'];
+    expect(stored.timezone).toBe('Europe/Paris');
+    expect(stored.timeoutMs).toBe(30_000);
+    expect(stored.tags).toEqual(['db', 'eu']);
+
+    const list = jsonOf<{ jobs: JobView[] }>(await runCli(['job', 'list', '-o', 'json'], env));
+    expect(list.jobs.map((j) => j.name)).toEqual(['backup']);
+    const table = await runCli(['job', 'list'], env);
+    expect(table.stdout).toMatch(/^NAME\s+SCHEDULE/);
+    expect(table.stdout).toMatch(/backup\s+0 \*\/5 \* \* \* \*\s+Europe\/Paris\s+false/);
+
+    const pause = await runCli(['job', 'pause', 'backup'], env);
+    expect(pause.code, pause.stderr).toBe(0);
+    const paused = jsonOf<{ job: JobView }>(await runCli(['job', 'get', 'backup', '-o', 'json'], env)).job;
+    expect(paused.spec.paused).toBe(true);
+    expect(paused.modRevision).toBeGreaterThan(created.modRevision);
+    // The job as it stood before the pause is still readable at the old revision.
+    const before = jsonOf<{ job: JobView }>(
+      await runCli(['job', 'get', 'backup', '--rev', String(created.modRevision), '-o', 'json'], env),
+    ).job;
+    expect(before.spec.paused).toBe(false);
+
+    // A standby master serves the same API: resume through master B.
+    const resume = await runCli(['job', 'resume', 'backup', '--api', masterB.apiUrl], env);
+    expect(resume.code, resume.stderr).toBe(0);
+    expect(JSON.parse((await client.get('/cron/jobs/backup').string()) ?? '{}')).toMatchObject({ paused: false });
+
+    const rm = await runCli(['job', 'rm', 'backup'], env);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(await client.get('/cron/jobs/backup').exists()).toBe(false);
+    const again = await runCli(['job', 'rm', 'backup'], env);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toContain('not found');
+  });
+
+  it.each([
+    ['bad cron', ['--schedule', '61 * * * * *', '--command', 'true'], 'schedule'],
+    ['zero step', ['--schedule', '*/0 * * * * *', '--command', 'true'], 'schedule'],
+    ['unknown time zone', ['--schedule', '* * * * *', '--command', 'true', '--timezone', 'Mars/Phobos'], 'timezone'],
+    ['path as time zone', ['--schedule', '* * * * *', '--command', 'true', '--timezone', '../../etc/passwd'], 'timezone'],
+    ['duration without unit', ['--schedule', '* * * * *', '--command', 'true', '--timeout', '10'], 'timeoutMs'],
+    ['negative retries', ['--schedule', '* * * * *', '--command', 'true', '--retries', '-1'], 'retries.count'],
+    ['unknown overlap', ['--schedule', '* * * * *', '--command', 'true', '--overlap', 'Sometimes'], 'overlap'],
+  ])('rejects %s naming the field and writes nothing', async (_what, flags, field) => {
+    const revision = await storeRevision();
+    const result = await runCli(['job', 'add', 'invalid-job', ...flags], env);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${field} (`);
+    expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(await client.get('/cron/jobs/invalid-job').exists()).toBe(false);
+    expect(await storeRevision()).toBe(revision);
+  });
+
+  it('rejects unknown fields in a spec file and through the API, writing nothing', async () => {
+    const revision = await storeRevision();
+    const file = join(dir, 'typo.yaml');
+    writeFileSync(file, 'name: good\nschedule: "* * * * *"\ncommand: "true"\n---\nname: typo\nschedul: "* * * * *"\ncommand: "true"\n');
+    const apply = await runCli(['job', 'apply', '-f', file], env);
+    expect(apply.code).toBe(2);
+    expect(apply.stderr).toContain('job typo: schedul: unknown field');
+    // One bad document means none is applied, not even the good one.
+    expect(await client.get('/cron/jobs/good').exists()).toBe(false);
+
+    // The master validates too, for clients other than the CLI.
+    const response = await fetch(`${masterA.apiUrl}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'typo', schedul: '* * * * *', command: 'true' }),
+    });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { code: string; fields: { field: string }[] } };
+    expect(body.error.code).toBe('ETCRON_INVALID_SPEC');
+    expect(body.error.fields.map((f) => f.field)).toContain('schedul');
+    expect(await storeRevision()).toBe(revision);
+  });
+
+  it('applies YAML: creates, then reports unchanged, then updates', async () => {
+    const file = join(dir, 'jobs.yaml');
+    const spec = (command: string): string =>
+      `jobs:\n  - name: report\n    schedule: "@every 10s"\n    command: "${command}"\n  - name: cleanup\n    schedule: "@daily"\n    argv: ["rm", "-rf", "/tmp/x"]\n`;
+    writeFileSync(file, spec('echo one'));
+    const first = await runCli(['job', 'apply', '-f', file], env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/job report created[\s\S]*job cleanup created/);
+    const second = await runCli(['job', 'apply', '-f', file], env);
+    expect(second.stdout).toMatch(/job report unchanged[\s\S]*job cleanup unchanged/);
+    writeFileSync(file, spec('echo two'));
+    const third = await runCli(['job', 'apply', '-f', file], env);
+    expect(third.stdout).toMatch(/job report updated[\s\S]*job cleanup unchanged/);
+    expect(JSON.parse((await client.get('/cron/jobs/report').string()) ?? '{}')).toMatchObject({ command: 'echo two' });
+    const stdinApply = await runCli(['job', 'apply', '-f', '-'], env, 20_000, '{"name":"json-job","schedule":"@hourly","command":"true"}');
+    expect(stdinApply.code, stdinApply.stderr).toBe(0);
+    expect(await client.get('/cron/jobs/json-job').exists()).toBe(true);
+  });
+
+  it('of concurrent creates of one job through two masters, exactly one wins', async () => {
+    const attempts = 6;
+    const results = await Promise.all(Array.from({ length: attempts }, (_, i) => runCli([
+      'job', 'add', 'race', '--schedule', '@hourly', '--command', `echo ${i}`,
+      '--api', i % 2 === 0 ? masterA.apiUrl : masterB.apiUrl,
+    ], env)));
+    const winners = results.filter((r) => r.code === 0);
+    expect(winners).toHaveLength(1);
+    for (const loser of results.filter((r) => r.code !== 0)) {
+      expect(loser.code).toBe(2);
+      expect(loser.stderr).toContain('already exists');
+    }
+    const kv = (await client.get('/cron/jobs/race').exec()).kvs[0];
+    expect(kv?.version).toBe('1'); // written once, never overwritten
+    const winner = Number(/echo (\d)/.exec(kv?.value.toString() ?? '')?.[1]);
+    expect(winners[0]).toBe(results[winner]);
+  });
+
+  it('fails fast with a clear message when no master answers', async () => {
+    const port = await freePort(); // nothing listens here
+    const result = await runCli(['job', 'list', '--api', `http://127.0.0.1:${port}`], {});
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot reach the master API .*ECONNREFUSED/);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.elapsedMs).toBeLessThan(5_000);
+    // With a dead master listed first, the CLI moves on to a live one.
+    const fallback = await runCli(['job', 'list', '-o', 'json', '--api', `http://127.0.0.1:${port},${masterB.apiUrl}`], {});
+    expect(fallback.code, fallback.stderr).toBe(0);
+  });
+});

@@ -1,12 +1,33 @@
-import type { WorkerOptions } from './options.js';
+import { hostname } from 'node:os';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { systemClock, type Clock, type Timer } from '../shared/clock.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { createEtcdClient } from '../shared/etcd/client.js';
+import { JOBS_PREFIX, LOCKS_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey } from '../shared/keys.js';
+import { deserializeJobSpec } from '../shared/job/parse.js';
+import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
+import type { JobSpec } from '../shared/job/spec.js';
+import { decodeWorkerInfo, encodeRecord, type WorkerInfo } from '../shared/history/records.js';
+import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
+import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
+import { openSession, type Session } from './session.js';
+import { openPrefixCache, type PrefixCache } from './prefix-cache.js';
+import { preferredWorker } from './preferred.js';
+import { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';
+import { RunManager } from './run-manager.js';
+import { assert } from '../shared/assert.js';
 
 export interface WorkerStats {
-  /** Claim txns sent, by outcome. */
+  /** Claim txns sent (each a store write through raft). */
   readonly claimTxns: number;
   readonly claimsWon: number;
+  /** Reads done by a non-preferred worker before a takeover attempt, and how many found the slot unclaimed. */
+  readonly takeoverReads: number;
+  readonly takeovers: number;
   readonly runsStarted: number;
   /** Finish reports refused by the fence compare (the lock was no longer ours). */
   readonly reportsRejected: number;
+  readonly leaseLosses: number;
 }
 
 export interface WorkerHandle {
@@ -15,7 +36,222 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
-export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  void options;
-  throw new Error('startWorker: not implemented yet');
+interface JobState {
+  spec: JobSpec;
+  schedule: CompiledSchedule;
+  /** Every slot at or before this instant has been handled (claimed, delegated or left to housekeeping). */
+  cursorMs: number;
+}
+
+const TICK_MS = 50;
+const SESSION_RETRY_MS = 500;
+
+export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHandle> {
+  const worker = new Worker(options);
+  await worker.start();
+  return { id: worker.id, stats: () => worker.stats(), stop: () => worker.stop() };
+}
+
+class Worker {
+  readonly id: string;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly client: Etcd3;
+  private readonly tags: readonly string[];
+  private readonly leaseTtlSeconds: number;
+  private readonly takeoverDelayMs: number;
+  private readonly jobs = new Map<string, JobState>();
+  private readonly liveWorkers = new Map<string, WorkerInfo>();
+  private readonly caches: PrefixCache[] = [];
+  private readonly runs: RunManager;
+  private session: Session | undefined;
+  private tickTimer: Timer | undefined;
+  private stopping = false;
+  private readonly counters = { claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0 };
+
+  constructor(options: WorkerOptions) {
+    this.id = options.id ?? `${hostname()}-${process.pid}`;
+    const check = validateWorkerId(this.id);
+    if (!check.ok) throw new Error(check.reason);
+    this.clock = options.clock ?? systemClock;
+    this.logger = (options.logger ?? createLogger('info')).child({ component: 'worker', worker: this.id });
+    this.client = createEtcdClient(options.client ?? {});
+    this.tags = [...(options.tags ?? [])];
+    this.leaseTtlSeconds = options.leaseTtlSeconds ?? WORKER_DEFAULTS.leaseTtlSeconds;
+    assert(this.leaseTtlSeconds >= WORKER_LIMITS.leaseTtlSecondsMin && this.leaseTtlSeconds <= WORKER_LIMITS.leaseTtlSecondsMax,
+      `leaseTtlSeconds must be within [${WORKER_LIMITS.leaseTtlSecondsMin}, ${WORKER_LIMITS.leaseTtlSecondsMax}]`);
+    this.takeoverDelayMs = options.takeoverDelayMs ?? WORKER_DEFAULTS.takeoverDelayMs;
+    this.runs = new RunManager(this.client, this.id, this.clock, this.logger);
+  }
+
+  stats(): WorkerStats {
+    return { ...this.counters, ...this.runs.stats() };
+  }
+
+  async start(): Promise<void> {
+    await this.openSession();
+    this.caches.push(await openPrefixCache(this.client, WORKERS_PREFIX, {
+      put: (key, kv) => this.onWorkerPut(key, kv),
+      delete: (key) => { this.liveWorkers.delete(key.slice(WORKERS_PREFIX.length)); },
+    }, this.logger));
+    this.caches.push(await openPrefixCache(this.client, JOBS_PREFIX, {
+      put: (key, kv) => this.onJobPut(key, kv),
+      delete: (key) => { this.jobs.delete(key.slice(JOBS_PREFIX.length)); },
+    }, this.logger));
+    // Lock deletes we did not make ourselves mean: job kill, Replace overlap, or our lease expired.
+    this.caches.push(await openPrefixCache(this.client, LOCKS_PREFIX, {
+      put: () => {},
+      delete: (key) => this.runs.onLockDeleted(key, this.session?.isAlive() ?? false),
+    }, this.logger));
+    this.scheduleTick();
+    this.logger.info({ tags: this.tags, leaseTtlSeconds: this.leaseTtlSeconds }, 'worker started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.tickTimer?.cancel();
+    await this.runs.stopAll('shutdown');
+    await Promise.all(this.caches.map((c) => c.close()));
+    await this.session?.close();
+    this.client.close();
+    this.logger.info('worker stopped');
+  }
+
+  private async openSession(): Promise<void> {
+    const session = await openSession(this.client, this.leaseTtlSeconds, this.clock, this.logger);
+    const info: WorkerInfo = {
+      id: this.id, tags: this.tags, hostname: hostname(), pid: process.pid, startedAtMs: this.clock.nowMs(),
+      leaseId: session.leaseId, leaseTtlSeconds: session.ttlSeconds,
+    };
+    await this.client.kv.put({ key: Buffer.from(workerKey(this.id)), value: Buffer.from(encodeRecord(info)), lease: session.leaseId });
+    session.onLost((cause) => {
+      if (cause === 'closed') return;
+      this.counters.leaseLosses++;
+      // Every lock bound to the lease may belong to someone else now: kill at once, never report success.
+      void this.runs.stopAll('lease-lost');
+      if (!this.stopping) this.reopenSession();
+    });
+    this.session = session;
+  }
+
+  private reopenSession(): void {
+    this.session = undefined;
+    const attempt = (): void => {
+      if (this.stopping) return;
+      this.openSession().catch((err: unknown) => {
+        this.logger.warn({ err }, 'could not open a new session; retrying');
+        this.clock.setTimer(SESSION_RETRY_MS, attempt);
+      });
+    };
+    attempt();
+  }
+
+  private onWorkerPut(key: string, kv: IKeyValue): void {
+    const info = decodeWorkerInfo(kv.value.toString());
+    if (info !== undefined) this.liveWorkers.set(key.slice(WORKERS_PREFIX.length), info);
+  }
+
+  private onJobPut(key: string, kv: IKeyValue): void {
+    const name = key.slice(JOBS_PREFIX.length);
+    const parsed = deserializeJobSpec(kv.value.toString());
+    if (!parsed.ok || parsed.spec.name !== name) {
+      this.logger.warn({ job: name }, 'ignoring invalid job definition');
+      this.jobs.delete(name);
+      return;
+    }
+    const compiled = compileSchedule(parsed.spec.schedule, parsed.spec.timezone);
+    if (!compiled.ok) return;
+    const existing = this.jobs.get(name);
+    // A new job looks back over its catch-up window; an edited one keeps its cursor.
+    const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
+    const cursorMs = existing?.cursorMs ?? this.clock.nowMs() - lookbackMs;
+    this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs });
+  }
+
+  private scheduleTick(): void {
+    if (this.stopping) return;
+    this.tickTimer = this.clock.setTimer(TICK_MS, () => {
+      try {
+        this.tick();
+      } finally {
+        this.scheduleTick();
+      }
+    });
+  }
+
+  private isEligible(spec: JobSpec, tags: readonly string[]): boolean {
+    return spec.tags.every((tag) => tags.includes(tag));
+  }
+
+  private tick(): void {
+    const session = this.session;
+    if (session === undefined || !session.isAlive()) return;
+    const nowMs = this.clock.nowMs();
+    for (const job of this.jobs.values()) {
+      if (job.spec.paused || !this.isEligible(job.spec, this.tags)) {
+        job.cursorMs = Math.max(job.cursorMs, nowMs);
+        continue;
+      }
+      this.planJob(job, nowMs, session);
+    }
+  }
+
+  /** Slots in (cursor, now] whose start instant (slot + jitter) has come, oldest first. */
+  private dueSlots(job: JobState, nowMs: number): DueSlot[] {
+    const due: DueSlot[] = [];
+    let cursor = job.cursorMs;
+    while (due.length < WORKER_LIMITS.slotsPerPassMax) {
+      const slotMs = nextSlotMs(job.schedule, cursor);
+      if (slotMs === null || slotMs > nowMs) break;
+      const startMs = slotMs + jitterOffsetMs(job.spec.name, slotMs, job.spec.jitterMs);
+      if (startMs > nowMs) break;
+      due.push({ slotMs, startMs });
+      cursor = slotMs;
+    }
+    return due;
+  }
+
+  private planJob(job: JobState, nowMs: number, session: Session): void {
+    const due = this.dueSlots(job, nowMs);
+    if (due.length === 0) return;
+    const plan = planDueSlots(due, nowMs, job.spec.catchUp.windowMs, job.spec.catchUp.max);
+    for (const slot of plan.overCap) this.runs.recordOverCap(job.spec, slot.slotMs, nowMs);
+    const last = due[due.length - 1];
+    if (plan.tooLate.length > 0 || plan.overCap.length > 0) job.cursorMs = Math.max(job.cursorMs, ...[...plan.tooLate, ...plan.overCap].map((s) => s.slotMs));
+    const startable = [...plan.catchUp.map((s) => ({ slot: s, catchUp: true })), ...plan.onTime.map((s) => ({ slot: s, catchUp: false }))];
+    for (const { slot, catchUp } of startable) {
+      if (!this.launch(job, slot, catchUp, nowMs, session)) return;
+      job.cursorMs = slot.slotMs;
+    }
+    if (last !== undefined) job.cursorMs = Math.max(job.cursorMs, last.slotMs);
+  }
+
+  /** Starts the claim for one slot, or returns false to wait (a non-preferred worker before the takeover delay). */
+  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session): boolean {
+    const spec = job.spec;
+    const base = { spec, slotMs: slot.slotMs, session, catchUp };
+    if (spec.broadcast) {
+      this.counters.claimTxns++;
+      void this.runs.claimAndRun({ ...base, broadcastWorker: this.id }).then((won) => { if (won) this.counters.claimsWon++; });
+      return true;
+    }
+    const candidates = new Set([this.id]);
+    for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) candidates.add(id);
+    const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates);
+    if (preferred === this.id) {
+      this.counters.claimTxns++;
+      void this.runs.claimAndRun(base).then((won) => { if (won) this.counters.claimsWon++; });
+      return true;
+    }
+    if (nowMs < slot.startMs + this.takeoverDelayMs) return false;
+    this.counters.takeoverReads++;
+    void this.runs.isUnclaimed(spec, slot.slotMs).then((unclaimed) => {
+      if (!unclaimed || !session.isAlive()) return;
+      this.counters.takeovers++;
+      this.counters.claimTxns++;
+      return this.runs.claimAndRun(base).then((won) => { if (won) this.counters.claimsWon++; });
+    });
+    return true;
+  }
 }

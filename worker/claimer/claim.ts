@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { lockKey, locksPrefix, prefixEnd, runKey } from '../../shared/keys.js';
+import { deleteOp, getOp, putOp, rangeResult, revisionOf, runTxn, type CompareSpec } from '../../shared/etcd/txn.js';
+import { classifyEtcdError } from '../../shared/etcd/errors.js';
+import { decodeLockValue, decodeRunRecord, encodeRecord, runIdFor, type LockValue, type RunRecord } from '../../shared/history/records.js';
+import type { JobSpec } from '../../shared/job/spec.js';
+import { slotId } from '../../shared/keys.js';
+
+/**
+ * The claim protocol (docs/scheduler.md, "Claim"): one txn
+ *   If   create_revision(run key) == 0                (first attempt: the slot was never claimed)
+ *        or mod_revision(run key) == the revision we last saw it at (retry attempt)
+ *   and  create_revision(/cron/lock/<job>/ range) == 0   (Forbid/BufferOne: no live run of the job)
+ *   Then put run key {claimed, worker, lease, nonce} and put lock key bound to our lease
+ *   Else read the run key and the job's locks.
+ * The txn's header revision is the lock key's createRevision: the fence.
+ */
+export interface ClaimRequest {
+  readonly spec: JobSpec;
+  readonly slotMs: number;
+  readonly worker: string;
+  readonly leaseId: string;
+  readonly attempt: number;
+  readonly broadcastWorker?: string;
+  readonly catchUp: boolean;
+  readonly nowMs: number;
+  /** For attempt > 1: the run record's modRevision that our previous attempt left. */
+  readonly previousRunModRevision?: number;
+  /** Lock keys to delete in the same txn (Replace overlap), with the modRevision we saw them at. */
+  readonly replaceLocks?: readonly { key: string; modRevision: number }[];
+}
+
+export interface Claimed {
+  readonly ok: true;
+  readonly fence: number;
+  readonly runKey: string;
+  readonly lockKey: string;
+  readonly record: RunRecord;
+  /** modRevision of the run record after the claim: the compare for the next write. */
+  readonly runModRevision: number;
+  /** True when the claim was confirmed by reading back our nonce after an unknown outcome. */
+  readonly recovered: boolean;
+}
+
+export type ClaimRefusal =
+  | { readonly ok: false; readonly reason: 'taken'; readonly existing?: RunRecord }
+  | { readonly ok: false; readonly reason: 'busy'; readonly holders: readonly LockValue[]; readonly locks: readonly IKeyValue[] }
+  | { readonly ok: false; readonly reason: 'lease-lost' | 'store-error'; readonly error: unknown };
+
+export type ClaimResult = Claimed | ClaimRefusal;
+
+const READ_BACK_ATTEMPTS_MAX = 10;
+const READ_BACK_PAUSE_MS = 200;
+
+export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<ClaimResult> {
+  const { spec, slotMs, worker, leaseId, attempt } = request;
+  const slot = slotId(slotMs);
+  const rKey = runKey(spec.name, slotMs, request.broadcastWorker);
+  const lKey = lockKey(spec.name, slotMs, request.broadcastWorker);
+  const nonce = randomBytes(8).toString('hex');
+  const runId = runIdFor(spec.name, slot, attempt, request.broadcastWorker);
+  const record: RunRecord = {
+    job: spec.name, slot, runId, state: 'claimed', worker, leaseId, nonce, attempt, claimedAtMs: request.nowMs,
+    ...(request.catchUp ? { catchUp: true } : {}),
+  };
+  const lock: LockValue = { job: spec.name, slot, runId, worker, leaseId, attempt };
+  const compare: CompareSpec[] = [request.previousRunModRevision === undefined
+    ? { key: rKey, target: 'Create', result: 'Equal', value: 0 }
+    : { key: rKey, target: 'Mod', result: 'Equal', value: request.previousRunModRevision }];
+  const checksOverlap = (spec.overlap === 'Forbid' || spec.overlap === 'BufferOne') && request.broadcastWorker === undefined;
+  if (checksOverlap) {
+    const prefix = locksPrefix(spec.name);
+    compare.push({ key: prefix, rangeEnd: prefixEnd(prefix), target: 'Create', result: 'Equal', value: 0 });
+  }
+  for (const old of request.replaceLocks ?? []) compare.push({ key: old.key, target: 'Mod', result: 'Equal', value: old.modRevision });
+  const success = [
+    ...(request.replaceLocks ?? []).map((old) => deleteOp(old.key)),
+    putOp(rKey, encodeRecord(record)),
+    putOp(lKey, encodeRecord(lock), leaseId),
+  ];
+  try {
+    const outcome = await runTxn(client, {
+      compare, success, failure: [getOp(rKey), getOp(locksPrefix(spec.name), prefixEnd(locksPrefix(spec.name)))],
+    });
+    if (outcome.succeeded) {
+      return { ok: true, fence: outcome.revision, runKey: rKey, lockKey: lKey, record, runModRevision: outcome.revision, recovered: false };
+    }
+    const existingKv = rangeResult(outcome, 0)[0];
+    const existing = existingKv === undefined ? undefined : decodeRunRecord(existingKv.value.toString());
+    // Our own earlier attempt may have been applied although its reply was lost (client retry).
+    if (existing?.nonce === nonce) return readBack(client, rKey, lKey, nonce, record);
+    const runFree = request.previousRunModRevision === undefined
+      ? existingKv === undefined
+      : existingKv !== undefined && revisionOf(existingKv.mod_revision) === request.previousRunModRevision;
+    if (runFree) {
+      const locks = rangeResult(outcome, 1);
+      const holders = locks.map((kv) => decodeLockValue(kv.value.toString())).filter((v): v is LockValue => v !== undefined);
+      return { ok: false, reason: 'busy', holders, locks };
+    }
+    return existing === undefined ? { ok: false, reason: 'taken' } : { ok: false, reason: 'taken', existing };
+  } catch (error) {
+    const kind = classifyEtcdError(error);
+    if (kind === 'lease-lost') return { ok: false, reason: 'lease-lost', error };
+    if (kind === 'unknown' || kind === 'retry') return readBack(client, rKey, lKey, nonce, record, error);
+    return { ok: false, reason: 'store-error', error };
+  }
+}
+
+/** Never re-send the create txn blindly: that would turn our own success into "taken". Read the nonce. */
+async function readBack(
+  client: Etcd3, rKey: string, lKey: string, nonce: string, record: RunRecord, cause?: unknown,
+): Promise<ClaimResult> {
+  for (let i = 0; i < READ_BACK_ATTEMPTS_MAX; i++) {
+    try {
+      const outcome = await runTxn(client, { compare: [], success: [getOp(rKey), getOp(lKey)] });
+      const runKv = rangeResult(outcome, 0)[0];
+      const lockKv = rangeResult(outcome, 1)[0];
+      const existing = runKv === undefined ? undefined : decodeRunRecord(runKv.value.toString());
+      if (existing?.nonce !== nonce || runKv === undefined) {
+        return existing === undefined ? { ok: false, reason: 'taken' } : { ok: false, reason: 'taken', existing };
+      }
+      if (lockKv === undefined) return { ok: false, reason: 'lease-lost', error: cause ?? new Error('lock gone after claim') };
+      return {
+        ok: true, fence: revisionOf(lockKv.create_revision), runKey: rKey, lockKey: lKey, record,
+        runModRevision: revisionOf(runKv.mod_revision), recovered: true,
+      };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, READ_BACK_PAUSE_MS));
+    }
+  }
+  return { ok: false, reason: 'store-error', error: cause ?? new Error('claim outcome unknown') };
+}
+
+export interface FencedWrite {
+  readonly runKey: string;
+  readonly lockKey: string;
+  readonly fence: number;
+  readonly runModRevision: number;
+}
+
+export type FencedResult = { ok: true; runModRevision: number } | { ok: false; reason: 'fenced' | 'store-error'; error?: unknown };
+
+/**
+ * Progress and finish writes: If create_revision(lock) == fence AND mod_revision(run) == ours.
+ * A failed compare means the claim is no longer ours (lease expired, killed, replaced): do nothing more.
+ */
+export async function writeFenced(client: Etcd3, target: FencedWrite, record: RunRecord, releaseLock: boolean): Promise<FencedResult> {
+  try {
+    const outcome = await runTxn(client, {
+      compare: [
+        { key: target.lockKey, target: 'Create', result: 'Equal', value: target.fence },
+        { key: target.runKey, target: 'Mod', result: 'Equal', value: target.runModRevision },
+      ],
+      success: [putOp(target.runKey, encodeRecord(record)),
+        ...(releaseLock ? [deleteOp(target.lockKey)] : [])],
+    });
+    return outcome.succeeded ? { ok: true, runModRevision: outcome.revision } : { ok: false, reason: 'fenced' };
+  } catch (error) {
+    return { ok: false, reason: 'store-error', error };
+  }
+}
+
+/** A write compared on the run record alone, after our lock was deleted on request (job kill, Replace). */
+export async function writeRunOnly(client: Etcd3, key: string, runModRevision: number, record: RunRecord): Promise<boolean> {
+  const outcome = await runTxn(client, {
+    compare: [{ key, target: 'Mod', result: 'Equal', value: runModRevision }],
+    success: [putOp(key, encodeRecord(record))],
+  });
+  return outcome.succeeded;
+}
+
+/** Records a slot that will not run (skipped by overlap policy, missed over the catch-up cap), once. */
+export async function recordNotStarted(client: Etcd3, key: string, record: RunRecord): Promise<boolean> {
+  const outcome = await runTxn(client, {
+    compare: [{ key, target: 'Create', result: 'Equal', value: 0 }],
+    success: [putOp(key, encodeRecord(record))],
+  });
+  return outcome.succeeded;
+}

@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Clock, Timer } from '../../shared/clock.js';
+import type { Logger } from '../../shared/log.js';
+import { OutputTail } from './output-tail.js';
+
+/**
+ * Runs the job in its own process group (detached) through a small sh wrapper. The wrapper keeps a
+ * watcher on its stdin, a pipe from the worker: when the worker dies (even by SIGKILL) the pipe
+ * closes, and the watcher SIGKILLs the whole group, so a job never outlives its worker unnoticed.
+ * After a normal exit the worker closes the pipe too, which reaps processes the job left behind.
+ */
+const WRAPPER = [
+  'exec 3<&0 0</dev/null',
+  '{ cat <&3 >/dev/null 2>&1; kill -KILL 0; } &',
+  'exec 3<&-',
+  '"$@"',
+].join('\n');
+
+export type StopCause = 'timeout' | 'killed' | 'lease-lost' | 'replaced' | 'shutdown';
+
+export interface ProcessSpec {
+  /** Program and arguments; a shell command is ['/bin/sh', '-c', command]. */
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd?: string;
+  readonly timeoutMs?: number;
+  readonly killGraceMs: number;
+  readonly outputTailBytesMax: number;
+}
+
+export interface ProcessExit {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  /** Set when we stopped the process (timeout, kill request, lease loss). */
+  readonly stopCause?: StopCause;
+  readonly outputTail: string;
+  readonly spawnError?: string;
+}
+
+export interface RunningProcess {
+  readonly pid: number | undefined;
+  readonly exited: Promise<ProcessExit>;
+  /** SIGTERM the group, then SIGKILL after `graceMs` (0: SIGKILL at once). Idempotent. */
+  stop(cause: StopCause, graceMs: number): void;
+}
+
+/** Output still arriving after exit is collected for at most this long. */
+const OUTPUT_DRAIN_MS_MAX = 300;
+
+export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): RunningProcess {
+  const [program, ...args] = spec.argv;
+  if (program === undefined) throw new Error('empty argv');
+  const tail = new OutputTail(spec.outputTailBytesMax);
+  let child: ChildProcess;
+  try {
+    child = spawn('/bin/sh', ['-c', WRAPPER, 'etcron-run', program, ...args], {
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...spec.env },
+      ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+    });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { pid: undefined, exited: Promise.resolve({ exitCode: null, signal: null, outputTail: '', spawnError: message }), stop: () => {} };
+  }
+  child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
+  child.stdin?.on('error', () => {}); // EPIPE once the group is gone
+  const pid = child.pid;
+  let stopCause: StopCause | undefined;
+  let killTimer: Timer | undefined;
+  let timeoutTimer: Timer | undefined;
+  let hasExited = false;
+
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  };
+
+  const stop = (cause: StopCause, graceMs: number): void => {
+    if (stopCause !== undefined && graceMs > 0) return;
+    stopCause ??= cause;
+    logger.debug({ pid, cause, graceMs }, 'stopping run process group');
+    if (graceMs <= 0) {
+      signalGroup('SIGKILL');
+      return;
+    }
+    signalGroup('SIGTERM');
+    killTimer = clock.setTimer(graceMs, () => signalGroup('SIGKILL'));
+  };
+
+  if (spec.timeoutMs !== undefined) {
+    timeoutTimer = clock.setTimer(spec.timeoutMs, () => stop('timeout', spec.killGraceMs));
+  }
+
+  const exited = new Promise<ProcessExit>((resolve) => {
+    let spawnError: string | undefined;
+    child.once('error', (err) => {
+      spawnError = err.message;
+      if (pid === undefined) finish(null, null);
+    });
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
+      if (hasExited) return;
+      hasExited = true;
+      timeoutTimer?.cancel();
+      killTimer?.cancel();
+      // Closing the wrapper's stdin makes its watcher kill whatever the job left in the group.
+      child.stdin?.end();
+      const drained = (): void => resolve({
+        exitCode, signal, outputTail: tail.text(),
+        ...(stopCause === undefined ? {} : { stopCause }),
+        ...(spawnError === undefined ? {} : { spawnError }),
+      });
+      const drainTimer = clock.setTimer(OUTPUT_DRAIN_MS_MAX, drained);
+      child.once('close', () => {
+        drainTimer.cancel();
+        drained();
+      });
+    };
+    child.once('exit', finish);
+  });
+  return { pid, exited, stop };
+}

@@ -1,0 +1,239 @@
+import type { Etcd3 } from 'etcd3';
+import type { Clock } from '../shared/clock.js';
+import type { Logger } from '../shared/log.js';
+import { locksPrefix, prefixEnd, runKey, slotId } from '../shared/keys.js';
+import type { JobSpec } from '../shared/job/spec.js';
+import { revisionOf } from '../shared/etcd/txn.js';
+import { runIdFor, type RunRecord, type RunState } from '../shared/history/records.js';
+import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed } from './claimer/claim.js';
+import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
+import type { Session } from './session.js';
+import { WORKER_LIMITS } from './options.js';
+import { nextSlotMs } from '../master/planner/slots.js';
+import { compileSchedule } from '../shared/job/schedule.js';
+
+export interface LaunchRequest {
+  readonly spec: JobSpec;
+  readonly slotMs: number;
+  readonly session: Session;
+  readonly catchUp: boolean;
+  readonly broadcastWorker?: string;
+}
+
+interface LiveRun {
+  readonly spec: JobSpec;
+  readonly claim: Claimed;
+  readonly process: RunningProcess;
+  /** Serializes this run's writes: running, then finish. */
+  writes: Promise<void>;
+  runModRevision: number;
+  record: RunRecord;
+  /** Settles once the finish report was sent (or refused). */
+  done: Promise<void>;
+  lockDeleted: boolean;
+}
+
+/** How often a BufferOne slot re-checks whether the running one has ended. */
+const BUFFER_POLL_MS = 250;
+const SHUTDOWN_WAIT_MS_MAX = 10_000;
+
+/** Claims slots, runs their processes and reports their ends, all fenced by the claim's revision. */
+export class RunManager {
+  private readonly live = new Map<string, LiveRun>();
+  private readonly counters = { runsStarted: 0, reportsRejected: 0 };
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly worker: string,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  stats(): { runsStarted: number; reportsRejected: number } {
+    return { ...this.counters };
+  }
+
+  async isUnclaimed(spec: JobSpec, slotMs: number): Promise<boolean> {
+    try {
+      // Serializable: answered by the member locally; a stale "unclaimed" only costs one failed txn.
+      const response = await this.client.kv.range({ key: Buffer.from(runKey(spec.name, slotMs)), count_only: true, serializable: true });
+      return Number(response.count) === 0;
+    } catch (err) {
+      this.logger.warn({ err, job: spec.name }, 'takeover read failed');
+      return false;
+    }
+  }
+
+  recordOverCap(spec: JobSpec, slotMs: number, nowMs: number): void {
+    const slot = slotId(slotMs);
+    const record: RunRecord = {
+      job: spec.name, slot, runId: runIdFor(spec.name, slot, 1), state: 'missed', attempt: 1, worker: this.worker,
+      endedAtMs: nowMs, reason: `catch-up-cap: more than ${spec.catchUp.max} missed slots in the catch-up window`,
+    };
+    recordNotStarted(this.client, runKey(spec.name, slotMs), record).catch((err: unknown) => {
+      this.logger.warn({ err, job: spec.name, slot }, 'could not record missed slot');
+    });
+  }
+
+  /** Claims the slot and, if won, runs it. Resolves true when this worker won the claim. */
+  async claimAndRun(request: LaunchRequest, attempt = 1, previousRunModRevision?: number): Promise<boolean> {
+    const { spec, slotMs, session } = request;
+    if (this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
+    const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
+    const result = await claimRun(this.client, {
+      spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,
+      nowMs: this.clock.nowMs(), replaceLocks,
+      ...(request.broadcastWorker === undefined ? {} : { broadcastWorker: request.broadcastWorker }),
+      ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
+    });
+    if (result.ok) {
+      this.start(request, result);
+      return true;
+    }
+    const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
+    if (result.reason === 'busy') return this.onBusy(request, attempt, previousRunModRevision, result.holders.map((h) => h.runId));
+    if (result.reason === 'taken') log.debug('slot already claimed');
+    else log.warn({ err: result.error, reason: result.reason }, 'claim failed');
+    return false;
+  }
+
+  private async currentLocks(spec: JobSpec): Promise<{ key: string; modRevision: number }[]> {
+    const prefix = locksPrefix(spec.name);
+    const response = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+    return response.kvs.map((kv) => ({ key: kv.key.toString(), modRevision: revisionOf(kv.mod_revision) }));
+  }
+
+  /**
+   * Forbid: record the slot as skipped. BufferOne: wait for the running one to end, but only until
+   * the job's next slot would start; at most one slot waits at a time because each gives up when
+   * the next one begins (we keep the most recent slot, not the oldest).
+   */
+  private async onBusy(request: LaunchRequest, attempt: number, previous: number | undefined, holders: string[]): Promise<boolean> {
+    const { spec, slotMs } = request;
+    if (spec.overlap === 'BufferOne' && previous === undefined) {
+      const compiled = compileSchedule(spec.schedule, spec.timezone);
+      const next = compiled.ok ? nextSlotMs(compiled.schedule, slotMs) : null;
+      const giveUpMs = next ?? slotMs;
+      while (this.clock.nowMs() < giveUpMs && request.session.isAlive()) {
+        await new Promise<void>((resolve) => this.clock.setTimer(BUFFER_POLL_MS, resolve));
+        if ((await this.currentLocks(spec)).length === 0) return this.claimAndRun(request, attempt, previous);
+      }
+    }
+    const slot = slotId(slotMs);
+    const reason = spec.overlap === 'BufferOne'
+      ? `overlap BufferOne: superseded by the next slot while ${holders.join(', ')} ran`
+      : `overlap ${spec.overlap}: ${holders.join(', ')} still running`;
+    const record: RunRecord = {
+      job: spec.name, slot, runId: runIdFor(spec.name, slot, attempt), state: 'skipped', attempt, worker: this.worker,
+      endedAtMs: this.clock.nowMs(), reason,
+    };
+    await recordNotStarted(this.client, runKey(spec.name, slotMs), record).catch(() => false);
+    return false;
+  }
+
+  private start(request: LaunchRequest, claim: Claimed): void {
+    const { spec } = request;
+    const env: Record<string, string> = {
+      ...spec.env,
+      ETCRON_JOB: spec.name,
+      ETCRON_SLOT: claim.record.slot,
+      ETCRON_RUN_ID: claim.record.runId,
+      ETCRON_FENCE: String(claim.fence),
+      ETCRON_FENCING_TOKEN: String(claim.fence),
+      ETCRON_WORKER: this.worker,
+      ETCRON_ATTEMPT: String(claim.record.attempt),
+    };
+    const argv = spec.argv ?? ['/bin/sh', '-c', spec.command ?? 'false'];
+    const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
+    const process = startProcess({
+      argv, env, killGraceMs: spec.killGraceMs, outputTailBytesMax: spec.outputTailBytesMax,
+      ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+      ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+    }, this.clock, log);
+    this.counters.runsStarted++;
+    const running: RunRecord = { ...claim.record, state: 'running', fence: claim.fence, startedAtMs: this.clock.nowMs() };
+    const run: LiveRun = {
+      spec, claim, process, writes: Promise.resolve(), runModRevision: claim.runModRevision, record: running,
+      lockDeleted: false, done: Promise.resolve(),
+    };
+    this.live.set(claim.lockKey, run);
+    log.debug({ pid: process.pid }, 'run started');
+    run.writes = writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, running, false).then((r) => {
+      if (r.ok) run.runModRevision = r.runModRevision;
+    });
+    run.done = process.exited.then((exit) => this.finish(request, run, exit)).catch((err: unknown) => {
+      log.error({ err }, 'finishing run failed');
+    });
+  }
+
+  private finalState(exit: ProcessExit): { state: RunState; reason?: string } {
+    switch (exit.stopCause) {
+      case 'timeout': return { state: 'timeout', reason: 'timed out; process group killed' };
+      case 'lease-lost': return { state: 'killed', reason: 'worker lost its lease; process group killed' };
+      case 'killed': return { state: 'killed', reason: 'lock deleted (job kill); process group killed' };
+      case 'replaced': return { state: 'killed', reason: 'replaced by a newer slot (overlap Replace)' };
+      case 'shutdown': return { state: 'killed', reason: 'worker shut down' };
+      case undefined: break;
+    }
+    if (exit.spawnError !== undefined) return { state: 'failed', reason: `spawn failed: ${exit.spawnError}` };
+    if (exit.exitCode === 0) return { state: 'succeeded' };
+    return { state: 'failed', reason: exit.signal === null ? `exit code ${exit.exitCode}` : `signal ${exit.signal}` };
+  }
+
+  private async finish(request: LaunchRequest, run: LiveRun, exit: ProcessExit): Promise<void> {
+    await run.writes;
+    const { spec, claim } = run;
+    const { state, reason } = this.finalState(exit);
+    const attempt = claim.record.attempt;
+    const retry = (state === 'failed' || state === 'timeout') && attempt <= spec.retries.count;
+    const backoffMs = Math.min(spec.retries.backoffMaxMs, spec.retries.backoffInitialMs * spec.retries.backoffMultiplier ** (attempt - 1));
+    const finalReason = retry ? `${reason ?? state}; retry ${attempt + 1} of ${spec.retries.count + 1} in ${backoffMs} ms` : reason;
+    const record: RunRecord = {
+      ...run.record, state, endedAtMs: this.clock.nowMs(), outputTail: exit.outputTail,
+      ...(exit.exitCode === null ? {} : { exitCode: exit.exitCode }),
+      ...(exit.signal === null ? {} : { signal: exit.signal }),
+      ...(finalReason === undefined ? {} : { reason: finalReason }),
+    };
+    const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
+    const result = await writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, record, true);
+    this.live.delete(claim.lockKey);
+    if (!result.ok && result.reason === 'fenced') {
+      if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
+        // Killed on request while our lease lived: the run record is still ours to close.
+        await writeRunOnly(this.client, claim.runKey, run.runModRevision, record).catch(() => false);
+        return;
+      }
+      this.counters.reportsRejected++;
+      log.warn({ state, stopCause: exit.stopCause }, 'finish report rejected: the claim is no longer ours (fenced)');
+      return;
+    }
+    if (!result.ok) {
+      log.error({ err: result.error }, 'finish report failed');
+      return;
+    }
+    log.debug({ state, exitCode: exit.exitCode }, 'run finished');
+    if (retry && request.session.isAlive()) {
+      this.clock.setTimer(backoffMs, () => {
+        void this.claimAndRun(request, attempt + 1, result.runModRevision);
+      });
+    }
+  }
+
+  onLockDeleted(key: string, sessionAlive: boolean): void {
+    const run = this.live.get(key);
+    if (run === undefined) return;
+    run.lockDeleted = true;
+    if (sessionAlive) run.process.stop(run.spec.overlap === 'Replace' ? 'replaced' : 'killed', run.spec.killGraceMs);
+    else run.process.stop('lease-lost', 0);
+  }
+
+  async stopAll(cause: StopCause): Promise<void> {
+    const runs = [...this.live.values()];
+    for (const run of runs) run.process.stop(cause, cause === 'lease-lost' ? 0 : run.spec.killGraceMs);
+    // Wait (bounded) for the exits and their fenced finish reports before the caller closes the client.
+    await Promise.race([
+      Promise.all(runs.map((r) => r.done)),
+      new Promise<void>((resolve) => this.clock.setTimer(SHUTDOWN_WAIT_MS_MAX, resolve)),
+    ]);
+  }
+}

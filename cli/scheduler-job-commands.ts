@@ -181,9 +181,10 @@ export function registerJobCommands(program: Command): void {
   withClientOptions(job.command('kill <name> [run]').description('kill the live run(s) of a job (or one run id / slot)'))
     .action(action(async (name: string, run: string | undefined, flags: ClientFlags) => {
       const query = run === undefined ? '' : `?run=${encodeURIComponent(run)}`;
-      const result = (await apiClient(flags).post(path(name, `/kill${query}`))) as { liveRuns: unknown[] };
+      const result = (await apiClient(flags).post(path(name, `/kill${query}`))) as { killed: { runId: string; worker: string }[] };
       if (flags.output === 'json') printJson(result);
-      else process.stdout.write(`kill of ${name} requested (${result.liveRuns.length} live run(s))\n`);
+      else if (result.killed.length === 0) process.stdout.write(`job ${name} has no live run\n`);
+      else for (const k of result.killed) process.stdout.write(`killing ${k.runId} on ${k.worker}\n`);
     }));
 
   withClientOptions(job.command('history <name>').description('runs of a job, newest first'))

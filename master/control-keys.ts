@@ -1,18 +1,17 @@
 /**
  * Requests from the CLI to workers, written by the master and watched by workers.
  * shared/keys.ts (the worker side's) has no such keys yet, so they are defined here; workers that
- * honour them watch CONTROL_PREFIX.
+ * honour them watch RUN_NOW_PREFIX. (Kill needs no key: the master deletes the run's lock, which
+ * the worker treats as a kill.)
  *
  *   /cron/control/run/<job>/<requestId>    RunNowRequest JSON: run the job once, now
- *   /cron/control/kill/<job>/<requestId>   KillRequest JSON: kill the job's live run(s)
  *
- * Both are bound to a short lease, so an unanswered request disappears by itself instead of
+ * A request is bound to a short lease, so an unanswered one disappears by itself instead of
  * piling up. A run-now names its slot (the request instant, whole milliseconds): workers claim it
  * like any slot, so the per-(job, slot) run record still guarantees at most one start.
  */
 export const CONTROL_PREFIX = '/cron/control/';
 export const RUN_NOW_PREFIX = '/cron/control/run/';
-export const KILL_PREFIX = '/cron/control/kill/';
 /** How long a control request stays visible to workers. */
 export const CONTROL_REQUEST_TTL_SECONDS = 60;
 
@@ -24,18 +23,6 @@ export interface RunNowRequest {
   readonly requestedAtMs: number;
 }
 
-export interface KillRequest {
-  readonly job: string;
-  readonly requestId: string;
-  /** A run id or slot to kill; absent means every live run of the job. */
-  readonly run?: string;
-  readonly requestedAtMs: number;
-}
-
 export function runNowKey(job: string, requestId: string): string {
   return `${RUN_NOW_PREFIX}${job}/${requestId}`;
-}
-
-export function killKey(job: string, requestId: string): string {
-  return `${KILL_PREFIX}${job}/${requestId}`;
 }

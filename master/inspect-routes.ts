@@ -13,7 +13,7 @@ import {
   type RunRecord,
   type Versioned,
 } from '../shared/history/index.js';
-import { CONTROL_REQUEST_TTL_SECONDS, killKey, runNowKey, type KillRequest, type RunNowRequest } from './control-keys.js';
+import { CONTROL_REQUEST_TTL_SECONDS, runNowKey, type RunNowRequest } from './control-keys.js';
 import { ApiError } from './errors.js';
 import { ok, type RequestContext, type Route, type RouteResult } from './http-server.js';
 import { revisionOf, revisionQuery } from './job-routes.js';
@@ -98,7 +98,7 @@ async function requireJob(client: Etcd3, job: string): Promise<void> {
 }
 
 /** Writes a control request bound to a short lease, so an unanswered one expires by itself. */
-async function writeControl(client: Etcd3, key: string, value: RunNowRequest | KillRequest): Promise<number> {
+async function writeControl(client: Etcd3, key: string, value: RunNowRequest): Promise<number> {
   const lease = client.lease(CONTROL_REQUEST_TTL_SECONDS, { autoKeepAlive: false });
   const leaseId = await lease.grant();
   const res = await client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(value)).lease(leaseId)).commit();
@@ -206,19 +206,25 @@ export function inspectRoutes(client: Etcd3, clock: Clock): Route[] {
     return ok({ requested: request, revision }, 202);
   };
 
+  // Kill deletes the run's lock key: its worker watches locks and treats a delete it did not make
+  // as a kill (process group SIGTERM, grace, SIGKILL; run recorded `killed`). Each delete compares
+  // the lock's mod revision, so a lock taken again by a newer run in between is left alone.
   const kill = async (context: RequestContext): Promise<RouteResult> => {
     const job = jobName(context);
     await requireJob(client, job);
     const target = context.query.get('run') ?? undefined;
     const live = (await readLocks(client, { job })).locks;
-    const requestId = randomUUID();
-    const request: KillRequest = {
-      job, requestId, requestedAtMs: clock.nowMs(), ...(target === undefined ? {} : { run: target }),
-    };
-    const revision = await writeControl(client, killKey(job, requestId), request);
-    context.log.info({ job, run: target, rev: revision }, 'kill requested');
     const matching = live.filter((l) => target === undefined || l.runId === target || l.slot === target);
-    return ok({ requested: request, revision, liveRuns: matching.map(lockRow) }, 202);
+    if (target !== undefined && matching.length === 0) {
+      throw new ApiError('run-not-found', `no live run ${target} of job ${job}`);
+    }
+    const killed: LockOwnership[] = [];
+    for (const lock of matching) {
+      const res = await client.if(lock.key, 'Mod', '==', lock.modRevision).then(client.delete().key(lock.key)).commit();
+      if (res.succeeded) killed.push(lock);
+    }
+    context.log.info({ job, run: target, killed: killed.length }, 'kill requested');
+    return ok({ job, killed: killed.map(lockRow) });
   };
 
   return [

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { waitFor } from '../support/ports.js';
+import {
+  apiGet, jsonOf, runCli, startMasterProcess, startWorkerProcess, type DaemonProcess,
+} from './cli-harness.js';
+
+// "Master leader killed: a standby takes over, jobs keep running, CLI keeps working" (issue #5),
+// with real processes: a real store, two `etcron master`, one `etcron worker`, SIGKILL.
+
+const MASTER_LEASE_TTL_SECONDS = 2;
+
+interface Status { master: string; isLeader: boolean; leader: { id: string } | null }
+
+function slotLines(file: string): { slot: string; worker: string }[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0).map((line) => {
+    const [slot = '', worker = ''] = line.split(' ');
+    return { slot, worker };
+  });
+}
+
+describe.skipIf(!hasEtcd())('master failover', () => {
+  let store: StoreProcess;
+  let masters: DaemonProcess[] = [];
+  let worker: DaemonProcess | undefined;
+  let dir: string;
+
+  beforeAll(async () => {
+    store = await startStoreUnderTest();
+    dir = mkdtempSync(join(tmpdir(), 'etcron-failover-'));
+  });
+  afterAll(async () => {
+    await worker?.kill('SIGKILL');
+    for (const m of masters) await m.kill('SIGKILL');
+    await store?.kill();
+    store?.cleanup();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a standby takes over after SIGKILL of the leader; the CLI and the jobs keep working', async () => {
+    const [m1, m2] = await Promise.all([
+      startMasterProcess({ endpoint: store.endpoint, id: 'm1', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
+      startMasterProcess({ endpoint: store.endpoint, id: 'm2', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
+    ]);
+    masters = [m1, m2];
+    worker = await startWorkerProcess({ endpoint: store.endpoint, id: 'w1', leaseTtlSeconds: 3 });
+    // Exactly one leader, and both masters agree on who it is.
+    const [s1, s2] = await waitFor('a leader', async () => {
+      const both = await Promise.all(masters.map((m) => apiGet<Status>(`${m.apiUrl}/v1/status`)));
+      return both.filter((s) => s.isLeader).length === 1 ? both : undefined;
+    }, 10_000);
+    expect(s1?.leader?.id).toBe(s2?.leader?.id);
+    const leader = s1?.isLeader === true ? m1 : m2;
+    const standby = leader === m1 ? m2 : m1;
+    // The CLI lists the leader first: after the kill it must fall over to the standby.
+    const env = { ETCRON_API: `${leader.apiUrl},${standby.apiUrl}` };
+
+    const file = join(dir, 'slots.txt');
+    const add = await runCli([
+      'job', 'add', 'tick', '--schedule', '* * * * * *', '--command', `echo "$ETCRON_SLOT $ETCRON_WORKER" >> ${file}`,
+    ], env);
+    expect(add.code, add.stderr).toBe(0);
+    await waitFor('runs before the kill', () => (slotLines(file).length >= 3 ? true : undefined), 15_000);
+
+    await leader.kill('SIGKILL');
+    const killedAt = Date.now();
+    const linesAtKill = slotLines(file).length;
+    const takeover = await waitFor('standby to lead', async () => {
+      const status = await apiGet<Status>(`${standby.apiUrl}/v1/status`);
+      return status.isLeader ? Date.now() - killedAt : undefined;
+    }, 15_000);
+    // The dead leader's key goes when its lease expires (TTL) and the standby reacts to the delete.
+    expect(takeover).toBeLessThan(MASTER_LEASE_TTL_SECONDS * 1000 + 3_000);
+    console.log(`master takeover after SIGKILL: ${takeover} ms (lease TTL ${MASTER_LEASE_TTL_SECONDS} s)`);
+
+    // The CLI keeps working with the dead master listed first.
+    const second = await runCli(['job', 'add', 'second', '--schedule', '@hourly', '--command', 'true'], env);
+    expect(second.code, second.stderr).toBe(0);
+    const list = jsonOf<{ jobs: { name: string }[] }>(await runCli(['job', 'list', '-o', 'json'], env));
+    expect(list.jobs.map((j) => j.name)).toEqual(['second', 'tick']);
+    const status = jsonOf<{ master: string; isLeader: boolean }>(await runCli(['status', '-o', 'json'], env));
+    expect(status).toMatchObject({ master: standby === m1 ? 'm1' : 'm2', isLeader: true });
+
+    // Jobs keep running: new slots after the kill, each started exactly once.
+    await waitFor('runs after the kill', () => (slotLines(file).length >= linesAtKill + 3 ? true : undefined), 15_000);
+    const lines = slotLines(file);
+    const slots = lines.map((l) => l.slot);
+    expect(new Set(slots).size).toBe(slots.length);
+    expect(lines.every((l) => l.worker === 'w1')).toBe(true);
+    const history = jsonOf<{ runs: { slot: string; state: string; fence?: number }[] }>(
+      await runCli(['job', 'history', 'tick', '-o', 'json', '--limit', '100'], env),
+    );
+    const succeeded = history.runs.filter((r) => r.state === 'succeeded');
+    expect(succeeded.length).toBeGreaterThanOrEqual(lines.length - 2);
+    // Fences rise with slots.
+    const fences = [...succeeded].reverse().map((r) => r.fence ?? 0);
+    expect(fences).toEqual([...fences].sort((a, b) => a - b));
+  });
+});

@@ -174,6 +174,19 @@ export interface RaftConfig {
   readonly checkQuorum: boolean;
   readonly random: { int(maxExclusive: number): number };
   readonly logger?: CoreLogger;
+  /** Deliberate bugs for the simulator's self-tests; never set outside test/sim. */
+  readonly testingBugs?: RaftTestingBugs;
+}
+
+/**
+ * Each switch breaks one rule of the Raft paper so that the simulator can show its checkers catch
+ * it (docs: reliability.md section 2, "Self-tests"). Production code never sets them.
+ */
+export interface RaftTestingBugs {
+  /** Grant a vote even after voting for someone else in the same term (breaks election safety). */
+  readonly grantTwoVotesPerTerm?: boolean;
+  /** Commit by counting replicas regardless of the entry's term (the Figure 8 mistake). */
+  readonly commitOldTermByCounting?: boolean;
 }
 
 /** What the core logs through; pino satisfies it. */

@@ -1,0 +1,10 @@
+export * from './types.js';
+export { Raft, newRaftNode, makeMessage, none } from './raft-node.js';
+export { RaftLog, entrySizeBytes, limitSize } from './raft-log.js';
+export { Unstable } from './unstable.js';
+export { Progress, Inflights } from './progress.js';
+export type { ProgressState } from './progress.js';
+export { majority, committedIndex, voteResult, hasQuorum } from './quorum.js';
+export type { VoteResult } from './quorum.js';
+export { ReadOnly, readIndexPendingMax } from './read-only.js';
+export { MemoryLogStorage } from './memory-log-storage.js';

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { simulate } from './simulation.js';
+import type { SimOptions } from './simulation.js';
+
+/**
+ * The checkers can fail: each deliberately broken member must be caught within a bounded number
+ * of seeds (reliability.md §2, "Self-tests"). Without these, a passing sweep proves nothing.
+ */
+const seedsMax = 300;
+
+function firstCaught(options: Omit<SimOptions, 'seed'>): { seed: number; failure: string } | null {
+  for (let seed = 1; seed <= seedsMax; seed++) {
+    const result = simulate({ ...options, seed });
+    if (!result.ok) return { seed, failure: result.failure ?? '' };
+  }
+  return null;
+}
+
+describe('raft simulation self-tests', () => {
+  it('catches a member that grants two votes in one term', () => {
+    const caught = firstCaught({ bugs: { grantTwoVotesPerTerm: true } });
+    expect(caught).not.toBeNull();
+    expect(caught?.failure).toMatch(/voted for .* and .* in term|both lead term/);
+  });
+
+  it('catches a disk that forgets the vote across a crash', () => {
+    const caught = firstCaught({ diskForgetsVote: true });
+    expect(caught).not.toBeNull();
+    expect(caught?.failure).toMatch(/voted for .* and .* in term|both lead term/);
+  });
+
+  it('passes the same seeds with the bugs switched off', () => {
+    for (let seed = 1; seed <= 20; seed++) expect(simulate({ seed }).failure).toBeNull();
+  });
+});

@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { waitFor } from '../support/ports.js';
+import { jsonOf, runCli, startMasterProcess, startWorkerProcess, type DaemonProcess } from './cli-harness.js';
+
+// `job kill`, `job pause` / `resume`, `workers` and `job logs` end to end with a real worker
+// (issue #5, "job pause, job resume, job run (now), job kill, job logs").
+
+interface LockRow { job: string; slot: string; runId: string; worker: string; fence: number }
+interface RunRow { slot: string; runId: string; state: string; reason?: string; worker?: string }
+interface WorkerRow { id: string; tags: string[]; running: string[] }
+
+describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
+  let store: StoreProcess;
+  let master: DaemonProcess;
+  let worker: DaemonProcess;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    store = await startStoreUnderTest();
+    [master, worker] = await Promise.all([
+      startMasterProcess({ endpoint: store.endpoint, id: 'm-control' }),
+      startWorkerProcess({ endpoint: store.endpoint, id: 'w-control', leaseTtlSeconds: 3, tags: 'linux,blue' }),
+    ]);
+    env = { ETCRON_API: master.apiUrl };
+  });
+  afterAll(async () => {
+    await worker?.kill('SIGKILL');
+    await master?.kill('SIGKILL');
+    await store?.kill();
+    store?.cleanup();
+  });
+
+  const locksOf = async (job: string): Promise<LockRow[]> =>
+    jsonOf<{ locks: LockRow[] }>(await runCli(['locks', '-o', 'json'], env)).locks.filter((l) => l.job === job);
+  const historyOf = async (job: string): Promise<RunRow[]> =>
+    jsonOf<{ runs: RunRow[] }>(await runCli(['job', 'history', job, '-o', 'json'], env)).runs;
+
+  it('kills a live run, pauses and resumes the job, and shows the run output', async () => {
+    const add = await runCli([
+      'job', 'add', 'sleeper', '--schedule', '* * * * * *', '--overlap', 'Forbid', '--tags', 'blue',
+      '--command', 'echo "started $ETCRON_SLOT"; sleep 30', '--kill-grace', '1s',
+    ], env);
+    expect(add.code, add.stderr).toBe(0);
+    const live = await waitFor('a live run', async () => (await locksOf('sleeper'))[0], 15_000);
+    expect(live.worker).toBe('w-control');
+
+    const workers = jsonOf<{ workers: WorkerRow[] }>(await runCli(['workers', '-o', 'json'], env)).workers;
+    expect(workers).toEqual([expect.objectContaining({ id: 'w-control', tags: ['linux', 'blue'] })]);
+    expect(workers[0]?.running).toContain(live.runId);
+
+    // Pause first so that Forbid does not start the next slot right after the kill.
+    const pause = await runCli(['job', 'pause', 'sleeper'], env);
+    expect(pause.code, pause.stderr).toBe(0);
+    const kill = await runCli(['job', 'kill', 'sleeper'], env);
+    expect(kill.code, kill.stderr).toBe(0);
+    expect(kill.stdout).toContain(`killing ${live.runId} on w-control`);
+    const killed = await waitFor('the run recorded killed', async () =>
+      (await historyOf('sleeper')).find((r) => r.runId === live.runId && r.state === 'killed'), 15_000);
+    expect(killed.reason).toContain('kill');
+    const logs = await runCli(['job', 'logs', 'sleeper', live.slot], env);
+    expect(logs.stdout).toBe(`started ${live.slot}\n`);
+
+    // Paused: the lock is gone and no slot is claimed while paused (watched over 3 slots).
+    expect(await locksOf('sleeper')).toEqual([]);
+    const runsWhilePaused = (await historyOf('sleeper')).length;
+    const pausedUntil = Date.now() + 3_000;
+    while (Date.now() < pausedUntil) {
+      expect(await locksOf('sleeper')).toEqual([]);
+    }
+    expect((await historyOf('sleeper')).length).toBe(runsWhilePaused);
+
+    const resume = await runCli(['job', 'resume', 'sleeper'], env);
+    expect(resume.code, resume.stderr).toBe(0);
+    const next = await waitFor('a run after resume', async () => (await locksOf('sleeper'))[0], 15_000);
+    expect(next.fence).toBeGreaterThan(live.fence);
+    const killAgain = await runCli(['job', 'kill', 'sleeper', next.runId, '-o', 'json'], env);
+    expect(jsonOf<{ killed: LockRow[] }>(killAgain).killed.map((k) => k.runId)).toEqual([next.runId]);
+    const missing = await runCli(['job', 'kill', 'sleeper', 'sleeper@2020-01-01T00:00:00.000Z#1'], env);
+    expect(missing.code).toBe(3);
+    await runCli(['job', 'rm', 'sleeper'], env);
+  });
+});

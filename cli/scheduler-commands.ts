@@ -12,4 +12,12 @@ export function registerSchedulerCommands(program: Command): void {
   registerDaemonCommands(program);
   registerJobCommands(program);
   registerInspectCommands(program);
+  program.addHelpText('after', `
+Environment:
+  ETCRON_ENDPOINTS  store endpoints for master and worker (default 127.0.0.1:2379)
+  ETCRON_API        master API URL(s) for job, locks, workers, status; comma-separated,
+                    the first that answers is used (default http://127.0.0.1:7070)
+
+Exit codes: 0 ok; 1 usage or connection error; 2 refused (invalid spec, already exists,
+conflict); 3 not found.`);
 }

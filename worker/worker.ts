@@ -11,7 +11,7 @@ import { decodeWorkerInfo, encodeRecord, type WorkerInfo } from '../shared/histo
 import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
 import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
 import { openSession, type Session } from './session.js';
-import { openPrefixCache, type PrefixCache } from './prefix-cache.js';
+import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.js';
 import { preferredWorker } from './preferred.js';
 import { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';
 import { RunManager } from './run-manager.js';

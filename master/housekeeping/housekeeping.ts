@@ -1,21 +1,118 @@
-import type { Etcd3 } from 'etcd3';
-import type { Clock } from '../../shared/clock.js';
-import type { Logger } from '../../shared/log.js';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { systemClock, type Clock, type Timer } from '../../shared/clock.js';
+import { createLogger, type Logger } from '../../shared/log.js';
+import { JOBS_PREFIX } from '../../shared/keys.js';
+import { deserializeJobSpec } from '../../shared/job/parse.js';
+import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedule.js';
+import type { JobSpec } from '../../shared/job/spec.js';
+import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
+import { startReaper, type Reaper } from './reaper.js';
+import { initialCheckedUntil, recordMissedSlots } from './missed.js';
+import { trimHistory } from './trim.js';
 
 export interface HousekeepingOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
-  /** How often history is trimmed and missed slots are recorded. Default 1 s. */
+  /** How often missed slots are recorded. Default 1 s. */
   readonly intervalMs?: number;
+  /** How often history is trimmed. Default 10 s. */
+  readonly trimIntervalMs?: number;
+}
+
+export interface HousekeepingStats {
+  readonly lost: number;
+  readonly missed: number;
+  readonly trimmed: number;
+  readonly passes: number;
 }
 
 export interface HousekeepingHandle {
+  stats(): HousekeepingStats;
   stop(): Promise<void>;
 }
 
-/** Run by the elected master leader; stop it when leadership is lost. */
+interface JobState {
+  spec: JobSpec;
+  schedule: CompiledSchedule;
+  checkedUntilMs?: number;
+  lastTrimMs: number;
+}
+
+/**
+ * Run by the elected master leader; stop it when leadership is lost. Everything it writes is
+ * guarded by a compare, so two housekeepers overlapping during a leader change do no harm.
+ */
 export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = {}): HousekeepingHandle {
-  void client;
-  void options;
-  return { stop: async () => {} };
+  const clock = options.clock ?? systemClock;
+  const logger = (options.logger ?? createLogger('info')).child({ component: 'housekeeping' });
+  const intervalMs = options.intervalMs ?? 1_000;
+  const trimIntervalMs = options.trimIntervalMs ?? 10_000;
+  const jobs = new Map<string, JobState>();
+  const counters = { missed: 0, trimmed: 0, passes: 0 };
+  let reaper: Reaper | undefined;
+  let cache: PrefixCache | undefined;
+  let timer: Timer | undefined;
+  let stopped = false;
+
+  const onJobPut = (key: string, kv: IKeyValue): void => {
+    const parsed = deserializeJobSpec(kv.value.toString());
+    if (!parsed.ok) return;
+    const compiled = compileSchedule(parsed.spec.schedule, parsed.spec.timezone);
+    if (!compiled.ok) return;
+    const name = key.slice(JOBS_PREFIX.length);
+    const existing = jobs.get(name);
+    jobs.set(name, {
+      spec: parsed.spec, schedule: compiled.schedule, lastTrimMs: existing?.lastTrimMs ?? 0,
+      ...(existing?.checkedUntilMs === undefined ? {} : { checkedUntilMs: existing.checkedUntilMs }),
+    });
+  };
+
+  const passJob = async (job: JobState, nowMs: number): Promise<void> => {
+    job.checkedUntilMs ??= await initialCheckedUntil(client, job.spec, nowMs);
+    const result = await recordMissedSlots(client, job.spec, job.schedule, job.checkedUntilMs, nowMs);
+    job.checkedUntilMs = result.checkedUntilMs;
+    counters.missed += result.recorded;
+    if (nowMs - job.lastTrimMs >= trimIntervalMs) {
+      job.lastTrimMs = nowMs;
+      counters.trimmed += await trimHistory(client, job.spec, nowMs);
+    }
+  };
+
+  const pass = async (): Promise<void> => {
+    counters.passes++;
+    const nowMs = clock.nowMs();
+    for (const job of jobs.values()) {
+      if (stopped) return;
+      await passJob(job, nowMs).catch((err: unknown) => logger.warn({ err, job: job.spec.name }, 'housekeeping pass failed'));
+    }
+  };
+
+  const schedule = (): void => {
+    if (stopped) return;
+    timer = clock.setTimer(intervalMs, () => {
+      void pass().finally(schedule);
+    });
+  };
+
+  const started = (async () => {
+    reaper = await startReaper(client, clock, logger);
+    cache = await openPrefixCache(client, JOBS_PREFIX, {
+      put: onJobPut,
+      delete: (key) => { jobs.delete(key.slice(JOBS_PREFIX.length)); },
+    }, logger);
+    if (stopped) return;
+    schedule();
+    logger.info('housekeeping started');
+  })().catch((err: unknown) => logger.error({ err }, 'housekeeping failed to start'));
+
+  return {
+    stats: () => ({ ...counters, lost: reaper?.reaped() ?? 0 }),
+    stop: async () => {
+      stopped = true;
+      timer?.cancel();
+      await started;
+      await reaper?.stop();
+      await cache?.close();
+    },
+  };
 }

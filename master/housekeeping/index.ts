@@ -1,1 +1,1 @@
-export { startHousekeeping, type HousekeepingOptions, type HousekeepingHandle } from './housekeeping.js';
+export { startHousekeeping, type HousekeepingOptions, type HousekeepingHandle, type HousekeepingStats } from './housekeeping.js';

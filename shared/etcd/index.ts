@@ -1,3 +1,4 @@
 export * from './client.js';
 export * from './errors.js';
 export * from './txn.js';
+export * from './prefix-cache.js';

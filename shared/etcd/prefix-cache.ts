@@ -1,7 +1,7 @@
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { prefixEnd } from '../shared/keys.js';
-import { revisionOf } from '../shared/etcd/txn.js';
-import type { Logger } from '../shared/log.js';
+import { prefixEnd } from '../keys.js';
+import { revisionOf } from './txn.js';
+import type { Logger } from '../log.js';
 
 /**
  * A local copy of every key under a prefix: an initial range, then a watch from the next revision.

@@ -1,2 +1,3 @@
 export * from './records.js';
 export * from './read.js';
+export * from './write.js';

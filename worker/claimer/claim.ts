@@ -170,11 +170,4 @@ export async function writeRunOnly(client: Etcd3, key: string, runModRevision: n
   return outcome.succeeded;
 }
 
-/** Records a slot that will not run (skipped by overlap policy, missed over the catch-up cap), once. */
-export async function recordNotStarted(client: Etcd3, key: string, record: RunRecord): Promise<boolean> {
-  const outcome = await runTxn(client, {
-    compare: [{ key, target: 'Create', result: 'Equal', value: 0 }],
-    success: [putOp(key, encodeRecord(record))],
-  });
-  return outcome.succeeded;
-}
+export { recordNotStarted } from '../../shared/history/write.js';

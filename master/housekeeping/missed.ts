@@ -1,0 +1,72 @@
+import type { Etcd3 } from 'etcd3';
+import { runKey, runsPrefix, prefixEnd, slotId } from '../../shared/keys.js';
+import type { JobSpec } from '../../shared/job/spec.js';
+import type { CompiledSchedule } from '../../shared/job/schedule.js';
+import { recordNotStarted } from '../../shared/history/write.js';
+import { runIdFor, decodeRunRecord, type RunRecord } from '../../shared/history/records.js';
+import { jitterOffsetMs, nextSlotMs } from '../planner/slots.js';
+import { MISSED_MARGIN_MS, ON_TIME_GRACE_MS } from '../planner/catch-up.js';
+
+/** Slots examined per job per pass; a long outage is worked off over several passes. */
+export const MISSED_SLOTS_PER_PASS_MAX = 500;
+
+/** The instant after which no worker will start `slotMs` any more (plus margin for clock skew). */
+export function missedAfterMs(spec: JobSpec, slotMs: number): number {
+  return slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs) + Math.max(spec.catchUp.windowMs, ON_TIME_GRACE_MS) + MISSED_MARGIN_MS;
+}
+
+/** Where a new housekeeper resumes: just after the newest recorded slot, never before the history age limit. */
+export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: number): Promise<number> {
+  const prefix = runsPrefix(spec.name);
+  const response = await client.kv.range({
+    key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_target: 'Key', sort_order: 'Descend',
+  });
+  const newest = response.kvs[0];
+  const record = newest === undefined ? undefined : decodeRunRecord(newest.value.toString());
+  const slotMs = record === undefined ? Number.NaN : Date.parse(record.slot);
+  if (!Number.isFinite(slotMs)) return nowMs;
+  return Math.max(slotMs, nowMs - spec.history.ageMs);
+}
+
+/**
+ * Records every slot in (checkedUntil, now] that is past its start deadline and has no run record:
+ * `skipped` if the job is paused, else `missed`. create_revision == 0 makes this race-free against a
+ * worker that claims at the last moment: exactly one of the two records exists. Returns the new
+ * checkedUntil. Broadcast jobs are not accounted here (one record per worker per slot).
+ */
+export async function recordMissedSlots(
+  client: Etcd3, spec: JobSpec, schedule: CompiledSchedule, checkedUntilMs: number, nowMs: number,
+): Promise<{ checkedUntilMs: number; recorded: number }> {
+  if (spec.broadcast) return { checkedUntilMs: nowMs, recorded: 0 };
+  const slots: number[] = [];
+  let cursor = checkedUntilMs;
+  while (slots.length < MISSED_SLOTS_PER_PASS_MAX) {
+    const next = nextSlotMs(schedule, cursor);
+    if (next === null || missedAfterMs(spec, next) >= nowMs) break;
+    slots.push(next);
+    cursor = next;
+  }
+  const first = slots[0];
+  const last = slots[slots.length - 1];
+  if (first === undefined || last === undefined) return { checkedUntilMs, recorded: 0 };
+  const existing = await client.kv.range({
+    key: Buffer.from(runKey(spec.name, first)), range_end: Buffer.from(`${runKey(spec.name, last)}\u0000`), keys_only: true,
+  });
+  const present = new Set(existing.kvs.map((kv) => kv.key.toString()));
+  let recorded = 0;
+  for (const slotMs of slots) {
+    const key = runKey(spec.name, slotMs);
+    if (present.has(key)) continue;
+    const slot = slotId(slotMs);
+    const record: RunRecord = {
+      job: spec.name, slot, runId: runIdFor(spec.name, slot, 1), attempt: 1, endedAtMs: nowMs,
+      ...(spec.paused
+        ? { state: 'skipped', reason: 'job paused' }
+        : { state: 'missed', reason: spec.catchUp.windowMs > ON_TIME_GRACE_MS
+          ? `outside-catch-up-window: no worker started it within ${spec.catchUp.windowMs} ms`
+          : `outside-catch-up-window: no worker started it within ${ON_TIME_GRACE_MS} ms (no catch-up window)` }),
+    };
+    if (await recordNotStarted(client, key, record)) recorded++;
+  }
+  return { checkedUntilMs: last, recorded };
+}

@@ -1,0 +1,112 @@
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Clock, Timer } from '../../shared/clock.js';
+import type { Logger } from '../../shared/log.js';
+import { LOCKS_PREFIX, RUNS_PREFIX, lockKey, parseRunKey, prefixEnd } from '../../shared/keys.js';
+import { putOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
+import { readRun } from '../../shared/history/read.js';
+import { decodeLockValue, decodeRunRecord, encodeRecord, isLiveState, type RunRecord } from '../../shared/history/records.js';
+
+/**
+ * Marks runs `lost` when their worker died: the lock key vanished with its lease while the run
+ * record was still claimed/running. Watch-driven (deletes under /cron/lock/ with prev_kv), plus a
+ * sweep at start for deletes that happened while no housekeeper was running.
+ *
+ * A lock deleted while its lease is still alive was deleted on purpose (job kill, Replace): the
+ * live owner closes its run record. If it does not within the lease TTL + 1 s, we look again.
+ */
+const RECHECK_SLACK_MS = 1_000;
+const SWEEP_PAGE_KEYS = 1_000;
+const SWEEP_PAGES_MAX = 1_000;
+
+export interface Reaper {
+  stop(): Promise<void>;
+  /** Runs marked lost so far. */
+  reaped(): number;
+}
+
+export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): Promise<Reaper> {
+  const log = logger.child({ component: 'reaper' });
+  const timers = new Set<Timer>();
+  let stopped = false;
+  let reapedCount = 0;
+
+  const leaseTtlSeconds = async (leaseId: string): Promise<number> => {
+    if (leaseId === '0') return -1;
+    const response = await client.leaseClient.leaseTimeToLive({ ID: leaseId });
+    return Number(response.TTL);
+  };
+
+  const consider = async (job: string, slotMs: number, broadcastWorker: string | undefined, runId: string, leaseId: string, releasedRevision: number): Promise<void> => {
+    const run = await readRun(client, job, slotMs, broadcastWorker === undefined ? {} : { broadcastWorker });
+    if (run === undefined || !isLiveState(run.value.state) || run.value.runId !== runId) return;
+    const ttl = await leaseTtlSeconds(leaseId);
+    if (ttl > 0) {
+      const timer = clock.setTimer(ttl * 1000 + RECHECK_SLACK_MS, () => {
+        timers.delete(timer);
+        if (!stopped) void consider(job, slotMs, broadcastWorker, runId, leaseId, releasedRevision).catch(() => undefined);
+      });
+      timers.add(timer);
+      return;
+    }
+    const record: RunRecord = {
+      ...run.value, state: 'lost', endedAtMs: clock.nowMs(), lockReleasedRevision: releasedRevision,
+      reason: `worker ${run.value.worker ?? '?'} lost its lease ${leaseId} while the run was ${run.value.state}`,
+    };
+    const outcome = await runTxn(client, {
+      compare: [{ key: run.key, target: 'Mod', result: 'Equal', value: run.modRevision }],
+      success: [putOp(run.key, encodeRecord(record))],
+    });
+    if (outcome.succeeded) {
+      reapedCount++;
+      log.info({ job, slot: run.value.slot, worker: run.value.worker, fence: run.value.fence }, 'run marked lost');
+    }
+  };
+
+  const onDelete = (prev: IKeyValue | undefined, revision: number): void => {
+    if (prev === undefined || prev === null) return;
+    const parsed = parseRunKey(prev.key.toString());
+    const lock = decodeLockValue(prev.value.toString());
+    if (parsed === undefined || lock === undefined) return;
+    consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, lock.runId, prev.lease, revision).catch((err: unknown) => {
+      log.warn({ err, job: parsed.job, slot: parsed.slot }, 'reaper check failed');
+    });
+  };
+
+  const startRevision = await sweep(client, async (run, key) => {
+    const parsed = parseRunKey(key);
+    if (parsed === undefined || run.leaseId === undefined) return;
+    const lock = await client.kv.range({ key: Buffer.from(lockKey(parsed.job, parsed.slotMs, parsed.broadcastWorker)), count_only: true });
+    if (Number(lock.count) > 0) return;
+    await consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, run.runId, run.leaseId, 0);
+  });
+  const watcher: Watcher = await client.watch().prefix(LOCKS_PREFIX).startRevision(String(startRevision + 1)).withPreviousKV().create();
+  watcher.on('delete', (kv, previous) => onDelete(previous, revisionOf(kv.mod_revision)));
+  watcher.on('error', (err) => log.error({ err }, 'lock watch cancelled; restart housekeeping'));
+  return {
+    reaped: () => reapedCount,
+    stop: async () => {
+      stopped = true;
+      for (const timer of timers) timer.cancel();
+      await watcher.cancel().catch(() => undefined);
+    },
+  };
+}
+
+/** Visits every live run record, page by page; returns the revision the sweep started at. */
+async function sweep(client: Etcd3, visit: (run: RunRecord, key: string) => Promise<void>): Promise<number> {
+  let key = Buffer.from(RUNS_PREFIX);
+  const end = prefixEnd(RUNS_PREFIX);
+  let revision: number | undefined;
+  for (let page = 0; page < SWEEP_PAGES_MAX; page++) {
+    const response = await client.kv.range({ key, range_end: end, limit: SWEEP_PAGE_KEYS, ...(revision === undefined ? {} : { revision }) });
+    revision ??= revisionOf(response.header.revision);
+    for (const kv of response.kvs) {
+      const run = decodeRunRecord(kv.value.toString());
+      if (run !== undefined && isLiveState(run.state)) await visit(run, kv.key.toString());
+    }
+    const last = response.kvs[response.kvs.length - 1];
+    if (!response.more || last === undefined) break;
+    key = Buffer.concat([last.key, Buffer.from([0])]);
+  }
+  return revision ?? 0;
+}

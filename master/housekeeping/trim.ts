@@ -1,0 +1,49 @@
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { runKey, runsPrefix, prefixEnd } from '../../shared/keys.js';
+import type { JobSpec } from '../../shared/job/spec.js';
+import { deleteOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
+import { decodeRunRecord, isLiveState } from '../../shared/history/records.js';
+import { missedAfterMs } from './missed.js';
+
+/** Keys deleted per txn: well under etcd's 128 ops per txn, counting one compare per delete. */
+const TRIM_BATCH_KEYS = 50;
+/** Keys deleted per job per pass. */
+const TRIM_KEYS_PER_PASS_MAX = 500;
+/**
+ * Records younger than their start deadline are never trimmed: deleting a run record reopens its
+ * slot to create_revision == 0, so a late worker could start it again.
+ */
+const TRIM_PROTECT_SLACK_MS = 60_000;
+
+/** Deletes the oldest final run records beyond history.countMax and older than history.ageMs. */
+export async function trimHistory(client: Etcd3, spec: JobSpec, nowMs: number): Promise<number> {
+  const prefix = runsPrefix(spec.name);
+  const count = Number((await client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true })).count);
+  const ageLimitKey = runKey(spec.name, Math.max(0, nowMs - spec.history.ageMs));
+  const excess = Math.max(0, count - spec.history.countMax);
+  const oldest = await client.kv.range({
+    key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: Math.min(TRIM_KEYS_PER_PASS_MAX, Math.max(excess, TRIM_BATCH_KEYS)),
+  });
+  const victims: IKeyValue[] = [];
+  for (const [index, kv] of oldest.kvs.entries()) {
+    const key = kv.key.toString();
+    const overCount = index < excess;
+    const overAge = key < ageLimitKey;
+    if (!overCount && !overAge) break;
+    const record = decodeRunRecord(kv.value.toString());
+    if (record === undefined || isLiveState(record.state)) continue;
+    const slotMs = Date.parse(record.slot);
+    if (missedAfterMs(spec, slotMs) + TRIM_PROTECT_SLACK_MS > nowMs) break;
+    victims.push(kv);
+  }
+  let deleted = 0;
+  for (let i = 0; i < victims.length; i += TRIM_BATCH_KEYS) {
+    const batch = victims.slice(i, i + TRIM_BATCH_KEYS);
+    const outcome = await runTxn(client, {
+      compare: batch.map((kv) => ({ key: kv.key.toString(), target: 'Mod' as const, result: 'Equal' as const, value: revisionOf(kv.mod_revision) })),
+      success: batch.map((kv) => deleteOp(kv.key.toString())),
+    });
+    if (outcome.succeeded) deleted += batch.length;
+  }
+  return deleted;
+}

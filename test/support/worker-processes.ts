@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from './etcd-process.js';
+import { waitFor } from './ports.js';
+
+const ENTRY = join(REPO_ROOT, 'test', 'support', 'worker-entry.mjs');
+
+/** Fails early, with the fix, when dist/ is missing or older than the worker sources. */
+export function assertWorkerBuilt(): void {
+  const built = join(REPO_ROOT, 'dist', 'worker', 'worker.js');
+  if (!existsSync(built)) throw new Error('dist/worker is missing: run `npm run build` first');
+  const builtMs = statSync(built).mtimeMs;
+  for (const dir of ['worker', 'worker/claimer', 'worker/executor', 'shared/history', 'shared/etcd']) {
+    for (const file of readdirSync(join(REPO_ROOT, dir)).filter((f) => f.endsWith('.ts'))) {
+      if (statSync(join(REPO_ROOT, dir, file)).mtimeMs > builtMs + 1_000) {
+        throw new Error(`dist/ is older than ${dir}/${file}: run \`npm run build\` first`);
+      }
+    }
+  }
+}
+
+export interface WorkerProcess {
+  readonly id: string;
+  readonly child: ChildProcess;
+  stderr(): string;
+  stdout(): string;
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, wait for exit (SIGKILL after the bound). */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+export async function spawnWorker(
+  id: string, endpoint: string, options: { ttlSeconds?: number; clockOffsetMs?: number } = {},
+): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [
+    ENTRY, '--id', id, '--endpoints', endpoint, '--ttl', String(options.ttlSeconds ?? 3),
+    '--clock-offset-ms', String(options.clockOffsetMs ?? 0),
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString();
+    if (err.length > 2_000_000) err = err.slice(-1_000_000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const handle: WorkerProcess = {
+    id, child,
+    stderr: () => err,
+    stdout: () => out,
+    signal: (signal) => { if (child.exitCode === null && child.signalCode === null) child.kill(signal); },
+    stop: async (timeoutMs = 15_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  await waitFor(`worker ${id} ready`, () => {
+    if (child.exitCode !== null) throw new Error(`worker ${id} exited: ${err}`);
+    return out.includes(`ready ${id}`) ? true : undefined;
+  }, 15_000);
+  return handle;
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

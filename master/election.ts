@@ -57,6 +57,18 @@ export interface Election {
 const STEP_DOWN_MARGIN_MS = 500;
 const WATCHDOG_INTERVAL_MS = 200;
 const REVOKE_TIMEOUT_MS = 2_000;
+const CLEANUP_TIMEOUT_MS = 2_000;
+
+/** Waits for `promise` at most `ms`; failures and timeouts are ignored (best-effort cleanup). */
+function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    promise.then(
+      () => { clearTimeout(timer); resolve(); },
+      () => { clearTimeout(timer); resolve(); },
+    );
+  });
+}
 
 type WakeReason = 'recheck' | 'lost' | 'stop';
 
@@ -76,6 +88,22 @@ export function startElection(options: ElectionOptions): Election {
   };
   let lostReason: string | undefined;
 
+  // Leader work stops at the moment leadership is in doubt, before any cleanup that may wait on
+  // the store (which could be frozen or unreachable).
+  const depose = (reason: string): void => {
+    const term = current;
+    if (term === undefined) return;
+    current = undefined;
+    log.info({ key: term.key, rev: term.createRevision, reason }, 'leadership lost');
+    options.onDeposed(term, reason);
+  };
+  const loseTerm = (reason: string): void => {
+    if (lostReason !== undefined) return;
+    lostReason = reason;
+    depose(reason);
+    signal('lost');
+  };
+
   const stopWaiters = new Set<() => void>();
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -88,16 +116,18 @@ export function startElection(options: ElectionOptions): Election {
       stopWaiters.add(done);
     });
 
+  // Lease events of an earlier campaign must not end a later one.
+  let generation = 0;
+
   async function campaignOnce(): Promise<void> {
     lostReason = undefined;
+    const campaign = ++generation;
+    const loseThis = (reason: string): void => {
+      if (campaign === generation) loseTerm(reason);
+    };
     const lease = options.client.lease(options.ttlSeconds, { autoKeepAlive: true });
     let validUntilMs = options.clock.monotonicMs() + options.ttlSeconds * 1000;
     let firedAtMs = options.clock.monotonicMs();
-    const markLost = (reason: string): void => {
-      if (lostReason !== undefined) return;
-      lostReason = reason;
-      signal('lost');
-    };
     lease.on('keepaliveFired', () => {
       firedAtMs = options.clock.monotonicMs();
     });
@@ -105,11 +135,11 @@ export function startElection(options: ElectionOptions): Election {
     lease.on('keepaliveSucceeded', () => {
       validUntilMs = firedAtMs + options.ttlSeconds * 1000;
     });
-    lease.on('lost', (err) => markLost(`lease lost: ${err.message}`));
+    lease.on('lost', (err) => loseThis(`lease lost: ${err.message}`));
     let watchdog: Timer | undefined;
     const checkDeadline = (): void => {
       if (options.clock.monotonicMs() > validUntilMs - STEP_DOWN_MARGIN_MS) {
-        markLost('keepalive deadline passed');
+        loseThis('keepalive deadline passed');
         return;
       }
       watchdog = options.clock.setTimer(WATCHDOG_INTERVAL_MS, checkDeadline);
@@ -136,13 +166,8 @@ export function startElection(options: ElectionOptions): Election {
       });
     } finally {
       watchdog?.cancel();
-      await watcher?.cancel().catch(() => undefined);
-      if (term !== undefined && current === term) {
-        current = undefined;
-        const reason = stopped ? 'resigned' : (lostReason ?? 'campaign ended');
-        log.info({ key: term.key, rev: term.createRevision, reason }, 'leadership lost');
-        options.onDeposed(term, reason);
-      }
+      depose(stopped ? 'resigned' : (lostReason ?? 'campaign ended'));
+      await withTimeout(watcher?.cancel() ?? Promise.resolve(), CLEANUP_TIMEOUT_MS);
       await revokeQuietly(lease);
     }
   }
@@ -158,7 +183,7 @@ export function startElection(options: ElectionOptions): Election {
       const own = await client.get(term.key).exec();
       const headerRevision = Number(own.header.revision);
       if (own.kvs.length === 0) {
-        lostReason = 'campaign key deleted';
+        loseTerm('campaign key deleted');
         return;
       }
       const before = await client
@@ -188,8 +213,7 @@ export function startElection(options: ElectionOptions): Election {
       watcher.on('delete', (kv) => {
         const deleted = kv.key.toString();
         if (deleted === term.key) {
-          lostReason = 'campaign key deleted';
-          signal('lost');
+          loseTerm('campaign key deleted');
         } else if (deleted === predecessor) {
           signal('recheck');
         }
@@ -199,7 +223,7 @@ export function startElection(options: ElectionOptions): Election {
       if (stopped) signal('stop');
       if (lostReason !== undefined) signal('lost');
       const reason = await woken;
-      await watcher.cancel().catch(() => undefined);
+      await withTimeout(watcher.cancel(), CLEANUP_TIMEOUT_MS);
       if (reason !== 'recheck') return;
     }
   }
@@ -230,6 +254,7 @@ export function startElection(options: ElectionOptions): Election {
     term: () => current,
     async stop(): Promise<void> {
       stopped = true;
+      depose('resigned');
       signal('stop');
       for (const w of stopWaiters) w();
       await loop;

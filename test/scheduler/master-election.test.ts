@@ -110,4 +110,30 @@ describe.skipIf(!hasEtcd())('master election on real etcd', () => {
     await a.election.stop();
     await b.election.stop();
   });
+
+  it('the leader steps down by its own clock when the store stops answering', async () => {
+    const a = candidate('a3');
+    await waitFor('a3 elected', () => (a.election.isLeader() ? true : undefined), 10_000);
+    const b = candidate('b3');
+    await waitFor('b3 queued', async () =>
+      (await client.getAll().prefix(PREFIX).count()) === 2 ? true : undefined);
+    // Freeze the store: keepalives go unanswered, and nobody can tell a's lease is still valid.
+    store.child.kill('SIGSTOP');
+    const frozenAt = Date.now();
+    try {
+      // a must stop leading before its lease (TTL 2 s from its last answered keepalive) could
+      // expire at the store and another master be elected: never two leaders at once.
+      const stepDownMs = await waitFor('a3 to step down', () =>
+        (a.election.isLeader() ? undefined : Date.now() - frozenAt), 5_000);
+      expect(stepDownMs).toBeLessThan(2_000);
+      expect(a.events[1]).toBe('deposed:keepalive deadline passed');
+    } finally {
+      store.child.kill('SIGCONT');
+    }
+    // Once the store answers again, exactly one of them leads.
+    await waitFor('one leader again', () =>
+      (a.election.isLeader() !== b.election.isLeader() ? true : undefined), 15_000);
+    await a.election.stop();
+    await b.election.stop();
+  });
 });

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/clientv3"
+	"go.etcd.io/etcd/pkg/logutil"
+	"go.uber.org/zap"
 )
 
 type result struct {
@@ -71,6 +73,7 @@ func main() {
 	duration := flag.Duration("duration", 120*time.Second, "stop the measured phase after this long even if -n is not reached")
 	warmup := flag.Int64("warmup", 0, "unmeasured operations before the measured phase")
 	dialTimeout := flag.Duration("dial-timeout", 5*time.Second, "connection timeout")
+	verbose := flag.Bool("v", false, "keep the client's warnings (one per failed request) on stderr")
 	flag.Parse()
 
 	switch *op {
@@ -86,9 +89,13 @@ func main() {
 	}
 
 	eps := strings.Split(*endpoints, ",")
+	logCfg := logutil.DefaultZapLoggerConfig
+	if !*verbose {
+		logCfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	}
 	cs := make([]*clientv3.Client, *conns)
 	for i := range cs {
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: *dialTimeout})
+		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: *dialTimeout, LogConfig: &logCfg})
 		if err != nil {
 			fail("connect %s: %v", *endpoints, err)
 		}

@@ -8,17 +8,31 @@ export const FOLLOW_DURATION_MS_MAX = 24 * 3_600_000;
 /** Bytes of the previous tail used to find where the new tail continues it. */
 const OVERLAP_PROBE_BYTES = 256;
 
+/** Places in the previous tail tried as the start of the overlap; bounds work on repetitive output. */
+const OVERLAP_TRIES_MAX = 64;
+
 /**
  * What to print when a run's output tail changes from `previous` to `next`. The tail is a sliding
- * window (the last outputTailBytesMax bytes), so the new text is found by locating the end of the
- * previous tail inside the next one; when they no longer overlap, output was dropped in between.
+ * window (the last outputTailBytesMax bytes), so `next` is a suffix of `previous` followed by new
+ * output. The suffix is found by looking for the start of `next` inside `previous`, and the
+ * largest overlap wins. When they no longer overlap, output was dropped in between: say so.
  */
 export function outputDelta(previous: string, next: string): string {
   if (next.startsWith(previous)) return next.slice(previous.length);
-  const probe = previous.slice(-OVERLAP_PROBE_BYTES);
-  if (probe.length > 0) {
-    const at = next.lastIndexOf(probe);
-    if (at >= 0) return next.slice(at + probe.length);
+  const probe = next.slice(0, OVERLAP_PROBE_BYTES);
+  // Overlaps at least as long as the probe contain it whole: find them with indexOf ...
+  let from = 0;
+  for (let tries = 0; tries < OVERLAP_TRIES_MAX && probe.length > 0; tries++) {
+    const at = previous.indexOf(probe, from);
+    if (at < 0) break;
+    const overlap = previous.slice(at);
+    if (next.startsWith(overlap)) return next.slice(overlap.length);
+    from = at + 1;
+  }
+  // ... shorter ones start within the last probe-length characters of `previous`.
+  for (let at = Math.max(1, previous.length - probe.length); at < previous.length; at++) {
+    const overlap = previous.slice(at);
+    if (next.startsWith(overlap)) return next.slice(overlap.length);
   }
   return `\n[... output skipped ...]\n${next}`;
 }

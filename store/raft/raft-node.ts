@@ -314,7 +314,8 @@ export class Raft implements RaftNode {
       (this.vote === none && this.lead === none) ||
       (message.type === 'pre-vote' && message.term > this.term) ||
       this.bugs.grantTwoVotesPerTerm === true;
-    if (canVote && this.log.isUpToDate(message.index, message.logTerm)) {
+    const isUpToDate = this.log.isUpToDate(message.index, message.logTerm) || this.bugs.voteWithoutLogCheck === true;
+    if (canVote && isUpToDate) {
       this.send(makeMessage({ type: responseType, to: message.from, term: message.term }));
       if (message.type === 'vote') {
         this.electionElapsed = 0;
@@ -586,7 +587,7 @@ export class Raft implements RaftNode {
   }
 
   private leaderReadIndex(message: Message): StepResult {
-    if (this.voters.length === 1) {
+    if (this.voters.length === 1 || this.bugs.readIndexWithoutHeartbeat === true) {
       this.respondReadIndex(message, this.log.committed);
       return ok;
     }
@@ -779,7 +780,9 @@ export class Raft implements RaftNode {
       this.send(makeMessage({ type: 'app-resp', to: message.from, index: this.log.committed }));
       return;
     }
-    const lastNew = this.log.maybeAppend(message.index, message.logTerm, message.commit, message.entries);
+    // The bug pretends our entry at message.index has the leader's term, whatever it is.
+    const logTerm = this.bugs.appendWithoutPreviousTermCheck === true ? (this.log.term(message.index) ?? message.logTerm) : message.logTerm;
+    const lastNew = this.log.maybeAppend(message.index, logTerm, message.commit, message.entries);
     if (lastNew !== null) {
       this.send(makeMessage({ type: 'app-resp', to: message.from, index: lastNew }));
       return;

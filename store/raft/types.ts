@@ -187,6 +187,12 @@ export interface RaftTestingBugs {
   readonly grantTwoVotesPerTerm?: boolean;
   /** Commit by counting replicas regardless of the entry's term (the Figure 8 mistake). */
   readonly commitOldTermByCounting?: boolean;
+  /** Grant votes without the §5.4.1 "log at least as up to date" check. */
+  readonly voteWithoutLogCheck?: boolean;
+  /** Accept appends without checking the previous entry's term (breaks log matching). */
+  readonly appendWithoutPreviousTermCheck?: boolean;
+  /** Answer ReadIndex from the leader's commit index without a heartbeat round. */
+  readonly readIndexWithoutHeartbeat?: boolean;
 }
 
 /** What the core logs through; pino satisfies it. */

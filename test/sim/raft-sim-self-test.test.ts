@@ -29,6 +29,21 @@ describe('raft simulation self-tests', () => {
     expect(caught?.failure).toMatch(/voted for .* and .* in term|both lead term/);
   });
 
+  it('catches votes granted without the log up-to-date check (leader completeness)', () => {
+    const caught = firstCaught({ bugs: { voteWithoutLogCheck: true } });
+    expect(caught?.failure).toMatch(/leader completeness|committed|state machine safety|log matching/);
+  });
+
+  it('catches appends accepted without the previous-term check (log matching)', () => {
+    const caught = firstCaught({ bugs: { appendWithoutPreviousTermCheck: true } });
+    expect(caught?.failure).toMatch(/log matching|committed|state machine safety|leader completeness/);
+  });
+
+  it('catches ReadIndex answered without confirming leadership (stale read)', () => {
+    const caught = firstCaught({ bugs: { readIndexWithoutHeartbeat: true } });
+    expect(caught?.failure).toMatch(/read-index .* answered \d+ < committed \d+/);
+  });
+
   it('passes the same seeds with the bugs switched off', () => {
     for (let seed = 1; seed <= 20; seed++) expect(simulate({ seed }).failure).toBeNull();
   });

@@ -21,7 +21,7 @@ const traceLength = 200;
 
 export interface SimOptions {
   readonly seed: number;
-  /** Core bugs switched on for member 1 only (self-tests). */
+  /** Core bugs switched on in every member (self-tests). */
   readonly bugs?: RaftTestingBugs;
   /** A disk that loses the vote on crash: the "vote not persisted" self-test. */
   readonly diskForgetsVote?: boolean;
@@ -229,7 +229,7 @@ export class Simulation {
       preVote: this.mix.preVote,
       checkQuorum: this.mix.checkQuorum,
       random: member.random,
-      ...(this.options.bugs !== undefined && member.id === 1n ? { testingBugs: this.options.bugs } : {}),
+      ...(this.options.bugs !== undefined ? { testingBugs: this.options.bugs } : {}),
     });
     this.observe(member);
     const life = member.life;

@@ -35,7 +35,7 @@ export async function spawnWorker(
 ): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [
     ENTRY, '--id', id, '--endpoints', endpoint, '--ttl', String(options.ttlSeconds ?? 3),
-    '--clock-offset-ms', String(options.clockOffsetMs ?? 0),
+    `--clock-offset-ms=${options.clockOffsetMs ?? 0}`,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

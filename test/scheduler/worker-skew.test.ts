@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { Etcd3 } from 'etcd3';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { waitFor } from '../support/ports.js';
+import { clientFor, duplicates, historyRecords, putJob, tempDir } from '../support/scheduler-fixtures.js';
+import { assertWorkerBuilt, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
+
+const SKEW_MS = 2_000;
+const SLOTS = 25;
+
+/** notes/reliability.md section 5, test 2, with the brief's ±2 s: skewed clocks never run a slot twice. */
+describe.skipIf(!hasEtcd())('worker clock skew', () => {
+  let store: StoreProcess;
+  let client: Etcd3;
+  const dir = tempDir('etcron-skew-');
+  const starts = join(dir.path, 'starts');
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    assertWorkerBuilt();
+    store = await startStoreUnderTest();
+    client = clientFor(store);
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    client?.close();
+    await store?.kill();
+    store?.cleanup();
+    dir.remove();
+  });
+
+  it('runs each slot exactly once, never earlier than slot - max skew, with workers at -2 s, 0 and +2 s', async () => {
+    await putJob(client, {
+      name: 'skew', schedule: '* * * * * *',
+      command: `echo "$ETCRON_SLOT $ETCRON_WORKER $(date +%s%3N)" >> ${starts}`,
+    });
+    const offsets = { slow: -SKEW_MS, exact: 0, fast: SKEW_MS };
+    for (const [id, offset] of Object.entries(offsets)) {
+      workers.push(await spawnWorker(id, store.endpoint, { clockOffsetMs: offset }));
+    }
+    const begin = Date.now();
+    await waitFor(`${SLOTS} slots`, () => (Date.now() - begin > (SLOTS + 3) * 1000 ? true : undefined), (SLOTS + 10) * 1000, 250);
+    const lines = readFileSync(starts, 'utf8').trim().split('\n').map((l) => {
+      const [slot = '', worker = '', atMs = '0'] = l.split(' ');
+      return { slot, worker, atMs: Number(atMs) };
+    });
+    expect(duplicates(lines.map((l) => l.slot))).toEqual([]);
+    for (const line of lines) expect(line.atMs, line.slot).toBeGreaterThanOrEqual(Date.parse(line.slot) - SKEW_MS - 100);
+    // No slot missed between the first and the last start (a slow clock must not leave gaps).
+    const slots = lines.map((l) => Date.parse(l.slot)).sort((a, b) => a - b);
+    const first = slots[0]!;
+    const last = slots[slots.length - 1]!;
+    expect(slots.length).toBe((last - first) / 1000 + 1);
+    expect(slots.length).toBeGreaterThanOrEqual(SLOTS);
+    expect(new Set(lines.map((l) => l.worker)).size).toBeGreaterThan(1);
+    const records = await historyRecords(client, 'skew');
+    const startedRecords = records.filter((r) => Date.parse(r.slot) <= last && ['succeeded', 'running', 'claimed'].includes(r.state));
+    expect(startedRecords.length).toBe(lines.length);
+    for (const line of lines) expect(records.find((r) => r.slot === line.slot)?.worker).toBe(line.worker);
+    const late = lines.map((l) => l.atMs - Date.parse(l.slot));
+    console.log(JSON.stringify({ slots: lines.length, lateMsMin: Math.min(...late), lateMsMax: Math.max(...late) }));
+  }, 90_000);
+});

@@ -81,6 +81,10 @@ export function toApiError(err: unknown): ApiError {
     return new ApiError('future-rev', 'revision is in the future');
   }
   const name = err instanceof Error ? err.name : '';
+  // etcd3 stops calling an endpoint after repeated failures (a cockatiel circuit breaker).
+  if (name === 'BrokenCircuitError' || message.includes('circuit breaker is open')) {
+    return new ApiError('store-unavailable', 'the master cannot reach the store (connections keep failing)');
+  }
   if (
     name === 'GRPCConnectFailedError' ||
     name === 'GRPCUnavailableError' ||

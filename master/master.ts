@@ -49,6 +49,10 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   const clock = options.clock ?? systemClock;
   const client = createEtcdClient(options.endpoints === undefined ? {} : { endpoints: options.endpoints });
   const startedAtMs = clock.nowMs();
+  await probeStore(client, logger).catch((err: unknown) => {
+    client.close();
+    throw err;
+  });
   let work: LeaderWork | undefined;
   let workStopping: Promise<void> = Promise.resolve();
   const makeWork = options.leaderWork ?? ((c: Etcd3, term: LeaderTerm) => startLeaderWork(c, term, clock, root));
@@ -111,6 +115,29 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
       logger.info('master stopped');
     },
   };
+}
+
+/** How long a starting master tries to reach the store before it gives up with a clear error. */
+const STORE_PROBE_TIMEOUT_MS = 5_000;
+const STORE_PROBE_INTERVAL_MS = 250;
+
+async function probeStore(client: Etcd3, logger: Logger): Promise<void> {
+  const deadline = Date.now() + STORE_PROBE_TIMEOUT_MS;
+  let lastError: unknown = undefined;
+  // Bounded: one attempt per interval until the deadline.
+  while (Date.now() < deadline) {
+    try {
+      await client.maintenance.status({ deadline: Math.min(deadline, Date.now() + 2_000) });
+      return;
+    } catch (err) {
+      // The first failure says why (refused, unknown host); later ones only say "circuit open".
+      lastError ??= err;
+      await new Promise((resolve) => setTimeout(resolve, STORE_PROBE_INTERVAL_MS));
+    }
+  }
+  logger.error({ err: lastError }, 'store unreachable');
+  const detail = lastError instanceof Error ? lastError.message : String(lastError);
+  throw new Error(`store unreachable after ${STORE_PROBE_TIMEOUT_MS} ms (${detail})`);
 }
 
 function parseLeaderValue(value: string): unknown {

@@ -184,4 +184,15 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     const fallback = await runCli(['job', 'list', '-o', 'json', '--api', `http://127.0.0.1:${port},${masterB.apiUrl}`], {});
     expect(fallback.code, fallback.stderr).toBe(0);
   });
+
+  it('a master whose store is unreachable exits with a clear error instead of hanging', async () => {
+    const deadPort = await freePort();
+    const apiPort = await freePort();
+    const result = await runCli([
+      'master', '--endpoints', `127.0.0.1:${deadPort}`, '--api', `127.0.0.1:${apiPort}`, '--log-level', 'silent',
+    ], {}, 15_000);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot start master: store unreachable .*ECONNREFUSED/);
+    expect(result.elapsedMs).toBeLessThan(10_000);
+  });
 });

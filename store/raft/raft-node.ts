@@ -29,6 +29,9 @@ const emptyBytes = new Uint8Array(0);
 /** Marks the votes of a leadership transfer, which may break a follower's leader lease. */
 const campaignTransferContext = new TextEncoder().encode('campaign-transfer');
 
+/** Default bound on a leader's unapplied proposal bytes (RaftConfig.maxUncommittedEntriesBytes). */
+export const defaultMaxUncommittedEntriesBytes = 64 * 1024 * 1024;
+
 const ok: StepResult = { ok: true };
 const dropped: StepResult = { ok: false, reason: 'proposal-dropped' };
 const unknownPeer: StepResult = { ok: false, reason: 'unknown-peer' };
@@ -63,6 +66,12 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+function payloadBytes(entries: readonly Entry[]): number {
+  let total = 0;
+  for (const entry of entries) total += entry.data.byteLength;
+  return total;
+}
+
 function validateConfig(config: RaftConfig): void {
   assert(config.id !== none, 'raft: id must not be 0');
   assert(Number.isSafeInteger(config.heartbeatTicks) && config.heartbeatTicks > 0, 'raft: heartbeatTicks must be > 0');
@@ -71,6 +80,8 @@ function validateConfig(config: RaftConfig): void {
   assert(Number.isSafeInteger(config.maxInflightMsgs) && config.maxInflightMsgs > 0, 'raft: maxInflightMsgs must be > 0');
   assert(config.maxSizePerMsgBytes > 0, 'raft: maxSizePerMsgBytes must be > 0');
   assert(Number.isSafeInteger(config.applied) && config.applied >= 0, 'raft: applied must be >= 0');
+  const uncommittedMax = config.maxUncommittedEntriesBytes;
+  assert(uncommittedMax === undefined || uncommittedMax > 0, 'raft: maxUncommittedEntriesBytes must be > 0');
 }
 
 /**
@@ -108,11 +119,15 @@ export class Raft implements RaftNode {
   private outstandingReady: Ready | null = null;
   private readonly config: RaftConfig;
   private readonly bugs: RaftTestingBugs;
+  /** Payload bytes this leader appended and has not applied yet; see maxUncommittedEntriesBytes. */
+  private uncommittedBytes = 0;
+  private readonly maxUncommittedBytes: number;
 
   constructor(config: RaftConfig) {
     validateConfig(config);
     this.config = config;
     this.bugs = config.testingBugs ?? {};
+    this.maxUncommittedBytes = config.maxUncommittedEntriesBytes ?? defaultMaxUncommittedEntriesBytes;
     this.id = config.id;
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.maxSizePerMsgBytes);
@@ -221,6 +236,9 @@ export class Raft implements RaftNode {
     }
     const lastCommitted = ready.committed[ready.committed.length - 1];
     if (lastCommitted !== undefined) this.log.appliedTo(lastCommitted.index);
+    if (this.role === 'leader') {
+      this.uncommittedBytes = Math.max(0, this.uncommittedBytes - payloadBytes(ready.committed));
+    }
     this.outstandingReady = null;
   }
 
@@ -349,6 +367,7 @@ export class Raft implements RaftNode {
     }
     this.readOnly = new ReadOnly();
     this.pendingReadIndexMessages = [];
+    this.uncommittedBytes = 0;
   }
 
   private becomeFollower(term: number, lead: MemberId): void {
@@ -471,6 +490,7 @@ export class Raft implements RaftNode {
       case 'prop':
         if (this.leadTransferee !== none) return dropped; // a transfer is under way
         assert(message.entries.length > 0, 'raft: empty proposal');
+        if (!this.admitUncommitted(message.entries)) return dropped;
         this.appendEntries(message.entries);
         this.broadcastAppend();
         return ok;
@@ -504,6 +524,14 @@ export class Raft implements RaftNode {
         return ok; // e.g. a late vote response after winning
     }
   };
+
+  /** At least one proposal is always admitted, so an entry larger than the limit can still commit. */
+  private admitUncommitted(entries: readonly Entry[]): boolean {
+    const bytes = payloadBytes(entries);
+    if (this.uncommittedBytes > 0 && bytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes) return false;
+    this.uncommittedBytes += bytes;
+    return true;
+  }
 
   private checkQuorum(): void {
     const active = hasQuorum(this.voters, (id) => id === this.id || this.progress.get(id)?.recentActive === true);

@@ -172,6 +172,11 @@ export interface RaftConfig {
   readonly maxInflightMsgs: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  /**
+   * Payload bytes a leader accepts into its log beyond what has been applied; proposals past it
+   * are dropped. Bounds leader memory while followers are slow. Default 64 MiB (etcd: unlimited).
+   */
+  readonly maxUncommittedEntriesBytes?: number;
   readonly random: { int(maxExclusive: number): number };
   readonly logger?: CoreLogger;
   /** Deliberate bugs for the simulator's self-tests; never set outside test/sim. */

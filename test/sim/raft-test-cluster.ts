@@ -24,6 +24,7 @@ export interface TestClusterOptions {
   readonly electionTicks?: number;
   readonly maxInflightMsgs?: number;
   readonly maxSizePerMsgBytes?: number;
+  readonly maxUncommittedEntriesBytes?: number;
   readonly seed?: number;
   /** Initial log terms per member (index 1, 2, ...), and that member's stored term. */
   readonly logs?: ReadonlyMap<MemberId, { readonly terms: readonly number[]; readonly term: number }>;
@@ -91,6 +92,9 @@ export class TestCluster {
       checkQuorum: this.options.checkQuorum ?? false,
       random: seededRandom((this.options.seed ?? 1) * 31 + Number(member.id)),
       ...(bugs !== undefined ? { testingBugs: bugs } : {}),
+      ...(this.options.maxUncommittedEntriesBytes !== undefined
+        ? { maxUncommittedEntriesBytes: this.options.maxUncommittedEntriesBytes }
+        : {}),
     });
   }
 

@@ -60,6 +60,39 @@ describe('raft log replication (Raft paper §5.3)', () => {
     for (const id of [1n, 2n, 3n]) expect(cluster.member(id).applied.length).toBe(10);
   });
 
+  it('five members commit with two down, and stop committing with three down', () => {
+    const cluster = new TestCluster({ size: 5, checkQuorum: true, preVote: true });
+    cluster.campaign(1n);
+    cluster.crash(4n);
+    cluster.crash(5n);
+    cluster.propose(1n, 'with three');
+    cluster.stabilize();
+    expect(cluster.member(1n).applied).toEqual(['with three']);
+    cluster.crash(3n);
+    cluster.propose(1n, 'with two');
+    for (let i = 0; i < 30; i++) {
+      cluster.tick(1n);
+      cluster.tick(2n);
+      cluster.stabilize();
+    }
+    expect(cluster.member(1n).applied).toEqual(['with three']);
+    // CheckQuorum made the minority leader step down; no one leads the minority side.
+    expect(cluster.leaders()).toEqual([]);
+  });
+
+  it('bounds the bytes a leader holds unapplied; proposals past the bound are dropped', () => {
+    const cluster = new TestCluster({ size: 3, maxUncommittedEntriesBytes: 10 });
+    cluster.campaign(1n);
+    cluster.isolate(1n);
+    expect(cluster.propose(1n, 'aaaaaa').ok).toBe(true);
+    expect(cluster.propose(1n, 'bbbbbb')).toEqual({ ok: false, reason: 'proposal-dropped' });
+    cluster.recover();
+    cluster.tick(1n);
+    cluster.stabilize();
+    expect(cluster.member(1n).applied).toEqual(['aaaaaa']);
+    expect(cluster.propose(1n, 'cccccc').ok).toBe(true);
+  });
+
   it('limits entries per append by maxSizePerMsgBytes', () => {
     const cluster = new TestCluster({ size: 3, maxSizePerMsgBytes: 100 });
     cluster.campaign(1n);

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { waitFor } from '../support/ports.js';
+import { clientFor, historyRecords, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
+import { isProcessAlive } from '../support/worker-processes.js';
+import { startWorker, type WorkerHandle } from '../../worker/index.js';
+import { readLocks } from '../../shared/history/read.js';
+import type { RunRecord } from '../../shared/history/records.js';
+
+/** Overlap policies, timeouts, retries, kill and output tail, each on its own job (notes/scheduler.md). */
+describe.skipIf(!hasEtcd())('worker run policies', () => {
+  let store: StoreProcess;
+  let client: Etcd3;
+  const workers: WorkerHandle[] = [];
+  const dir = tempDir('etcron-policies-');
+
+  beforeAll(async () => {
+    store = await startStoreUnderTest();
+    client = clientFor(store);
+    for (const id of ['p1', 'p2']) workers.push(await startWorker({ id, client: { endpoints: store.endpoint }, logger: quietLogger }));
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    client?.close();
+    await store?.kill();
+    store?.cleanup();
+    dir.remove();
+  });
+
+  async function until(job: string, what: string, check: (records: RunRecord[]) => boolean, timeoutMs = 15_000): Promise<RunRecord[]> {
+    return waitFor(what, async () => {
+      const records = await historyRecords(client, job);
+      return check(records) ? records : undefined;
+    }, timeoutMs, 100);
+  }
+
+  it('timeout kills the whole process group, including background children', async () => {
+    const pids = join(dir.path, 'timeout-pids');
+    await putJob(client, {
+      name: 'slow', schedule: '@every 3s', timeoutMs: 500, killGraceMs: 200,
+      command: `sleep 30 & echo $! >> ${pids}; trap '' TERM; sleep 30`,
+    });
+    const records = await until('slow', 'a timed-out run', (rs) => rs.some((r) => r.state === 'timeout'));
+    const run = records.find((r) => r.state === 'timeout')!;
+    expect(run.reason).toContain('timed out');
+    expect(run.endedAtMs! - run.startedAtMs!).toBeLessThan(2_000);
+    const background = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
+    await waitFor('background children to be gone', () => (background.every((p) => !isProcessAlive(p)) ? true : undefined), 3_000);
+    await client.delete().key('/cron/jobs/slow');
+  });
+
+  it('Forbid skips a slot while the previous run holds its lock, recording why', async () => {
+    await putJob(client, { name: 'forbid', schedule: '* * * * * *', overlap: 'Forbid', command: 'sleep 2.5' });
+    const records = await until('forbid', 'a skipped slot', (rs) => rs.filter((r) => r.state === 'skipped').length >= 2 && rs.some((r) => r.state === 'succeeded'));
+    const skipped = records.filter((r) => r.state === 'skipped');
+    expect(skipped[0]?.reason).toMatch(/overlap Forbid: forbid@.* still running/);
+    // Runs never overlap in time.
+    const ran = records.filter((r) => r.startedAtMs !== undefined && r.endedAtMs !== undefined).sort((a, b) => a.startedAtMs! - b.startedAtMs!);
+    for (let i = 1; i < ran.length; i++) expect(ran[i]!.startedAtMs!).toBeGreaterThanOrEqual(ran[i - 1]!.endedAtMs! - 50);
+    await client.delete().key('/cron/jobs/forbid');
+  });
+
+  it('Replace kills the running run when the next slot starts', async () => {
+    await putJob(client, { name: 'replace', schedule: '@every 2s', overlap: 'Replace', command: 'sleep 30', killGraceMs: 100 });
+    const records = await until('replace', 'a replaced run', (rs) => rs.some((r) => r.state === 'killed'));
+    expect(records.find((r) => r.state === 'killed')?.reason).toContain('Replace');
+    const live = (await readLocks(client, { job: 'replace' })).locks;
+    expect(live.length).toBeLessThanOrEqual(1);
+    await client.delete().key('/cron/jobs/replace');
+  });
+
+  it('BufferOne runs a slot that came due during a run once that run ends', async () => {
+    const starts = join(dir.path, 'buffer-starts');
+    await putJob(client, { name: 'buffer', schedule: '@every 2s', overlap: 'BufferOne', command: `echo "$ETCRON_SLOT $(date +%s%3N)" >> ${starts}; sleep 3` });
+    await waitFor('3 buffered runs', () => (existsSync(starts) && readFileSync(starts, 'utf8').trim().split('\n').length >= 3 ? true : undefined), 20_000);
+    const lines = readFileSync(starts, 'utf8').trim().split('\n').map((l) => l.split(' '));
+    // Each later run started late (after the previous 3 s run), not skipped.
+    const late = lines.slice(1).map(([slot, at]) => Number(at) - Date.parse(slot ?? ''));
+    expect(late.some((ms) => ms > 500)).toBe(true);
+    await client.delete().key('/cron/jobs/buffer');
+  });
+
+  it('retries a failing run with backoff, each attempt with a new fence', async () => {
+    const attempts = join(dir.path, 'attempts');
+    await putJob(client, {
+      name: 'flaky', schedule: '@every 30s', catchUp: { windowMs: '30s', max: 1 },
+      retries: { count: 2, backoffInitialMs: 100 },
+      command: `echo "$ETCRON_ATTEMPT $ETCRON_FENCE" >> ${attempts}; exit 3`,
+    });
+    const records = await until('flaky', 'the last attempt', (rs) => rs.some((r) => r.attempt === 3 && r.state === 'failed'));
+    const last = records.find((r) => r.attempt === 3)!;
+    expect(last.exitCode).toBe(3);
+    const lines = readFileSync(attempts, 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number));
+    expect(lines.map((l) => l[0])).toEqual([1, 2, 3]);
+    const fences = lines.map((l) => l[1]!);
+    expect(fences[1]!).toBeGreaterThan(fences[0]!);
+    expect(fences[2]!).toBeGreaterThan(fences[1]!);
+    await client.delete().key('/cron/jobs/flaky');
+  });
+
+  it('kill (deleting the run\'s lock key) stops the run and records it killed; the output tail is bounded', async () => {
+    await putJob(client, {
+      name: 'killme', schedule: '@every 30s', catchUp: { windowMs: '30s', max: 1 }, outputTailBytesMax: 1024,
+      command: 'head -c 100000 /dev/zero | tr "\\0" x; echo; echo tail-marker; sleep 30',
+    });
+    const locks = await waitFor('a lock', async () => {
+      const view = await readLocks(client, { job: 'killme' });
+      return view.locks.length > 0 ? view.locks : undefined;
+    });
+    expect(locks[0]!.ttlSecondsLeft).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await client.delete().key(locks[0]!.key);
+    const records = await until('killme', 'a killed run', (rs) => rs.some((r) => r.state === 'killed'));
+    const run = records.find((r) => r.state === 'killed')!;
+    expect(run.reason).toContain('job kill');
+    expect(Buffer.byteLength(run.outputTail ?? '')).toBeLessThanOrEqual(1024);
+    expect(run.outputTail).toContain('tail-marker');
+    await client.delete().key('/cron/jobs/killme');
+  });
+});

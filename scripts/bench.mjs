@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 
 const REPO = resolve(import.meta.dirname, '..');
 const ETCD = process.env.ETCRON_ETCD_BIN ?? '/usr/bin/etcd';
-const ETCRON = join(REPO, 'bin', 'etcron');
+let ETCRON = join(REPO, 'bin', 'etcron');
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -30,6 +30,7 @@ const USAGE = `usage: npm run bench -- [options]
   --subject S        what to compare against etcd: etcron (default) or etcd (noise check)
   --members N        cluster size for both sides (default 1)
   --no-build         do not run \`npm run build\` before starting etcron
+  --etcron-bin PATH  benchmark another build's bin/etcron (implies --no-build)
   --keep             keep the temp dirs (logs, data) for inspection`;
 
 function parseArgs(argv) {
@@ -51,6 +52,7 @@ function parseArgs(argv) {
       case '--repeat': o.repeat = positiveInt(flag, value()); break;
       case '--members': o.members = positiveInt(flag, value()); break;
       case '--subject': o.subject = value(); break;
+      case '--etcron-bin': o.etcronBin = resolve(value()); o.build = false; break;
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break;
       default: die(`unknown option ${a}\n${USAGE}`);
     }
@@ -71,6 +73,7 @@ function die(msg) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+if (opts.etcronBin) ETCRON = opts.etcronBin;
 const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 // ---------------------------------------------------------------------------------------------
@@ -500,14 +503,14 @@ async function main() {
   LOADGEN = buildLoadgen();
   if (subjects.includes('etcron')) {
     if (opts.build) buildNote = buildEtcron();
-    if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing; run npm run build');
+    if (!existsSync(join(ETCRON, '..', '..', 'dist', 'cli', 'main.js'))) throw new Error(`dist/ next to ${ETCRON} is missing; run npm run build`);
   }
   if (!existsSync(ETCD)) throw new Error(`real etcd not found at ${ETCD} (apt-get install etcd-server)`);
   for (let round = 0; round < opts.repeat; round++) {
     const order = round % 2 === 0 ? subjects : [...subjects].reverse();
     for (const s of order) await runSubject(s, round);
   }
-  const title = `etcron bench: ${opts.members} member(s), ${KEYS} keys, ${VAL} B values, ` +
+  const title = `etcron bench${opts.etcronBin ? ` (etcron = ${opts.etcronBin})` : ''}: ${opts.members} member(s), ${KEYS} keys, ${VAL} B values, ` +
     `${SIZE.n64} ops per 64-client row, ${SIZE.n1} per 1-client row${opts.quick ? ' (--quick)' : ''}; ` +
     `${Math.round((Date.now() - started) / 1000)} s; ${cpus().length} CPUs, load average ${loadAtStart} at start, ${loadavg()[0].toFixed(1)} at end`;
   report({ title: buildNote ? `${title}\nWARNING: ${buildNote}` : title, quick: opts.quick, members: opts.members, repeat: opts.repeat, keys: KEYS, valueBytes: VAL, loadKeys: SIZE.load });

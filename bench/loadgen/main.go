@@ -124,6 +124,7 @@ func main() {
 		if cfg.warmup > 0 {
 			w := *cfg
 			w.n = cfg.warmup
+			w.duration = cfg.duration / 4 // the warmup never dominates the run
 			w.run(cs, "warmup")
 		}
 		res = cfg.run(cs, cfg.op)

@@ -119,3 +119,11 @@ export function parseRunKey(key: string): ParsedRunKey | undefined {
   if (!Number.isFinite(slotMs) || slotId(slotMs) !== slot) return undefined;
   return tilde < 0 ? { job, slot, slotMs } : { job, slot, slotMs, broadcastWorker: suffix.slice(tilde + 1) };
 }
+
+/**
+ * Manual "run now" requests, written by the master (bound to a short lease) and watched by workers:
+ *   /cron/control/run/<job>/<requestId>  {job, requestId, slot, requestedAtMs}
+ * The request names its slot (the request instant), which workers claim like any slot, so the run
+ * record still guarantees at most one start. Same layout as master/control-keys.ts.
+ */
+export const RUN_NOW_PREFIX = '/cron/control/run/';

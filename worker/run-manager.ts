@@ -31,11 +31,15 @@ interface LiveRun {
   /** Settles once the finish report was sent (or refused). */
   done: Promise<void>;
   lockDeleted: boolean;
+  /** Set when the process exited: no progress write may start after this. */
+  finishing: boolean;
 }
 
 /** How often a BufferOne slot re-checks whether the running one has ended. */
 const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
+/** How often a live run's output tail is written to its run record (for `job logs --follow`). */
+const OUTPUT_FLUSH_MS = 1_000;
 
 /** Claims slots, runs their processes and reports their ends, all fenced by the claim's revision. */
 export class RunManager {
@@ -154,16 +158,41 @@ export class RunManager {
     const running: RunRecord = { ...claim.record, state: 'running', fence: claim.fence, startedAtMs: this.clock.nowMs() };
     const run: LiveRun = {
       spec, claim, process, writes: Promise.resolve(), runModRevision: claim.runModRevision, record: running,
-      lockDeleted: false, done: Promise.resolve(),
+      lockDeleted: false, finishing: false, done: Promise.resolve(),
     };
     this.live.set(claim.lockKey, run);
     log.debug({ pid: process.pid }, 'run started');
     run.writes = writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, running, false).then((r) => {
       if (r.ok) run.runModRevision = r.runModRevision;
     });
+    this.scheduleOutputFlush(run);
     run.done = process.exited.then((exit) => this.finish(request, run, exit)).catch((err: unknown) => {
       log.error({ err }, 'finishing run failed');
     });
+  }
+
+  /** Fenced progress writes of the output tail while the run lives, only when it changed. */
+  private scheduleOutputFlush(run: LiveRun): void {
+    let flushed = '';
+    const flush = (): void => {
+      if (run.finishing || run.lockDeleted) return;
+      const tail = run.process.outputTail();
+      if (tail === flushed) {
+        this.clock.setTimer(OUTPUT_FLUSH_MS, flush);
+        return;
+      }
+      run.writes = run.writes.then(async () => {
+        if (run.finishing) return;
+        const record: RunRecord = { ...run.record, outputTail: tail };
+        const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, false);
+        if (result.ok) {
+          run.runModRevision = result.runModRevision;
+          run.record = record;
+          flushed = tail;
+        }
+      }).finally(() => { this.clock.setTimer(OUTPUT_FLUSH_MS, flush); });
+    };
+    this.clock.setTimer(OUTPUT_FLUSH_MS, flush);
   }
 
   private finalState(exit: ProcessExit): { state: RunState; reason?: string } {
@@ -181,6 +210,7 @@ export class RunManager {
   }
 
   private async finish(request: LaunchRequest, run: LiveRun, exit: ProcessExit): Promise<void> {
+    run.finishing = true;
     await run.writes;
     const { spec, claim } = run;
     const { state, reason } = this.finalState(exit);

@@ -3,7 +3,7 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { createEtcdClient } from '../shared/etcd/client.js';
-import { JOBS_PREFIX, LOCKS_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey } from '../shared/keys.js';
+import { JOBS_PREFIX, LOCKS_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey } from '../shared/keys.js';
 import { deserializeJobSpec } from '../shared/job/parse.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
 import type { JobSpec } from '../shared/job/spec.js';
@@ -44,6 +44,8 @@ interface JobState {
 }
 
 const TICK_MS = 50;
+/** Run-now request keys remembered as handled; requests expire with their lease (60 s) anyway. */
+const RUN_NOW_REMEMBERED_MAX = 10_000;
 const SESSION_RETRY_MS = 500;
 
 export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHandle> {
@@ -67,6 +69,7 @@ class Worker {
   private session: Session | undefined;
   private tickTimer: Timer | undefined;
   private stopping = false;
+  private readonly runNowHandled = new Set<string>();
   private readonly counters = { claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0 };
 
   constructor(options: WorkerOptions) {
@@ -102,6 +105,10 @@ class Worker {
     this.caches.push(await openPrefixCache(this.client, LOCKS_PREFIX, {
       put: () => {},
       delete: (key) => this.runs.onLockDeleted(key, this.session?.isAlive() ?? false),
+    }, this.logger));
+    this.caches.push(await openPrefixCache(this.client, RUN_NOW_PREFIX, {
+      put: (key, kv) => this.onRunNow(key, kv),
+      delete: () => {},
     }, this.logger));
     this.scheduleTick();
     this.logger.info({ tags: this.tags, leaseTtlSeconds: this.leaseTtlSeconds }, 'worker started');
@@ -167,6 +174,31 @@ class Worker {
     const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
     const cursorMs = existing?.cursorMs ?? this.clock.nowMs() - lookbackMs;
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs });
+  }
+
+  /** A manual run is a slot at the request instant, claimed like any other (preferred worker first). */
+  private onRunNow(key: string, kv: IKeyValue): void {
+    if (this.runNowHandled.has(key)) return;
+    if (this.runNowHandled.size >= RUN_NOW_REMEMBERED_MAX) this.runNowHandled.clear();
+    this.runNowHandled.add(key);
+    let request: unknown;
+    try {
+      request = JSON.parse(kv.value.toString());
+    } catch {
+      return;
+    }
+    if (typeof request !== 'object' || request === null) return;
+    const fields = request as Record<string, unknown>;
+    const job = typeof fields['job'] === 'string' ? this.jobs.get(fields['job']) : undefined;
+    const slotMs = typeof fields['slot'] === 'string' ? Date.parse(fields['slot']) : Number.NaN;
+    if (job === undefined || !Number.isFinite(slotMs) || !this.isEligible(job.spec, this.tags)) return;
+    const slot = { slotMs, startMs: slotMs };
+    const attempt = (): void => {
+      const session = this.session;
+      if (this.stopping || session === undefined || !session.isAlive()) return;
+      if (!this.launch(job, slot, false, this.clock.nowMs(), session)) this.clock.setTimer(this.takeoverDelayMs, attempt);
+    };
+    attempt();
   }
 
   private scheduleTick(): void {

@@ -123,3 +123,42 @@ describe.skipIf(!hasEtcd())('worker run policies', () => {
     await client.delete().key('/cron/jobs/killme');
   });
 });
+
+describe.skipIf(!hasEtcd())('worker control requests', () => {
+  let store: StoreProcess;
+  let client: Etcd3;
+  const workers: WorkerHandle[] = [];
+
+  beforeAll(async () => {
+    store = await startStoreUnderTest();
+    client = clientFor(store);
+    for (const id of ['c1', 'c2', 'c3']) workers.push(await startWorker({ id, client: { endpoints: store.endpoint }, logger: quietLogger }));
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    client?.close();
+    await store?.kill();
+    store?.cleanup();
+  });
+
+  it('runs a job once on a run-now request, at the request\'s slot, and streams its output tail while it runs', async () => {
+    await putJob(client, { name: 'manual', schedule: '0 0 1 1 *', command: 'echo first; sleep 1.5; echo second' });
+    const slot = new Date(Math.floor(Date.now())).toISOString();
+    const lease = client.lease(60, { autoKeepAlive: false });
+    await lease.put(`/cron/control/run/manual/req-1`).value(JSON.stringify({ job: 'manual', requestId: 'req-1', slot, requestedAtMs: Date.now() }));
+    const live = await waitFor('live output in the running record', async () => {
+      const records = await historyRecords(client, 'manual');
+      const r = records.find((x) => x.slot === slot);
+      return r?.state === 'running' && r.outputTail?.includes('first') ? r : undefined;
+    }, 10_000, 100);
+    expect(live.outputTail).not.toContain('second');
+    const done = await waitFor('the manual run to finish', async () => {
+      const r = (await historyRecords(client, 'manual')).find((x) => x.slot === slot);
+      return r?.state === 'succeeded' ? r : undefined;
+    }, 10_000, 100);
+    expect(done.outputTail).toContain('second');
+    expect((await historyRecords(client, 'manual')).length).toBe(1);
+    await lease.revoke();
+  });
+});

@@ -40,6 +40,8 @@ export interface ProcessExit {
 export interface RunningProcess {
   readonly pid: number | undefined;
   readonly exited: Promise<ProcessExit>;
+  /** The output tail so far, for live progress writes. */
+  outputTail(): string;
   /** SIGTERM the group, then SIGKILL after `graceMs` (0: SIGKILL at once). Idempotent. */
   stop(cause: StopCause, graceMs: number): void;
 }
@@ -61,7 +63,10 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
     });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    return { pid: undefined, exited: Promise.resolve({ exitCode: null, signal: null, outputTail: '', spawnError: message }), stop: () => {} };
+    return {
+      pid: undefined, exited: Promise.resolve({ exitCode: null, signal: null, outputTail: '', spawnError: message }),
+      outputTail: () => '', stop: () => {},
+    };
   }
   child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk));
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
@@ -123,5 +128,5 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
     };
     child.once('exit', finish);
   });
-  return { pid, exited, stop };
+  return { pid, exited, stop, outputTail: () => tail.text() };
 }

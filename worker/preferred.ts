@@ -1,4 +1,4 @@
-import { fnv1a } from '../master/planner/slots.js';
+import { stableHash } from '../master/planner/slots.js';
 
 /**
  * Rendezvous (highest random weight) hashing: every worker ranks the live, eligible workers by
@@ -9,7 +9,7 @@ export function preferredWorker(job: string, slot: string, candidates: Iterable<
   let best: string | undefined;
   let bestScore = -1;
   for (const worker of candidates) {
-    const score = fnv1a(`${job}|${slot}|${worker}`);
+    const score = stableHash(`${job}|${slot}|${worker}`);
     if (score > bestScore || (score === bestScore && best !== undefined && worker < best)) {
       best = worker;
       bestScore = score;

@@ -31,9 +31,14 @@ export function revisionOf(value: string, what: string): number {
   return n;
 }
 
-export function jobView(kv: IKeyValue): JobView {
+/**
+ * A stored job with its revisions. Listing skips full validation (compiling every schedule costs
+ * about half a millisecond a job, seconds for 10,000 jobs): values were validated when written,
+ * and a value that is not even a JSON object is still reported as invalid.
+ */
+export function jobView(kv: IKeyValue, isValidated = true): JobView {
   const name = kv.key.toString().slice(JOBS_PREFIX.length);
-  const parsed = deserializeJobSpec(kv.value.toString());
+  const parsed = isValidated ? deserializeJobSpec(kv.value.toString()) : parseStoredJson(kv.value.toString());
   const base = {
     name,
     createRevision: revisionOf(kv.create_revision, 'create_revision'),
@@ -43,6 +48,18 @@ export function jobView(kv: IKeyValue): JobView {
   return parsed.ok
     ? { ...base, spec: parsed.spec }
     : { ...base, spec: null, invalid: formatJobSpecIssues(parsed.errors) };
+}
+
+function parseStoredJson(text: string): { ok: true; spec: JobSpec } | { ok: false; errors: { field: string; reason: string }[] } {
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && typeof (value as { schedule?: unknown }).schedule === 'string') {
+      return { ok: true, spec: value as JobSpec };
+    }
+    return { ok: false, errors: [{ field: '(root)', reason: 'not a job spec object' }] };
+  } catch {
+    return { ok: false, errors: [{ field: '(root)', reason: 'not JSON' }] };
+  }
 }
 
 /** Validates a body into a spec, or throws 400 naming every bad field; nothing is written. */
@@ -141,7 +158,7 @@ export function jobRoutes(client: Etcd3): Route[] {
 
   const list = async (): Promise<RouteResult> => {
     const res = await client.getAll().prefix(JOBS_PREFIX).sort('Key', 'Ascend').exec();
-    return ok({ revision: revisionOf(res.header.revision, 'revision'), jobs: res.kvs.map(jobView) });
+    return ok({ revision: revisionOf(res.header.revision, 'revision'), jobs: res.kvs.map((kv) => jobView(kv, false)) });
   };
 
   const get = async (context: RequestContext): Promise<RouteResult> => {

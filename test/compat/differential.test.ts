@@ -50,6 +50,9 @@ const probes: readonly Request[] = [
   unary('Range', { key: b('x/'), range_end: b('x0'), limit: '2', min_mod_revision: '4' }),
   unary('Range', { key: b('x/b'), range_end: b('x/a') }),
   unary('Range', { key: b('\x00'), range_end: b('\x00'), count_only: true }),
+  // A range_end present on the wire but empty: etcd 3.4 answers every key from `key`.
+  unary('Range', { key: b('x/a'), range_end: Buffer.alloc(0) }),
+  unary('DeleteRange', { key: b('x/0'), range_end: Buffer.alloc(0) }),
   unary('Txn', { compare: [{ key: b('missing'), target: 3, result: 3, value: b('v') }] }),
   unary('Txn', {
     success: [

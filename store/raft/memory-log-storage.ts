@@ -63,7 +63,7 @@ export class MemoryLogStorage implements LogStorage {
     this.hardState = hardState;
   }
 
-  /** Replaces the whole log with a snapshot received from the leader. Older snapshots are refused. */
+  /** Replaces the whole log with a snapshot received from the leader; older ones are refused. */
   applySnapshot(snapshot: Snapshot): void {
     const { index, term } = snapshot.metadata;
     assert(index > this.currentSnapshot.metadata.index, `snapshot ${index} is out of date`);
@@ -90,7 +90,7 @@ export class MemoryLogStorage implements LogStorage {
     this.entryList = kept;
   }
 
-  /** Appends entries, truncating any conflicting suffix first; entries before firstIndex are skipped. */
+  /** Appends entries after truncating any conflicting suffix; skips those before firstIndex. */
   append(entries: readonly Entry[]): void {
     const firstNew = entries[0];
     const lastNew = entries[entries.length - 1];

@@ -5,7 +5,10 @@ export function majority(voterCount: number): number {
 }
 
 /** The highest index that a majority of voters hold (Raft §5.3: what the leader may commit). */
-export function committedIndex(voters: readonly MemberId[], matchOf: (id: MemberId) => number): number {
+export function committedIndex(
+  voters: readonly MemberId[],
+  matchOf: (id: MemberId) => number,
+): number {
   if (voters.length === 0) return 0;
   const matches = voters.map(matchOf).sort((a, b) => b - a);
   return matches[majority(voters.length) - 1] ?? 0;
@@ -13,7 +16,10 @@ export function committedIndex(voters: readonly MemberId[], matchOf: (id: Member
 
 export type VoteResult = 'won' | 'lost' | 'pending';
 
-export function voteResult(voters: readonly MemberId[], votes: ReadonlyMap<MemberId, boolean>): VoteResult {
+export function voteResult(
+  voters: readonly MemberId[],
+  votes: ReadonlyMap<MemberId, boolean>,
+): VoteResult {
   let granted = 0;
   let missing = 0;
   for (const voter of voters) {
@@ -27,7 +33,10 @@ export function voteResult(voters: readonly MemberId[], votes: ReadonlyMap<Membe
   return 'lost';
 }
 
-export function hasQuorum(voters: readonly MemberId[], isMember: (id: MemberId) => boolean): boolean {
+export function hasQuorum(
+  voters: readonly MemberId[],
+  isMember: (id: MemberId) => boolean,
+): boolean {
   let count = 0;
   for (const voter of voters) if (isMember(voter)) count++;
   return count >= majority(voters.length);

@@ -105,12 +105,20 @@ export class RaftLog {
    * Appends the leader's entries after (index, logTerm) if our log matches there (Raft §5.3).
    * Returns the last index the leader now knows we hold, or null on a mismatch.
    */
-  maybeAppend(index: number, logTerm: number, committed: number, entries: readonly Entry[]): number | null {
+  maybeAppend(
+    index: number,
+    logTerm: number,
+    committed: number,
+    entries: readonly Entry[],
+  ): number | null {
     if (!this.matchTerm(index, logTerm)) return null;
     const lastNew = index + entries.length;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      assert(conflict > this.committed, `entry ${conflict} conflicts with committed ${this.committed}`);
+      assert(
+        conflict > this.committed,
+        `entry ${conflict} conflicts with committed ${this.committed}`,
+      );
       this.append(entries.slice(conflict - (index + 1)));
     }
     this.commitTo(Math.min(committed, lastNew));
@@ -120,7 +128,10 @@ export class RaftLog {
   append(entries: readonly Entry[]): number {
     const first = entries[0];
     if (first === undefined) return this.lastIndex();
-    assert(first.index - 1 >= this.committed, `append at ${first.index} below commit ${this.committed}`);
+    assert(
+      first.index - 1 >= this.committed,
+      `append at ${first.index} below commit ${this.committed}`,
+    );
     assert(first.index <= this.lastIndex() + 1, `append at ${first.index} leaves a gap`);
     this.unstable.truncateAndAppend(entries);
     return this.lastIndex();
@@ -159,7 +170,7 @@ export class RaftLog {
     return this.unstable.snapshot !== null;
   }
 
-  /** Committed entries not yet handed out for applying; none until a pending snapshot is installed. */
+  /** Committed entries not yet handed out to apply; none while a snapshot is pending. */
   nextCommittedEntries(): Entry[] {
     if (this.hasPendingSnapshot()) return [];
     const low = Math.max(this.applied + 1, this.firstIndex());
@@ -185,7 +196,10 @@ export class RaftLog {
 
   appliedTo(index: number): void {
     if (index === 0) return;
-    assert(index <= this.committed && index >= this.applied, `applied ${index} outside [${this.applied},${this.committed}]`);
+    assert(
+      index <= this.committed && index >= this.applied,
+      `applied ${index} outside [${this.applied},${this.committed}]`,
+    );
     this.applied = index;
   }
 

@@ -74,17 +74,42 @@ function payloadBytes(entries: readonly Entry[]): number {
 
 function validateConfig(config: RaftConfig): void {
   assert(config.id !== none, 'raft: id must not be 0');
-  assert(Number.isSafeInteger(config.heartbeatTicks) && config.heartbeatTicks > 0, 'raft: heartbeatTicks must be > 0');
+  assert(
+    Number.isSafeInteger(config.heartbeatTicks) && config.heartbeatTicks > 0,
+    'raft: heartbeatTicks must be > 0',
+  );
   assert(Number.isSafeInteger(config.electionTicks), 'raft: electionTicks must be an integer');
-  assert(config.electionTicks > config.heartbeatTicks, 'raft: electionTicks must exceed heartbeatTicks');
-  assert(Number.isSafeInteger(config.maxInflightMsgs) && config.maxInflightMsgs > 0, 'raft: maxInflightMsgs must be > 0');
+  assert(
+    config.electionTicks > config.heartbeatTicks,
+    'raft: electionTicks must exceed heartbeatTicks',
+  );
+  assert(
+    Number.isSafeInteger(config.maxInflightMsgs) && config.maxInflightMsgs > 0,
+    'raft: maxInflightMsgs must be > 0',
+  );
   assert(config.maxSizePerMsgBytes > 0, 'raft: maxSizePerMsgBytes must be > 0');
   assert(Number.isSafeInteger(config.applied) && config.applied >= 0, 'raft: applied must be >= 0');
   const uncommittedMax = config.maxUncommittedEntriesBytes;
-  assert(uncommittedMax === undefined || uncommittedMax > 0, 'raft: maxUncommittedEntriesBytes must be > 0');
+  assert(
+    uncommittedMax === undefined || uncommittedMax > 0,
+    'raft: maxUncommittedEntriesBytes must be > 0',
+  );
 }
 
 /**
+ * How to drive it (the etcd-io/raft doc.go duties, in our words):
+ * 1. Call tick() every heartbeat interval, step() for every message from a peer, propose(),
+ *    readIndex(), transferLeadership() and campaign() for local requests.
+ * 2. While hasReady(): take ready(); in one durable write store `snapshot`, `entries` and
+ *    `hardState` (fsync when `mustSync`); only then send `messages`; install the snapshot and apply
+ *    `committed` in index order (the server applies them in the same transaction as the write, so
+ *    a restart passes the applied index back in RaftConfig.applied); serve `readStates` once
+ *    applied >= their index; finally advance(ready).
+ * 3. Nothing may be given to the node between ready() and advance(): that is asserted, because a
+ *    step in between could change state the Ready already describes.
+ * 4. Report the fate of every 'snap' message with a 'snap-status' message (reject = it failed), as
+ *    etcd's transport does; otherwise the follower waits in the snapshot state.
+ *
  * The Raft state machine. Every input is a message given to step() (local ones have term 0); the
  * role-specific part of step and tick is a function swapped by becomeFollower/becomeCandidate/
  * becomePreCandidate/becomeLeader, so role checks are not scattered. Output accumulates until
@@ -127,7 +152,8 @@ export class Raft implements RaftNode {
     validateConfig(config);
     this.config = config;
     this.bugs = config.testingBugs ?? {};
-    this.maxUncommittedBytes = config.maxUncommittedEntriesBytes ?? defaultMaxUncommittedEntriesBytes;
+    this.maxUncommittedBytes =
+      config.maxUncommittedEntriesBytes ?? defaultMaxUncommittedEntriesBytes;
     this.id = config.id;
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.maxSizePerMsgBytes);
@@ -184,7 +210,8 @@ export class Raft implements RaftNode {
   hasReady(): boolean {
     if (this.outstandingReady !== null) return false;
     const soft = this.softState();
-    if (soft.leader !== this.previousSoftState.leader || soft.role !== this.previousSoftState.role) return true;
+    if (soft.leader !== this.previousSoftState.leader || soft.role !== this.previousSoftState.role)
+      return true;
     if (!this.hardStateEquals(this.hardState(), this.previousHardState)) return true;
     return (
       this.log.hasPendingSnapshot() ||
@@ -199,7 +226,8 @@ export class Raft implements RaftNode {
     this.assertNoOutstandingReady();
     const soft = this.softState();
     const hard = this.hardState();
-    const softChanged = soft.leader !== this.previousSoftState.leader || soft.role !== this.previousSoftState.role;
+    const softChanged =
+      soft.leader !== this.previousSoftState.leader || soft.role !== this.previousSoftState.role;
     const hardChanged = !this.hardStateEquals(hard, this.previousHardState);
     const entries = [...this.log.unstable.entries];
     const snapshot = this.log.unstable.snapshot;
@@ -244,11 +272,14 @@ export class Raft implements RaftNode {
 
   /**
    * The server took `snapshot` and compacted its LogStorage up to `index` (it may keep some entries
-   * after the snapshot for slow followers). LogStorage is read-only to the core, so this only checks
+   * after the snapshot for slow followers). LogStorage is read-only to the core, so this checks
    * that nothing unapplied was dropped; the core reads firstIndex from storage on every use.
    */
   compact(index: number, snapshot: Snapshot): void {
-    assert(snapshot.metadata.index >= index, `raft: snapshot ${snapshot.metadata.index} is below ${index}`);
+    assert(
+      snapshot.metadata.index >= index,
+      `raft: snapshot ${snapshot.metadata.index} is below ${index}`,
+    );
     assert(index <= this.log.applied, `raft: compact ${index} beyond applied ${this.log.applied}`);
     assert(this.log.firstIndex() - 1 >= index, `raft: storage was not compacted to ${index}`);
   }
@@ -304,24 +335,33 @@ export class Raft implements RaftNode {
       // Leader lease: with check-quorum, a follower that heard from a live leader within the
       // election timeout does not let a (possibly partitioned) candidate disrupt it.
       const inLease =
-        this.config.checkQuorum && this.lead !== none && this.electionElapsed < this.config.electionTicks;
+        this.config.checkQuorum &&
+        this.lead !== none &&
+        this.electionElapsed < this.config.electionTicks;
       if (!isTransfer && inLease) return false;
     }
     if (message.type === 'pre-vote') return true; // a pre-vote never changes our term
-    if (message.type === 'pre-vote-resp' && !message.reject) return true; // the term moves on winning
-    const isFromLeader = message.type === 'app' || message.type === 'heartbeat' || message.type === 'snap';
+    // A granted pre-vote leaves the term alone: it moves when the pre-candidate wins.
+    if (message.type === 'pre-vote-resp' && !message.reject) return true;
+    const isFromLeader =
+      message.type === 'app' || message.type === 'heartbeat' || message.type === 'snap';
     this.becomeFollower(message.term, isFromLeader ? message.from : none);
     return true;
   }
 
   private answerStaleTerm(message: Message): void {
-    if ((this.config.checkQuorum || this.config.preVote) && (message.type === 'heartbeat' || message.type === 'app')) {
+    if (
+      (this.config.checkQuorum || this.config.preVote) &&
+      (message.type === 'heartbeat' || message.type === 'app')
+    ) {
       // A leader whose term fell behind (its followers moved on through a partitioned node)
       // learns our term from this answer and steps down instead of being ignored forever.
       this.send(makeMessage({ type: 'app-resp', to: message.from }));
     } else if (message.type === 'pre-vote') {
       // Rejecting with our term tells the pre-candidate that it is behind.
-      this.send(makeMessage({ type: 'pre-vote-resp', to: message.from, term: this.term, reject: true }));
+      this.send(
+        makeMessage({ type: 'pre-vote-resp', to: message.from, term: this.term, reject: true }),
+      );
     }
   }
 
@@ -332,7 +372,8 @@ export class Raft implements RaftNode {
       (this.vote === none && this.lead === none) ||
       (message.type === 'pre-vote' && message.term > this.term) ||
       this.bugs.grantTwoVotesPerTerm === true;
-    const isUpToDate = this.log.isUpToDate(message.index, message.logTerm) || this.bugs.voteWithoutLogCheck === true;
+    const isUpToDate =
+      this.log.isUpToDate(message.index, message.logTerm) || this.bugs.voteWithoutLogCheck === true;
     if (canVote && isUpToDate) {
       this.send(makeMessage({ type: responseType, to: message.from, term: message.term }));
       if (message.type === 'vote') {
@@ -340,14 +381,19 @@ export class Raft implements RaftNode {
         this.vote = message.from;
       }
     } else {
-      this.send(makeMessage({ type: responseType, to: message.from, term: this.term, reject: true }));
+      this.send(
+        makeMessage({ type: responseType, to: message.from, term: this.term, reject: true }),
+      );
     }
   }
 
   // ---- Role transitions -------------------------------------------------------------------
 
   private reset(term: number): void {
-    assert(Number.isSafeInteger(term) && term >= this.term, `raft: term ${term} moves back from ${this.term}`);
+    assert(
+      Number.isSafeInteger(term) && term >= this.term,
+      `raft: term ${term} moves back from ${this.term}`,
+    );
     if (this.term !== term) {
       this.term = term;
       this.vote = none;
@@ -355,7 +401,8 @@ export class Raft implements RaftNode {
     this.lead = none;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
-    this.randomizedElectionTimeout = this.config.electionTicks + this.config.random.int(this.config.electionTicks);
+    this.randomizedElectionTimeout =
+      this.config.electionTicks + this.config.random.int(this.config.electionTicks);
     this.leadTransferee = none;
     this.votes = new Map();
     const lastIndex = this.log.lastIndex();
@@ -466,7 +513,8 @@ export class Raft implements RaftNode {
     this.electionElapsed++;
     if (this.electionElapsed >= this.config.electionTicks) {
       this.electionElapsed = 0;
-      if (this.config.checkQuorum) this.stepMessage(makeMessage({ type: 'check-quorum', to: this.id }));
+      if (this.config.checkQuorum)
+        this.stepMessage(makeMessage({ type: 'check-quorum', to: this.id }));
       // A transfer that did not finish within an election timeout is abandoned.
       if (this.role === 'leader') this.leadTransferee = none;
     }
@@ -525,18 +573,29 @@ export class Raft implements RaftNode {
     }
   };
 
-  /** At least one proposal is always admitted, so an entry larger than the limit can still commit. */
+  /** One proposal is always admitted, so an entry larger than the limit can still commit. */
   private admitUncommitted(entries: readonly Entry[]): boolean {
     const bytes = payloadBytes(entries);
-    if (this.uncommittedBytes > 0 && bytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes) return false;
+    if (
+      this.uncommittedBytes > 0 &&
+      bytes > 0 &&
+      this.uncommittedBytes + bytes > this.maxUncommittedBytes
+    )
+      return false;
     this.uncommittedBytes += bytes;
     return true;
   }
 
   private checkQuorum(): void {
-    const active = hasQuorum(this.voters, (id) => id === this.id || this.progress.get(id)?.recentActive === true);
+    const active = hasQuorum(
+      this.voters,
+      (id) => id === this.id || this.progress.get(id)?.recentActive === true,
+    );
     if (!active) {
-      this.config.logger?.warn({ member: String(this.id), term: this.term }, 'stepped down: no quorum');
+      this.config.logger?.warn(
+        { member: String(this.id), term: this.term },
+        'stepped down: no quorum',
+      );
       this.becomeFollower(this.term, none);
       return;
     }
@@ -545,9 +604,12 @@ export class Raft implements RaftNode {
 
   private appendEntries(proposed: readonly Entry[]): void {
     const lastIndex = this.log.lastIndex();
-    const entries = proposed.map(
-      (entry, i): Entry => ({ term: this.term, index: lastIndex + 1 + i, type: entry.type, data: entry.data }),
-    );
+    const entries = proposed.map((entry, i): Entry => ({
+      term: this.term,
+      index: lastIndex + 1 + i,
+      type: entry.type,
+      data: entry.data,
+    }));
     const newLast = this.log.append(entries);
     // The leader counts itself at once: the entries are in this Ready and are persisted before
     // any message from it leaves, and a single voter commits them in that same Ready.
@@ -571,7 +633,8 @@ export class Raft implements RaftNode {
     progress.recentActive = true;
     if (message.reject) {
       let nextProbe = message.rejectHint;
-      if (message.logTerm > 0) [nextProbe] = this.log.findConflictByTerm(message.rejectHint, message.logTerm);
+      if (message.logTerm > 0)
+        [nextProbe] = this.log.findConflictByTerm(message.rejectHint, message.logTerm);
       if (progress.maybeDecrTo(message.index, nextProbe)) {
         if (progress.state === 'replicate') progress.becomeProbe();
         this.sendAppend(message.from, true);
@@ -604,7 +667,8 @@ export class Raft implements RaftNode {
     progress.recentActive = true;
     progress.msgAppFlowPaused = false;
     // Acks may have been lost; free one slot so a full window cannot stall replication forever.
-    if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
+    if (progress.state === 'replicate' && progress.inflights.full())
+      progress.inflights.freeFirstOne();
     if (progress.match < this.log.lastIndex()) this.sendAppend(message.from, true);
     if (message.context.byteLength === 0) return;
     const acks = this.readOnly.recvAck(message.from, message.context);
@@ -648,7 +712,9 @@ export class Raft implements RaftNode {
     if (request.from === none || request.from === this.id) {
       this.readStates.push({ index, requestContext: request.context });
     } else {
-      this.send(makeMessage({ type: 'read-index-resp', to: request.from, index, context: request.context }));
+      this.send(
+        makeMessage({ type: 'read-index-resp', to: request.from, index, context: request.context }),
+      );
     }
   }
 
@@ -717,7 +783,8 @@ export class Raft implements RaftNode {
     try {
       snapshot = this.log.snapshot();
     } catch (error) {
-      if (error instanceof RaftStorageError && error.kind === 'snapshot-temporarily-unavailable') return false;
+      if (error instanceof RaftStorageError && error.kind === 'snapshot-temporarily-unavailable')
+        return false;
       throw error;
     }
     assert(snapshot.metadata.index > 0, 'raft: need a non-empty snapshot');
@@ -729,7 +796,8 @@ export class Raft implements RaftNode {
   // ---- Candidate and pre-candidate ----------------------------------------------------------
 
   private readonly stepCandidate = (message: Message): StepResult => {
-    const myResponseType: MessageType = this.role === 'pre-candidate' ? 'pre-vote-resp' : 'vote-resp';
+    const myResponseType: MessageType =
+      this.role === 'pre-candidate' ? 'pre-vote-resp' : 'vote-resp';
     switch (message.type) {
       case 'prop':
       case 'read-index':
@@ -802,14 +870,17 @@ export class Raft implements RaftNode {
     }
   };
 
-  /** Raft §5.3: accept entries after a matching (index, term), or tell the leader where to probe. */
+  /** Raft §5.3: accept entries after a matching (index, term), or say where to probe. */
   private handleAppend(message: Message): void {
     if (message.index < this.log.committed) {
       this.send(makeMessage({ type: 'app-resp', to: message.from, index: this.log.committed }));
       return;
     }
     // The bug pretends our entry at message.index has the leader's term, whatever it is.
-    const logTerm = this.bugs.appendWithoutPreviousTermCheck === true ? (this.log.term(message.index) ?? message.logTerm) : message.logTerm;
+    const logTerm =
+      this.bugs.appendWithoutPreviousTermCheck === true
+        ? (this.log.term(message.index) ?? message.logTerm)
+        : message.logTerm;
     const lastNew = this.log.maybeAppend(message.index, logTerm, message.commit, message.entries);
     if (lastNew !== null) {
       this.send(makeMessage({ type: 'app-resp', to: message.from, index: lastNew }));
@@ -859,10 +930,17 @@ export class Raft implements RaftNode {
     const from = message.from === none ? this.id : message.from;
     let term = message.term;
     const isVoteMessage =
-      message.type === 'vote' || message.type === 'pre-vote' || message.type === 'vote-resp' || message.type === 'pre-vote-resp';
+      message.type === 'vote' ||
+      message.type === 'pre-vote' ||
+      message.type === 'vote-resp' ||
+      message.type === 'pre-vote-resp';
     if (isVoteMessage) {
       assert(term !== 0, `raft: ${message.type} needs an explicit term`);
-    } else if (message.type === 'prop' || message.type === 'read-index' || message.type === 'transfer-leader') {
+    } else if (
+      message.type === 'prop' ||
+      message.type === 'read-index' ||
+      message.type === 'transfer-leader'
+    ) {
       term = 0; // forwarded requests are local-like: the receiver's term rules them
     } else {
       term = this.term;

@@ -88,9 +88,11 @@ export class Checker {
   installSnapshot(id: MemberId, snapshot: Snapshot, machine: MachineState): void {
     const { index, term } = snapshot.metadata;
     const digest = this.pinned.get(`${index}:${term}`);
-    if (digest === undefined) fail(`member ${id} installed a snapshot at ${index}:${term} no log ever held`);
+    if (digest === undefined)
+      fail(`member ${id} installed a snapshot at ${index}:${term} no log ever held`);
     this.watch(id).chain = { base: index, digests: [digest] };
-    if (machine.index !== index) fail(`snapshot at ${index} carries machine state at ${machine.index}`);
+    if (machine.index !== index)
+      fail(`snapshot at ${index} carries machine state at ${machine.index}`);
     this.checkApplied(id, index, machine.digest);
   }
 
@@ -101,7 +103,8 @@ export class Checker {
   appendEntries(id: MemberId, entries: readonly Entry[], isLeader: boolean): void {
     const watch = this.watch(id);
     const chain = watch.chain;
-    const usable = entries.filter((entry) => entry.index > chain.base); // older ones are in the snapshot
+    // Entries at or below the snapshot are covered by it; storage skips them too.
+    const usable = entries.filter((entry) => entry.index > chain.base);
     const first = usable[0];
     if (first === undefined) return;
     const oldDigests = chain.digests;
@@ -115,12 +118,14 @@ export class Checker {
       const key = `${entry.index}:${entry.term}`;
       const pinned = this.pinned.get(key);
       if (pinned === undefined) this.pinned.set(key, previous);
-      else if (pinned !== previous) fail(`log matching: member ${id} holds ${key} with a different history`);
+      else if (pinned !== previous)
+        fail(`log matching: member ${id} holds ${key} with a different history`);
     }
     for (let i = position; i < oldDigests.length; i++) {
       if (oldDigests[i] === newDigests[i]) continue;
       const index = chain.base + i;
-      if (index <= watch.durableCommit) fail(`member ${id} lost or overwrote committed entry ${index}`);
+      if (index <= watch.durableCommit)
+        fail(`member ${id} lost or overwrote committed entry ${index}`);
       if (isLeader) fail(`leader ${id} rewrote or dropped its own entry ${index}`);
     }
     chain.digests = newDigests;
@@ -135,9 +140,11 @@ export class Checker {
 
   hardState(id: MemberId, term: number, commit: number): void {
     const watch = this.watch(id);
-    if (term < watch.durableTerm) fail(`member ${id} durable term went back ${watch.durableTerm} -> ${term}`);
+    if (term < watch.durableTerm)
+      fail(`member ${id} durable term went back ${watch.durableTerm} -> ${term}`);
     watch.durableTerm = term;
-    if (commit < watch.durableCommit) fail(`member ${id} durable commit went back ${watch.durableCommit} -> ${commit}`);
+    if (commit < watch.durableCommit)
+      fail(`member ${id} durable commit went back ${watch.durableCommit} -> ${commit}`);
     const last = watch.chain.base + watch.chain.digests.length - 1;
     if (commit > last) fail(`member ${id} commit ${commit} beyond its durable log ${last}`);
     if (commit > watch.durableCommit) this.recordCommit(id, commit);
@@ -154,7 +161,9 @@ export class Checker {
     if (check >= from) {
       const known = this.committed[check];
       if (known !== undefined && known !== chain.digests[check - chain.base]) {
-        fail(`member ${id} committed ${commit} but its entry ${check} differs from the committed one`);
+        fail(
+          `member ${id} committed ${commit} but its entry ${check} differs from the committed one`,
+        );
       }
     }
     for (let i = Math.max(previousMax + 1, from); i <= commit; i++) {
@@ -162,7 +171,8 @@ export class Checker {
     }
     const known = this.committed[commit];
     const mine = chain.digests[commit - chain.base];
-    if (known !== undefined && mine !== undefined && known !== mine) fail(`member ${id} commit ${commit} disagrees`);
+    if (known !== undefined && mine !== undefined && known !== mine)
+      fail(`member ${id} commit ${commit} disagrees`);
     this.maxCommitted = Math.max(previousMax, commit);
   }
 
@@ -170,7 +180,8 @@ export class Checker {
   checkApplied(id: MemberId, index: number, digest: Digest): void {
     const known = this.applied[index];
     if (known === undefined) this.applied[index] = digest;
-    else if (known !== digest) fail(`state machine safety: member ${id} applied a different entry at ${index}`);
+    else if (known !== digest)
+      fail(`state machine safety: member ${id} applied a different entry at ${index}`);
   }
 
   // ---- Live state (called after every event for the members it touched) -------------------
@@ -178,11 +189,14 @@ export class Checker {
   observe(status: RaftStatus, machine: MachineState): void {
     this.checks++;
     const watch = this.watch(status.id);
-    if (status.term < watch.liveTerm) fail(`member ${status.id} term went back ${watch.liveTerm} -> ${status.term}`);
+    if (status.term < watch.liveTerm)
+      fail(`member ${status.id} term went back ${watch.liveTerm} -> ${status.term}`);
     if (status.commit < watch.liveCommit) fail(`member ${status.id} commit went back`);
     if (status.applied < watch.liveApplied) fail(`member ${status.id} applied went back`);
-    if (status.applied > status.commit) fail(`member ${status.id} applied ${status.applied} > commit ${status.commit}`);
-    if (machine.index !== status.applied) fail(`member ${status.id} machine at ${machine.index}, raft applied ${status.applied}`);
+    if (status.applied > status.commit)
+      fail(`member ${status.id} applied ${status.applied} > commit ${status.commit}`);
+    if (machine.index !== status.applied)
+      fail(`member ${status.id} machine at ${machine.index}, raft applied ${status.applied}`);
     watch.liveTerm = status.term;
     watch.liveCommit = status.commit;
     watch.liveApplied = status.applied;
@@ -190,12 +204,14 @@ export class Checker {
       const key = `${status.id}:${status.term}`;
       const vote = this.votes.get(key);
       if (vote === undefined) this.votes.set(key, status.vote);
-      else if (vote !== status.vote) fail(`member ${status.id} voted for ${vote} and ${status.vote} in term ${status.term}`);
+      else if (vote !== status.vote)
+        fail(`member ${status.id} voted for ${vote} and ${status.vote} in term ${status.term}`);
     }
     if (status.role !== 'leader') return;
     const leader = this.leaderByTerm.get(status.term);
     if (leader === undefined) this.leaderByTerm.set(status.term, status.id);
-    else if (leader !== status.id) fail(`election safety: ${leader} and ${status.id} both lead term ${status.term}`);
+    else if (leader !== status.id)
+      fail(`election safety: ${leader} and ${status.id} both lead term ${status.term}`);
     if (watch.leaderTerm !== status.term) {
       watch.leaderTerm = status.term;
       this.checkLeaderCompleteness(status.id);
@@ -209,9 +225,11 @@ export class Checker {
     const chain = this.watch(id).chain;
     if (index < chain.base) return; // covered by the leader's snapshot, which was committed
     const mine = chain.digests[index - chain.base];
-    if (mine === undefined) fail(`leader completeness: new leader ${id} lacks committed entry ${index}`);
+    if (mine === undefined)
+      fail(`leader completeness: new leader ${id} lacks committed entry ${index}`);
     const known = this.committed[index];
-    if (known !== undefined && known !== mine) fail(`leader completeness: new leader ${id} differs at ${index}`);
+    if (known !== undefined && known !== mine)
+      fail(`leader completeness: new leader ${id} differs at ${index}`);
   }
 
   /** Life-scoped monitors restart with the member (durable ones do not). */

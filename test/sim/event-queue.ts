@@ -37,8 +37,10 @@ export class EventQueue {
       const left = 2 * i + 1;
       const right = left + 1;
       let smallest = i;
-      if (left < heap.length && this.less(heap[left] as SimEvent, heap[smallest] as SimEvent)) smallest = left;
-      if (right < heap.length && this.less(heap[right] as SimEvent, heap[smallest] as SimEvent)) smallest = right;
+      if (left < heap.length && this.less(heap[left] as SimEvent, heap[smallest] as SimEvent))
+        smallest = left;
+      if (right < heap.length && this.less(heap[right] as SimEvent, heap[smallest] as SimEvent))
+        smallest = right;
       if (smallest === i) return top;
       [heap[i], heap[smallest]] = [heap[smallest] as SimEvent, heap[i] as SimEvent];
       i = smallest;

@@ -31,12 +31,16 @@ describe('raft simulation self-tests', () => {
 
   it('catches votes granted without the log up-to-date check (leader completeness)', () => {
     const caught = firstCaught({ bugs: { voteWithoutLogCheck: true } });
-    expect(caught?.failure).toMatch(/leader completeness|committed|state machine safety|log matching/);
+    expect(caught?.failure).toMatch(
+      /leader completeness|committed|state machine safety|log matching/,
+    );
   });
 
   it('catches appends accepted without the previous-term check (log matching)', () => {
     const caught = firstCaught({ bugs: { appendWithoutPreviousTermCheck: true } });
-    expect(caught?.failure).toMatch(/log matching|committed|state machine safety|leader completeness/);
+    expect(caught?.failure).toMatch(
+      /log matching|committed|state machine safety|leader completeness/,
+    );
   });
 
   it('catches ReadIndex answered without confirming leadership (stale read)', () => {

@@ -27,7 +27,10 @@ export interface TestClusterOptions {
   readonly maxUncommittedEntriesBytes?: number;
   readonly seed?: number;
   /** Initial log terms per member (index 1, 2, ...), and that member's stored term. */
-  readonly logs?: ReadonlyMap<MemberId, { readonly terms: readonly number[]; readonly term: number }>;
+  readonly logs?: ReadonlyMap<
+    MemberId,
+    { readonly terms: readonly number[]; readonly term: number }
+  >;
   readonly bugs?: ReadonlyMap<MemberId, RaftTestingBugs>;
 }
 
@@ -68,11 +71,24 @@ export class TestCluster {
       const storage = new MemoryLogStorage(this.confState);
       const log = options.logs?.get(id);
       if (log !== undefined) {
-        const entries = log.terms.map((term, i): Entry => ({ term, index: i + 1, type: 'normal', data: encoder.encode(`seed${i + 1}`) }));
+        const entries = log.terms.map((term, i): Entry => ({
+          term,
+          index: i + 1,
+          type: 'normal',
+          data: encoder.encode(`seed${i + 1}`),
+        }));
         storage.append(entries);
         storage.setHardState({ term: log.term, vote: 0n, commit: 0 });
       }
-      const member: TestMember = { id, storage, node: null, applied: [], appliedIndex: 0, readStates: [], snapshotsInstalled: 0 };
+      const member: TestMember = {
+        id,
+        storage,
+        node: null,
+        applied: [],
+        appliedIndex: 0,
+        readStates: [],
+        snapshotsInstalled: 0,
+      };
       this.members.set(id, member);
       this.start(member);
     }
@@ -123,7 +139,10 @@ export class TestCluster {
       const ready = node.ready();
       if (ready.snapshot !== null) {
         member.storage.applySnapshot(ready.snapshot);
-        const state = JSON.parse(decoder.decode(ready.snapshot.data)) as { applied: string[]; index: number };
+        const state = JSON.parse(decoder.decode(ready.snapshot.data)) as {
+          applied: string[];
+          index: number;
+        };
         member.applied = state.applied;
         member.appliedIndex = state.index;
         member.snapshotsInstalled++;
@@ -154,9 +173,14 @@ export class TestCluster {
     this.inbox = [];
     let delivered = 0;
     for (const original of batch) {
-      const message = this.cut.has(`${original.from}>${original.to}`) ? null : this.filter === null ? original : this.filter(original);
+      const message = this.cut.has(`${original.from}>${original.to}`)
+        ? null
+        : this.filter === null
+          ? original
+          : this.filter(original);
       const node = this.members.get(original.to)?.node ?? null;
-      if (original.type === 'snap') this.reportSnapshot(original.from, original.to, message === null || node === null);
+      if (original.type === 'snap')
+        this.reportSnapshot(original.from, original.to, message === null || node === null);
       if (message === null || node === null) continue;
       node.step(message);
       this.drain(original.to);

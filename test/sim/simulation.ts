@@ -2,7 +2,14 @@ import { seededRandom } from '../../shared/random.js';
 import type { Random } from '../../shared/random.js';
 import { AssertionError } from '../../shared/assert.js';
 import { MemoryLogStorage, Raft, makeMessage } from '../../store/raft/index.js';
-import type { ConfState, MemberId, Message, RaftTestingBugs, Ready, Snapshot } from '../../store/raft/index.js';
+import type {
+  ConfState,
+  MemberId,
+  Message,
+  RaftTestingBugs,
+  Ready,
+  Snapshot,
+} from '../../store/raft/index.js';
 import { Checker, InvariantViolation } from './checker.js';
 import type { MachineState } from './checker.js';
 import { chainDigest } from './digest.js';
@@ -233,7 +240,9 @@ export class Simulation {
     });
     this.observe(member);
     const life = member.life;
-    this.queue.push(this.now + member.tickIntervalMs * member.random.float(), () => this.tick(member, life));
+    this.queue.push(this.now + member.tickIntervalMs * member.random.float(), () =>
+      this.tick(member, life),
+    );
   }
 
   private tick(member: Member, life: number): void {
@@ -274,7 +283,9 @@ export class Simulation {
         return;
       }
     }
-    throw new InvariantViolation(`member ${member.id} produced ${readiesPerDrainMax} Readies in a row`);
+    throw new InvariantViolation(
+      `member ${member.id} produced ${readiesPerDrainMax} Readies in a row`,
+    );
   }
 
   /** The durable write of one Ready: snapshot, entries, hard state and applied entries together. */
@@ -297,7 +308,9 @@ export class Simulation {
     }
     for (const entry of ready.committed) {
       if (entry.index !== member.machine.index + 1) {
-        throw new InvariantViolation(`member ${member.id} applies ${entry.index} after ${member.machine.index}`);
+        throw new InvariantViolation(
+          `member ${member.id} applies ${entry.index} after ${member.machine.index}`,
+        );
       }
       const digest = chainDigest(member.machine.digest, 0, entry.data);
       member.machine = { index: entry.index, digest };
@@ -320,7 +333,10 @@ export class Simulation {
       member.storage.setHardState({ ...hardState, vote: 0n });
     }
     // Half the restarts are quick, inside one election, where a forgotten vote would matter.
-    const downMs = this.chaosRandom.float() < 0.5 ? 1 + this.chaosRandom.int(tickMs * 3) : 20 + this.chaosRandom.int(10 * electionTimeoutMs);
+    const downMs =
+      this.chaosRandom.float() < 0.5
+        ? 1 + this.chaosRandom.int(tickMs * 3)
+        : 20 + this.chaosRandom.int(10 * electionTimeoutMs);
     const life = member.life;
     this.queue.push(this.now + downMs, () => {
       if (member.node === null && member.life === life) this.restart(member);
@@ -343,13 +359,19 @@ export class Simulation {
       // Exponential delay: a long tail reorders messages on the same link.
       const delayMs = 0.2 - this.mix.delayMeanMs * Math.log(1 - random.float());
       const senderLife = sender.life;
-      this.queue.push(this.now + delayMs, () => this.deliver(sender, senderLife, message, isDropped));
+      this.queue.push(this.now + delayMs, () =>
+        this.deliver(sender, senderLife, message, isDropped),
+      );
     }
   }
 
   private deliver(sender: Member, senderLife: number, message: Message, isDropped: boolean): void {
     const target = this.members[Number(message.to) - 1];
-    const isLost = isDropped || this.cut.has(linkKey(message.from, message.to)) || target === undefined || target.node === null;
+    const isLost =
+      isDropped ||
+      this.cut.has(linkKey(message.from, message.to)) ||
+      target === undefined ||
+      target.node === null;
     if (message.type === 'snap') {
       // The transport reports a snapshot's fate to the sender, as etcd's does.
       if (!isLost) this.snapshotsSent++;
@@ -361,9 +383,16 @@ export class Simulation {
     this.drain(target);
   }
 
-  private reportSnapshot(sender: Member, senderLife: number, target: MemberId, failed: boolean): void {
+  private reportSnapshot(
+    sender: Member,
+    senderLife: number,
+    target: MemberId,
+    failed: boolean,
+  ): void {
     if (sender.node === null || sender.life !== senderLife) return;
-    sender.node.step(makeMessage({ type: 'snap-status', to: sender.id, from: target, reject: failed }));
+    sender.node.step(
+      makeMessage({ type: 'snap-status', to: sender.id, from: target, reject: failed }),
+    );
     this.drain(sender);
   }
 
@@ -426,7 +455,8 @@ export class Simulation {
     if (member === undefined || member.node === null) return;
     const key = `r${member.id}-${this.readCounter++}`;
     let floor = this.checker.highestCommitted();
-    for (const other of this.liveMembers()) floor = Math.max(floor, other.node?.status().commit ?? 0);
+    for (const other of this.liveMembers())
+      floor = Math.max(floor, other.node?.status().commit ?? 0);
     this.pendingReads.set(key, floor);
     member.node.readIndex(this.encoder.encode(key));
     this.drain(member);
@@ -440,7 +470,9 @@ export class Simulation {
       this.pendingReads.delete(key);
       this.readsChecked++;
       if (state.index < floor) {
-        throw new InvariantViolation(`read-index at member ${member.id} answered ${state.index} < committed ${floor}`);
+        throw new InvariantViolation(
+          `read-index at member ${member.id} answered ${state.index} < committed ${floor}`,
+        );
       }
     }
   }
@@ -457,11 +489,15 @@ export class Simulation {
     if (shape === 0) {
       // Random halves.
       const side = new Map(ids.map((id) => [id, random.int(2)]));
-      for (const a of ids) for (const b of ids) if (side.get(a) !== side.get(b)) this.cut.add(linkKey(a, b));
+      for (const a of ids)
+        for (const b of ids) if (side.get(a) !== side.get(b)) this.cut.add(linkKey(a, b));
     } else if (shape === 1) {
       // Isolate one member, often the leader.
       const leader = this.liveMembers().find((member) => member.node?.status().role === 'leader');
-      const victim = leader !== undefined && random.float() < 0.6 ? leader.id : (ids[random.int(ids.length)] as MemberId);
+      const victim =
+        leader !== undefined && random.float() < 0.6
+          ? leader.id
+          : (ids[random.int(ids.length)] as MemberId);
       for (const other of ids) if (other !== victim) cutBoth(victim, other);
     } else if (shape === 2) {
       // Ring: each member reaches only its neighbours (a bridge when there are 3).
@@ -473,7 +509,8 @@ export class Simulation {
       }
     } else {
       // One-way cuts.
-      for (const a of ids) for (const b of ids) if (a !== b && random.float() < 0.3) this.cut.add(linkKey(a, b));
+      for (const a of ids)
+        for (const b of ids) if (a !== b && random.float() < 0.3) this.cut.add(linkKey(a, b));
     }
     this.record(`partition shape ${shape}: ${[...this.cut].join(' ')}`);
   }
@@ -503,8 +540,15 @@ export class Simulation {
     if (member === undefined || member.node === null) return;
     const snapshotIndex = member.machine.index;
     if (snapshotIndex <= member.storage.snapshot().metadata.index) return;
-    const snapshot: Snapshot = member.storage.createSnapshot(snapshotIndex, this.confState, encodeMachine(member.machine));
-    const compactIndex = Math.max(member.storage.firstIndex() - 1, snapshotIndex - this.chaosRandom.int(20));
+    const snapshot: Snapshot = member.storage.createSnapshot(
+      snapshotIndex,
+      this.confState,
+      encodeMachine(member.machine),
+    );
+    const compactIndex = Math.max(
+      member.storage.firstIndex() - 1,
+      snapshotIndex - this.chaosRandom.int(20),
+    );
     member.storage.compact(compactIndex);
     this.checker.compact(member.id, compactIndex);
     member.node.compact(compactIndex, snapshot);
@@ -541,7 +585,8 @@ export class Simulation {
       leader.node.propose(this.encoder.encode(payload));
       this.drain(leader);
     }
-    if (!this.livenessDone) this.queue.push(this.now + electionTimeoutMs / 2, () => this.probe(attempt + 1));
+    if (!this.livenessDone)
+      this.queue.push(this.now + electionTimeoutMs / 2, () => this.probe(attempt + 1));
   }
 
   private noteProbe(member: Member, data: Uint8Array): void {
@@ -549,7 +594,10 @@ export class Simulation {
     const appliedBy = this.probeAppliedBy.get(this.decoder.decode(data));
     if (appliedBy === undefined) return;
     appliedBy.add(member.id);
-    if (appliedBy.size >= Math.floor(this.members.length / 2) + 1 && this.quorumProbeAtMs === null) {
+    if (
+      appliedBy.size >= Math.floor(this.members.length / 2) + 1 &&
+      this.quorumProbeAtMs === null
+    ) {
       this.quorumProbeAtMs = this.now;
     }
     if (appliedBy.size === this.members.length) this.livenessDone = true;
@@ -594,7 +642,9 @@ export class Simulation {
     const members: string[] = [];
     for (const member of this.members) {
       const status = member.node?.status();
-      members.push(`member ${member.id}: ${status === undefined ? 'down' : JSON.stringify(status, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))} machine ${member.machine.index}`);
+      members.push(
+        `member ${member.id}: ${status === undefined ? 'down' : JSON.stringify(status, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))} machine ${member.machine.index}`,
+      );
     }
     for (let i = 0; i < this.trace.length; i++) {
       const slot = (this.traceNext + i) % this.trace.length;
@@ -605,7 +655,9 @@ export class Simulation {
       } else {
         const m = event;
         const extra = `${m.reject ? ' reject' : ''}${m.entries.length > 0 ? ` n${m.entries.length}` : ''}`;
-        lines.push(`${at} ${m.from}->${m.to} ${m.type} t${m.term} lt${m.logTerm} i${m.index} c${m.commit}${extra}`);
+        lines.push(
+          `${at} ${m.from}->${m.to} ${m.type} t${m.term} lt${m.logTerm} i${m.index} c${m.commit}${extra}`,
+        );
       }
     }
     return [...lines, ...members];
@@ -614,7 +666,11 @@ export class Simulation {
   private result(failure: string | null): SimResult {
     let fingerprint = 0;
     for (const member of this.members) {
-      fingerprint = chainDigest(fingerprint, member.machine.index, this.encoder.encode(String(member.machine.digest)));
+      fingerprint = chainDigest(
+        fingerprint,
+        member.machine.index,
+        this.encoder.encode(String(member.machine.digest)),
+      );
     }
     fingerprint = chainDigest(fingerprint, this.events, new Uint8Array(0));
     return {

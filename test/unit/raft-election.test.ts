@@ -56,7 +56,10 @@ describe('raft election (Raft paper §5.2, §5.4.1)', () => {
   });
 
   it('with the two-votes bug, the same schedule elects two leaders in one term (the test can fail)', () => {
-    const cluster = new TestCluster({ size: 3, bugs: new Map([[3n, { grantTwoVotesPerTerm: true }]]) });
+    const cluster = new TestCluster({
+      size: 3,
+      bugs: new Map([[3n, { grantTwoVotesPerTerm: true }]]),
+    });
     cluster.node(1n).campaign();
     cluster.node(2n).campaign();
     cluster.stabilize();
@@ -84,8 +87,16 @@ describe('raft election (Raft paper §5.2, §5.4.1)', () => {
   it('a single member elects itself at once and commits a proposal in the Ready that persists it', () => {
     const storage = new MemoryLogStorage({ voters: [1n], learners: [] });
     const node = new Raft({
-      id: 1n, electionTicks: 10, heartbeatTicks: 1, storage, applied: 0, maxSizePerMsgBytes: 1024,
-      maxInflightMsgs: 16, preVote: true, checkQuorum: true, random: seededRandom(1),
+      id: 1n,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      storage,
+      applied: 0,
+      maxSizePerMsgBytes: 1024,
+      maxInflightMsgs: 16,
+      preVote: true,
+      checkQuorum: true,
+      random: seededRandom(1),
     });
     node.campaign();
     let ready = node.ready();
@@ -110,7 +121,13 @@ describe('raft election (Raft paper §5.2, §5.4.1)', () => {
     cluster.crash(2n);
     cluster.restart(2n);
     const after = cluster.status(2n);
-    expect(after).toMatchObject({ term: before.term, vote: 1n, commit: before.commit, applied: before.applied, role: 'follower' });
+    expect(after).toMatchObject({
+      term: before.term,
+      vote: 1n,
+      commit: before.commit,
+      applied: before.applied,
+      role: 'follower',
+    });
     cluster.stabilize();
     expect(cluster.member(2n).applied).toEqual(['a']);
   });
@@ -126,14 +143,20 @@ describe('raft election (Raft paper §5.2, §5.4.1)', () => {
 
   it('a message from a member outside the configuration is refused', () => {
     const cluster = new TestCluster({ size: 3 });
-    const result = cluster.node(1n).step(makeMessage({ type: 'heartbeat', to: 1n, from: 9n, term: 5 }));
+    const result = cluster
+      .node(1n)
+      .step(makeMessage({ type: 'heartbeat', to: 1n, from: 9n, term: 5 }));
     expect(result).toEqual({ ok: false, reason: 'unknown-peer' });
     expect(cluster.status(1n).term).toBe(0);
   });
 });
 
 describe('raft PreVote (thesis §9.6) and CheckQuorum', () => {
-  function partitionedRejoin(preVote: boolean): { termBefore: number; termAfter: number; leaderAfter: bigint[] } {
+  function partitionedRejoin(preVote: boolean): {
+    termBefore: number;
+    termAfter: number;
+    leaderAfter: bigint[];
+  } {
     const cluster = new TestCluster({ size: 3, preVote });
     cluster.campaign(1n);
     const termBefore = cluster.status(1n).term;

@@ -46,7 +46,7 @@ describe('raft ReadIndex (Raft thesis §6.4)', () => {
     expect(contexts(cluster.member(1n).readStates)).toEqual(['r1', 'r2']);
   });
 
-  it('a follower forwards the request and gets the leader\'s commit index back', () => {
+  it("a follower forwards the request and gets the leader's commit index back", () => {
     const cluster = new TestCluster({ size: 3 });
     cluster.campaign(1n);
     cluster.propose(1n, 'a');
@@ -60,7 +60,10 @@ describe('raft ReadIndex (Raft thesis §6.4)', () => {
 
   it('without a known leader the request is dropped', () => {
     const cluster = new TestCluster({ size: 3 });
-    expect(cluster.node(2n).readIndex(text('x'))).toEqual({ ok: false, reason: 'proposal-dropped' });
+    expect(cluster.node(2n).readIndex(text('x'))).toEqual({
+      ok: false,
+      reason: 'proposal-dropped',
+    });
   });
 
   it('a new leader holds reads until it has committed an entry of its own term', () => {
@@ -89,8 +92,16 @@ describe('raft ReadIndex (Raft thesis §6.4)', () => {
   it('a single member answers at once', () => {
     const storage = new MemoryLogStorage({ voters: [1n], learners: [] });
     const node = new Raft({
-      id: 1n, electionTicks: 10, heartbeatTicks: 1, storage, applied: 0, maxSizePerMsgBytes: 1024,
-      maxInflightMsgs: 16, preVote: false, checkQuorum: false, random: seededRandom(2),
+      id: 1n,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      storage,
+      applied: 0,
+      maxSizePerMsgBytes: 1024,
+      maxInflightMsgs: 16,
+      preVote: false,
+      checkQuorum: false,
+      random: seededRandom(2),
     });
     node.campaign();
     const first = node.ready();
@@ -99,7 +110,9 @@ describe('raft ReadIndex (Raft thesis §6.4)', () => {
     node.readIndex(text('solo'));
     const ready = node.ready();
     expect(ready.messages).toEqual([]);
-    expect(ready.readStates.map((s) => [s.index, decoder.decode(s.requestContext)])).toEqual([[1, 'solo']]);
+    expect(ready.readStates.map((s) => [s.index, decoder.decode(s.requestContext)])).toEqual([
+      [1, 'solo'],
+    ]);
   });
 });
 
@@ -213,7 +226,11 @@ describe('raft snapshots: a far-behind follower catches up', () => {
     const before = cluster.status(3n);
     cluster.crash(3n);
     cluster.restart(3n);
-    expect(cluster.status(3n)).toMatchObject({ commit: before.commit, applied: before.applied, term: before.term });
+    expect(cluster.status(3n)).toMatchObject({
+      commit: before.commit,
+      applied: before.applied,
+      term: before.term,
+    });
     cluster.propose(1n, 'x');
     cluster.stabilize();
     expect(cluster.member(3n).applied).toEqual(cluster.member(1n).applied);

@@ -39,9 +39,18 @@ describe('raft log replication (Raft paper §5.3)', () => {
     cluster.campaign(1n);
     const before = cluster.logTerms(2n);
     cluster.node(2n).step({
-      type: 'app', to: 2n, from: 1n, term: 1, logTerm: 1, index: 5, commit: 0,
+      type: 'app',
+      to: 2n,
+      from: 1n,
+      term: 1,
+      logTerm: 1,
+      index: 5,
+      commit: 0,
       entries: [{ term: 1, index: 6, type: 'normal', data: new Uint8Array([1]) }],
-      snapshot: null, reject: false, rejectHint: 0, context: new Uint8Array(0),
+      snapshot: null,
+      reject: false,
+      rejectHint: 0,
+      context: new Uint8Array(0),
     });
     cluster.drain(2n);
     const answer = cluster.pending().find((m) => m.type === 'app-resp' && m.from === 2n);
@@ -102,7 +111,9 @@ describe('raft log replication (Raft paper §5.3)', () => {
     cluster.recover();
     cluster.tick(1n);
     cluster.stabilize();
-    const appends = cluster.sent.filter((m) => m.type === 'app' && m.to === 2n && m.entries.length > 0);
+    const appends = cluster.sent.filter(
+      (m) => m.type === 'app' && m.to === 2n && m.entries.length > 0,
+    );
     expect(Math.max(...appends.map((m) => m.entries.length))).toBeLessThanOrEqual(3);
     expect(cluster.member(2n).applied.length).toBe(20);
   });
@@ -140,7 +151,8 @@ describe('raft commit rule (Raft paper §5.4.2, Figure 8)', () => {
     const cluster = new TestCluster({ size: 5, logs, ...(bugs !== undefined ? { bugs } : {}) });
     cluster.isolate(5n);
     // Appends lose their term-4 entries in flight: only the old entry at index 2 gets through.
-    cluster.filter = (m: Message) => (m.type === 'app' ? { ...m, entries: m.entries.filter((e) => e.term < 4) } : m);
+    cluster.filter = (m: Message) =>
+      m.type === 'app' ? { ...m, entries: m.entries.filter((e) => e.term < 4) } : m;
     cluster.campaign(1n);
     expect(cluster.leaders()).toEqual([1n]);
     expect(cluster.status(1n).term).toBe(4);

@@ -4,8 +4,10 @@ import { assert } from '../../shared/assert.js';
 
 /**
  * The durable half of the store: one SQLite file holding the MVCC rows, leases, the Raft log,
- * Raft's hard state and the applied index. Everything one Ready produces is written in one SQLite
- * transaction (group commit), and synchronous=FULL makes its commit an fsync.
+ * Raft's hard state and the applied index. SQLite runs in WAL mode with synchronous=NORMAL, so a
+ * commit only writes the WAL; durability comes from WalSyncer, which fsyncs the WAL file off the
+ * main thread. Because the WAL is a sequence of checksummed frames, a crash keeps a prefix of the
+ * committed transactions, never a later one without an earlier one.
  */
 export interface KvRow {
   readonly main: number;
@@ -61,6 +63,9 @@ export class Backend {
     logRange: Statement;
     logTerm: Statement;
     logBounds: Statement;
+    pageSize: Statement;
+    pageCount: Statement;
+    freePages: Statement;
   };
 
   constructor(readonly path: string, options: { readonly readonly?: boolean } = {}) {
@@ -68,7 +73,7 @@ export class Backend {
     // Exclusive locking: a second process on the same data dir fails at once instead of sharing it.
     this.db.pragma('locking_mode = EXCLUSIVE');
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
     const check = this.db.prepare('SELECT value FROM meta WHERE name = ?').pluck().get('schema_version');
@@ -95,6 +100,9 @@ export class Backend {
       logRange: prepare('SELECT idx, term, type, data FROM raft_log WHERE idx >= ? AND idx < ? ORDER BY idx'),
       logTerm: prepare('SELECT term FROM raft_log WHERE idx = ?').pluck(),
       logBounds: prepare('SELECT min(idx) AS first, max(idx) AS last FROM raft_log'),
+      pageSize: prepare('PRAGMA page_size').pluck(),
+      pageCount: prepare('PRAGMA page_count').pluck(),
+      freePages: prepare('PRAGMA freelist_count').pluck(),
     };
   }
 
@@ -188,9 +196,9 @@ export class Backend {
 
   /** Bytes the file takes on disk, and bytes its pages in use hold. */
   sizes(): { sizeBytes: number; inUseBytes: number } {
-    const pageSize = Number(this.db.pragma('page_size', { simple: true }));
-    const pageCount = Number(this.db.pragma('page_count', { simple: true }));
-    const freePages = Number(this.db.pragma('freelist_count', { simple: true }));
+    const pageSize = Number(this.stmts.pageSize.get());
+    const pageCount = Number(this.stmts.pageCount.get());
+    const freePages = Number(this.stmts.freePages.get());
     return { sizeBytes: pageSize * pageCount, inUseBytes: pageSize * (pageCount - freePages) };
   }
 

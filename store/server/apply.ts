@@ -36,12 +36,16 @@ const ALARM_KINDS: readonly AlarmKind[] = ['none', 'nospace', 'corrupt'];
 export class Applier {
   /** Watch events of the entries applied since the last take(), in revision order. */
   private pending: MvccEvent[][] = [];
+  /** Active alarms, mirrored from the backend so the write path does not query SQLite. */
+  private activeAlarms: AlarmEntry[];
 
   constructor(
     private readonly kv: MvccStore,
     private readonly lessor: Lessor,
     private readonly backend: Backend,
-  ) {}
+  ) {
+    this.activeAlarms = this.backend.alarms().map((a) => ({ memberId: BigInt(a.member), alarm: ALARM_KINDS[a.alarm] ?? 'none' }));
+  }
 
   takeEvents(): MvccEvent[][] {
     const out = this.pending;
@@ -50,11 +54,11 @@ export class Applier {
   }
 
   alarms(): AlarmEntry[] {
-    return this.backend.alarms().map((a) => ({ memberId: BigInt(a.member), alarm: ALARM_KINDS[a.alarm] ?? 'none' }));
+    return [...this.activeAlarms];
   }
 
   hasAlarm(alarm: AlarmKind): boolean {
-    return this.alarms().some((a) => a.alarm === alarm);
+    return this.activeAlarms.length > 0 && this.activeAlarms.some((a) => a.alarm === alarm);
   }
 
   apply(request: InternalRequest): ApplyOutcome {
@@ -104,9 +108,11 @@ export class Applier {
       case 'alarm': {
         const code = ALARM_CODES[request.alarm];
         const member = request.memberId.toString();
-        const existed = this.backend.alarms().some((a) => a.member === member && a.alarm === code);
+        const existed = this.activeAlarms.some((a) => a.memberId === request.memberId && a.alarm === request.alarm);
         if (request.alarm === 'none' || request.memberId === 0n) return { type: 'alarm', alarms: [] };
         this.backend.setAlarm(member, code, request.activate);
+        this.activeAlarms = this.activeAlarms.filter((a) => !(a.memberId === request.memberId && a.alarm === request.alarm));
+        if (request.activate) this.activeAlarms.push({ memberId: request.memberId, alarm: request.alarm });
         const changed = request.activate ? !existed : existed;
         return { type: 'alarm', alarms: changed || request.activate ? [{ memberId: request.memberId, alarm: request.alarm }] : [] };
       }

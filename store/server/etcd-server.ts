@@ -14,6 +14,7 @@ import { Applier, type AlarmEntry, type ApplyResult } from './apply.js';
 import { decodeEnvelope, encodeEnvelope, type InternalRequest } from './requests.js';
 import { SoloNode } from './solo-node.js';
 import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
+import { WalSyncer } from './wal-syncer.js';
 
 export interface MemberInfo {
   readonly id: bigint;
@@ -72,13 +73,18 @@ export class EtcdServer {
   private readonly revoking = new Set<bigint>();
   private readonly compactor: AutoCompactor | null;
   private closed = false;
+  private persisting = false;
+  private readonly syncer: WalSyncer;
   private readonly log: Logger;
+  /** The backend's size after the last applied batch; the quota check reads it, not SQLite. */
+  private dbSizeBytes = 0;
 
   constructor(readonly config: ServerConfig) {
     this.log = config.logger.child({ component: 'server' });
     const memberDir = join(config.dataDir, 'member');
     prepareDataDir(config.dataDir, memberDir);
     this.backend = openBackend(join(memberDir, 'etcron.db'));
+    this.syncer = new WalSyncer(`${this.backend.path}-wal`);
     this.kv = new MvccStore(this.backend);
     const minTtl = Math.ceil((1.5 * config.electionMs) / 1000);
     this.lessor = new Lessor(this.backend, minTtl);
@@ -115,6 +121,13 @@ export class EtcdServer {
       this.backend.setMeta('applied_index', last);
     });
     this.applier.takeEvents();
+  }
+
+  /** Resolves once everything proposed so far is applied (used at start-up and by tests). */
+  async settled(): Promise<void> {
+    for (let i = 0; i < 1000 && (this.persisting || this.node.hasReady()); i++) {
+      await new Promise((r) => setImmediate(r));
+    }
   }
 
   get memberId(): bigint {
@@ -160,24 +173,47 @@ export class EtcdServer {
     });
   }
 
+  /**
+   * Takes one Ready at a time: its entries and hard state are written, then made durable by an
+   * fsync off the main thread, and only then are its committed entries applied and answered.
+   * Proposals that arrive meanwhile wait in the node and form the next Ready (group commit).
+   */
   private drain(): void {
-    while (this.node.hasReady()) {
-      const ready = this.node.ready();
-      const outcomes = this.backend.transaction(() => this.persistAndApply(ready));
-      this.node.advance(ready);
-      this.watchHub.notify(this.applier.takeEvents());
-      this.lessor.startTimers(performance.now());
-      for (const settle of outcomes) settle();
-    }
+    if (this.persisting || this.closed || !this.node.hasReady()) return;
+    const ready = this.node.ready();
+    this.backend.transaction(() => this.persist(ready));
+    const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
+    this.persisting = true;
+    durable.then(
+      () => {
+        this.persisting = false;
+        if (this.closed) return;
+        const outcomes = this.backend.transaction(() => this.applyCommitted(ready));
+        this.node.advance(ready);
+        this.dbSizeBytes = this.backend.sizes().sizeBytes;
+        this.watchHub.notify(this.applier.takeEvents());
+        this.lessor.startTimers(performance.now());
+        for (const settle of outcomes) settle();
+        this.drain();
+      },
+      (err: unknown) => {
+        // A failed fsync may have dropped pages: continuing could acknowledge lost writes.
+        this.log.fatal({ err }, 'fsync of the log failed; stopping');
+        process.exit(1);
+      },
+    );
   }
 
-  private persistAndApply(ready: Ready): (() => void)[] {
+  private persist(ready: Ready): void {
     if (ready.hardState !== null) {
       this.backend.setMeta('term', ready.hardState.term);
       this.backend.setMeta('vote', ready.hardState.vote.toString());
       this.backend.setMeta('commit', ready.hardState.commit);
     }
     for (const entry of ready.entries) this.backend.appendLog(entry.index, entry.term, 0, entry.data);
+  }
+
+  private applyCommitted(ready: Ready): (() => void)[] {
     const settles: (() => void)[] = [];
     let appliedIndex = -1;
     for (const entry of ready.committed) {
@@ -259,9 +295,8 @@ export class EtcdServer {
 
   /** Raises NOSPACE (through the log) when the backend has grown past the quota. */
   checkQuota(): void {
-    if (this.config.quotaBackendBytes <= 0) return;
-    if (this.backend.sizes().sizeBytes <= this.config.quotaBackendBytes) return;
     if (this.applier.hasAlarm('nospace')) throw new StoreError('no-space');
+    if (this.config.quotaBackendBytes <= 0 || this.dbSizeBytes <= this.config.quotaBackendBytes) return;
     void this.propose({ type: 'alarm', activate: true, memberId: this.memberId, alarm: 'nospace' }).catch(() => {});
     throw new StoreError('no-space');
   }
@@ -275,6 +310,7 @@ export class EtcdServer {
     this.closed = true;
     if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
     this.compactor?.stop();
+    this.syncer.close();
     for (const waiter of this.waiters.values()) waiter.reject(new StoreError('stopped'));
     this.waiters.clear();
     this.backend.close();

@@ -71,11 +71,12 @@ export class SoloNode implements RaftNode {
     return {
       softState: null,
       hardState,
-      entries: this.unstable,
+      // Copies: proposals made while this Ready is being persisted must not join it.
+      entries: [...this.unstable],
       snapshot: null,
       messages: [],
       committed: this.unstable.filter((e) => e.index > this.applied),
-      readStates: this.readStates,
+      readStates: [...this.readStates],
       mustSync: this.unstable.length > 0 || hardState !== null,
     };
   }

@@ -58,6 +58,8 @@ export class TestCluster {
   /** Every message sent, in order, for assertions about traffic. */
   readonly sent: Message[] = [];
   filter: MessageFilter | null = null;
+  /** Sees every delivery attempt: the message and whether it arrived (interaction transcripts). */
+  onDeliver: ((message: Message, arrived: boolean) => void) | null = null;
   private inbox: Message[] = [];
   private readonly cut = new Set<string>();
   private readonly options: TestClusterOptions;
@@ -179,8 +181,9 @@ export class TestCluster {
           ? original
           : this.filter(original);
       const node = this.members.get(original.to)?.node ?? null;
-      if (original.type === 'snap')
-        this.reportSnapshot(original.from, original.to, message === null || node === null);
+      const arrived = message !== null && node !== null;
+      this.onDeliver?.(message ?? original, arrived);
+      if (original.type === 'snap') this.reportSnapshot(original.from, original.to, !arrived);
       if (message === null || node === null) continue;
       node.step(message);
       this.drain(original.to);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from './etcd-process.js';
 import { waitFor } from './ports.js';
@@ -66,10 +66,19 @@ export async function spawnWorker(
   return handle;
 }
 
+/**
+ * True while the process exists and is not a zombie. A killed job whose parent died too is a zombie
+ * until init reaps it, which here (a non-reaping PID 1) can take seconds: it runs no more code.
+ */
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
+import { waitFor } from '../support/ports.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { clientFor, historyRecords, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
+import { isProcessAlive } from '../support/worker-processes.js';
+import { startWorker, type WorkerHandle } from '../../worker/index.js';
+import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
+
+const TTL_SECONDS = 3;
+
+/** notes/reliability.md section 5, test 4: keepalive loss (the worker's path to the store is cut). */
+describe.skipIf(!hasEtcd())('worker cut off from the store', () => {
+  let store: StoreProcess;
+  let client: Etcd3;
+  let proxy: TcpProxy;
+  let worker: WorkerHandle | undefined;
+  let housekeeping: HousekeepingHandle;
+  const dir = tempDir('etcron-partition-');
+  const holds = join(dir.path, 'holds');
+
+  beforeAll(async () => {
+    mkdirSync(holds);
+    store = await startStoreUnderTest();
+    client = clientFor(store);
+    const [host = '127.0.0.1', port = '0'] = store.endpoint.split(':');
+    proxy = await startTcpProxy(host, Number(port));
+    housekeeping = startHousekeeping(client, { logger: quietLogger, intervalMs: 500 });
+  });
+
+  afterAll(async () => {
+    proxy?.restore();
+    await worker?.stop();
+    await housekeeping?.stop();
+    await proxy?.close();
+    client?.close();
+    await store?.kill();
+    store?.cleanup();
+    dir.remove();
+  });
+
+  it('kills its run before the lease TTL by its own clock, never reports it, and claims later slots with a new lease', async () => {
+    await putJob(client, {
+      name: 'cut', schedule: '@every 2s',
+      command: `if [ -e ${holds}/hold ]; then rm ${holds}/hold; echo "$$ $ETCRON_SLOT" > ${holds}/pid; sleep 30; fi`,
+    });
+    worker = await startWorker({ id: 'cut-off', client: { endpoints: proxy.endpoint }, leaseTtlSeconds: TTL_SECONDS, logger: quietLogger });
+    writeFileSync(join(holds, 'hold'), '');
+    const held = await waitFor('a held run', () => {
+      if (!existsSync(join(holds, 'pid'))) return undefined;
+      const [pid, slot] = readFileSync(join(holds, 'pid'), 'utf8').trim().split(' ');
+      return slot === undefined ? undefined : { pid: Number(pid), slot };
+    }, 10_000);
+    const before = (await historyRecords(client, 'cut')).find((r) => r.slot === held.slot)!;
+    expect(before.state).toBe('running');
+
+    proxy.blackhole();
+    const cutAt = Date.now();
+    await waitFor('the worker to kill its run', () => (isProcessAlive(held.pid) ? undefined : true), TTL_SECONDS * 1000 + 2_000, 20);
+    const killedAfterMs = Date.now() - cutAt;
+    // The deadline is the last confirmed keepalive's send time + TTL - 0.5 s, i.e. before the store's expiry.
+    expect(killedAfterMs).toBeLessThan(TTL_SECONDS * 1000);
+    expect(worker.stats().leaseLosses).toBe(1);
+
+    await waitFor('the run to be marked lost by the reaper', async () => {
+      const run = (await historyRecords(client, 'cut')).find((r) => r.slot === held.slot);
+      return run?.state === 'lost' ? true : undefined;
+    }, TTL_SECONDS * 1000 + 5_000);
+
+    proxy.restore();
+    const later = await waitFor('a later run under a new lease', async () => {
+      const runs = (await historyRecords(client, 'cut')).filter((r) => r.state === 'succeeded' && Date.parse(r.slot) > Date.parse(held.slot));
+      return runs.length > 0 ? runs : undefined;
+    }, 20_000, 200);
+    expect(later.every((r) => r.leaseId !== before.leaseId)).toBe(true);
+    // The cut-off run stays lost: its late report was never accepted.
+    expect((await historyRecords(client, 'cut')).find((r) => r.slot === held.slot)?.state).toBe('lost');
+    console.log(JSON.stringify({ killedAfterMs }));
+  }, 60_000);
+});

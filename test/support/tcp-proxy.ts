@@ -1,0 +1,50 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { freePort } from './ports.js';
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of one target, able to blackhole traffic: bytes are swallowed
+ * in both directions while connections stay open, as on a cut network path (the etcd3 client's own
+ * tests use the same trick). restore() drops the connections so clients redial cleanly.
+ */
+export interface TcpProxy {
+  readonly endpoint: string;
+  blackhole(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let isBlackholed = false;
+  const server: Server = createServer((client) => {
+    const upstream = connect({ host: targetHost, port: targetPort });
+    sockets.add(client);
+    sockets.add(upstream);
+    const pipe = (from: Socket, to: Socket): void => {
+      from.on('data', (chunk: Buffer) => {
+        if (!isBlackholed) to.write(chunk);
+      });
+      from.on('close', () => {
+        sockets.delete(from);
+        to.destroy();
+      });
+      from.on('error', () => from.destroy());
+    };
+    pipe(client, upstream);
+    pipe(upstream, client);
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${port}`,
+    blackhole: () => { isBlackholed = true; },
+    restore: () => {
+      isBlackholed = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,8 +1,11 @@
+import { RUN_NOW_PREFIX } from '../shared/keys.js';
+
+export { RUN_NOW_PREFIX };
+
 /**
- * Requests from the CLI to workers, written by the master and watched by workers.
- * shared/keys.ts (the worker side's) has no such keys yet, so they are defined here; workers that
- * honour them watch RUN_NOW_PREFIX. (Kill needs no key: the master deletes the run's lock, which
- * the worker treats as a kill.)
+ * Requests from the CLI to workers, written by the master and watched by workers (the prefix is
+ * shared/keys.ts's). Kill needs no key: the master deletes the run's lock, which the worker
+ * treats as a kill.
  *
  *   /cron/control/run/<job>/<requestId>    RunNowRequest JSON: run the job once, now
  *
@@ -11,7 +14,6 @@
  * like any slot, so the per-(job, slot) run record still guarantees at most one start.
  */
 export const CONTROL_PREFIX = '/cron/control/';
-export const RUN_NOW_PREFIX = '/cron/control/run/';
 /** How long a control request stays visible to workers. */
 export const CONTROL_REQUEST_TTL_SECONDS = 60;
 

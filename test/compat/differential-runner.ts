@@ -234,8 +234,35 @@ function openSide(label: 'reference' | 'subject', store: StoreProcess): Side {
   return { label, client, normalizer, leases: [], watch: client.watch(), watchIds: [] };
 }
 
-/** Starts a fresh reference and subject, runs the sequence, compares, and tears both down. */
+const EPOCHS_MAX = 6;
+
+/**
+ * Runs the case in epochs: a fresh reference and subject each time. An epoch ends when the
+ * stores' contents diverge (after that every answer would differ by the revision alone) or a
+ * store dies; the walk then goes on with the same random stream on a new pair of stores, so
+ * one run reports several independent differences instead of one and its echoes.
+ */
 export async function runCase(options: CaseOptions): Promise<CaseReport> {
+  const rng = seededRandom(options.seed);
+  const found: Difference[] = [];
+  let forced = [...(options.prelude ?? [])];
+  let remaining = options.steps + forced.length;
+  let done = 0;
+  for (let epoch = 0; epoch < EPOCHS_MAX && remaining > 0 && found.length < DIFFERENCES_MAX; epoch++) {
+    const world: World = {
+      rng, revision: 1, compactRevision: 0, leases: [], watchers: [], creates: 0,
+      usedWatchIds: new Set(), opIndex: done, forced,
+    };
+    forced = [];
+    const isDiverged = await runEpoch(options, world, remaining, found);
+    remaining -= world.opIndex - done;
+    done = world.opIndex;
+    if (!isDiverged) break;
+  }
+  return { name: options.name, replaySeed: options.replaySeed, steps: done, differences: found };
+}
+
+async function runEpoch(options: CaseOptions, world: World, steps: number, found: Difference[]) {
   let referenceStore: StoreProcess | undefined;
   let subjectStore: StoreProcess | undefined;
   const sides: Side[] = [];
@@ -243,7 +270,7 @@ export async function runCase(options: CaseOptions): Promise<CaseReport> {
     [referenceStore, subjectStore] = await Promise.all([startReference(), startSubject()]);
     const pair = [openSide('reference', referenceStore), openSide('subject', subjectStore)] as const;
     sides.push(...pair);
-    return await runSequence(pair, options, [referenceStore, subjectStore]);
+    return await runSequence(pair, options, world, steps, [referenceStore, subjectStore], found);
   } finally {
     for (const side of sides) {
       side.watch.end();
@@ -253,18 +280,23 @@ export async function runCase(options: CaseOptions): Promise<CaseReport> {
   }
 }
 
+/** Compares every key (values, revisions, leases) and the current revision of both stores. */
+async function stateDifferences(sides: readonly [Side, Side]): Promise<string[]> {
+  const all = { key: Buffer.from([0]), range_end: Buffer.from([0]) };
+  const answers = await Promise.all(sides.map(async (side) => side.normalizer.outcome('Range', await side.client.range(all))));
+  return differences(answers[0], answers[1]);
+}
+
+/** Returns true when the epoch ended because the stores diverged or one of them died. */
 async function runSequence(
-  sides: readonly [Side, Side], options: CaseOptions, stores: readonly [StoreProcess, StoreProcess],
-): Promise<CaseReport> {
-  const world: World = {
-    rng: seededRandom(options.seed), revision: 1, compactRevision: 0, leases: [], watchers: [],
-    creates: 0, usedWatchIds: new Set(), opIndex: 0, forced: [...(options.prelude ?? [])],
-  };
-  const found: Difference[] = [];
-  const total = options.steps + (options.prelude?.length ?? 0);
-  for (let i = 0; i < total && found.length < DIFFERENCES_MAX; i++) {
+  sides: readonly [Side, Side], options: CaseOptions, world: World, steps: number,
+  stores: readonly [StoreProcess, StoreProcess], found: Difference[],
+): Promise<boolean> {
+  const first = world.opIndex;
+  while (world.opIndex - first < steps && found.length < DIFFERENCES_MAX) {
     const request = await nextRequest(world, options.profile, sides[0].client, options.watchersMax);
     const revision = world.revision;
+    const before = found.length;
     await step(sides, request, world, found);
     const crashed = stores.find((store) => store.child.exitCode !== null || store.child.signalCode !== null);
     if (crashed !== undefined) {
@@ -274,7 +306,17 @@ async function runSequence(
         lines: [`${role} exited (${crashed.child.exitCode ?? crashed.child.signalCode}) after this request; its output ends:`,
           ...crashTail(crashed.output())],
       });
-      break;
+      return true;
+    }
+    if (found.length > before) {
+      const diverged = await stateDifferences(sides);
+      if (diverged.length > 0) {
+        found.push({
+          step: world.opIndex - 1, request: 'stores diverged after the step above; new epoch on fresh stores',
+          lines: diverged.slice(0, 6), reference: '', subject: '',
+        });
+        return true;
+      }
     }
     if (request.kind !== 'watch-create') continue;
     const watcher = world.watchers[world.watchers.length - 1];
@@ -284,7 +326,7 @@ async function runSequence(
     }
   }
   if (found.length < DIFFERENCES_MAX) await compareWatchers(sides, world, found);
-  return { name: options.name, replaySeed: options.replaySeed, steps: world.opIndex, differences: found };
+  return false;
 }
 
 interface BarrierWrite { readonly key: Buffer; readonly isDelete: boolean; readonly revisions: readonly number[] }

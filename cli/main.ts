@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerStoreCommand } from './store-command.js';
 import { registerSchedulerCommands } from './scheduler-commands.js';
+import { registerUpCommand } from './up-command.js';
 
 const program = new Command();
 program
@@ -11,6 +12,7 @@ program
 
 registerStoreCommand(program);
 registerSchedulerCommands(program);
+registerUpCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err);

@@ -36,20 +36,25 @@ export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): 
     return Number(response.TTL);
   };
 
-  const consider = async (job: string, slotMs: number, broadcastWorker: string | undefined, runId: string, leaseId: string, releasedRevision: number): Promise<void> => {
+  /** `fence` is the deleted lock's createRevision (0 when unknown); a run reaped while still `claimed` never wrote it. */
+  const consider = async (
+    job: string, slotMs: number, broadcastWorker: string | undefined, runId: string, leaseId: string,
+    releasedRevision: number, fence: number,
+  ): Promise<void> => {
     const run = await readRun(client, job, slotMs, broadcastWorker === undefined ? {} : { broadcastWorker });
     if (run === undefined || !isLiveState(run.value.state) || run.value.runId !== runId) return;
     const ttl = await leaseTtlSeconds(leaseId);
     if (ttl > 0) {
       const timer = clock.setTimer(ttl * 1000 + RECHECK_SLACK_MS, () => {
         timers.delete(timer);
-        if (!stopped) void consider(job, slotMs, broadcastWorker, runId, leaseId, releasedRevision).catch(() => undefined);
+        if (!stopped) void consider(job, slotMs, broadcastWorker, runId, leaseId, releasedRevision, fence).catch(() => undefined);
       });
       timers.add(timer);
       return;
     }
     const record: RunRecord = {
       ...run.value, state: 'lost', endedAtMs: clock.nowMs(), lockReleasedRevision: releasedRevision,
+      ...(run.value.fence === undefined && fence > 0 ? { fence } : {}),
       reason: `worker ${run.value.worker ?? '?'} lost its lease ${leaseId} while the run was ${run.value.state}`,
     };
     const outcome = await runTxn(client, {
@@ -67,7 +72,7 @@ export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): 
     const parsed = parseRunKey(prev.key.toString());
     const lock = decodeLockValue(prev.value.toString());
     if (parsed === undefined || lock === undefined) return;
-    consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, lock.runId, prev.lease, revision).catch((err: unknown) => {
+    consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, lock.runId, prev.lease, revision, revisionOf(prev.create_revision)).catch((err: unknown) => {
       log.warn({ err, job: parsed.job, slot: parsed.slot }, 'reaper check failed');
     });
   };
@@ -77,7 +82,7 @@ export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): 
     if (parsed === undefined || run.leaseId === undefined) return;
     const lock = await client.kv.range({ key: Buffer.from(lockKey(parsed.job, parsed.slotMs, parsed.broadcastWorker)), count_only: true });
     if (Number(lock.count) > 0) return;
-    await consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, run.runId, run.leaseId, 0);
+    await consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, run.runId, run.leaseId, 0, 0);
   });
   const watcher: Watcher = await client.watch().prefix(LOCKS_PREFIX).startRevision(String(startRevision + 1)).withPreviousKV().create();
   watcher.on('delete', (kv, previous) => onDelete(previous, revisionOf(kv.mod_revision)));

@@ -39,14 +39,17 @@ export type UnaryRpc =
   | 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact' | 'LeaseGrant' | 'LeaseRevoke'
   | 'LeaseTimeToLive' | 'LeaseLeases' | 'KeepAliveOnce' | 'Status' | 'MemberList' | 'Alarm'
   | 'Hash' | 'HashKV' | 'Defragment' | 'MoveLeader' | 'MemberAdd' | 'MemberRemove'
-  | 'MemberUpdate' | 'MemberPromote';
+  | 'MemberUpdate' | 'MemberPromote' | 'Lock' | 'Unlock' | 'Campaign' | 'Proclaim' | 'Leader'
+  | 'Resign';
 
 export type Request =
   | { readonly kind: 'unary'; readonly rpc: UnaryRpc; readonly body: Msg }
   | { readonly kind: 'watch-create'; readonly body: Msg }
   | { readonly kind: 'watch-cancel'; readonly createIndex: number }
   | { readonly kind: 'watch-cancel-unknown'; readonly watchId: string }
-  | { readonly kind: 'watch-progress' };
+  | { readonly kind: 'watch-progress' }
+  /** Arbitrary bytes as the request message of `service`/`method` (bad-input probes). */
+  | { readonly kind: 'raw'; readonly service: string; readonly method: string; readonly bytes: Buffer };
 
 export type WatchPlan = Pick<WatcherInfo, 'key' | 'end' | 'filters' | 'startRevision'>;
 

@@ -48,6 +48,8 @@ interface Performed {
 }
 
 function service(rpc: UnaryRpc): string {
+  if (rpc === 'Lock' || rpc === 'Unlock') return 'v3lockpb.Lock';
+  if (['Campaign', 'Proclaim', 'Leader', 'Resign'].includes(rpc)) return 'v3electionpb.Election';
   if (rpc.startsWith('Lease')) return 'Lease';
   if (rpc.startsWith('Member')) return 'Cluster';
   if (['Range', 'Put', 'DeleteRange', 'Txn', 'Compact'].includes(rpc)) return 'KV';
@@ -129,6 +131,10 @@ async function perform(side: Side, request: Request, world: World): Promise<Perf
       side.watch.send({ cancel_request: { watch_id: request.watchId } });
       return { raw: null, plain: 'sent' };
     }
+    case 'raw': {
+      const outcome = await side.client.callRaw(request.service, request.method, request.bytes);
+      return fromOutcome(side, request.method, outcome);
+    }
     case 'watch-progress': {
       const from = side.watch.responses.length;
       side.watch.send({ progress_request: {} });
@@ -154,6 +160,7 @@ export function showRequest(request: Request): string {
     return out;
   };
   const body = request.kind === 'unary' || request.kind === 'watch-create' ? request.body : {};
+  if (request.kind === 'raw') return `raw ${request.service}/${request.method} ${showBytes(request.bytes)}`;
   const name = request.kind === 'unary' ? request.rpc : request.kind;
   const extra = request.kind === 'watch-cancel' ? ` #${request.createIndex}` : '';
   const shown = `${name}${extra} ${JSON.stringify(show(body))}`;
@@ -177,6 +184,9 @@ export async function step(
     console.error(`slow step ${world.opIndex} (${Date.now() - startedMs} ms): ${showRequest(request)}`);
   }
   const lines = differences(left.plain, right.plain);
+  if (process.env['ETCRON_COMPAT_TRACE'] === 'all') {
+    console.error(`step ${world.opIndex}: ${showRequest(request)}\n  etcd:    ${clip(left.plain)}\n  subject: ${clip(right.plain)}`);
+  }
   if (lines.length > 0) {
     found.push({
       step: world.opIndex, request: showRequest(request), lines,
@@ -253,8 +263,9 @@ export async function runCase(options: CaseOptions): Promise<CaseReport> {
       rng, revision: 1, compactRevision: 0, leases: [], watchers: [], creates: 0,
       usedWatchIds: new Set(), opIndex: done, forced,
     };
-    forced = [];
+    // Probes not reached in a diverged epoch run at the start of the next one.
     const isDiverged = await runEpoch(options, world, remaining, found);
+    forced = [...world.forced];
     remaining -= world.opIndex - done;
     done = world.opIndex;
     if (!isDiverged) break;

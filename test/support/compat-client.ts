@@ -99,6 +99,22 @@ export class CompatClient {
     });
   }
 
+  /** Sends `bytes` unchanged as the request message (to probe how a server treats bad input). */
+  callRaw(service: string, method: string, bytes: Buffer, timeoutMs = 10_000): Promise<Outcome> {
+    const definition = methodDefinition(qualified(service), method);
+    return new Promise((resolve) => {
+      this.client.makeUnaryRequest(
+        definition.path, (value: Buffer) => value, definition.responseDeserialize, bytes,
+        new grpc.Metadata(), { deadline: Date.now() + timeoutMs },
+        (err, value) => {
+          if (err !== null) resolve(failure(err));
+          else if (value === undefined) resolve({ ok: false, code: 'EMPTY', message: 'no response' });
+          else resolve({ ok: true, value });
+        },
+      );
+    });
+  }
+
   range(request: Msg): Promise<Outcome> { return this.call('KV', 'Range', request); }
   put(request: Msg): Promise<Outcome> { return this.call('KV', 'Put', request); }
   deleteRange(request: Msg): Promise<Outcome> { return this.call('KV', 'DeleteRange', request); }

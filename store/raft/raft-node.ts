@@ -105,8 +105,9 @@ function validateConfig(config: RaftConfig): void {
  *    `committed` in index order (the server applies them in the same transaction as the write, so
  *    a restart passes the applied index back in RaftConfig.applied); serve `readStates` once
  *    applied >= their index; finally advance(ready).
- * 3. Nothing may be given to the node between ready() and advance(): that is asserted, because a
- *    step in between could change state the Ready already describes.
+ * 3. Inputs may arrive while a Ready is being persisted (between ready() and advance()); their
+ *    output waits for the next Ready, which goes out only after this one is durable. But only one
+ *    Ready is out at a time: ready() again before advance() is an assertion failure.
  * 4. Report the fate of every 'snap' message with a 'snap-status' message (reject = it failed), as
  *    etcd's transport does; otherwise the follower waits in the snapshot state.
  *
@@ -140,7 +141,7 @@ export class Raft implements RaftNode {
   private tickRole: () => void;
   private previousSoftState: SoftState;
   private previousHardState: HardState;
-  /** The Ready handed out and not yet advanced; no input is accepted meanwhile. */
+  /** The Ready handed out and not yet advanced; the next one waits for it. */
   private outstandingReady: Ready | null = null;
   private readonly config: RaftConfig;
   private readonly bugs: RaftTestingBugs;
@@ -179,12 +180,10 @@ export class Raft implements RaftNode {
   // ---- Public interface -------------------------------------------------------------------
 
   tick(): void {
-    this.assertNoOutstandingReady();
     this.tickRole();
   }
 
   step(message: Message): StepResult {
-    this.assertNoOutstandingReady();
     return this.stepMessage(message);
   }
 
@@ -967,7 +966,7 @@ export class Raft implements RaftNode {
   }
 
   private assertNoOutstandingReady(): void {
-    assert(this.outstandingReady === null, 'raft: input between ready() and advance()');
+    assert(this.outstandingReady === null, 'raft: ready() again before advance()');
   }
 }
 

@@ -47,10 +47,13 @@ function formatMessage(m: Message): string {
   if (m.commit !== 0) parts.push(`commit=${m.commit}`);
   if (m.reject) parts.push(`reject hint=${m.rejectHint}`);
   if (m.entries.length > 0) {
-    const entries = m.entries.map((e) => `${e.term}/${e.index}${e.data.byteLength > 0 ? ` ${decoder.decode(e.data)}` : ''}`);
+    const entries = m.entries.map(
+      (e) => `${e.term}/${e.index}${e.data.byteLength > 0 ? ` ${decoder.decode(e.data)}` : ''}`,
+    );
     parts.push(`entries=[${entries.join(', ')}]`);
   }
-  if (m.snapshot !== null) parts.push(`snapshot=${m.snapshot.metadata.term}/${m.snapshot.metadata.index}`);
+  if (m.snapshot !== null)
+    parts.push(`snapshot=${m.snapshot.metadata.term}/${m.snapshot.metadata.index}`);
   if (m.context.byteLength > 0) parts.push(`ctx=${decoder.decode(m.context)}`);
   return parts.join(' ');
 }
@@ -86,13 +89,18 @@ class Interpreter {
       case 'propose':
         return this.print(formatResult(this.c.propose(id(0), args[1] ?? '')));
       case 'read-index':
-        return this.print(formatResult(this.c.node(id(0)).readIndex(text(args[1] ?? ''))), () => this.c.drain(id(0)));
+        return this.print(formatResult(this.c.node(id(0)).readIndex(text(args[1] ?? ''))), () =>
+          this.c.drain(id(0)),
+        );
       case 'transfer':
-        return this.print(formatResult(this.c.node(id(0)).transferLeadership(id(1))), () => this.c.drain(id(0)));
+        return this.print(formatResult(this.c.node(id(0)).transferLeadership(id(1))), () =>
+          this.c.drain(id(0)),
+        );
       case 'tick':
         return this.c.tick(id(0), Number(args[1] ?? '1'));
       case 'tick-all':
-        for (let i = 0; i < Number(args[0] ?? '1'); i++) for (const member of this.c.members.keys()) this.c.tick(member);
+        for (let i = 0; i < Number(args[0] ?? '1'); i++)
+          for (const member of this.c.members.keys()) this.c.tick(member);
         return;
       case 'stabilize':
         return this.stabilize();
@@ -136,7 +144,8 @@ class Interpreter {
       ...(inflight !== undefined ? { maxInflightMsgs: inflight } : {}),
       ...(size !== undefined ? { maxSizePerMsgBytes: size } : {}),
     });
-    this.cluster.onDeliver = (message, arrived) => this.output.push(`${arrived ? '' : 'dropped '}${formatMessage(message)}`);
+    this.cluster.onDeliver = (message, arrived) =>
+      this.output.push(`${arrived ? '' : 'dropped '}${formatMessage(message)}`);
   }
 
   private stabilize(): void {
@@ -149,10 +158,11 @@ class Interpreter {
       if (arg === '|') groups.push([]);
       else groups[groups.length - 1]?.push(BigInt(arg));
     }
-    for (const a of groups) for (const b of groups) {
-      if (a === b) continue;
-      for (const from of a) for (const to of b) this.c.cutLink(from, to);
-    }
+    for (const a of groups)
+      for (const b of groups) {
+        if (a === b) continue;
+        for (const from of a) for (const to of b) this.c.cutLink(from, to);
+      }
   }
 
   private status(): void {
@@ -173,15 +183,23 @@ class Interpreter {
 }
 
 describe('raft interaction scripts', () => {
-  const files = readdirSync(testdata).filter((f) => f.endsWith('.txt')).sort();
+  const files = readdirSync(testdata)
+    .filter((f) => f.endsWith('.txt'))
+    .sort();
   for (const file of files) {
     it(file, () => {
       const path = join(testdata, file);
       const source = readFileSync(path, 'utf8');
       const interpreter = new Interpreter();
       const blocks = parse(source);
-      const actual = blocks.map((block) => ({ command: block.command, output: interpreter.run(block.command) }));
-      const header = source.split('\n').filter((l, i, all) => l.startsWith('#') && all.slice(0, i).every((p) => p.startsWith('#'))).join('\n');
+      const actual = blocks.map((block) => ({
+        command: block.command,
+        output: interpreter.run(block.command),
+      }));
+      const header = source
+        .split('\n')
+        .filter((l, i, all) => l.startsWith('#') && all.slice(0, i).every((p) => p.startsWith('#')))
+        .join('\n');
       const rendered = `${header === '' ? '' : `${header}\n\n`}${actual.map((a) => `${a.command}\n----\n${a.output === '' ? 'ok' : a.output}\n`).join('\n')}`;
       if (rewrite) {
         writeFileSync(path, rendered);

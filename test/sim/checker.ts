@@ -18,6 +18,8 @@ function fail(message: string): never {
 export interface LogChain {
   base: number;
   digests: Digest[];
+  /** terms[i] is the term of the entry at base + i. */
+  terms: number[];
 }
 
 /** State machine of a simulated member: how many entries it applied and a digest of them. */
@@ -58,7 +60,7 @@ export class Checker {
 
   addMember(id: MemberId): void {
     this.watches.set(id, {
-      chain: { base: 0, digests: [0] },
+      chain: { base: 0, digests: [0], terms: [0] },
       durableTerm: 0,
       durableCommit: 0,
       liveTerm: 0,
@@ -90,7 +92,7 @@ export class Checker {
     const digest = this.pinned.get(`${index}:${term}`);
     if (digest === undefined)
       fail(`member ${id} installed a snapshot at ${index}:${term} no log ever held`);
-    this.watch(id).chain = { base: index, digests: [digest] };
+    this.watch(id).chain = { base: index, digests: [digest], terms: [term] };
     if (machine.index !== index)
       fail(`snapshot at ${index} carries machine state at ${machine.index}`);
     this.checkApplied(id, index, machine.digest);
@@ -98,48 +100,62 @@ export class Checker {
 
   /**
    * Entries reached member `id`'s disk. Like storage, the write replaces everything from the first
-   * new entry on; `isLeader` says the member leads the term it writes in (leaders only append).
+   * new entry on. `leaderTerm` is the term the member leads, if it leads: a leader never rewrites
+   * or drops an entry of its own term (leader append-only, Raft Fig. 3).
    */
-  appendEntries(id: MemberId, entries: readonly Entry[], isLeader: boolean): void {
+  appendEntries(id: MemberId, entries: readonly Entry[], leaderTerm: number | null): void {
     const watch = this.watch(id);
     const chain = watch.chain;
     // Entries at or below the snapshot are covered by it; storage skips them too.
     const usable = entries.filter((entry) => entry.index > chain.base);
     const first = usable[0];
     if (first === undefined) return;
-    const oldDigests = chain.digests;
     const position = first.index - chain.base;
-    if (position > oldDigests.length) fail(`member ${id} appended ${first.index} after a gap`);
-    const newDigests = oldDigests.slice(0, position);
-    let previous = newDigests[position - 1] as Digest;
+    if (position > chain.digests.length) fail(`member ${id} appended ${first.index} after a gap`);
+    const digests = chain.digests.slice(0, position);
+    const terms = chain.terms.slice(0, position);
+    let previous = digests[position - 1] as Digest;
     for (const entry of usable) {
       previous = chainDigest(previous, entry.term, entry.data);
-      newDigests.push(previous);
+      digests.push(previous);
+      terms.push(entry.term);
       const key = `${entry.index}:${entry.term}`;
       const pinned = this.pinned.get(key);
       if (pinned === undefined) this.pinned.set(key, previous);
       else if (pinned !== previous)
         fail(`log matching: member ${id} holds ${key} with a different history`);
     }
-    for (let i = position; i < oldDigests.length; i++) {
-      if (oldDigests[i] === newDigests[i]) continue;
+    for (let i = position; i < chain.digests.length; i++) {
+      if (chain.digests[i] === digests[i]) continue;
       const index = chain.base + i;
       if (index <= watch.durableCommit)
         fail(`member ${id} lost or overwrote committed entry ${index}`);
-      if (isLeader) fail(`leader ${id} rewrote or dropped its own entry ${index}`);
+      if (leaderTerm !== null && chain.terms[i] === leaderTerm) {
+        fail(`leader ${id} rewrote or dropped its own entry ${index} of term ${leaderTerm}`);
+      }
     }
-    chain.digests = newDigests;
+    chain.digests = digests;
+    chain.terms = terms;
   }
 
   compact(id: MemberId, index: number): void {
     const chain = this.watch(id).chain;
     if (index <= chain.base) return;
     chain.digests = chain.digests.slice(index - chain.base);
+    chain.terms = chain.terms.slice(index - chain.base);
     chain.base = index;
   }
 
-  hardState(id: MemberId, term: number, commit: number): void {
+  hardState(id: MemberId, term: number, vote: MemberId, commit: number): void {
     const watch = this.watch(id);
+    // Vote safety: a vote that reached disk may have been announced; it never changes in its term.
+    // (A vote lost with an unwritten Ready was never sent, so voting again is legal.)
+    if (vote !== 0n) {
+      const key = `${id}:${term}`;
+      const known = this.votes.get(key);
+      if (known === undefined) this.votes.set(key, vote);
+      else if (known !== vote) fail(`member ${id} voted for ${known} and ${vote} in term ${term}`);
+    }
     if (term < watch.durableTerm)
       fail(`member ${id} durable term went back ${watch.durableTerm} -> ${term}`);
     watch.durableTerm = term;
@@ -200,13 +216,6 @@ export class Checker {
     watch.liveTerm = status.term;
     watch.liveCommit = status.commit;
     watch.liveApplied = status.applied;
-    if (status.vote !== 0n) {
-      const key = `${status.id}:${status.term}`;
-      const vote = this.votes.get(key);
-      if (vote === undefined) this.votes.set(key, status.vote);
-      else if (vote !== status.vote)
-        fail(`member ${status.id} voted for ${vote} and ${status.vote} in term ${status.term}`);
-    }
     if (status.role !== 'leader') return;
     const leader = this.leaderByTerm.get(status.term);
     if (leader === undefined) this.leaderByTerm.set(status.term, status.id);

@@ -53,6 +53,8 @@ export interface FaultMix {
   readonly compaction: boolean;
   readonly maxInflightMsgs: number;
   readonly maxSizePerMsgBytes: number;
+  /** 0: the Ready is written at once; otherwise the write takes about this long. */
+  readonly asyncDiskMs: number;
 }
 
 export interface SimResult {
@@ -80,6 +82,8 @@ interface Member {
   machine: MachineState;
   tickIntervalMs: number;
   random: Random;
+  /** A Ready is being written (asynchronous disk); the next one waits. */
+  writing: boolean;
 }
 
 function chooseMix(random: Random): FaultMix {
@@ -99,6 +103,7 @@ function chooseMix(random: Random): FaultMix {
     maxInflightMsgs: pick([2, 16, 256]),
     // Small limits force many messages per catch-up; 1 MiB is etcd's default.
     maxSizePerMsgBytes: pick([256, 4096, 1 << 20]),
+    asyncDiskMs: pick([0, 0, 0.5, 3]),
   };
 }
 
@@ -170,6 +175,7 @@ export class Simulation {
         life: 0,
         machine: { index: 0, digest: 0 },
         tickIntervalMs: tickMs,
+        writing: false,
         random: seededRandom(options.seed * 7 + 3 + Number(id)),
       };
       this.members.push(member);
@@ -223,6 +229,7 @@ export class Simulation {
 
   private start(member: Member): void {
     member.life++;
+    member.writing = false;
     // Drift: each life ticks at its own pace, within ±2 %.
     member.tickIntervalMs = tickMs * (0.98 + 0.04 * member.random.float());
     member.node = new Raft({
@@ -254,42 +261,70 @@ export class Simulation {
     }
   }
 
-  /** Handles every Ready: persist (one atomic write), then send, then apply, then advance. */
+  /**
+   * Handles every Ready: persist (one atomic write), then send, then apply, then advance. With an
+   * asynchronous disk the write completes later and inputs keep arriving meanwhile, as in the
+   * server; the next Ready waits for this one.
+   */
   private drain(member: Member): void {
     for (let i = 0; i < readiesPerDrainMax; i++) {
       const node = member.node;
-      if (node === null || !node.hasReady()) {
+      if (node === null) return;
+      if (member.writing || !node.hasReady()) {
         this.observe(member);
         return;
       }
       const ready = node.ready();
-      // A crash may land before the write (all of it lost, nothing was sent) or after it
-      // (durable, but the messages never left).
-      const crashRoll = this.healed ? 1 : this.chaosRandom.float();
-      if (crashRoll < 0.002 * this.mix.crashWeight) {
-        this.crash(member, 'before persist');
+      const leaderTerm = node.status().role === 'leader' ? node.status().term : null;
+      if (this.mix.asyncDiskMs > 0) {
+        member.writing = true;
+        const life = member.life;
+        const doneAt = this.now + this.mix.asyncDiskMs * (0.2 + member.random.float());
+        this.queue.push(doneAt, () => this.finishWrite(member, life, ready, leaderTerm));
+        this.observe(member);
         return;
       }
-      this.persist(member, ready);
-      if (crashRoll < 0.004 * this.mix.crashWeight) {
-        this.crash(member, 'after persist');
-        return;
-      }
-      for (const message of ready.messages) this.send(member, message);
-      this.checkReadStates(member, ready);
-      node.advance(ready);
-      if (crashRoll < 0.006 * this.mix.crashWeight) {
-        this.crash(member, 'after send');
-        return;
-      }
+      if (!this.completeReady(member, ready, leaderTerm)) return;
     }
     throw new InvariantViolation(
       `member ${member.id} produced ${readiesPerDrainMax} Readies in a row`,
     );
   }
 
+  private finishWrite(member: Member, life: number, ready: Ready, leaderTerm: number | null): void {
+    if (member.node === null || member.life !== life) return; // crashed: the write never happened
+    member.writing = false;
+    if (this.completeReady(member, ready, leaderTerm)) this.drain(member);
+  }
+
+  /** Returns false when the member crashed on the way. */
+  private completeReady(member: Member, ready: Ready, leaderTerm: number | null): boolean {
+    const node = member.node;
+    if (node === null) return false;
+    // A crash may land before the write (all of it lost, nothing was sent), after it (durable,
+    // but the messages never left) or after the messages left.
+    const crashRoll = this.healed ? 1 : this.chaosRandom.float();
+    if (crashRoll < 0.002 * this.mix.crashWeight) {
+      this.crash(member, 'before persist');
+      return false;
+    }
+    this.persist(member, ready, leaderTerm);
+    if (crashRoll < 0.004 * this.mix.crashWeight) {
+      this.crash(member, 'after persist');
+      return false;
+    }
+    for (const message of ready.messages) this.send(member, message);
+    this.checkReadStates(member, ready);
+    node.advance(ready);
+    if (crashRoll < 0.006 * this.mix.crashWeight) {
+      this.crash(member, 'after send');
+      return false;
+    }
+    return true;
+  }
+
   /** The durable write of one Ready: snapshot, entries, hard state and applied entries together. */
-  private persist(member: Member, ready: Ready): void {
+  private persist(member: Member, ready: Ready, leaderTerm: number | null): void {
     const node = member.node;
     if (node === null) return;
     if (ready.softState !== null && ready.softState.role === 'leader') this.leaderChanges++;
@@ -300,11 +335,16 @@ export class Simulation {
     }
     if (ready.entries.length > 0) {
       member.storage.append(ready.entries);
-      this.checker.appendEntries(member.id, ready.entries, node.status().role === 'leader');
+      this.checker.appendEntries(member.id, ready.entries, leaderTerm);
     }
     if (ready.hardState !== null) {
       member.storage.setHardState(ready.hardState);
-      this.checker.hardState(member.id, ready.hardState.term, ready.hardState.commit);
+      this.checker.hardState(
+        member.id,
+        ready.hardState.term,
+        ready.hardState.vote,
+        ready.hardState.commit,
+      );
     }
     for (const entry of ready.committed) {
       if (entry.index !== member.machine.index + 1) {

@@ -3,7 +3,10 @@
 // revisions keep rising, leases and watches still work. A data dir that is not usable (a file,
 // unreadable, a corrupt database) must stop the store with a non-zero exit and an error, never
 // be served as if it were empty. With ETCRON_COMPAT_SUBJECT=etcd the same checks run on etcd.
-import { chmodSync, closeSync, openSync, readdirSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -148,6 +151,29 @@ async function populated(): Promise<{ dir: ReturnType<typeof tempDir>; acks: Ack
   return { dir, acks };
 }
 
+/** The write-ahead files: SQLite's "-wal" next to its database, etcd's member/wal/*.wal. */
+function walFiles(root: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number): void => {
+    if (depth > 6) return;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path, depth + 1);
+      else if (entry.isFile() && (entry.name.endsWith('-wal') || entry.name.endsWith('.wal'))) found.push(path);
+    }
+  };
+  walk(root, 0);
+  return found;
+}
+
+/** Length of the file up to its last non-zero byte (etcd preallocates its WAL with zeros). */
+function writtenLength(path: string): number {
+  const data = readFileSync(path);
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  return end;
+}
+
 const clearError = /corrupt|malformed|not a database|invalid|database|data.?dir|directory|permission|EACCES|ENOTDIR|error/i;
 
 describe(`crash safety of the ${subjectKind()} store`, () => {
@@ -273,4 +299,37 @@ describe(`crash safety of the ${subjectKind()} store`, () => {
       dir.remove();
     }
   });
+
+  it('a damaged write-ahead log after SIGKILL: refuses to start, or serves every acknowledged write', async () => {
+    const dir = tempDir('etcron-walrot-');
+    let store: StoreProcess | undefined;
+    const acks: Ack[] = [];
+    try {
+      store = await startSubject({ dataDir: dir.path });
+      await crashRound(store, 0, acks);
+      const files = walFiles(join(dir.path, 'data')).filter((file) => writtenLength(file) > 4096);
+      expect(files.length, 'no write-ahead file with data found after SIGKILL').toBeGreaterThan(0);
+      for (const file of files) {
+        const at = Math.floor(writtenLength(file) * 0.6);
+        const fd = openSync(file, 'r+');
+        writeSync(fd, Buffer.alloc(64, 0x5a), 0, 64, at);
+        closeSync(fd);
+      }
+      const started = await startSubject({ dataDir: dir.path }).then((s) => s, (err: unknown) => err);
+      if (started instanceof Error) {
+        expect(started.message, 'refused with an error').toMatch(/exited (early )?\((?!0\))/);
+        return;
+      }
+      store = started as StoreProcess;
+      const client = new CompatClient(store.endpoint);
+      try {
+        expect(await lostWrites(client, acks), `started on a damaged WAL (${files.join(', ')}) and lost acknowledged writes`).toEqual([]);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await store?.kill();
+      dir.remove();
+    }
+  }, 120_000);
 });

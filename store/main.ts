@@ -28,9 +28,6 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   if ([...self.peerUrls].sort().join(',') !== advertised) {
     throw new FlagError(`--initial-cluster has ${flags.name}=${self.peerUrls.join(',')} but missing from --initial-advertise-peer-urls=${flags.initialAdvertisePeerUrls.join(',')}`);
   }
-  if (members.length > 1) {
-    throw new FlagError('multi-member clusters need the Raft transport, which this build does not have yet (issue #4)');
-  }
   for (const url of [...flags.listenClientUrls, ...flags.listenPeerUrls]) {
     if (!url.startsWith('http://')) throw new FlagError(`only http:// URLs are supported for now (TLS is issue #7): ${url}`);
   }
@@ -47,6 +44,10 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     member: memberInfos.find((m) => m.id === self.id) as MemberInfo,
     members: memberInfos,
     clusterId: clusterIdOf(members.map((m) => m.id)),
+    listenPeerHostPorts: flags.listenPeerUrls.map((u) => {
+      const parsed = new URL(u);
+      return `${parsed.hostname}:${parsed.port}`;
+    }),
     quotaBackendBytes: flags.quotaBackendBytes === 0 ? DEFAULT_QUOTA_BYTES : flags.quotaBackendBytes,
     heartbeatMs: flags.heartbeatIntervalMs,
     electionMs: flags.electionTimeoutMs,
@@ -57,6 +58,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   const grpcServers: Server[] = [];
   const clientPorts: number[] = [];
   try {
+    await server.listenPeers();
     for (const url of flags.listenClientUrls) {
       const parsed = new URL(url);
       const grpcServer = createGrpcServer(ctx);

@@ -2,7 +2,7 @@ import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grp
 import { MAX_LEASE_TTL_SECONDS } from '../lease/lessor.js';
 import { StoreError } from '../mvcc/errors.js';
 import type { ApiContext } from './context.js';
-import { unary } from './context.js';
+import { toServiceError, unary } from './context.js';
 import { big, bool, int, type Wire } from './codec.js';
 
 /** etcdserverpb.Lease: grant and revoke go through the log; keep-alives stay on the leader. */
@@ -27,19 +27,24 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
     }),
 
     LeaseKeepAlive: (stream: ServerDuplexStream<Wire, Wire>) => {
+      // Answers go out in request order even when a renewal is forwarded to the leader.
+      let previous: Promise<void> = Promise.resolve();
       stream.on('data', (w: Wire) => {
         const id = big(w['ID']);
         const header = ctx.header();
-        const ttl = id === 0n ? 0 : server.keepAlive(id);
-        stream.write({ header, ID: id.toString(), TTL: ttl });
+        const renewed = id === 0n ? Promise.resolve(0) : server.keepAlive(id);
+        previous = previous.then(() => renewed).then(
+          (ttl) => { stream.write({ header, ID: id.toString(), TTL: ttl }); },
+          (err: unknown) => { stream.destroy(toServiceError(err, ctx.log) as Error); },
+        );
       });
       stream.on('end', () => stream.end());
       stream.on('error', () => {});
     },
 
-    LeaseTimeToLive: unary(ctx, (w) => {
+    LeaseTimeToLive: unary(ctx, async (w) => {
       const id = big(w['ID']);
-      const info = server.timeToLive(id);
+      const info = await server.timeToLive(id);
       if (info === null) return { header: ctx.header(), ID: id.toString(), TTL: -1, grantedTTL: 0 };
       return {
         header: ctx.header(), ID: id.toString(), TTL: info.ttl, grantedTTL: info.grantedTtl,

@@ -89,8 +89,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     },
 
     MoveLeader: unary(ctx, (w) => {
-      const target = big(w['targetID']);
-      if (target !== server.memberId) throw new StoreError('bad-leader-transferee');
+      server.moveLeader(big(w['targetID']));
       return {};
     }),
   };

@@ -39,7 +39,21 @@ export class WatchHub {
   private readonly unsynced = new Set<Watcher>();
   private catchUpScheduled = false;
 
-  constructor(private readonly kv: MvccStore) {}
+  constructor(private kv: MvccStore) {}
+
+  /**
+   * A snapshot from the leader replaced the store: every watcher catches up again from its next
+   * revision against the new history.
+   */
+  replaceStore(kv: MvccStore): void {
+    this.kv = kv;
+    for (const watcher of this.synced) {
+      watcher.synced = false;
+      this.unsynced.add(watcher);
+    }
+    this.synced.clear();
+    if (this.unsynced.size > 0) this.scheduleCatchUp();
+  }
 
   add(spec: WatcherSpec): { cancel(): void } {
     const watcher: Watcher = { ...spec, nextRev: spec.startRev, synced: false, closed: false };

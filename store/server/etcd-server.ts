@@ -1,19 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { assert } from '../../shared/assert.js';
+import { systemRandom } from '../../shared/random.js';
 import { Lessor } from '../lease/lessor.js';
 import { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
 import { MvccStore } from '../mvcc/kv-store.js';
 import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
 import { WatchHub, type WatcherSpec } from '../mvcc/watch-hub.js';
-import type { Entry, RaftNode, Ready } from '../raft/types.js';
+import { newRaftNode } from '../raft/raft-node.js';
+import type { Entry, Message, RaftNode, Ready, Snapshot } from '../raft/types.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
+import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
 import { Applier, type AlarmEntry, type ApplyResult } from './apply.js';
+import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
+import { ReadIndexQueue } from './read-index-queue.js';
 import { decodeEnvelope, encodeEnvelope, type InternalRequest } from './requests.js';
 import { SoloNode } from './solo-node.js';
-import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
 import { WalSyncer } from './wal-syncer.js';
 
 export interface MemberInfo {
@@ -29,6 +34,7 @@ export interface ServerConfig {
   readonly member: MemberInfo;
   readonly members: readonly MemberInfo[];
   readonly clusterId: bigint;
+  readonly listenPeerHostPorts: readonly string[];
   readonly quotaBackendBytes: number;
   readonly heartbeatMs: number;
   readonly electionMs: number;
@@ -39,95 +45,150 @@ export interface ServerConfig {
 interface Waiter {
   resolve(result: ApplyResult): void;
   reject(error: Error): void;
+  timer: NodeJS.Timeout;
 }
 
 /** How often the leader looks for expired leases (etcd: every 500 ms). */
 const LEASE_CHECK_INTERVAL_MS = 500;
 /** Leases revoked per check, so that a mass expiry does not stall the loop. */
 const LEASE_REVOKES_PER_CHECK = 1000;
-/** Raft log entries kept behind the applied index for followers that lag. */
+/** Raft log entries kept behind the applied index for followers that lag; older ones need a snapshot. */
 const LOG_ENTRIES_KEPT = 5000;
-/** etcd refuses new proposals when this many committed entries wait to be applied. */
+/** How often (in applied entries) the log is trimmed. */
+const LOG_COMPACT_EVERY = 1000;
+/** etcd refuses new proposals when this many wait. */
 export const PENDING_PROPOSALS_MAX = 5000;
+/** Raft message size and pipeline depth, as etcd configures its node. */
+const MAX_SIZE_PER_MSG_BYTES = 1024 * 1024;
+const MAX_INFLIGHT_MSGS = 4096 / 8;
 
 export const ETCD_VERSION = '3.4.23';
 
+/** A typed start-up failure, reported to the operator as one clear line. */
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+}
+
 /**
- * One member of the store: the log (Raft node), the state machine (MVCC + lessor) and the loop
- * between them. Requests that change state are proposed as entries and applied only once
- * committed; each Ready is one SQLite transaction (entries, hard state, applied data and applied
- * index together), so a crash at any instant either keeps all of it or none of it.
+ * One member of the store: the log (a Raft node), the state machine (MVCC + lessor) and the loop
+ * between them. State changes are proposed as entries and applied only once committed and
+ * durable. One Ready at a time: its entries and hard state are written (one SQLite transaction),
+ * fsynced off the main thread, and only then are its messages sent and its committed entries
+ * applied (a second transaction holding the changes and the applied index together).
  */
 export class EtcdServer {
-  readonly backend: Backend;
-  readonly kv: MvccStore;
-  readonly lessor: Lessor;
-  readonly applier: Applier;
+  backend: Backend;
+  kv: MvccStore;
+  lessor: Lessor;
+  applier: Applier;
   readonly watchHub: WatchHub;
+  private readonly storage: SqliteLogStorage;
+  private syncer: WalSyncer;
   private readonly node: RaftNode;
+  private readonly transport: PeerTransport | null;
+  private readonly reads: ReadIndexQueue;
   private readonly waiters = new Map<bigint, Waiter>();
   private readonly requestIdBase: bigint;
   private requestCounter = 0n;
   private drainScheduled = false;
-  private leaseTimer: NodeJS.Timeout | null = null;
+  private persisting = false;
+  private closed = false;
+  private readonly timers: NodeJS.Timeout[] = [];
   private readonly revoking = new Set<bigint>();
   private readonly compactor: AutoCompactor | null;
-  private closed = false;
-  private persisting = false;
-  private readonly syncer: WalSyncer;
   private readonly log: Logger;
+  private readonly dbPath: string;
   /** The backend's size after the last applied batch; the quota check reads it, not SQLite. */
   private dbSizeBytes = 0;
+  private knownLeader = 0n;
+  /** etcd: a request waits at most 5 s + 2 election timeouts. */
+  readonly proposalTimeoutMs: number;
 
   constructor(readonly config: ServerConfig) {
     this.log = config.logger.child({ component: 'server' });
+    this.proposalTimeoutMs = 5000 + 2 * config.electionMs;
     const memberDir = join(config.dataDir, 'member');
     prepareDataDir(config.dataDir, memberDir);
-    this.backend = openBackend(join(memberDir, 'etcron.db'));
-    this.syncer = new WalSyncer(`${this.backend.path}-wal`);
-    this.kv = new MvccStore(this.backend);
+    this.dbPath = join(memberDir, 'etcron.db');
+    this.backend = openBackend(this.dbPath);
+    this.syncer = new WalSyncer(`${this.dbPath}-wal`);
     const minTtl = Math.ceil((1.5 * config.electionMs) / 1000);
     this.lessor = new Lessor(this.backend, minTtl);
+    this.kv = new MvccStore(this.backend);
+    this.applier = this.rebuildStateMachine();
+    this.watchHub = new WatchHub(this.kv);
+    this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;
+    const confState = { voters: config.members.map((m) => m.id), learners: [] };
+    this.storage = new SqliteLogStorage(this.backend, confState);
+    this.replayUnapplied();
+    const applied = this.backend.getMetaNumber('applied_index', 0);
+    if (config.members.length === 1) {
+      this.node = new SoloNode(config.member.id, {
+        term: this.backend.getMetaNumber('term', 1),
+        lastIndex: this.storage.lastIndex(),
+        applied,
+      });
+      this.transport = null;
+    } else {
+      this.node = newRaftNode({
+        id: config.member.id,
+        electionTicks: Math.max(2, Math.round(config.electionMs / config.heartbeatMs)),
+        heartbeatTicks: 1,
+        storage: this.storage,
+        applied,
+        maxSizePerMsgBytes: MAX_SIZE_PER_MSG_BYTES,
+        maxInflightMsgs: MAX_INFLIGHT_MSGS,
+        preVote: true,
+        checkQuorum: true,
+        random: systemRandom(),
+        logger: config.logger.child({ component: 'raft' }),
+      });
+      this.transport = new PeerTransport(
+        config.member.id, config.clusterId,
+        config.members.filter((m) => m.id !== config.member.id).map((m) => ({ id: m.id, url: m.peerUrls[0] as string })),
+        { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r) },
+        (peer) => { this.node.step({ ...unreachableMessage(peer, config.member.id) }); this.scheduleDrain(); },
+        config.logger.child({ component: 'transport' }),
+      );
+      const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
+      this.timers.push(tick);
+    }
+    this.reads = new ReadIndexQueue(this.node, () => this.appliedIndex(), this.proposalTimeoutMs);
+    const leaseTimer = setInterval(() => this.expireLeases(), LEASE_CHECK_INTERVAL_MS);
+    leaseTimer.unref();
+    this.timers.push(leaseTimer);
+    this.compactor = config.autoCompaction === null ? null : new AutoCompactor(config.autoCompaction, this, this.log);
+    this.drain();
+    this.log.info({ memberId: config.member.id.toString(16), rev: this.kv.currentRev, term: this.node.status().term, members: config.members.length }, 'member started');
+  }
+
+  /** Starts listening for peers (multi-member clusters only). */
+  async listenPeers(): Promise<void> {
+    await this.transport?.listen(this.config.listenPeerHostPorts);
+  }
+
+  /** (Re)builds the lease attachments and the applier over the current kv and lessor. */
+  private rebuildStateMachine(): Applier {
     for (const kv of this.kv.liveKeys()) {
       if (kv.lease !== 0n && this.lessor.has(kv.lease)) this.lessor.attach(kv.lease, kv.key.toString('latin1'));
     }
     this.kv.setLeaseAttachments(this.lessor);
-    this.applier = new Applier(this.kv, this.lessor, this.backend);
-    this.watchHub = new WatchHub(this.kv);
-    this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;
-    this.replayUnapplied();
-    const bounds = this.backend.logBounds();
-    this.node = new SoloNode(config.member.id, {
-      term: this.backend.getMetaNumber('term', 1),
-      lastIndex: bounds.last ?? this.backend.getMetaNumber('applied_index', 0),
-      applied: this.backend.getMetaNumber('applied_index', 0),
-    });
-    this.drain();
-    this.lessor.promote(performance.now(), config.electionMs);
-    this.leaseTimer = setInterval(() => this.expireLeases(), LEASE_CHECK_INTERVAL_MS);
-    this.leaseTimer.unref();
-    this.compactor = config.autoCompaction === null ? null : new AutoCompactor(config.autoCompaction, this, this.log);
-    this.log.info({ memberId: config.member.id.toString(16), rev: this.kv.currentRev, term: this.node.status().term }, 'member started');
+    return new Applier(this.kv, this.lessor, this.backend);
   }
 
-  /** Entries that were committed but not applied before a crash are applied before serving. */
+  /** Entries that were committed and durable but not applied before a crash are applied first. */
   private replayUnapplied(): void {
     const applied = this.backend.getMetaNumber('applied_index', 0);
-    const { last } = this.backend.logBounds();
-    if (last === null || last <= applied) return;
-    const rows = this.backend.logRange(applied + 1, last + 1);
+    const commit = Math.min(this.backend.getMetaNumber('commit', 0), this.storage.lastIndex());
+    // A single member commits what it appended; several members may only apply what was committed.
+    const upTo = this.config.members.length === 1 ? this.storage.lastIndex() : commit;
+    if (upTo <= applied) return;
+    const rows = this.backend.logRange(applied + 1, upTo + 1);
     this.backend.transaction(() => {
       for (const row of rows) this.applyEntry({ index: row.idx, term: row.term, type: 'normal', data: row.data });
-      this.backend.setMeta('applied_index', last);
+      this.backend.setMeta('applied_index', upTo);
     });
     this.applier.takeEvents();
-  }
-
-  /** Resolves once everything proposed so far is applied (used at start-up and by tests). */
-  async settled(): Promise<void> {
-    for (let i = 0; i < 1000 && (this.persisting || this.node.hasReady()); i++) {
-      await new Promise((r) => setImmediate(r));
-    }
   }
 
   get memberId(): bigint {
@@ -142,15 +203,26 @@ export class EtcdServer {
     return this.node.status().lead;
   }
 
+  private appliedIndex(): number {
+    return this.node.status().applied;
+  }
+
   raftStatus(): { index: number; term: number; applied: number; leader: bigint } {
     const s = this.node.status();
     return { index: s.commit, term: s.term, applied: s.applied, leader: s.lead };
+  }
+
+  private receive(message: Message): void {
+    if (this.closed) return;
+    this.node.step(message);
+    this.scheduleDrain();
   }
 
   /** Proposes a state change; resolves once it is committed, applied and durable. */
   propose(request: InternalRequest): Promise<ApplyResult> {
     if (this.closed) return Promise.reject(new StoreError('stopped'));
     if (this.waiters.size >= PENDING_PROPOSALS_MAX) return Promise.reject(new StoreError('too-many-requests'));
+    if (this.node.status().lead === 0n) return Promise.reject(new StoreError('no-leader'));
     const requestId = this.requestIdBase | ++this.requestCounter;
     return new Promise<ApplyResult>((resolve, reject) => {
       const result = this.node.propose(encodeEnvelope({ requestId, request }));
@@ -158,29 +230,30 @@ export class EtcdServer {
         reject(new StoreError('no-leader'));
         return;
       }
-      this.waiters.set(requestId, { resolve, reject });
+      const timer = setTimeout(() => {
+        if (this.waiters.delete(requestId)) reject(new StoreError('timeout'));
+      }, this.proposalTimeoutMs);
+      this.waiters.set(requestId, { resolve, reject, timer });
       this.scheduleDrain();
     });
   }
 
-  private scheduleDrain(): void {
+  scheduleDrain(): void {
     if (this.drainScheduled) return;
     this.drainScheduled = true;
-    // Proposals that arrive within this event-loop turn share one Ready and one fsync.
+    // Everything that arrives within this event-loop turn shares one Ready and one fsync.
     setImmediate(() => {
       this.drainScheduled = false;
       this.drain();
     });
   }
 
-  /**
-   * Takes one Ready at a time: its entries and hard state are written, then made durable by an
-   * fsync off the main thread, and only then are its committed entries applied and answered.
-   * Proposals that arrive meanwhile wait in the node and form the next Ready (group commit).
-   */
   private drain(): void {
-    if (this.persisting || this.closed || !this.node.hasReady()) return;
+    if (this.persisting || this.closed) return;
+    this.reads.flush();
+    if (!this.node.hasReady()) return;
     const ready = this.node.ready();
+    if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
     this.backend.transaction(() => this.persist(ready));
     const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
     this.persisting = true;
@@ -188,16 +261,20 @@ export class EtcdServer {
       () => {
         this.persisting = false;
         if (this.closed) return;
-        const outcomes = this.backend.transaction(() => this.applyCommitted(ready));
+        this.transport?.send(ready.messages);
+        const settles = this.backend.transaction(() => this.applyCommitted(ready));
         this.node.advance(ready);
+        if (ready.softState !== null) this.onSoftState(ready.softState.leader);
+        this.reads.answer(ready.readStates);
         this.dbSizeBytes = this.backend.sizes().sizeBytes;
         this.watchHub.notify(this.applier.takeEvents());
         this.lessor.startTimers(performance.now());
-        for (const settle of outcomes) settle();
+        for (const settle of settles) settle();
+        this.reads.release();
         this.drain();
       },
       (err: unknown) => {
-        // A failed fsync may have dropped pages: continuing could acknowledge lost writes.
+        // A failed fsync may have dropped pages: going on could acknowledge lost writes.
         this.log.fatal({ err }, 'fsync of the log failed; stopping');
         process.exit(1);
       },
@@ -210,7 +287,10 @@ export class EtcdServer {
       this.backend.setMeta('vote', ready.hardState.vote.toString());
       this.backend.setMeta('commit', ready.hardState.commit);
     }
-    for (const entry of ready.entries) this.backend.appendLog(entry.index, entry.term, 0, entry.data);
+    const first = ready.entries[0];
+    // New entries replace any conflicting suffix the leader overwrote.
+    if (first !== undefined) this.backend.truncateLogFrom(first.index);
+    for (const entry of ready.entries) this.backend.appendLog(entry.index, entry.term, entry.type === 'normal' ? 0 : 1, entry.data);
   }
 
   private applyCommitted(ready: Ready): (() => void)[] {
@@ -223,25 +303,80 @@ export class EtcdServer {
     }
     if (appliedIndex >= 0) {
       this.backend.setMeta('applied_index', appliedIndex);
-      if (appliedIndex % 1000 === 0 && appliedIndex > LOG_ENTRIES_KEPT) this.backend.compactLogTo(appliedIndex - LOG_ENTRIES_KEPT);
+      if (appliedIndex % LOG_COMPACT_EVERY === 0 && appliedIndex > LOG_ENTRIES_KEPT) {
+        this.storage.compactTo(appliedIndex - LOG_ENTRIES_KEPT);
+      }
     }
     return settles;
   }
 
   /** Applies one committed entry; returns how to answer its proposer, if it is waiting here. */
   private applyEntry(entry: Entry): (() => void) | null {
-    if (entry.data.length === 0) return null;
+    if (entry.data.length === 0 || entry.type !== 'normal') return null;
     const envelope = decodeEnvelope(entry.data);
     const outcome = this.applier.apply(envelope.request);
     const waiter = this.waiters.get(envelope.requestId);
     if (waiter === undefined) return null;
     this.waiters.delete(envelope.requestId);
+    clearTimeout(waiter.timer);
     return outcome.ok ? () => waiter.resolve(outcome.value) : () => waiter.reject(outcome.error);
   }
 
-  /** A linearizable read point: with one member, everything committed is already applied. */
-  async readBarrier(): Promise<void> {
-    if (this.closed) throw new StoreError('stopped');
+  /**
+   * Replaces the whole state machine with a leader's snapshot (a serialized database), keeping
+   * this member's own Raft hard state. The new file is made durable before it replaces the old one.
+   */
+  private installSnapshot(snapshot: Snapshot): void {
+    const { index, term } = snapshot.metadata;
+    this.log.info({ index, term }, 'installing snapshot from leader');
+    const hard = this.storage.initialState().hardState;
+    const temporary = `${this.dbPath}.snapshot`;
+    const fd = openSync(temporary, 'w');
+    try {
+      writeSync(fd, snapshot.data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.syncer.close();
+    this.backend.close();
+    rmSync(`${this.dbPath}-wal`, { force: true });
+    renameSync(temporary, this.dbPath);
+    this.backend = openBackend(this.dbPath);
+    this.backend.transaction(() => {
+      this.backend.setMeta('term', hard.term);
+      this.backend.setMeta('vote', hard.vote.toString());
+      this.backend.setMeta('commit', Math.max(hard.commit, index));
+      this.backend.setMeta('applied_index', index);
+      this.backend.setMeta('snapshot_index', index);
+      this.backend.setMeta('snapshot_term', term);
+      this.backend.truncateLogFrom(0);
+    });
+    this.syncer = new WalSyncer(`${this.dbPath}-wal`);
+    this.storage.useBackend(this.backend);
+    this.lessor = new Lessor(this.backend, this.lessor.minTtlSeconds);
+    this.kv = new MvccStore(this.backend);
+    this.applier = this.rebuildStateMachine();
+    this.watchHub.replaceStore(this.kv);
+  }
+
+  private onSoftState(leader: bigint): void {
+    if (leader === this.knownLeader) return;
+    const wasLeader = this.knownLeader === this.memberId;
+    this.knownLeader = leader;
+    this.log.info({ leader: leader.toString(16), term: this.term }, 'leader changed');
+    if (leader === this.memberId) this.lessor.promote(performance.now(), this.config.electionMs);
+    else if (wasLeader) this.lessor.demote();
+  }
+
+  /** A linearizable read point: resolves once this member has applied everything committed before it. */
+  readBarrier(): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('stopped'));
+    if (this.transport === null) return Promise.resolve();
+    if (this.node.status().lead === 0n) return Promise.reject(new StoreError('no-leader'));
+    const done = this.reads.wait();
+    this.scheduleDrain();
+    return done;
   }
 
   range(request: RangeRequest): { result: RangeResult; revision: number } {
@@ -253,19 +388,33 @@ export class EtcdServer {
     return this.watchHub.add(spec);
   }
 
-  /** A keep-alive handled by the leader's lessor, as etcd does (not through the log). */
-  keepAlive(id: bigint): number {
-    return this.lessor.renew(id, performance.now());
+  /** A keep-alive is handled by the leader's lessor, as in etcd; followers forward it. */
+  async keepAlive(id: bigint): Promise<number> {
+    const leader = this.node.status().lead;
+    if (leader === this.memberId) return this.lessor.renew(id, performance.now());
+    if (leader === 0n || this.transport === null) throw new StoreError('no-leader');
+    const answer = await this.transport.leaseCall(leader, { kind: 'renew', leaseId: id }, this.proposalTimeoutMs);
+    return answer.ttl;
   }
 
-  timeToLive(id: bigint): { ttl: number; grantedTtl: number; keys: Buffer[] } | null {
+  async timeToLive(id: bigint): Promise<{ ttl: number; grantedTtl: number; keys: Buffer[] } | null> {
     const lease = this.lessor.lookup(id);
     if (lease === undefined) return null;
-    return {
-      ttl: this.lessor.remainingSeconds(lease, performance.now()),
-      grantedTtl: lease.ttlSeconds,
-      keys: [...lease.keys].map((k) => Buffer.from(k, 'latin1')),
-    };
+    const keys = [...lease.keys].map((k) => Buffer.from(k, 'latin1'));
+    const leader = this.node.status().lead;
+    if (leader !== this.memberId && leader !== 0n && this.transport !== null) {
+      const answer = await this.transport.leaseCall(leader, { kind: 'time-to-live', leaseId: id }, this.proposalTimeoutMs);
+      return answer.ttl < 0 ? null : { ttl: answer.ttl, grantedTtl: answer.grantedTtl, keys };
+    }
+    return { ttl: this.lessor.remainingSeconds(lease, performance.now()), grantedTtl: lease.ttlSeconds, keys };
+  }
+
+  private async onLeaseRequest(request: LeaseRenewRequest): Promise<LeaseRenewResponse> {
+    if (this.node.status().lead !== this.memberId) throw new StoreError('not-leader');
+    if (request.kind === 'renew') return { ok: true, ttl: this.lessor.renew(request.leaseId, performance.now()), grantedTtl: 0 };
+    const lease = this.lessor.lookup(request.leaseId);
+    if (lease === undefined) return { ok: true, ttl: -1, grantedTtl: 0 };
+    return { ok: true, ttl: this.lessor.remainingSeconds(lease, performance.now()), grantedTtl: lease.ttlSeconds };
   }
 
   private expireLeases(): void {
@@ -281,7 +430,7 @@ export class EtcdServer {
     }
   }
 
-  /** A fresh lease ID: member-derived high bits, time and a counter, as etcd's generator. */
+  /** A fresh lease ID: member-derived high bits and a counter, never 0, never in use. */
   nextLeaseId(): bigint {
     for (;;) {
       const id = (this.requestIdBase | ++this.requestCounter) & 0x7fff_ffff_ffff_ffffn;
@@ -305,21 +454,38 @@ export class EtcdServer {
     return this.kv.get(key);
   }
 
+  /** Leadership transfer (etcdctl move-leader). */
+  moveLeader(target: bigint): void {
+    if (this.node.status().lead !== this.memberId) throw new StoreError('not-leader');
+    if (!this.config.members.some((m) => m.id === target)) throw new StoreError('bad-leader-transferee');
+    if (target === this.memberId) return;
+    const result = this.node.transferLeadership(target);
+    if (!result.ok) throw new StoreError('bad-leader-transferee');
+    this.scheduleDrain();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.leaseTimer !== null) clearInterval(this.leaseTimer);
+    for (const timer of this.timers) clearInterval(timer);
     this.compactor?.stop();
-    this.syncer.close();
-    for (const waiter of this.waiters.values()) waiter.reject(new StoreError('stopped'));
+    this.transport?.close();
+    this.reads.close(new StoreError('stopped'));
+    for (const waiter of this.waiters.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new StoreError('stopped'));
+    }
     this.waiters.clear();
+    this.syncer.close();
     this.backend.close();
   }
 }
 
-/** A typed start-up failure, reported to the operator as one clear line. */
-export class DataDirError extends Error {
-  override readonly name = 'DataDirError';
+function unreachableMessage(peer: bigint, self: bigint): Message {
+  return {
+    type: 'unreachable', to: self, from: peer, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
+    snapshot: null, reject: false, rejectHint: 0, context: new Uint8Array(0),
+  };
 }
 
 function prepareDataDir(dataDir: string, memberDir: string): void {
@@ -344,5 +510,3 @@ function openBackend(path: string): Backend {
     throw new DataDirError(`cannot open backend ${path}: ${message}`);
   }
 }
-
-export { assert };

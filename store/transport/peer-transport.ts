@@ -1,0 +1,199 @@
+import {
+  Client, Metadata, Server, ServerCredentials, credentials, status, type ClientWritableStream,
+  type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
+  type ServerUnaryCall, type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Message, MemberId } from '../raft/types.js';
+import { decodeFrame, encodeFrame, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame } from './peer-codec.js';
+
+const identity = (b: Buffer): Buffer => b;
+
+/** The peer service: a stream of Raft messages per sender, and lease calls forwarded to the leader. */
+const PEER_SERVICE: ServiceDefinition = {
+  Send: {
+    path: '/etcron.peer.Raft/Send', requestStream: true, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
+  Lease: {
+    path: '/etcron.peer.Raft/Lease', requestStream: false, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
+};
+
+/** Snapshots travel in one frame; the limit leaves room for a 2 GiB database. */
+const PEER_MESSAGE_BYTES_MAX = 2 ** 31 - 1;
+
+export interface PeerHandlers {
+  /** A message from a peer; the transport has already checked cluster and member IDs. */
+  receive(message: Message): void;
+  leaseRequest(request: LeaseRenewRequest): Promise<LeaseRenewResponse>;
+}
+
+export interface PeerAddress {
+  readonly id: MemberId;
+  readonly url: string; // http://host:port
+}
+
+interface PeerLink {
+  readonly client: Client;
+  stream: ClientWritableStream<Buffer> | null;
+}
+
+/**
+ * Raft messages between members over gRPC on the peer URLs. One client stream per peer keeps
+ * messages in order; a broken stream is reported to Raft as 'unreachable' and reopened on the
+ * next send. Frames from another cluster or an unknown member are refused with a clear error.
+ */
+export class PeerTransport {
+  private readonly server = new Server({
+    'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
+    'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
+  });
+  private readonly links = new Map<MemberId, PeerLink>();
+  private closed = false;
+
+  constructor(
+    private readonly self: MemberId,
+    private readonly clusterId: bigint,
+    private readonly peers: readonly PeerAddress[],
+    private readonly handlers: PeerHandlers,
+    private readonly onUnreachable: (peer: MemberId) => void,
+    private readonly log: Logger,
+  ) {
+    const impl: UntypedServiceImplementation = {
+      Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
+      Lease: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLease(call, callback)) as handleUnaryCall<Buffer, Buffer>,
+    };
+    this.server.addService(PEER_SERVICE, impl);
+  }
+
+  async listen(hostPorts: readonly string[]): Promise<void> {
+    for (const hostPort of hostPorts) {
+      await new Promise<void>((resolve, reject) => {
+        this.server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      });
+    }
+  }
+
+  private refuse(frameClusterId: bigint, from: bigint): string | null {
+    if (frameClusterId !== this.clusterId) {
+      return `cluster ID mismatch: this member belongs to ${this.clusterId.toString(16)}, the sender to ${frameClusterId.toString(16)}`;
+    }
+    if (!this.peers.some((p) => p.id === from)) return `member ${from.toString(16)} is not a member of cluster ${this.clusterId.toString(16)}`;
+    return null;
+  }
+
+  private onStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    let failed = false;
+    call.on('data', (data: Buffer) => {
+      if (failed) return;
+      let frame: PeerFrame;
+      try {
+        frame = decodeFrame<PeerFrame>(data);
+      } catch {
+        failed = true;
+        callback({ code: status.INVALID_ARGUMENT, details: 'malformed peer frame' });
+        return;
+      }
+      const refusal = this.refuse(frame.clusterId, frame.from) ?? (frame.to === this.self ? null : `frame for member ${frame.to.toString(16)} reached ${this.self.toString(16)}`);
+      if (refusal !== null) {
+        failed = true;
+        this.log.warn({ from: frame.from.toString(16) }, refusal);
+        callback({ code: status.FAILED_PRECONDITION, details: refusal });
+        return;
+      }
+      for (const message of frame.messages) this.handlers.receive(message);
+    });
+    call.on('end', () => { if (!failed) callback(null, Buffer.alloc(0)); });
+    call.on('error', () => {});
+  }
+
+  private onLease(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    let request: LeaseRenewRequest;
+    try {
+      request = decodeFrame<LeaseRenewRequest>(call.request);
+    } catch {
+      callback({ code: status.INVALID_ARGUMENT, details: 'malformed lease request' });
+      return;
+    }
+    if (request.clusterId !== this.clusterId) {
+      callback({ code: status.FAILED_PRECONDITION, details: 'cluster ID mismatch' });
+      return;
+    }
+    this.handlers.leaseRequest(request).then(
+      (response) => callback(null, encodeFrame(response)),
+      (err: unknown) => callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) }),
+    );
+  }
+
+  private link(peer: MemberId): PeerLink | undefined {
+    let link = this.links.get(peer);
+    if (link !== undefined) return link;
+    const address = this.peers.find((p) => p.id === peer);
+    if (address === undefined) return undefined;
+    const target = new URL(address.url);
+    const client = new Client(`${target.hostname}:${target.port}`, credentials.createInsecure(), {
+      'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
+      'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    });
+    link = { client, stream: null };
+    this.links.set(peer, link);
+    return link;
+  }
+
+  /** Sends messages, grouped per destination, each group as one frame on that peer's stream. */
+  send(messages: readonly Message[]): void {
+    if (this.closed || messages.length === 0) return;
+    const byPeer = new Map<MemberId, Message[]>();
+    for (const m of messages) {
+      const list = byPeer.get(m.to) ?? [];
+      list.push(m);
+      byPeer.set(m.to, list);
+    }
+    for (const [peer, list] of byPeer) {
+      const link = this.link(peer);
+      if (link === undefined) continue;
+      if (link.stream === null) {
+        const metadata = new Metadata();
+        const stream = link.client.makeClientStreamRequest<Buffer, Buffer>(
+          '/etcron.peer.Raft/Send', identity, identity, metadata, { deadline: Infinity },
+          (err) => {
+            if (link.stream === stream) link.stream = null;
+            if (err !== null && !this.closed) {
+              if (err.code === status.FAILED_PRECONDITION) this.log.error({ peer: peer.toString(16), err: err.details }, 'peer refused us');
+              this.onUnreachable(peer);
+            }
+          },
+        );
+        stream.on('error', () => {});
+        link.stream = stream;
+      }
+      link.stream.write(encodeFrame({ clusterId: this.clusterId, from: this.self, to: peer, messages: list }));
+    }
+  }
+
+  /** Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). */
+  leaseCall(leader: MemberId, request: Omit<LeaseRenewRequest, 'clusterId'>, timeoutMs: number): Promise<LeaseRenewResponse> {
+    const link = this.link(leader);
+    if (link === undefined) return Promise.reject(new Error('unknown leader'));
+    return new Promise((resolve, reject) => {
+      link.client.makeUnaryRequest<Buffer, Buffer>(
+        '/etcron.peer.Raft/Lease', identity, identity,
+        encodeFrame({ ...request, clusterId: this.clusterId }), new Metadata(), { deadline: Date.now() + timeoutMs },
+        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<LeaseRenewResponse>(value))),
+      );
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const link of this.links.values()) {
+      link.stream?.end();
+      link.client.close();
+    }
+    this.server.forceShutdown();
+  }
+}

@@ -118,7 +118,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
 }
 
 /** How long a starting master tries to reach the store before it gives up with a clear error. */
-const STORE_PROBE_TIMEOUT_MS = 5_000;
+const STORE_PROBE_TIMEOUT_MS = 8_000;
 const STORE_PROBE_INTERVAL_MS = 250;
 
 async function probeStore(client: Etcd3, logger: Logger): Promise<void> {
@@ -127,7 +127,9 @@ async function probeStore(client: Etcd3, logger: Logger): Promise<void> {
   // Bounded: one attempt per interval until the deadline.
   while (Date.now() < deadline) {
     try {
-      await client.maintenance.status({ deadline: Math.min(deadline, Date.now() + 2_000) });
+      // One slow answer is not a failure: each attempt may use all the time that is left, since
+      // etcd3's circuit breaker would fail quick retries after a timeout without asking the store.
+      await client.maintenance.status({ deadline });
       return;
     } catch (err) {
       // The first failure says why (refused, unknown host); later ones only say "circuit open".

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { hasEtcd, startEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
+import { startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { startElection, readLeader, type Election, type LeaderTerm } from '../../master/election.js';
 import { systemClock } from '../../shared/clock.js';
@@ -23,7 +24,7 @@ describe.skipIf(!hasEtcd())('master election on real etcd', () => {
   const clients: Etcd3[] = [];
 
   beforeAll(async () => {
-    store = await startEtcd();
+    store = await startStoreUnderTest();
     client = new Etcd3({ hosts: store.clientUrl });
   });
   afterAll(async () => {

@@ -7,7 +7,7 @@ import type { Wire } from './codec.js';
 export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
   const members = (): Wire[] =>
-    [...server.config.members]
+    server.members()
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((m) => ({ ID: m.id.toString(), name: m.name, peerURLs: [...m.peerUrls], clientURLs: [...m.clientUrls] }));
   const unsupported = unary(ctx, () => {

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS kv (
 CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS alarm (member TEXT NOT NULL, alarm INTEGER NOT NULL, PRIMARY KEY (member, alarm)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS member_attr (id TEXT PRIMARY KEY, name TEXT NOT NULL, client_urls TEXT NOT NULL) WITHOUT ROWID;
 `;
 
 export class Backend {
@@ -192,6 +193,15 @@ export class Backend {
   setAlarm(member: string, alarm: number, active: boolean): void {
     if (active) this.db.prepare('INSERT OR IGNORE INTO alarm VALUES (?, ?)').run(member, alarm);
     else this.db.prepare('DELETE FROM alarm WHERE member = ? AND alarm = ?').run(member, alarm);
+  }
+
+  memberAttributes(): { id: bigint; name: string; clientUrls: string[] }[] {
+    const rows = this.db.prepare('SELECT id, name, client_urls FROM member_attr').all() as { id: string; name: string; client_urls: string }[];
+    return rows.map((r) => ({ id: BigInt(r.id), name: r.name, clientUrls: JSON.parse(r.client_urls) as string[] }));
+  }
+
+  setMemberAttributes(id: bigint, name: string, clientUrls: readonly string[]): void {
+    this.db.prepare('INSERT OR REPLACE INTO member_attr VALUES (?, ?, ?)').run(id.toString(), name, JSON.stringify(clientUrls));
   }
 
   /** Bytes the file takes on disk, and bytes its pages in use hold. */

@@ -16,6 +16,7 @@ export type ApplyResult =
   | { readonly type: 'lease-grant'; readonly id: bigint; readonly ttlSeconds: number; readonly revision: number }
   | { readonly type: 'lease-revoke'; readonly revision: number }
   | { readonly type: 'alarm'; readonly alarms: readonly AlarmEntry[] }
+  | { readonly type: 'member-attributes' }
   | { readonly type: 'noop' };
 
 export interface AlarmEntry {
@@ -116,6 +117,10 @@ export class Applier {
         const changed = request.activate ? !existed : existed;
         return { type: 'alarm', alarms: changed || request.activate ? [{ memberId: request.memberId, alarm: request.alarm }] : [] };
       }
+      case 'member-attributes':
+        // Members publish their name and client URLs through the log, so every member lists them.
+        this.backend.setMemberAttributes(request.id, request.name, request.clientUrls);
+        return { type: 'member-attributes' };
       case 'noop':
         return { type: 'noop' };
       default:

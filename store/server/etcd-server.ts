@@ -101,6 +101,7 @@ export class EtcdServer {
   /** The backend's size after the last applied batch; the quota check reads it, not SQLite. */
   private dbSizeBytes = 0;
   private knownLeader = 0n;
+  private published = false;
   /** etcd: a request waits at most 5 s + 2 election timeouts. */
   readonly proposalTimeoutMs: number;
 
@@ -367,6 +368,27 @@ export class EtcdServer {
     this.log.info({ leader: leader.toString(16), term: this.term }, 'leader changed');
     if (leader === this.memberId) this.lessor.promote(performance.now(), this.config.electionMs);
     else if (wasLeader) this.lessor.demote();
+    if (leader !== 0n) this.publishAttributes();
+  }
+
+  /** Once per start, as etcd does: tells the cluster this member's name and client URLs. */
+  private publishAttributes(): void {
+    if (this.published) return;
+    this.published = true;
+    const { id, name, clientUrls } = this.config.member;
+    this.propose({ type: 'member-attributes', id, name, clientUrls }).catch((err: unknown) => {
+      this.published = false;
+      this.log.warn({ err }, 'publishing member attributes failed; will retry on the next leader change');
+    });
+  }
+
+  /** Members with the names and client URLs they published (empty until a member has started). */
+  members(): MemberInfo[] {
+    const published = new Map(this.backend.memberAttributes().map((a) => [a.id, a]));
+    return this.config.members.map((m) => {
+      const attrs = published.get(m.id);
+      return { id: m.id, peerUrls: m.peerUrls, name: attrs?.name ?? '', clientUrls: attrs?.clientUrls ?? [] };
+    });
   }
 
   /** A linearizable read point: resolves once this member has applied everything committed before it. */

@@ -12,6 +12,7 @@ export type InternalRequest =
   | { readonly type: 'lease-grant'; readonly id: bigint; readonly ttlSeconds: number }
   | { readonly type: 'lease-revoke'; readonly id: bigint }
   | { readonly type: 'alarm'; readonly activate: boolean; readonly memberId: bigint; readonly alarm: AlarmKind }
+  | { readonly type: 'member-attributes'; readonly id: bigint; readonly name: string; readonly clientUrls: readonly string[] }
   | { readonly type: 'noop' };
 
 /** A log entry's payload: the request and the ID the proposing member waits on. */

@@ -16,6 +16,7 @@ export class SoloNode implements RaftNode {
   private unstable: Entry[] = [];
   private readStates: ReadState[] = [];
   private hardStateDirty: boolean;
+  private announced = false;
 
   constructor(
     readonly id: bigint,
@@ -63,13 +64,14 @@ export class SoloNode implements RaftNode {
   }
 
   hasReady(): boolean {
-    return this.unstable.length > 0 || this.readStates.length > 0 || this.hardStateDirty;
+    return this.unstable.length > 0 || this.readStates.length > 0 || this.hardStateDirty || !this.announced;
   }
 
   ready(): Ready {
     const hardState: HardState | null = this.hardStateDirty ? { term: this.term, vote: this.id, commit: this.commit } : null;
     return {
-      softState: null,
+      // The first Ready announces this member as leader (the server promotes its lessor then).
+      softState: this.announced ? null : { leader: this.id, role: 'leader' },
       hardState,
       // Copies: proposals made while this Ready is being persisted must not join it.
       entries: [...this.unstable],
@@ -90,6 +92,7 @@ export class SoloNode implements RaftNode {
     this.unstable = this.unstable.slice(ready.entries.length);
     this.readStates = this.readStates.slice(ready.readStates.length);
     if (ready.hardState !== null) this.hardStateDirty = false;
+    if (ready.softState !== null) this.announced = true;
   }
 
   compact(_index: number, _snapshot: Snapshot): void {}

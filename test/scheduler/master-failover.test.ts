@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
 import { startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
+import { ApiClient, ApiRefusal } from '../../cli/scheduler-api-client.js';
 import {
   apiGet, jsonOf, runCli, startMasterProcess, startWorkerProcess, type DaemonProcess,
 } from './cli-harness.js';
@@ -102,5 +103,63 @@ describe.skipIf(!hasEtcd())('master failover', () => {
     const fences = succeeded.map((r) => r.fence);
     expect(fences.every((f) => typeof f === 'number' && f > 0)).toBe(true);
     expect(new Set(fences).size).toBe(fences.length);
+  });
+
+  it('job edits during a leader kill are neither lost nor duplicated', async () => {
+    for (const m of masters) await m.kill('SIGKILL');
+    const [m3, m4] = await Promise.all([
+      startMasterProcess({ endpoint: store.endpoint, id: 'm3', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
+      startMasterProcess({ endpoint: store.endpoint, id: 'm4', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
+    ]);
+    masters = [m3, m4];
+    const leader = await waitFor('a leader', async () => {
+      for (const m of masters) if ((await apiGet<Status>(`${m.apiUrl}/v1/status`)).isLeader) return m;
+      return undefined;
+    }, 10_000);
+    const standby = leader === m3 ? m4 : m3;
+    // The CLI's own client, with the leader first: the path a user's edits take.
+    const api = new ApiClient([leader.apiUrl, standby.apiUrl]);
+    const jobs = ['edit-a', 'edit-b', 'edit-c'];
+    const editsPerJob = 30;
+    type Outcome = { version: number; result: 'ok' | 'refused' | 'unknown' };
+    const outcomes = new Map<string, Outcome[]>(jobs.map((j) => [j, []]));
+    let killed = false;
+    const editor = async (job: string): Promise<void> => {
+      for (let version = 1; version <= editsPerJob; version++) {
+        if (job === 'edit-a' && version === 10) {
+          killed = true;
+          void leader.kill('SIGKILL');
+        }
+        const spec = { name: job, schedule: '@hourly', command: `echo v${version}` };
+        try {
+          await api.put(`/v1/jobs/${job}`, spec);
+          outcomes.get(job)?.push({ version, result: 'ok' });
+        } catch (err) {
+          outcomes.get(job)?.push({ version, result: err instanceof ApiRefusal ? 'refused' : 'unknown' });
+        }
+      }
+    };
+    await Promise.all(jobs.map(editor));
+    expect(killed).toBe(true);
+    const all = [...outcomes.values()].flat();
+    console.log(`edits during the kill: ${all.filter((o) => o.result === 'ok').length} ok, ` +
+      `${all.filter((o) => o.result === 'unknown').length} unknown outcome`);
+
+    const list = (await api.get('/v1/jobs')) as { jobs: { name: string; version: number; spec: { command: string } }[] };
+    expect(list.jobs.map((j) => j.name).filter((n) => n.startsWith('edit-'))).toEqual(jobs);
+    for (const job of list.jobs.filter((j) => j.name.startsWith('edit-'))) {
+      const results = outcomes.get(job.name) ?? [];
+      // Each edit is a compare-and-set txn: one writer per job, so none is refused, and the job
+      // ends at the last edit (the final edits all go to the standby and succeed).
+      expect(results.filter((r) => r.result === 'refused')).toEqual([]);
+      expect(results.at(-1)).toEqual({ version: editsPerJob, result: 'ok' });
+      expect(job.spec.command).toBe(`echo v${editsPerJob}`);
+      // Every acknowledged edit was written exactly once: versions count the writes, and only an
+      // edit whose answer was lost with the master may or may not have been written.
+      const acknowledged = results.filter((r) => r.result === 'ok').length;
+      const unknown = results.filter((r) => r.result === 'unknown').length;
+      expect(job.version).toBeGreaterThanOrEqual(acknowledged);
+      expect(job.version).toBeLessThanOrEqual(acknowledged + unknown);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, LOG_LEVELS } from '../shared/log.js';
+import { offsetClock, systemClock } from '../shared/clock.js';
 // master/ and worker/ (etcd3, gRPC) load only when a daemon starts: client commands stay quick.
 const DEFAULT_API_HOST = '127.0.0.1';
 const DEFAULT_API_PORT = 7070;
@@ -21,6 +22,19 @@ interface MasterFlags extends DaemonFlags {
 
 interface WorkerFlags extends DaemonFlags {
   readonly tags?: string;
+  readonly takeoverDelay?: string;
+  readonly clockOffset?: string;
+}
+
+/** "1s", "500ms" or a bare number of milliseconds (the flag says ms). */
+function parseMs(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(-?\d+)(ms|s)?$/.exec(value.trim());
+  const n = match === null ? Number.NaN : Number(match[1]) * (match[2] === 's' ? 1000 : 1);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new CliError(`${flag}: expected milliseconds from ${min} to ${max} (got ${JSON.stringify(value)})`);
+  }
+  return n;
 }
 
 /** "127.0.0.1:7070", "http://127.0.0.1:7070" or ":7070" → host and port. */
@@ -97,8 +111,12 @@ export function registerDaemonCommands(program: Command): void {
 
   daemonOptions(program.command('worker').description('run a scheduler worker: claims due slots and runs jobs'))
     .option('--tags <a,b>', 'routing tags: the worker runs jobs whose tags it all has')
+    .option('--takeover-delay <ms>', 'how long after a slot a non-preferred worker tries the claim (default 1000)')
+    .addOption(new Option('--clock-offset <ms>', 'shift this worker\'s wall clock (clock-skew tests)').hideHelp())
     .action(action(async (flags: WorkerFlags) => {
       const ttl = parseLeaseTtl(flags.leaseTtl);
+      const takeoverDelayMs = parseMs('--takeover-delay', flags.takeoverDelay, 0, 600_000);
+      const clockOffsetMs = parseMs('--clock-offset', flags.clockOffset, -3_600_000, 3_600_000);
       const logger = createLogger(flags.logLevel, { process: 'worker' });
       const tags = flags.tags?.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
       const { startWorker } = await import('../worker/index.js');
@@ -108,6 +126,8 @@ export function registerDaemonCommands(program: Command): void {
         ...(flags.id === undefined ? {} : { id: flags.id }),
         ...(tags === undefined ? {} : { tags }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
+        ...(takeoverDelayMs === undefined ? {} : { takeoverDelayMs }),
+        ...(clockOffsetMs === undefined ? {} : { clock: offsetClock(systemClock, clockOffsetMs) }),
       }).catch((err: unknown) => {
         throw new CliError(`cannot start worker: ${err instanceof Error ? err.message : String(err)}`);
       });

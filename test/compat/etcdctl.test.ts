@@ -269,6 +269,28 @@ describe(`etcdctl 3.4 walkthrough: ${subjectKind()} store against etcd 3.4`, () 
       dir.remove();
     }
   }));
+
+  it('defrag, endpoint hashkv, move-leader, member add/remove/update errors, lease keep-alive stream', () => compare(async (ctl) => {
+    await ctl.run(['put', 'k', 'v']);
+    await ctl.run(['defrag']);
+    const hashed = await etcdctl(ctl.store, ['endpoint', 'hashkv']);
+    ctl.note(`endpoint hashkv: exit ${hashed.code}; ${hashed.stdout.trim().replace(/, \d+$/, ', <hash>')}`);
+    const status = await etcdctl(ctl.store, ['endpoint', 'status']);
+    const memberId = status.stdout.split(', ')[1] ?? 'none';
+    await ctl.run(['move-leader', memberId]);
+    await ctl.run(['move-leader', '1234']);
+    // Only refusals: an accepted member add would leave the single member without quorum.
+    await ctl.run(['member', 'add', 'second', `--peer-urls=${ctl.store.peerUrl}`]);
+    await ctl.run(['member', 'remove', '1234']);
+    await ctl.run(['member', 'update', '1234', '--peer-urls=http://127.0.0.1:2']);
+    await ctl.run(['member', 'promote', '1234']);
+    const id = leaseIdPattern.exec(await ctl.run(['lease', 'grant', '60']))?.[1] ?? 'none';
+    const keeper = ctl.spawn(['lease', 'keep-alive', id]);
+    await keeper.waitForOutput(/keepalived with TTL\(60\)\n/);
+    await ctl.stop(keeper);
+    await ctl.run(['lease', 'revoke', id]);
+    await ctl.run(['get', 'k', '--rev=0', '-w', 'fields']);
+  }));
 });
 
 async function election(ctl: Ctl): Promise<void> {

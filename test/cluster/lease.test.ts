@@ -1,0 +1,78 @@
+// Issue 4: a lease's keys expire exactly once across a leader change. Keys are attached to a
+// lease, the leader is SIGKILLed long before the TTL runs out, and the new leader must expire
+// the lease (etcd: only the primary lessor expires; a new leader gives leases a fresh TTL):
+// every key deleted exactly once, in one revision, never before the TTL, on every member.
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { child, int, list } from '../support/compat-client.js';
+import { Cluster } from '../support/cluster-process.js';
+import { waitFor } from '../support/ports.js';
+import { openWatch, prefixEnd, readLog, streamEvents, writeSentinel } from '../support/cluster-workload.js';
+
+const PREFIX = 'lease/';
+const KEYS = ['lease/a', 'lease/b', 'lease/c', 'lease/d', 'lease/e'];
+const TTL_SECONDS = 5;
+
+describe('3 members: lease expiry across a leader SIGKILL', () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ size: 3 });
+  });
+
+  afterAll(async () => {
+    await cluster?.teardown();
+  });
+
+  it("expires the lease's keys exactly once, after the TTL, on every member", async () => {
+    onTestFailed(() => { console.error(cluster.logTails(40)); });
+    const leader = await cluster.leader();
+    const kv = cluster.client(leader.index);
+    const grant = await kv.call('Lease', 'LeaseGrant', { TTL: String(TTL_SECONDS), ID: '0' });
+    if (!grant.ok) throw new Error(`grant failed: ${grant.code} ${grant.message}`);
+    const grantedAt = Date.now();
+    const leaseId = String(grant.value['ID']);
+    const start = int(child(grant.value, 'header'), 'revision') + 1;
+    for (const key of KEYS) {
+      const put = await kv.call('KV', 'Put', { key: Buffer.from(key), value: Buffer.from(`v-${key}`), lease: leaseId });
+      expect(put.ok).toBe(true);
+    }
+    const survivor = (leader.index + 1) % cluster.size;
+    const watch = await openWatch(cluster.client(survivor), PREFIX, start);
+
+    await cluster.kill(leader.index);
+    const killedAfterMs = Date.now() - grantedAt;
+    expect(killedAfterMs).toBeLessThan(TTL_SECONDS * 1000 / 2);
+    const next = await cluster.newLeader(leader);
+    // The keys are still there under the new leader: the kill did not expire the lease.
+    const early = await cluster.client(next.index).call('KV', 'Range', { key: Buffer.from(PREFIX), range_end: prefixEnd(PREFIX) });
+    expect(early.ok && list(early.value, 'kvs').length).toBe(KEYS.length);
+
+    // Bound: the TTL again from the new leader's promotion, plus elections, plus slack.
+    const boundMs = 2 * TTL_SECONDS * 1000 + 4 * cluster.electionTimeoutMs + 5_000;
+    await waitFor('the lease to expire its keys', async () => {
+      const range = await cluster.client(next.index).call('KV', 'Range', { key: Buffer.from(PREFIX), range_end: prefixEnd(PREFIX) }, 2_000);
+      return range.ok && list(range.value, 'kvs').length === 0 ? true : undefined;
+    }, boundMs, 100);
+    expect(Date.now() - grantedAt).toBeGreaterThanOrEqual(TTL_SECONDS * 1000);
+
+    await cluster.restart(leader.index);
+    const sentinel = await writeSentinel(cluster, PREFIX);
+    await cluster.converged(20_000);
+    await watch.until('the watch to reach the sentinel',
+      () => streamEvents(watch).some((e) => e.revision >= sentinel), 15_000);
+    const watched = streamEvents(watch).filter((e) => e.revision < sentinel);
+    watch.end();
+    const deletes = watched.filter((e) => e.value === null);
+    expect(deletes.map((e) => e.key).sort()).toEqual(KEYS);
+    expect(new Set(deletes.map((e) => e.revision)).size).toBe(1);
+
+    for (const index of cluster.runningIndexes()) {
+      const log = await readLog(cluster, index, PREFIX, sentinel);
+      const memberDeletes = log.filter((e) => e.value === null);
+      expect(memberDeletes.map((e) => e.key).sort(), `m${index + 1} deletes`).toEqual(KEYS);
+      expect(log.filter((e) => e.revision > (memberDeletes[0]?.revision ?? 0)), `m${index + 1} after expiry`).toEqual([]);
+      const ttl = await cluster.client(index).call('Lease', 'LeaseTimeToLive', { ID: leaseId });
+      expect(ttl.ok && String(ttl.value['TTL']), `m${index + 1} TTL`).toBe('-1');
+    }
+  }, 120_000);
+});

@@ -6,5 +6,6 @@ export { Progress, Inflights } from './progress.js';
 export type { ProgressState } from './progress.js';
 export { majority, committedIndex, voteResult, hasQuorum } from './quorum.js';
 export type { VoteResult } from './quorum.js';
-export { ReadOnly, readIndexPendingMax } from './read-only.js';
+export { ReadOnly } from './read-only.js';
+export { readIndexPendingMax, defaultMaxUncommittedEntriesBytes } from './limits.js';
 export { MemoryLogStorage } from './memory-log-storage.js';

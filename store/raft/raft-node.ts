@@ -1,7 +1,8 @@
 import { assert } from '../../shared/assert.js';
 import { Progress } from './progress.js';
 import { committedIndex, hasQuorum, voteResult } from './quorum.js';
-import { ReadOnly, readIndexPendingMax } from './read-only.js';
+import { ReadOnly } from './read-only.js';
+import { defaultMaxUncommittedEntriesBytes, readIndexPendingMax } from './limits.js';
 import { RaftLog } from './raft-log.js';
 import { RaftStorageError } from './types.js';
 import type {
@@ -29,8 +30,6 @@ const emptyBytes = new Uint8Array(0);
 /** Marks the votes of a leadership transfer, which may break a follower's leader lease. */
 const campaignTransferContext = new TextEncoder().encode('campaign-transfer');
 
-/** Default bound on a leader's unapplied proposal bytes (RaftConfig.maxUncommittedEntriesBytes). */
-export const defaultMaxUncommittedEntriesBytes = 64 * 1024 * 1024;
 
 const ok: StepResult = { ok: true };
 const dropped: StepResult = { ok: false, reason: 'proposal-dropped' };

@@ -1,8 +1,6 @@
 import { assert } from '../../shared/assert.js';
 import type { MemberId, Message } from './types.js';
 
-/** Bound on queued ReadIndex requests at the leader; past it new ones are dropped. */
-export const readIndexPendingMax = 4096;
 
 export interface ReadIndexStatus {
   readonly request: Message;

@@ -12,6 +12,6 @@ export const readIndexPendingMax = 4096;
 /**
  * Default bound on payload bytes a leader holds appended but not applied
  * (RaftConfig.maxUncommittedEntriesBytes). etcd leaves it unlimited; 64 MiB is about 40 requests
- * of etcd's 1.5 MiB maximum size, which keeps a leader with slow followers from growing without end.
+ * of etcd's 1.5 MiB maximum size, and keeps a leader with slow followers from growing without end.
  */
 export const defaultMaxUncommittedEntriesBytes = 64 * 1024 * 1024;

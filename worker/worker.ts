@@ -41,6 +41,10 @@ interface JobState {
   schedule: CompiledSchedule;
   /** Every slot at or before this instant has been handled (claimed, delegated or left to housekeeping). */
   cursorMs: number;
+  /** nextSlotMs(schedule, cursorMs), cached: most ticks find nothing due, and croner is not free. */
+  next?: { readonly afterMs: number; readonly slotMs: number | null };
+  /** Start instant (slot + jitter) of the first slot not yet due, as of the last tick. */
+  nextStartMs?: number;
 }
 
 const TICK_MS = 50;
@@ -201,13 +205,15 @@ class Worker {
     attempt();
   }
 
-  private scheduleTick(): void {
+  /** Ticks every TICK_MS at most, sooner when a slot's start instant comes first (lateness). */
+  private scheduleTick(delayMs = TICK_MS): void {
     if (this.stopping) return;
-    this.tickTimer = this.clock.setTimer(TICK_MS, () => {
+    this.tickTimer = this.clock.setTimer(delayMs, () => {
+      let nextDelayMs = TICK_MS;
       try {
-        this.tick();
+        nextDelayMs = this.tick();
       } finally {
-        this.scheduleTick();
+        this.scheduleTick(nextDelayMs);
       }
     });
   }
@@ -216,28 +222,38 @@ class Worker {
     return spec.tags.every((tag) => tags.includes(tag));
   }
 
-  private tick(): void {
+  /** Plans every job once; returns the delay until the next tick. */
+  private tick(): number {
     const session = this.session;
-    if (session === undefined || !session.isAlive()) return;
+    if (session === undefined || !session.isAlive()) return TICK_MS;
     const nowMs = this.clock.nowMs();
+    let earliestMs = nowMs + TICK_MS;
     for (const job of this.jobs.values()) {
       if (job.spec.paused || !this.isEligible(job.spec, this.tags)) {
         job.cursorMs = Math.max(job.cursorMs, nowMs);
         continue;
       }
       this.planJob(job, nowMs, session);
+      if (job.nextStartMs !== undefined) earliestMs = Math.min(earliestMs, job.nextStartMs);
     }
+    return Math.max(1, Math.min(TICK_MS, earliestMs - this.clock.nowMs()));
   }
 
   /** Slots in (cursor, now] whose start instant (slot + jitter) has come, oldest first. */
   private dueSlots(job: JobState, nowMs: number): DueSlot[] {
     const due: DueSlot[] = [];
+    // Only a slot still in the future sets it; a due slot waiting for takeover must not (1 ms ticks).
+    delete job.nextStartMs;
     let cursor = job.cursorMs;
     while (due.length < WORKER_LIMITS.slotsPerPassMax) {
-      const slotMs = nextSlotMs(job.schedule, cursor);
-      if (slotMs === null || slotMs > nowMs) break;
+      if (job.next?.afterMs !== cursor) job.next = { afterMs: cursor, slotMs: nextSlotMs(job.schedule, cursor) };
+      const slotMs = job.next.slotMs;
+      if (slotMs === null) break;
       const startMs = slotMs + jitterOffsetMs(job.spec.name, slotMs, job.spec.jitterMs);
-      if (startMs > nowMs) break;
+      if (startMs > nowMs) {
+        job.nextStartMs = startMs;
+        break;
+      }
       due.push({ slotMs, startMs });
       cursor = slotMs;
     }

@@ -5,7 +5,7 @@ import type { Etcd3 } from 'etcd3';
 import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
 import { startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
-import { clientFor, duplicates, historyRecords, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
+import { clientFor, duplicates, historyRecords, percentile, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, isProcessAlive, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
 import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
 import { readRun } from '../../shared/history/read.js';
@@ -66,7 +66,7 @@ describe.skipIf(!hasEtcd())('worker faults: SIGKILL and SIGSTOP during an every-
     await putJob(client, {
       name: 'faults', schedule: '* * * * * *',
       command: [
-        `echo "$ETCRON_SLOT $ETCRON_WORKER $ETCRON_FENCE" >> ${starts}`,
+        `echo "$ETCRON_SLOT $ETCRON_WORKER $ETCRON_FENCE $(date +%s%3N)" >> ${starts}`,
         `if [ -e ${holds}/$ETCRON_WORKER ]; then rm ${holds}/$ETCRON_WORKER; echo "$$ $ETCRON_SLOT" > ${holds}/$ETCRON_WORKER.pid; sleep 30;`,
         'else sleep 0.3; fi',
       ].join('\n'),
@@ -133,6 +133,12 @@ describe.skipIf(!hasEtcd())('worker faults: SIGKILL and SIGSTOP during an every-
     expect(notStarted).toBeLessThanOrEqual(3);
     // Every start the file saw that is not one of the two faulted runs finished and was recorded.
     expect((await runState(killed.slot))?.state).toBe('lost');
-    console.log(JSON.stringify({ slots: started.size, notStarted, lostAfterMs, housekeeping: housekeeping.stats() }));
+    // Start lateness (shell start - slot) after the start-up catch-up, faults included.
+    const lateness = lines.filter((l) => l.atMs !== undefined && Date.parse(l.slot) > Date.parse(firstSlot) + 10_000)
+      .map((l) => l.atMs! - Date.parse(l.slot));
+    console.log(JSON.stringify({
+      slots: started.size, notStarted, lostAfterMs, housekeeping: housekeeping.stats(),
+      latenessMs: { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: Math.max(...lateness) },
+    }));
   }, 150_000);
 });

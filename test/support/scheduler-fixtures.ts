@@ -31,14 +31,16 @@ export interface StartLine {
   readonly slot: string;
   readonly worker: string;
   readonly fence: number;
+  /** Wall-clock ms when the job's shell ran, when the command printed it. */
+  readonly atMs?: number;
 }
 
-/** Lines "<slot> <worker> <fence>" appended by the test job's command. */
+/** Lines "<slot> <worker> <fence> [<ms>]" appended by the test job's command. */
 export function readStarts(file: string): StartLine[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((line) => {
-    const [slot = '', worker = '', fence = '0'] = line.split(' ');
-    return { slot, worker, fence: Number(fence) };
+    const [slot = '', worker = '', fence = '0', atMs] = line.split(' ');
+    return atMs === undefined ? { slot, worker, fence: Number(fence) } : { slot, worker, fence: Number(fence), atMs: Number(atMs) };
   });
 }
 
@@ -51,6 +53,12 @@ export function duplicates<T>(values: readonly T[]): T[] {
 
 export async function historyRecords(client: Etcd3, job: string): Promise<RunRecord[]> {
   return (await readHistory(client, job)).runs.map((r) => r.value);
+}
+
+/** The p-th percentile (0-100) of values, nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
 }
 
 export const quietLogger = createLogger(process.env['ETCRON_TEST_LOG'] === '1' ? 'debug' : 'silent');

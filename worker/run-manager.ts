@@ -9,7 +9,8 @@ import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed } f
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import type { Session } from './session.js';
 import { WORKER_LIMITS } from './options.js';
-import { nextSlotMs } from '../master/planner/slots.js';
+import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
+import { startDeadlineMs } from '../master/planner/catch-up.js';
 import { compileSchedule } from '../shared/job/schedule.js';
 
 export interface LaunchRequest {
@@ -108,16 +109,18 @@ export class RunManager {
   }
 
   /**
-   * Forbid: record the slot as skipped. BufferOne: wait for the running one to end, but only until
-   * the job's next slot would start; at most one slot waits at a time because each gives up when
-   * the next one begins (we keep the most recent slot, not the oldest).
+   * Forbid: record the slot as skipped. BufferOne: wait for the running one to end, but no longer
+   * than the next slot's start nor the slot's own start deadline (max(catch-up window, 5 s)), after
+   * which housekeeping would record it missed. At most one slot waits at a time because each gives
+   * up when the next one begins (the most recent slot is kept, not the oldest).
    */
   private async onBusy(request: LaunchRequest, attempt: number, previous: number | undefined, holders: string[]): Promise<boolean> {
     const { spec, slotMs } = request;
     if (spec.overlap === 'BufferOne' && previous === undefined) {
       const compiled = compileSchedule(spec.schedule, spec.timezone);
       const next = compiled.ok ? nextSlotMs(compiled.schedule, slotMs) : null;
-      const giveUpMs = next ?? slotMs;
+      const startMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
+      const giveUpMs = Math.min(next ?? slotMs, startDeadlineMs({ slotMs, startMs }, spec.catchUp.windowMs));
       while (this.clock.nowMs() < giveUpMs && request.session.isAlive()) {
         await new Promise<void>((resolve) => this.clock.setTimer(BUFFER_POLL_MS, resolve));
         if ((await this.currentLocks(spec)).length === 0) return this.claimAndRun(request, attempt, previous);
@@ -125,7 +128,7 @@ export class RunManager {
     }
     const slot = slotId(slotMs);
     const reason = spec.overlap === 'BufferOne'
-      ? `overlap BufferOne: superseded by the next slot while ${holders.join(', ')} ran`
+      ? `overlap BufferOne: ${holders.join(', ')} still running at the next slot or the start deadline`
       : `overlap ${spec.overlap}: ${holders.join(', ')} still running`;
     const record: RunRecord = {
       job: spec.name, slot, runId: runIdFor(spec.name, slot, attempt), state: 'skipped', attempt, worker: this.worker,

@@ -40,7 +40,7 @@ export interface CaseReport {
 }
 
 const WAIT_MS = 5_000;
-const DIFFERENCES_MAX = 40;
+const DIFFERENCES_MAX = 80;
 
 interface Performed {
   readonly raw: Msg | null;
@@ -305,7 +305,7 @@ async function runSequence(
 ): Promise<boolean> {
   const first = world.opIndex;
   while (world.opIndex - first < steps && found.length < DIFFERENCES_MAX) {
-    const request = await nextRequest(world, options.profile, sides[0].client, options.watchersMax);
+    const request = relativeStart(await nextRequest(world, options.profile, sides[0].client, options.watchersMax), world);
     const revision = world.revision;
     const before = found.length;
     await step(sides, request, world, found);
@@ -326,6 +326,8 @@ async function runSequence(
           step: world.opIndex - 1, request: 'stores diverged after the step above; new epoch on fresh stores',
           lines: diverged.slice(0, 6), reference: '', subject: '',
         });
+        // Up to the revision both stores agreed on, the watchers must still agree.
+        await compareWatchers(sides, world, found, revision);
         return true;
       }
     }
@@ -401,16 +403,22 @@ function lastEventRevision(responses: readonly Msg[]): number {
 }
 
 /** A watcher's stream as a flat list: status responses (created, cancel) and single events. */
-function transcript(side: Side, watchId: string): Plain[] {
+function transcript(side: Side, watchId: string, maxRevision = Number.MAX_SAFE_INTEGER): Plain[] {
   const out: Plain[] = [];
   for (const response of responsesOf(side, watchId)) {
     const events = list(response, 'events');
     if (events.length === 0) {
-      out.push(side.normalizer.message('Watch', { ...response, events: null }));
+      if (int(child(response, 'header'), 'revision') <= maxRevision) {
+        out.push(side.normalizer.message('Watch', { ...response, events: null }));
+      }
       continue;
     }
-    for (const event of events) out.push(side.normalizer.message('Watch', event));
+    for (const event of events) {
+      if (int(child(event, 'kv'), 'mod_revision') <= maxRevision) out.push(side.normalizer.message('Watch', event));
+    }
   }
+  // Fragment boundaries are the server's choice (clients reassemble); whether it split is not.
+  if (responsesOf(side, watchId).some((response) => response['fragment'] === true)) out.push('fragmented');
   return out;
 }
 
@@ -431,15 +439,20 @@ function invariantViolations(side: Side, watchId: string): string[] {
   return problems;
 }
 
-async function compareWatchers(sides: readonly [Side, Side], world: World, found: Difference[]) {
+async function compareWatchers(
+  sides: readonly [Side, Side], world: World, found: Difference[], agreedRevision = Number.MAX_SAFE_INTEGER,
+) {
   await syncWatchers(sides, world, world.watchers.filter((watcher) => watcher.isLive), found);
   const [reference, subject] = sides;
   for (const watcher of world.watchers) {
     const leftId = reference.watchIds[watcher.createIndex] ?? 'none';
     const rightId = subject.watchIds[watcher.createIndex] ?? 'none';
     if (leftId === '-1') continue;
-    const left = transcript(reference, leftId);
-    const right = transcript(subject, rightId);
+    const left = transcript(reference, leftId, agreedRevision);
+    const right = transcript(subject, rightId, agreedRevision);
+    if (process.env['ETCRON_COMPAT_TRACE'] === 'all') {
+      console.error(`watch #${watcher.createIndex}: ${left.length}/${right.length} entries, last ${clip(left[left.length - 1] ?? null)}`);
+    }
     const lines = differences(left, right);
     for (const side of sides) {
       const id = side.watchIds[watcher.createIndex] ?? 'none';
@@ -452,7 +465,7 @@ async function compareWatchers(sides: readonly [Side, Side], world: World, found
       });
     }
   }
-  const strays = differences(transcript(reference, '-1'), transcript(subject, '-1'));
+  const strays = differences(transcript(reference, '-1', agreedRevision), transcript(subject, '-1', agreedRevision));
   if (strays.length > 0) {
     found.push({ step: world.opIndex, request: 'watch_id -1 responses', lines: strays, reference: '', subject: '' });
   }
@@ -463,7 +476,7 @@ export function formatReport(report: CaseReport): string {
     `case ${report.name}: ${report.differences.length} differing step(s) in ${report.steps} steps`,
     `replay with ETCRON_SEED=${report.replaySeed} (left = real etcd, right = subject)`,
   ];
-  for (const difference of report.differences.slice(0, 25)) {
+  for (const difference of report.differences.slice(0, 60)) {
     lines.push(`- step ${difference.step}: ${difference.request}`);
     for (const line of difference.lines.slice(0, 8)) lines.push(`    ${line}`);
     if (difference.reference !== '' || difference.subject !== '') {
@@ -478,4 +491,13 @@ function crashTail(output: string): string[] {
   const lines = output.split('\n');
   const panicAt = lines.findIndex((line) => /panic|fatal|error/i.test(line) && !line.includes('"level":"info"'));
   return panicAt >= 0 ? lines.slice(panicAt, panicAt + 14) : lines.slice(-20);
+}
+
+/** A probe's watch start "$rev-N" means N revisions before the current one. */
+function relativeStart(request: Request, world: World): Request {
+  if (request.kind !== 'watch-create') return request;
+  const start = request.body['start_revision'];
+  if (typeof start !== 'string' || !start.startsWith('$rev-')) return request;
+  const revision = Math.max(1, world.revision - Number(start.slice(5)));
+  return { ...request, body: { ...request.body, start_revision: String(revision) } };
 }

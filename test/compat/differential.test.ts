@@ -128,6 +128,12 @@ const probes: readonly Request[] = [
   { kind: 'raw', service: 'KV', method: 'Range', bytes: Buffer.from([0x0a, 0x01, 0x61, 0xf8, 0x06, 0x01]) },
   { kind: 'raw', service: 'Lease', method: 'LeaseGrant', bytes: Buffer.from([0x08, 0x80]) },
   unary('Range', { key: b('x/'), range_end: b('x0'), sort_order: 1, sort_target: 4, keys_only: true }),
+  // Fragmented watch responses: a catch-up over two 1.2 MiB values exceeds 2 MiB.
+  unary('Put', { key: b('frag/1'), value: Buffer.alloc(1_200_000, 0x31) }),
+  unary('Put', { key: b('frag/2'), value: Buffer.alloc(1_200_000, 0x32) }),
+  { kind: 'watch-create', body: { key: b('frag/'), range_end: b('frag0'), start_revision: '$rev-1', fragment: true } },
+  { kind: 'watch-create', body: { key: b('frag/'), range_end: b('frag0'), start_revision: '$rev-3' } },
+  unary('DeleteRange', { key: b('frag/'), range_end: b('frag0') }),
   unary('Range', { key: b('x/a'), revision: '8' }),
   unary('Range', { key: b('x/a'), revision: '9' }),
 ];

@@ -55,6 +55,8 @@ export interface FaultMix {
   readonly maxSizePerMsgBytes: number;
   /** 0: the Ready is written at once; otherwise the write takes about this long. */
   readonly asyncDiskMs: number;
+  /** The transport reports messages it could not deliver over a cut link or to a down member. */
+  readonly reportUnreachable: boolean;
 }
 
 export interface SimResult {
@@ -104,6 +106,7 @@ function chooseMix(random: Random): FaultMix {
     // Small limits force many messages per catch-up; 1 MiB is etcd's default.
     maxSizePerMsgBytes: pick([256, 4096, 1 << 20]),
     asyncDiskMs: pick([0, 0, 0.5, 3]),
+    reportUnreachable: random.float() < 0.5,
   };
 }
 
@@ -417,10 +420,20 @@ export class Simulation {
       if (!isLost) this.snapshotsSent++;
       this.reportSnapshot(sender, senderLife, message.to, isLost);
     }
+    const isUnreachable = this.cut.has(linkKey(message.from, message.to)) || target?.node === null;
+    if (isUnreachable && this.mix.reportUnreachable)
+      this.reportUnreachable(sender, senderLife, message.to);
     if (isLost || target === undefined || target.node === null) return;
     this.record(message);
     target.node.step(message);
     this.drain(target);
+  }
+
+  /** Like a transport whose connection failed: the leader falls back to probing that member. */
+  private reportUnreachable(sender: Member, senderLife: number, target: MemberId): void {
+    if (sender.node === null || sender.life !== senderLife) return;
+    sender.node.step(makeMessage({ type: 'unreachable', to: sender.id, from: target }));
+    this.drain(sender);
   }
 
   private reportSnapshot(

@@ -49,6 +49,15 @@ describe.skipIf(process.env['ETCRON_SEED'] !== undefined)('raft simulation self-
     expect(caught?.failure).toMatch(/read-index .* answered \d+ < committed \d+/);
   });
 
+  it('catches a driver that sends messages before their Ready is durable (ack before fsync)', () => {
+    const caught = firstCaught({ sendBeforePersist: true });
+    // Here a member acked entries it then lost; the leader's commit runs past its log
+    // (etcd panics the same way: "was the raft log corrupted, truncated, or lost?").
+    expect(caught?.failure).toMatch(
+      /beyond last index|committed|leader completeness|state machine safety|both lead|voted for/,
+    );
+  });
+
   it('passes the same seeds with the bugs switched off', () => {
     for (let seed = 1; seed <= 20; seed++) expect(simulate({ seed }).failure).toBeNull();
   });

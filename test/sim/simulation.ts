@@ -32,6 +32,8 @@ export interface SimOptions {
   readonly bugs?: RaftTestingBugs;
   /** A disk that loses the vote on crash: the "vote not persisted" self-test. */
   readonly diskForgetsVote?: boolean;
+  /** A driver that sends a Ready's messages before its write is durable ("ack before fsync"). */
+  readonly sendBeforePersist?: boolean;
   /** Fault-phase length in virtual ms. */
   readonly faultPhaseMs?: number;
   /** Liveness budget after healing, in election timeouts. */
@@ -279,6 +281,9 @@ export class Simulation {
       }
       const ready = node.ready();
       const leaderTerm = node.status().role === 'leader' ? node.status().term : null;
+      if (this.options.sendBeforePersist === true) {
+        for (const message of ready.messages) this.send(member, message);
+      }
       if (this.mix.asyncDiskMs > 0) {
         member.writing = true;
         const life = member.life;
@@ -316,7 +321,9 @@ export class Simulation {
       this.crash(member, 'after persist');
       return false;
     }
-    for (const message of ready.messages) this.send(member, message);
+    if (this.options.sendBeforePersist !== true) {
+      for (const message of ready.messages) this.send(member, message);
+    }
     this.checkReadStates(member, ready);
     node.advance(ready);
     if (crashRoll < 0.006 * this.mix.crashWeight) {

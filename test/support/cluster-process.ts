@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompatClient, child, int, text, type Outcome } from './compat-client.js';
 import { ETCD_BINARY, ETCRON_BIN } from './etcd-process.js';
+import { PeerProxies } from './cluster-partition.js';
 import { freePort, waitFor } from './ports.js';
 
 export type ClusterSubject = 'etcd' | 'etcron';
@@ -29,6 +30,8 @@ export interface ClusterOptions {
   readonly electionTimeoutMs?: number;
   readonly startTimeoutMs?: number;
   readonly extraArgs?: readonly string[];
+  /** Put a test-owned TCP proxy in front of each member's peer port (for isolate/heal). */
+  readonly withPeerProxies?: boolean;
 }
 
 export type MemberState = 'running' | 'paused' | 'down';
@@ -40,7 +43,10 @@ export interface Member {
   readonly peerPort: number;
   readonly endpoint: string; // 127.0.0.1:port
   readonly clientUrl: string;
+  /** The advertised peer URL (the proxy's, with peer proxies). */
   readonly peerUrl: string;
+  /** Where the member listens for peers. */
+  readonly listenPeerUrl: string;
   readonly dataDir: string;
   readonly logPath: string;
 }
@@ -95,6 +101,7 @@ export class Cluster {
   private readonly states: MemberState[];
   private readonly starts: number[];
   private readonly clients = new Map<number, CompatClient>();
+  private proxies: PeerProxies | null = null;
   private isTornDown = false;
 
   private constructor(
@@ -123,18 +130,26 @@ export class Cluster {
     for (let index = 0; index < options.size; index++) {
       const clientPort = await freePort();
       const peerPort = await freePort();
+      const proxyPort = options.withPeerProxies === true ? await freePort() : peerPort;
       const dataDir = join(rootDir, `m${index + 1}`);
       mkdirSync(dataDir, { recursive: true });
       members.push({
         index, name: `m${index + 1}`, clientPort, peerPort,
         endpoint: `127.0.0.1:${clientPort}`,
         clientUrl: `http://127.0.0.1:${clientPort}`,
-        peerUrl: `http://127.0.0.1:${peerPort}`,
+        peerUrl: `http://127.0.0.1:${proxyPort}`,
+        listenPeerUrl: `http://127.0.0.1:${peerPort}`,
         dataDir, logPath: join(rootDir, `m${index + 1}.log`),
       });
     }
     const cluster = new Cluster({ ...options, subject }, members, rootDir);
     try {
+      if (options.withPeerProxies === true) {
+        const listen = members.map((m) => Number(new URL(m.peerUrl).port));
+        cluster.proxies = new PeerProxies(listen, members.map((m) => m.peerPort),
+          (index) => cluster.children[index]?.pid);
+        await cluster.proxies.start();
+      }
       for (const member of members) cluster.spawnMember(member.index, 'new');
       await Promise.all(members.map((member) => cluster.waitForClientPort(member.index)));
       await cluster.leader(options.startTimeoutMs ?? 20_000);
@@ -270,6 +285,24 @@ export class Cluster {
     }, timeoutMs, 50);
   }
 
+  /** Cuts member `index` off from every other member, both ways (needs withPeerProxies). */
+  isolate(index: number): void {
+    this.member(index);
+    if (this.proxies === null) throw new Error('isolate needs a cluster started withPeerProxies');
+    this.proxies.isolate(index);
+  }
+
+  /** Restores every peer link. */
+  heal(): void {
+    if (this.proxies === null) throw new Error('heal needs a cluster started withPeerProxies');
+    this.proxies.heal();
+  }
+
+  /** Peer connections whose dialing member the proxies could not identify. */
+  unidentifiedPeerConnections(): number {
+    return this.proxies?.unidentified ?? 0;
+  }
+
   /** The last lines of every member's log, for failure messages. */
   logTails(lines = 30): string {
     return this.members.map((member) => {
@@ -290,6 +323,7 @@ export class Cluster {
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
     await Promise.all(this.members.map((m) => this.signalAndWait(m.index, 'SIGKILL')));
+    await this.proxies?.close();
     if (process.env['ETCRON_KEEP_CLUSTER_DIRS'] === '1') {
       process.stderr.write(`cluster dirs kept in ${this.rootDir}\n`);
     } else {
@@ -311,7 +345,7 @@ export class Cluster {
       '--data-dir', join(member.dataDir, 'data'),
       '--listen-client-urls', member.clientUrl,
       '--advertise-client-urls', member.clientUrl,
-      '--listen-peer-urls', member.peerUrl,
+      '--listen-peer-urls', member.listenPeerUrl,
       '--initial-advertise-peer-urls', member.peerUrl,
       '--initial-cluster', this.initialCluster(),
       '--initial-cluster-state', clusterState,

@@ -99,6 +99,12 @@ export function readJobFile(file: string): unknown[] {
 
 export function registerJobCommands(program: Command): void {
   const job = program.command('job').description('define, inspect and control jobs (through a master)');
+  registerDefinitionCommands(job);
+  registerRunCommands(job);
+}
+
+/** add, apply, list, get, rm, pause, resume: the job definitions. */
+function registerDefinitionCommands(job: Command): void {
 
   withClientOptions(addJobFlags(job.command('add <name>').description('create a job; fails if it exists')))
     .action(action(async (name: string, flags: JobFlagValues & ClientFlags) => {
@@ -171,6 +177,10 @@ export function registerJobCommands(program: Command): void {
       }));
   }
 
+}
+
+/** run, kill, history, logs, timeline: the runs of a job. */
+function registerRunCommands(job: Command): void {
   withClientOptions(job.command('run <name>').description('run the job once now (on any eligible worker)'))
     .action(action(async (name: string, flags: ClientFlags) => {
       const result = (await apiClient(flags).post(path(name, '/run'))) as { requested: { slot: string } };

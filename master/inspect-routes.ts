@@ -107,134 +107,136 @@ async function writeControl(client: Etcd3, key: string, value: RunNowRequest): P
   return revisionOf(res.header.revision, 'revision');
 }
 
-export function inspectRoutes(client: Etcd3, clock: Clock): Route[] {
-  const workers = async (): Promise<RouteResult> => {
-    const [registered, locks] = await Promise.all([readWorkers(client), readLocks(client)]);
-    const ttls = new Map<string, number>();
-    await Promise.all(registered.workers.map(async (w) => {
-      if (w.leaseId === '0') return;
-      ttls.set(w.leaseId, Number((await client.leaseClient.leaseTimeToLive({ ID: w.leaseId })).TTL));
-    }));
-    const running = new Map<string, string[]>();
-    for (const lock of locks.locks) running.set(lock.worker, [...(running.get(lock.worker) ?? []), lock.runId]);
-    const list = registered.workers.map((w) => ({
-      id: w.value.id,
-      tags: w.value.tags,
-      hostname: w.value.hostname,
-      pid: w.value.pid,
-      startedAt: new Date(w.value.startedAtMs).toISOString(),
-      leaseId: w.leaseId,
-      ttlSeconds: ttls.get(w.leaseId) ?? null,
-      running: running.get(w.value.id) ?? [],
-    }));
-    return ok({ revision: registered.revision, workers: list });
-  };
+async function listWorkers(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const [registered, locks] = await Promise.all([readWorkers(client), readLocks(client)]);
+  const ttls = new Map<string, number>();
+  await Promise.all(registered.workers.map(async (w) => {
+    if (w.leaseId === '0') return;
+    ttls.set(w.leaseId, Number((await client.leaseClient.leaseTimeToLive({ ID: w.leaseId })).TTL));
+  }));
+  const running = new Map<string, string[]>();
+  for (const lock of locks.locks) running.set(lock.worker, [...(running.get(lock.worker) ?? []), lock.runId]);
+  const list = registered.workers.map((w) => ({
+    id: w.value.id,
+    tags: w.value.tags,
+    hostname: w.value.hostname,
+    pid: w.value.pid,
+    startedAt: new Date(w.value.startedAtMs).toISOString(),
+    leaseId: w.leaseId,
+    ttlSeconds: ttls.get(w.leaseId) ?? null,
+    running: running.get(w.value.id) ?? [],
+  }));
+  return ok({ revision: registered.revision, workers: list });
+}
 
-  const locks = async (context: RequestContext): Promise<RouteResult> => {
-    const rev = revisionQuery(context);
-    const view = await readLocks(client, rev === undefined ? {} : { revision: rev });
-    return ok({ revision: view.revision, locks: view.locks.map(lockRow) });
-  };
+async function listLocks(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const rev = revisionQuery(context);
+  const view = await readLocks(client, rev === undefined ? {} : { revision: rev });
+  return ok({ revision: view.revision, locks: view.locks.map(lockRow) });
+}
 
-  const history = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    const limitRaw = context.query.get('limit');
-    const limit = limitRaw === null ? HISTORY_LIMIT_DEFAULT : Number(limitRaw);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > HISTORY_LIMIT_MAX) {
-      throw new ApiError('invalid-request', `limit must be an integer from 1 to ${HISTORY_LIMIT_MAX}`);
+async function jobHistory(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  const limitRaw = context.query.get('limit');
+  const limit = limitRaw === null ? HISTORY_LIMIT_DEFAULT : Number(limitRaw);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > HISTORY_LIMIT_MAX) {
+    throw new ApiError('invalid-request', `limit must be an integer from 1 to ${HISTORY_LIMIT_MAX}`);
+  }
+  const rev = revisionQuery(context);
+  const result = await readRuns(client, job, rev, limit);
+  if (result.runs.length === 0) {
+    const builder = client.get(jobKey(job));
+    if (rev !== undefined) builder.revision(rev);
+    if ((await builder.exec()).kvs.length === 0) {
+      throw new ApiError('job-not-found', `job ${JSON.stringify(job)} not found${rev === undefined ? '' : ` at revision ${rev}`}`);
     }
-    const rev = revisionQuery(context);
-    const result = await readRuns(client, job, rev, limit);
-    if (result.runs.length === 0) {
-      const builder = client.get(jobKey(job));
-      if (rev !== undefined) builder.revision(rev);
-      if ((await builder.exec()).kvs.length === 0) {
-        throw new ApiError('job-not-found', `job ${JSON.stringify(job)} not found${rev === undefined ? '' : ` at revision ${rev}`}`);
-      }
-    }
-    return ok({ job, revision: result.revision, runs: result.runs.map(runView) });
-  };
+  }
+  return ok({ job, revision: result.revision, runs: result.runs.map(runView) });
+}
 
-  const run = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    const found = await findRun(client, job, context.params['run'], revisionQuery(context));
-    if (found === undefined) throw new ApiError('run-not-found', `no run ${context.params['run'] ?? ''} of job ${job}`);
-    return ok({ run: { ...runView(found), outputTail: found.value.outputTail ?? '' } });
-  };
+async function getRun(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  const found = await findRun(client, job, context.params['run'], revisionQuery(context));
+  if (found === undefined) throw new ApiError('run-not-found', `no run ${context.params['run'] ?? ''} of job ${job}`);
+  return ok({ run: { ...runView(found), outputTail: found.value.outputTail ?? '' } });
+}
 
-  const logs = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    const runParam = context.query.get('run') ?? undefined;
-    const found = await findRun(client, job, runParam);
-    if (found === undefined) {
-      throw new ApiError('run-not-found', runParam === undefined ? `job ${job} has no runs yet` : `no run ${runParam} of job ${job}`);
-    }
-    const follow = context.query.get('follow') === '1' || context.query.get('follow') === 'true';
-    context.response.writeHead(200, {
-      'content-type': 'text/plain; charset=utf-8',
-      'x-etcron-run-id': found.value.runId,
-      'x-etcron-run-state': found.value.state,
-      'cache-control': 'no-store',
-    });
-    if (!follow || !isLiveState(found.value.state)) {
-      context.response.end(found.value.outputTail ?? '');
-      return 'streamed';
-    }
-    await followRunOutput(client, found, context, clock);
+async function runLogs(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  const runParam = context.query.get('run') ?? undefined;
+  const found = await findRun(client, job, runParam);
+  if (found === undefined) {
+    throw new ApiError('run-not-found', runParam === undefined ? `job ${job} has no runs yet` : `no run ${runParam} of job ${job}`);
+  }
+  const follow = context.query.get('follow') === '1' || context.query.get('follow') === 'true';
+  context.response.writeHead(200, {
+    'content-type': 'text/plain; charset=utf-8',
+    'x-etcron-run-id': found.value.runId,
+    'x-etcron-run-state': found.value.state,
+    'cache-control': 'no-store',
+  });
+  if (!follow || !isLiveState(found.value.state)) {
+    context.response.end(found.value.outputTail ?? '');
     return 'streamed';
-  };
+  }
+  await followRunOutput(client, found, context, clock);
+  return 'streamed';
+}
 
-  const timeline = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    const from = revisionQuery(context, 'from');
-    const to = revisionQuery(context, 'to');
-    const view = await readLockTimeline(client, job, {
-      ...(from === undefined ? {} : { fromRevision: from }),
-      ...(to === undefined ? {} : { toRevision: to }),
-    });
-    return ok({ job, ...view });
-  };
+async function lockTimeline(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  const from = revisionQuery(context, 'from');
+  const to = revisionQuery(context, 'to');
+  const view = await readLockTimeline(client, job, {
+    ...(from === undefined ? {} : { fromRevision: from }),
+    ...(to === undefined ? {} : { toRevision: to }),
+  });
+  return ok({ job, ...view });
+}
 
-  const runNow = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    await requireJob(client, job);
-    const requestedAtMs = clock.nowMs();
-    const requestId = randomUUID();
-    const request: RunNowRequest = { job, requestId, slot: slotId(requestedAtMs), requestedAtMs };
-    const revision = await writeControl(client, runNowKey(job, requestId), request);
-    context.log.info({ job, slot: request.slot, rev: revision }, 'run now requested');
-    return ok({ requested: request, revision }, 202);
-  };
+async function requestRunNow(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  await requireJob(client, job);
+  const requestedAtMs = clock.nowMs();
+  const requestId = randomUUID();
+  const request: RunNowRequest = { job, requestId, slot: slotId(requestedAtMs), requestedAtMs };
+  const revision = await writeControl(client, runNowKey(job, requestId), request);
+  context.log.info({ job, slot: request.slot, rev: revision }, 'run now requested');
+  return ok({ requested: request, revision }, 202);
+}
 
-  // Kill deletes the run's lock key: its worker watches locks and treats a delete it did not make
-  // as a kill (process group SIGTERM, grace, SIGKILL; run recorded `killed`). Each delete compares
-  // the lock's mod revision, so a lock taken again by a newer run in between is left alone.
-  const kill = async (context: RequestContext): Promise<RouteResult> => {
-    const job = jobName(context);
-    await requireJob(client, job);
-    const target = context.query.get('run') ?? undefined;
-    const live = (await readLocks(client, { job })).locks;
-    const matching = live.filter((l) => target === undefined || l.runId === target || l.slot === target);
-    if (target !== undefined && matching.length === 0) {
-      throw new ApiError('run-not-found', `no live run ${target} of job ${job}`);
-    }
-    const killed: LockOwnership[] = [];
-    for (const lock of matching) {
-      const res = await client.if(lock.key, 'Mod', '==', lock.modRevision).then(client.delete().key(lock.key)).commit();
-      if (res.succeeded) killed.push(lock);
-    }
-    context.log.info({ job, run: target, killed: killed.length }, 'kill requested');
-    return ok({ job, killed: killed.map(lockRow) });
-  };
+/**
+ * Kill deletes the run's lock key: its worker watches locks and treats a delete it did not make
+ * as a kill (process group SIGTERM, grace, SIGKILL; run recorded `killed`). Each delete compares
+ * the lock's mod revision, so a lock taken again by a newer run in between is left alone.
+ */
+async function killRuns(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const job = jobName(context);
+  await requireJob(client, job);
+  const target = context.query.get('run') ?? undefined;
+  const live = (await readLocks(client, { job })).locks;
+  const matching = live.filter((l) => target === undefined || l.runId === target || l.slot === target);
+  if (target !== undefined && matching.length === 0) {
+    throw new ApiError('run-not-found', `no live run ${target} of job ${job}`);
+  }
+  const killed: LockOwnership[] = [];
+  for (const lock of matching) {
+    const res = await client.if(lock.key, 'Mod', '==', lock.modRevision).then(client.delete().key(lock.key)).commit();
+    if (res.succeeded) killed.push(lock);
+  }
+  context.log.info({ job, run: target, killed: killed.length }, 'kill requested');
+  return ok({ job, killed: killed.map(lockRow) });
+}
 
+export function inspectRoutes(client: Etcd3, clock: Clock): Route[] {
   return [
-    { method: 'GET', path: '/v1/workers', handler: workers },
-    { method: 'GET', path: '/v1/locks', handler: locks },
-    { method: 'GET', path: '/v1/jobs/:name/history', handler: history },
-    { method: 'GET', path: '/v1/jobs/:name/runs/:run', handler: run },
-    { method: 'GET', path: '/v1/jobs/:name/logs', handler: logs },
-    { method: 'GET', path: '/v1/jobs/:name/timeline', handler: timeline },
-    { method: 'POST', path: '/v1/jobs/:name/run', handler: runNow },
-    { method: 'POST', path: '/v1/jobs/:name/kill', handler: kill },
+    { method: 'GET', path: '/v1/workers', handler: (context) => listWorkers(client, clock, context) },
+    { method: 'GET', path: '/v1/locks', handler: (context) => listLocks(client, clock, context) },
+    { method: 'GET', path: '/v1/jobs/:name/history', handler: (context) => jobHistory(client, clock, context) },
+    { method: 'GET', path: '/v1/jobs/:name/runs/:run', handler: (context) => getRun(client, clock, context) },
+    { method: 'GET', path: '/v1/jobs/:name/logs', handler: (context) => runLogs(client, clock, context) },
+    { method: 'GET', path: '/v1/jobs/:name/timeline', handler: (context) => lockTimeline(client, clock, context) },
+    { method: 'POST', path: '/v1/jobs/:name/run', handler: (context) => requestRunNow(client, clock, context) },
+    { method: 'POST', path: '/v1/jobs/:name/kill', handler: (context) => killRuns(client, clock, context) },
   ];
 }

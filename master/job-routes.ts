@@ -110,111 +110,113 @@ async function readJob(client: Etcd3, name: string, rev?: number): Promise<IKeyV
   return res.kvs[0];
 }
 
-export function jobRoutes(client: Etcd3): Route[] {
-  const create = async (context: RequestContext): Promise<RouteResult> => {
-    const spec = specFromBody(context.body);
-    const key = jobKey(spec.name);
-    // create_revision == 0: of two concurrent creates exactly one wins; the other learns it lost.
-    const res = await client
-      .if(key, 'Create', '==', 0)
-      .then(client.put(key).value(serializeJobSpec(spec)))
-      .else(client.get(key))
-      .commit();
-    if (!res.succeeded) throw new ApiError('job-exists', `job ${JSON.stringify(spec.name)} already exists`);
-    const rev = revisionOf(res.header.revision, 'revision');
-    context.log.info({ job: spec.name, rev }, 'job created');
-    return ok({ job: { name: spec.name, spec, createRevision: rev, modRevision: rev, version: 1 }, created: true }, 201);
-  };
+async function createJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+  const spec = specFromBody(context.body);
+  const key = jobKey(spec.name);
+  // create_revision == 0: of two concurrent creates exactly one wins; the other learns it lost.
+  const res = await client
+    .if(key, 'Create', '==', 0)
+    .then(client.put(key).value(serializeJobSpec(spec)))
+    .else(client.get(key))
+    .commit();
+  if (!res.succeeded) throw new ApiError('job-exists', `job ${JSON.stringify(spec.name)} already exists`);
+  const rev = revisionOf(res.header.revision, 'revision');
+  context.log.info({ job: spec.name, rev }, 'job created');
+  return ok({ job: { name: spec.name, spec, createRevision: rev, modRevision: rev, version: 1 }, created: true }, 201);
+}
 
-  // Apply: create or replace. The write compares on the mod_revision read just before (or on the
-  // caller's `?modRevision=`), so a concurrent edit is reported instead of silently overwritten.
-  const apply = async (context: RequestContext): Promise<RouteResult> => {
-    const name = nameParam(context);
-    const spec = specFromBody(context.body, name);
-    const expected = revisionQuery(context, 'modRevision');
-    const key = jobKey(name);
-    const current = await readJob(client, name);
-    const currentModRevision = current === undefined ? 0 : revisionOf(current.mod_revision, 'mod_revision');
-    if (expected !== undefined && expected !== currentModRevision) {
-      throw new ApiError('conflict', `job ${name} is at mod revision ${currentModRevision}, not ${expected}`);
-    }
-    const text = serializeJobSpec(spec);
-    if (current !== undefined && current.value.toString() === text) {
-      return ok({ job: jobView(current), created: false, unchanged: true });
-    }
-    const txn = current === undefined
-      ? client.if(key, 'Create', '==', 0)
-      : client.if(key, 'Mod', '==', currentModRevision);
-    const res = await txn.then(client.put(key).value(text)).commit();
-    if (!res.succeeded) {
-      throw new ApiError('conflict', `job ${name} changed while applying; read it again and retry`);
-    }
-    const rev = revisionOf(res.header.revision, 'revision');
-    context.log.info({ job: name, rev, created: current === undefined }, 'job applied');
-    const after = await readJob(client, name, rev);
-    const view = after === undefined ? undefined : jobView(after);
-    return ok({ job: view ?? null, created: current === undefined, unchanged: false }, current === undefined ? 201 : 200);
-  };
+/**
+ * Apply: create or replace. The write compares on the mod_revision read just before (or on the
+ * caller's `?modRevision=`), so a concurrent edit is reported instead of silently overwritten.
+ */
+async function applyJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+  const name = nameParam(context);
+  const spec = specFromBody(context.body, name);
+  const expected = revisionQuery(context, 'modRevision');
+  const key = jobKey(name);
+  const current = await readJob(client, name);
+  const currentModRevision = current === undefined ? 0 : revisionOf(current.mod_revision, 'mod_revision');
+  if (expected !== undefined && expected !== currentModRevision) {
+    throw new ApiError('conflict', `job ${name} is at mod revision ${currentModRevision}, not ${expected}`);
+  }
+  const text = serializeJobSpec(spec);
+  if (current !== undefined && current.value.toString() === text) {
+    return ok({ job: jobView(current), created: false, unchanged: true });
+  }
+  const txn = current === undefined
+    ? client.if(key, 'Create', '==', 0)
+    : client.if(key, 'Mod', '==', currentModRevision);
+  const res = await txn.then(client.put(key).value(text)).commit();
+  if (!res.succeeded) {
+    throw new ApiError('conflict', `job ${name} changed while applying; read it again and retry`);
+  }
+  const rev = revisionOf(res.header.revision, 'revision');
+  context.log.info({ job: name, rev, created: current === undefined }, 'job applied');
+  const after = await readJob(client, name, rev);
+  const view = after === undefined ? undefined : jobView(after);
+  return ok({ job: view ?? null, created: current === undefined, unchanged: false }, current === undefined ? 201 : 200);
+}
 
-  const list = async (): Promise<RouteResult> => {
-    const res = await client.getAll().prefix(JOBS_PREFIX).sort('Key', 'Ascend').exec();
-    return ok({ revision: revisionOf(res.header.revision, 'revision'), jobs: res.kvs.map((kv) => jobView(kv, false)) });
-  };
+async function listJobs(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+  const res = await client.getAll().prefix(JOBS_PREFIX).sort('Key', 'Ascend').exec();
+  return ok({ revision: revisionOf(res.header.revision, 'revision'), jobs: res.kvs.map((kv) => jobView(kv, false)) });
+}
 
-  const get = async (context: RequestContext): Promise<RouteResult> => {
-    const name = nameParam(context);
-    const kv = await readJob(client, name, revisionQuery(context));
+async function getJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+  const name = nameParam(context);
+  const kv = await readJob(client, name, revisionQuery(context));
+  if (kv === undefined) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
+  return ok({ job: jobView(kv) });
+}
+
+async function removeJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+  const name = nameParam(context);
+  const expected = revisionQuery(context, 'modRevision');
+  const key = jobKey(name);
+  const txn = expected === undefined
+    ? client.if(key, 'Create', '>', 0)
+    : client.if(key, 'Mod', '==', expected);
+  const res = await txn.then(client.delete().key(key)).else(client.get(key)).commit();
+  if (!res.succeeded) {
+    const exists = (res.responses[0]?.response_range.kvs.length ?? 0) > 0;
+    if (!exists) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
+    throw new ApiError('conflict', `job ${name} changed since mod revision ${expected ?? 0}`);
+  }
+  context.log.info({ job: name, rev: revisionOf(res.header.revision, 'revision') }, 'job deleted');
+  return ok({ deleted: name, revision: revisionOf(res.header.revision, 'revision') });
+}
+
+async function setJobPaused(client: Etcd3, context: RequestContext, paused: boolean): Promise<RouteResult> {
+  const name = nameParam(context);
+  const key = jobKey(name);
+  for (let attempt = 0; attempt < READ_MODIFY_WRITE_ATTEMPTS_MAX; attempt++) {
+    const kv = await readJob(client, name);
     if (kv === undefined) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
-    return ok({ job: jobView(kv) });
-  };
-
-  const remove = async (context: RequestContext): Promise<RouteResult> => {
-    const name = nameParam(context);
-    const expected = revisionQuery(context, 'modRevision');
-    const key = jobKey(name);
-    const txn = expected === undefined
-      ? client.if(key, 'Create', '>', 0)
-      : client.if(key, 'Mod', '==', expected);
-    const res = await txn.then(client.delete().key(key)).else(client.get(key)).commit();
-    if (!res.succeeded) {
-      const exists = (res.responses[0]?.response_range.kvs.length ?? 0) > 0;
-      if (!exists) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
-      throw new ApiError('conflict', `job ${name} changed since mod revision ${expected ?? 0}`);
+    const view = jobView(kv);
+    if (view.spec === null) throw new ApiError('invalid-spec', `stored job ${name} is invalid: ${view.invalid ?? ''}`);
+    if (view.spec.paused === paused) return ok({ job: view, unchanged: true });
+    const spec: JobSpec = { ...view.spec, paused };
+    const res = await client
+      .if(key, 'Mod', '==', view.modRevision)
+      .then(client.put(key).value(serializeJobSpec(spec)))
+      .commit();
+    if (res.succeeded) {
+      const rev = revisionOf(res.header.revision, 'revision');
+      context.log.info({ job: name, rev, paused }, paused ? 'job paused' : 'job resumed');
+      return ok({ job: { ...view, spec, modRevision: rev, version: view.version + 1 }, unchanged: false });
     }
-    context.log.info({ job: name, rev: revisionOf(res.header.revision, 'revision') }, 'job deleted');
-    return ok({ deleted: name, revision: revisionOf(res.header.revision, 'revision') });
-  };
+  }
+  throw new ApiError('conflict', `job ${name} kept changing; try again`);
+}
 
-  const setPaused = (paused: boolean) => async (context: RequestContext): Promise<RouteResult> => {
-    const name = nameParam(context);
-    const key = jobKey(name);
-    for (let attempt = 0; attempt < READ_MODIFY_WRITE_ATTEMPTS_MAX; attempt++) {
-      const kv = await readJob(client, name);
-      if (kv === undefined) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
-      const view = jobView(kv);
-      if (view.spec === null) throw new ApiError('invalid-spec', `stored job ${name} is invalid: ${view.invalid ?? ''}`);
-      if (view.spec.paused === paused) return ok({ job: view, unchanged: true });
-      const spec: JobSpec = { ...view.spec, paused };
-      const res = await client
-        .if(key, 'Mod', '==', view.modRevision)
-        .then(client.put(key).value(serializeJobSpec(spec)))
-        .commit();
-      if (res.succeeded) {
-        const rev = revisionOf(res.header.revision, 'revision');
-        context.log.info({ job: name, rev, paused }, paused ? 'job paused' : 'job resumed');
-        return ok({ job: { ...view, spec, modRevision: rev, version: view.version + 1 }, unchanged: false });
-      }
-    }
-    throw new ApiError('conflict', `job ${name} kept changing; try again`);
-  };
-
+export function jobRoutes(client: Etcd3): Route[] {
   return [
-    { method: 'GET', path: '/v1/jobs', handler: list },
-    { method: 'POST', path: '/v1/jobs', handler: create },
-    { method: 'GET', path: '/v1/jobs/:name', handler: get },
-    { method: 'PUT', path: '/v1/jobs/:name', handler: apply },
-    { method: 'DELETE', path: '/v1/jobs/:name', handler: remove },
-    { method: 'POST', path: '/v1/jobs/:name/pause', handler: setPaused(true) },
-    { method: 'POST', path: '/v1/jobs/:name/resume', handler: setPaused(false) },
+    { method: 'GET', path: '/v1/jobs', handler: (context) => listJobs(client, context) },
+    { method: 'POST', path: '/v1/jobs', handler: (context) => createJob(client, context) },
+    { method: 'GET', path: '/v1/jobs/:name', handler: (context) => getJob(client, context) },
+    { method: 'PUT', path: '/v1/jobs/:name', handler: (context) => applyJob(client, context) },
+    { method: 'DELETE', path: '/v1/jobs/:name', handler: (context) => removeJob(client, context) },
+    { method: 'POST', path: '/v1/jobs/:name/pause', handler: (context) => setJobPaused(client, context, true) },
+    { method: 'POST', path: '/v1/jobs/:name/resume', handler: (context) => setJobPaused(client, context, false) },
   ];
 }

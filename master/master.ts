@@ -57,26 +57,12 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   let workStopping: Promise<void> = Promise.resolve();
   const makeWork = options.leaderWork ?? ((c: Etcd3, term: LeaderTerm) => startLeaderWork(c, term, clock, root));
 
-  const statusRoute: Route = {
-    method: 'GET',
-    path: '/v1/status',
-    handler: async () => {
-      const leader = await readLeader(client, MASTER_ELECTION_PREFIX);
-      const status = await client.maintenance.status();
-      return ok({
-        master: id,
-        isLeader: election.isLeader(),
-        leader: leader === undefined ? null : parseLeaderValue(leader.value),
-        leaderSinceRevision: leader?.createRevision ?? null,
-        revision: revisionOf(status.header.revision, 'revision'),
-        startedAt: new Date(startedAtMs).toISOString(),
-      });
-    },
-  };
+  // The API starts before the election, so a request may ask before the election exists.
+  let isLeader = (): boolean => false;
   const api = await startApiServer(
     options.apiHost ?? DEFAULT_API_HOST,
     options.apiPort ?? DEFAULT_API_PORT,
-    [statusRoute, ...jobRoutes(client), ...inspectRoutes(client, clock)],
+    [statusRoute(client, id, startedAtMs, () => isLeader()), ...jobRoutes(client), ...inspectRoutes(client, clock)],
     root.child({ component: 'api' }),
   );
 
@@ -103,6 +89,8 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     },
   });
 
+  isLeader = () => election.isLeader();
+
   return {
     id,
     apiUrl: api.url,
@@ -113,6 +101,26 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
       await api.close();
       client.close();
       logger.info('master stopped');
+    },
+  };
+}
+
+/** GET /v1/status: which master answered, whether it leads, who leads, the store revision. */
+function statusRoute(client: Etcd3, id: string, startedAtMs: number, isLeader: () => boolean): Route {
+  return {
+    method: 'GET',
+    path: '/v1/status',
+    handler: async () => {
+      const leader = await readLeader(client, MASTER_ELECTION_PREFIX);
+      const status = await client.maintenance.status();
+      return ok({
+        master: id,
+        isLeader: isLeader(),
+        leader: leader === undefined ? null : parseLeaderValue(leader.value),
+        leaderSinceRevision: leader?.createRevision ?? null,
+        revision: revisionOf(status.header.revision, 'revision'),
+        startedAt: new Date(startedAtMs).toISOString(),
+      });
     },
   };
 }

@@ -34,12 +34,14 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     store?.cleanup();
   });
 
+  // Polls go to the API directly: the commands under test are run through the CLI below, and a
+  // CLI process per poll is slow on a loaded machine.
   const locksOf = async (job: string): Promise<LockRow[]> =>
-    jsonOf<{ locks: LockRow[] }>(await runCli(['locks', '-o', 'json'], env)).locks.filter((l) => l.job === job);
+    (await apiGet<{ locks: LockRow[] }>(`${master.apiUrl}/v1/locks`)).locks.filter((l) => l.job === job);
   const historyOf = async (job: string): Promise<RunRow[]> =>
-    jsonOf<{ runs: RunRow[] }>(await runCli(['job', 'history', job, '-o', 'json'], env)).runs;
+    (await apiGet<{ runs: RunRow[] }>(`${master.apiUrl}/v1/jobs/${job}/history`)).runs;
 
-  it('kills a live run, pauses and resumes the job, and shows the run output', async () => {
+  it('kills a live run, pauses and resumes the job, and shows the run output', { timeout: 180_000 }, async () => {
     const add = await runCli([
       'job', 'add', 'sleeper', '--schedule', '* * * * * *', '--overlap', 'Forbid', '--tags', 'blue',
       '--command', 'echo "started $ETCRON_SLOT"; sleep 30', '--kill-grace', '1s',
@@ -49,6 +51,8 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     expect(live.worker).toBe('w-control');
 
     const workers = jsonOf<{ workers: WorkerRow[] }>(await runCli(['workers', '-o', 'json'], env)).workers;
+    const history = await runCli(['job', 'history', 'sleeper'], env);
+    expect(history.stdout).toMatch(new RegExp(`${live.slot.replace(/\./g, '\\.')}\\s+running\\s+1\\s+w-control\\s+${live.fence}`));
     expect(workers).toEqual([expect.objectContaining({ id: 'w-control', tags: ['linux', 'blue'] })]);
     expect(workers[0]?.running).toContain(live.runId);
 
@@ -88,7 +92,7 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     await runCli(['job', 'rm', 'sleeper'], env);
   });
 
-  it('runs a paused job now on request and follows its output live', async () => {
+  it('runs a paused job now on request and follows its output live', { timeout: 120_000 }, async () => {
     const add = await runCli([
       'job', 'add', 'manual', '--schedule', '@yearly', '--paused',
       '--command', 'echo "first $ETCRON_SLOT"; sleep 6; echo second',
@@ -97,10 +101,8 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     const run = jsonOf<{ requested: { slot: string } }>(await runCli(['job', 'run', 'manual', '-o', 'json'], env));
     const slot = run.requested.slot;
     // The manual run takes the requested slot and is started once.
-    // Polled through the API directly: a CLI process per poll would eat the time the run lasts.
     const live = await waitFor('the manual run to start', async () =>
-      (await apiGet<{ runs: RunRow[] }>(`${master.apiUrl}/v1/jobs/manual/history`)).runs
-        .find((r) => r.slot === slot && r.state === 'running'), 15_000);
+      (await historyOf('manual')).find((r) => r.slot === slot && r.state === 'running'), 15_000);
     expect(live.worker).toBe('w-control');
 
     const child = spawn(process.execPath, [ETCRON_BIN, 'job', 'logs', 'manual', slot, '--follow'], {

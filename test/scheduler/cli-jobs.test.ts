@@ -52,7 +52,7 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     return Number((await client.get('/cron/jobs/').exec()).header.revision);
   }
 
-  it('adds, lists, gets, pauses, resumes and removes a job', async () => {
+  it('adds, lists, gets, pauses, resumes and removes a job', { timeout: 120_000 }, async () => {
     const add = await runCli([
       'job', 'add', 'backup', '--schedule', '0 */5 * * * *', '--command', 'echo backup', '--timezone', 'europe/paris',
       '--timeout', '30s', '--tags', 'db,eu', '-o', 'json',
@@ -136,7 +136,7 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     expect(await storeRevision()).toBe(revision);
   });
 
-  it('applies YAML: creates, then reports unchanged, then updates', async () => {
+  it('applies YAML: creates, then reports unchanged, then updates', { timeout: 120_000 }, async () => {
     const file = join(dir, 'jobs.yaml');
     const spec = (command: string): string =>
       `jobs:\n  - name: report\n    schedule: "@every 10s"\n    command: "${command}"\n  - name: cleanup\n    schedule: "@daily"\n    argv: ["rm", "-rf", "/tmp/x"]\n`;
@@ -155,7 +155,7 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     expect(await client.get('/cron/jobs/json-job').exists()).toBe(true);
   });
 
-  it('of concurrent creates of one job through two masters, exactly one wins', async () => {
+  it('of concurrent creates of one job through two masters, exactly one wins', { timeout: 120_000 }, async () => {
     const attempts = 6;
     const results = await Promise.all(Array.from({ length: attempts }, (_, i) => runCli([
       'job', 'add', 'race', '--schedule', '@hourly', '--command', `echo ${i}`,

@@ -43,7 +43,7 @@ describe.skipIf(!hasEtcd())('master failover', () => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a standby takes over after SIGKILL of the leader; the CLI and the jobs keep working', async () => {
+  it('a standby takes over after SIGKILL of the leader; the CLI and the jobs keep working', { timeout: 120_000 }, async () => {
     const [m1, m2] = await Promise.all([
       startMasterProcess({ endpoint: store.endpoint, id: 'm1', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
       startMasterProcess({ endpoint: store.endpoint, id: 'm2', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),
@@ -105,7 +105,7 @@ describe.skipIf(!hasEtcd())('master failover', () => {
     expect(new Set(fences).size).toBe(fences.length);
   });
 
-  it('job edits during a leader kill are neither lost nor duplicated', async () => {
+  it('job edits during a leader kill are neither lost nor duplicated', { timeout: 120_000 }, async () => {
     for (const m of masters) await m.kill('SIGKILL');
     const [m3, m4] = await Promise.all([
       startMasterProcess({ endpoint: store.endpoint, id: 'm3', leaseTtlSeconds: MASTER_LEASE_TTL_SECONDS }),

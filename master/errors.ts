@@ -16,6 +16,7 @@ export type ApiErrorKind =
   | 'compacted'
   | 'future-rev'
   | 'store-unavailable'
+  | 'busy'
   | 'internal';
 
 interface ErrorRow {
@@ -36,6 +37,7 @@ const table: Record<ApiErrorKind, ErrorRow> = {
   'compacted': { code: 'ETCRON_COMPACTED', status: 410 },
   'future-rev': { code: 'ETCRON_FUTURE_REV', status: 400 },
   'store-unavailable': { code: 'ETCRON_STORE_UNAVAILABLE', status: 503 },
+  'busy': { code: 'ETCRON_BUSY', status: 503 },
   'internal': { code: 'ETCRON_INTERNAL', status: 500 },
 };
 

@@ -17,7 +17,7 @@ import { CONTROL_REQUEST_TTL_SECONDS, runNowKey, type RunNowRequest } from './co
 import { ApiError } from './errors.js';
 import { ok, type RequestContext, type Route, type RouteResult } from './http-server.js';
 import { revisionOf, revisionQuery } from './job-routes.js';
-import { followRunOutput } from './log-stream.js';
+import { FOLLOW_STREAMS_MAX, followRunOutput, reserveFollowStream } from './log-stream.js';
 
 /** History pages are bounded: the default and the most one request may ask for. */
 const HISTORY_LIMIT_DEFAULT = 50;
@@ -169,13 +169,17 @@ async function runLogs(client: Etcd3, clock: Clock, context: RequestContext): Pr
     throw new ApiError('run-not-found', runParam === undefined ? `job ${job} has no runs yet` : `no run ${runParam} of job ${job}`);
   }
   const follow = context.query.get('follow') === '1' || context.query.get('follow') === 'true';
+  const isFollowing = follow && isLiveState(found.value.state);
+  if (isFollowing && !reserveFollowStream()) {
+    throw new ApiError('busy', `too many log streams open (${FOLLOW_STREAMS_MAX}); try again later`);
+  }
   context.response.writeHead(200, {
     'content-type': 'text/plain; charset=utf-8',
     'x-etcron-run-id': found.value.runId,
     'x-etcron-run-state': found.value.state,
     'cache-control': 'no-store',
   });
-  if (!follow || !isLiveState(found.value.state)) {
+  if (!isFollowing) {
     context.response.end(found.value.outputTail ?? '');
     return 'streamed';
   }

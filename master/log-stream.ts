@@ -5,6 +5,16 @@ import type { RequestContext } from './http-server.js';
 
 /** A follow stream ends at the latest after this long, even if the run never finishes. */
 export const FOLLOW_DURATION_MS_MAX = 24 * 3_600_000;
+/** Follow streams one master serves at once; each holds a store watch and a socket. */
+export const FOLLOW_STREAMS_MAX = 256;
+let followStreams = 0;
+
+/** Reserves a follow stream, or returns false when FOLLOW_STREAMS_MAX are open. */
+export function reserveFollowStream(): boolean {
+  if (followStreams >= FOLLOW_STREAMS_MAX) return false;
+  followStreams++;
+  return true;
+}
 /** Bytes of the previous tail used to find where the new tail continues it. */
 const OVERLAP_PROBE_BYTES = 256;
 
@@ -43,6 +53,20 @@ export function outputDelta(previous: string, next: string): string {
  * reaches a final state, when the caller disconnects, or after FOLLOW_DURATION_MS_MAX.
  */
 export async function followRunOutput(
+  client: Etcd3,
+  run: Versioned<RunRecord>,
+  context: RequestContext,
+  clock: Clock,
+): Promise<void> {
+  // The caller reserved this stream (reserveFollowStream); it is released however the stream ends.
+  try {
+    await streamChanges(client, run, context, clock);
+  } finally {
+    followStreams--;
+  }
+}
+
+async function streamChanges(
   client: Etcd3,
   run: Versioned<RunRecord>,
   context: RequestContext,

@@ -4,8 +4,8 @@ import type { Logger } from '../shared/log.js';
 import { locksPrefix, prefixEnd, runKey, slotId } from '../shared/keys.js';
 import type { JobSpec } from '../shared/job/spec.js';
 import { revisionOf } from '../shared/etcd/txn.js';
-import { runIdFor, type RunRecord, type RunState } from '../shared/history/records.js';
-import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed } from './claimer/claim.js';
+import { decodeRunRecord, runIdFor, type RunRecord, type RunState } from '../shared/history/records.js';
+import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import type { Session } from './session.js';
 import { WORKER_LIMITS } from './options.js';
@@ -39,6 +39,9 @@ interface LiveRun {
 /** How often a BufferOne slot re-checks whether the running one has ended. */
 const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
+/** Finish reports retried while the lease lives (network blips, leader changes). */
+const FINISH_ATTEMPTS_MAX = 50;
+const FINISH_RETRY_PAUSE_MS = 200;
 /** How often a live run's output tail is written to its run record (for `job logs --follow`). */
 const OUTPUT_FLUSH_MS = 1_000;
 
@@ -228,7 +231,7 @@ export class RunManager {
       ...(finalReason === undefined ? {} : { reason: finalReason }),
     };
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
-    const result = await writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, record, true);
+    const result = await this.reportFinish(run, record, request.session);
     this.live.delete(claim.lockKey);
     if (!result.ok && result.reason === 'fenced') {
       if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
@@ -250,6 +253,43 @@ export class RunManager {
         void this.claimAndRun(request, attempt + 1, result.runModRevision);
       });
     }
+  }
+
+  /**
+   * The finish write, retried while our lease lives. A refusal after an error is read back: our
+   * earlier attempt may have been applied (reply lost), or the `running` write we never heard back
+   * from may have moved the run's modRevision while the lock is still ours.
+   */
+  private async reportFinish(run: LiveRun, record: RunRecord, session: Session): Promise<FencedResult> {
+    for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX; attempt++) {
+      const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true);
+      if (result.ok) return result;
+      if (result.reason === 'fenced') {
+        const current = await this.readOwnRun(run).catch(() => undefined);
+        if (current === undefined) return result;
+        if (current.record.state === record.state && current.record.endedAtMs === record.endedAtMs) {
+          return { ok: true, runModRevision: current.modRevision };
+        }
+        if (!current.lockIsOurs || current.record.runId !== run.claim.record.runId) return result;
+        run.runModRevision = current.modRevision;
+        continue;
+      }
+      if (!session.isAlive()) return result;
+      await new Promise<void>((resolve) => this.clock.setTimer(FINISH_RETRY_PAUSE_MS, resolve));
+    }
+    return { ok: false, reason: 'store-error' };
+  }
+
+  private async readOwnRun(run: LiveRun): Promise<{ record: RunRecord; modRevision: number; lockIsOurs: boolean } | undefined> {
+    const [runResponse, lockResponse] = await Promise.all([
+      this.client.kv.range({ key: Buffer.from(run.claim.runKey) }),
+      this.client.kv.range({ key: Buffer.from(run.claim.lockKey) }),
+    ]);
+    const kv = runResponse.kvs[0];
+    const record = kv === undefined ? undefined : decodeRunRecord(kv.value.toString());
+    if (kv === undefined || record === undefined) return undefined;
+    const lock = lockResponse.kvs[0];
+    return { record, modRevision: revisionOf(kv.mod_revision), lockIsOurs: lock !== undefined && revisionOf(lock.create_revision) === run.claim.fence };
   }
 
   onLockDeleted(key: string, sessionAlive: boolean): void {

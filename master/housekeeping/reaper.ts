@@ -1,4 +1,5 @@
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
+import { openWatchStream } from '../../shared/etcd/watch-stream.js';
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import { LOCKS_PREFIX, RUNS_PREFIX, lockKey, parseRunKey, prefixEnd } from '../../shared/keys.js';
@@ -77,22 +78,35 @@ export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): 
     });
   };
 
-  const startRevision = await sweep(client, async (run, key) => {
+  const sweepLive = (): Promise<number> => sweep(client, async (run, key) => {
     const parsed = parseRunKey(key);
     if (parsed === undefined || run.leaseId === undefined) return;
     const lock = await client.kv.range({ key: Buffer.from(lockKey(parsed.job, parsed.slotMs, parsed.broadcastWorker)), count_only: true });
     if (Number(lock.count) > 0) return;
     await consider(parsed.job, parsed.slotMs, parsed.broadcastWorker, run.runId, run.leaseId, 0, 0);
   });
-  const watcher: Watcher = await client.watch().prefix(LOCKS_PREFIX).startRevision(String(startRevision + 1)).withPreviousKV().create();
-  watcher.on('delete', (kv, previous) => onDelete(previous, revisionOf(kv.mod_revision)));
-  watcher.on('error', (err) => log.error({ err }, 'lock watch cancelled; restart housekeeping'));
+  const startRevision = await sweepLive();
+  const watch = openWatchStream(client, LOCKS_PREFIX, startRevision + 1, { prevKv: true }, {
+    events: (events) => {
+      for (const event of events) {
+        if (event.type === 'Delete') onDelete(event.prev_kv ?? undefined, revisionOf(event.kv.mod_revision));
+      }
+    },
+    // Deletes in the compacted gap are found by sweeping live runs whose lock is gone.
+    onCompacted: (compactRevision) => {
+      log.warn({ compactRevision }, 'lock watch compacted; sweeping live runs');
+      void sweepLive().then((revision) => watch.restart(revision + 1)).catch((err: unknown) => {
+        log.error({ err }, 'sweep after compaction failed');
+        watch.restart(compactRevision + 1);
+      });
+    },
+  }, log);
   return {
     reaped: () => reapedCount,
     stop: async () => {
       stopped = true;
       for (const timer of timers) timer.cancel();
-      await watcher.cancel().catch(() => undefined);
+      watch.close();
     },
   };
 }

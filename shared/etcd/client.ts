@@ -1,4 +1,4 @@
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 
 export const DEFAULT_ENDPOINT = '127.0.0.1:2379';
 /** A dead endpoint must fail fast rather than hang a CLI command or a worker start. */
@@ -19,10 +19,49 @@ export function resolveEndpoints(options: EtcdClientOptions = {}): string[] {
   return endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
 }
 
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/** Consecutive failures after which a host is skipped, and for how long (several endpoints only). */
+const HOST_FAILURES_MAX = 3;
+const HOST_SKIP_MS = 1_000;
+
+/**
+ * etcd3's default per-host circuit breaker opens after 3 failures and then refuses every call for
+ * 5 s, keepalives and finish reports included. With a single endpoint that turns a 1 s network
+ * blip into a lost lease and run records stuck in `running`. Instead: one endpoint is always
+ * called; with several, a failing host is skipped for 1 s so that calls go to the others.
+ */
+function hostPolicy(isOnlyHost: boolean): HostPolicy {
+  let failures = 0;
+  let skipUntilMs = 0;
+  const noEvent = (): { dispose(): void } => ({ dispose: () => {} });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+      if (!isOnlyHost && Date.now() < skipUntilMs) throw new Error('etcd host skipped after consecutive failures');
+      try {
+        const value = await fn({ signal: signal ?? new AbortController().signal });
+        failures = 0;
+        return value;
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err) && ++failures >= HOST_FAILURES_MAX) {
+          failures = 0;
+          skipUntilMs = Date.now() + HOST_SKIP_MS;
+        }
+        throw err;
+      }
+    },
+  };
+  return policy as unknown as HostPolicy;
+}
+
 export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
+  const hosts = resolveEndpoints(options);
   const config: IOptions = {
-    hosts: resolveEndpoints(options),
+    hosts,
     dialTimeout: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
+    faultHandling: { host: () => hostPolicy(hosts.length === 1) },
   };
   return new Etcd3(config);
 }

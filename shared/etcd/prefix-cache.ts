@@ -1,17 +1,18 @@
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import { prefixEnd } from '../keys.js';
 import { revisionOf } from './txn.js';
 import type { Logger } from '../log.js';
+import { openWatchStream, type WatchStream } from './watch-stream.js';
 
 /**
- * A local copy of every key under a prefix: an initial range, then a watch from the next revision.
- * The etcd3 watcher resumes from its last seen revision after a reconnect; events at or below a
- * key's known modRevision are ignored, so nothing is applied twice. If the watch is cancelled
- * (compaction), the cache re-reads the prefix and watches again from the new revision.
+ * A local copy of every key under a prefix: an initial range, then a watch from the next revision
+ * (shared/etcd/watch-stream.ts resumes it after a reconnect). Events at or below a key's known
+ * modRevision are ignored, so nothing is applied twice. If the watch's revision was compacted, the
+ * cache re-reads the prefix (reporting keys that vanished as deletes) and watches again.
  */
 export interface PrefixCacheListener {
   put(key: string, kv: IKeyValue): void;
-  delete(key: string, revision: number): void;
+  delete(key: string, revision: number, previous?: IKeyValue): void;
 }
 
 export interface PrefixCache {
@@ -23,13 +24,15 @@ export interface PrefixCache {
 const RESYNC_PAUSE_MS = 500;
 const RESYNC_ATTEMPTS_MAX = 1_000;
 
-export async function openPrefixCache(client: Etcd3, prefix: string, listener: PrefixCacheListener, logger: Logger): Promise<PrefixCache> {
+export async function openPrefixCache(
+  client: Etcd3, prefix: string, listener: PrefixCacheListener, logger: Logger, options: { prevKv?: boolean } = {},
+): Promise<PrefixCache> {
   const known = new Map<string, number>();
   let revision = 0;
-  let watcher: Watcher | undefined;
+  let watch: WatchStream | undefined;
   let closed = false;
 
-  const load = async (): Promise<void> => {
+  const load = async (): Promise<number> => {
     const response = await client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
     const rangeRevision = revisionOf(response.header.revision);
     const seen = new Set<string>();
@@ -47,41 +50,15 @@ export async function openPrefixCache(client: Etcd3, prefix: string, listener: P
         listener.delete(key, rangeRevision);
       }
     }
-    revision = rangeRevision;
-    const next = await client.watch().prefix(prefix).startRevision(String(rangeRevision + 1)).create();
-    if (closed) {
-      await next.cancel();
-      return;
-    }
-    watcher = next;
-    next.on('data', (res) => {
-      for (const event of res.events) {
-        const key = event.kv.key.toString();
-        const eventRevision = revisionOf(event.kv.mod_revision);
-        const knownRevision = known.get(key);
-        if (knownRevision !== undefined && eventRevision <= knownRevision) continue;
-        if (event.type === 'Put') {
-          known.set(key, eventRevision);
-          listener.put(key, event.kv);
-        } else if (knownRevision !== undefined) {
-          known.delete(key);
-          listener.delete(key, eventRevision);
-        }
-      }
-      revision = Math.max(revision, revisionOf(res.header.revision));
-    });
-    next.on('error', (err) => {
-      logger.warn({ err, prefix }, 'watch cancelled; re-reading prefix');
-      if (watcher === next) watcher = undefined;
-      void next.cancel().catch(() => undefined);
-      void resync();
-    });
+    revision = Math.max(revision, rangeRevision);
+    return rangeRevision;
   };
 
   const resync = async (): Promise<void> => {
     for (let i = 0; i < RESYNC_ATTEMPTS_MAX && !closed; i++) {
       try {
-        await load();
+        const rangeRevision = await load();
+        watch?.restart(rangeRevision + 1);
         return;
       } catch (err) {
         logger.warn({ err, prefix }, 're-read failed; retrying');
@@ -90,12 +67,35 @@ export async function openPrefixCache(client: Etcd3, prefix: string, listener: P
     }
   };
 
-  await load();
+  const startRevision = await load();
+  watch = openWatchStream(client, prefix, startRevision + 1, options, {
+    events: (events) => {
+      for (const event of events) {
+        const key = event.kv.key.toString();
+        const eventRevision = revisionOf(event.kv.mod_revision);
+        revision = Math.max(revision, eventRevision);
+        const knownRevision = known.get(key);
+        if (knownRevision !== undefined && eventRevision <= knownRevision) continue;
+        if (event.type === 'Put') {
+          known.set(key, eventRevision);
+          listener.put(key, event.kv);
+        } else if (knownRevision !== undefined) {
+          known.delete(key);
+          listener.delete(key, eventRevision, event.prev_kv ?? undefined);
+        }
+      }
+    },
+    onCompacted: (compactRevision) => {
+      logger.warn({ prefix, compactRevision }, 'watch revision compacted; re-reading prefix');
+      void resync();
+    },
+  }, logger);
+
   return {
     revision: () => revision,
     close: async () => {
       closed = true;
-      await watcher?.cancel().catch(() => undefined);
+      watch?.close();
     },
   };
 }

@@ -148,12 +148,15 @@ export function normalizeTranscript(text: string, store: StoreProcess): string {
     .replace(/"(dbSize|dbSizeInUse|raftIndex|raftAppliedIndex|raftTerm|took)":[\d.]+/g, '"$1":"<n>"')
     .replace(/"ttl":\d+/g, '"ttl":"<ttl>"')
     .replace(/"(ID|id|lease|leader|Lease)"( ?: ?)(-?\d{5,})/g, (_all, name: string, sep: string, id: string) => `"${name}"${sep}${decimal(id)}`)
-    .replace(/\b[0-9a-f]{16}\b/g, (id) => hex(id))
+    .replace(/\b[0-9a-f]{13,16}\b/g, (id) => hex(id))
     .replace(
       /^(<endpoint>, <id\d+>, [^,]+, )[^,]+, (true|false), (true|false), \d+, \d+, \d+,/gm,
       '$1<size>, $2, $3, <term>, <index>, <index>,',
     )
     .replace(/remaining\((\d+)s\)/g, 'remaining(<ttl>)')
+    // A lease's attached keys come in arbitrary order (etcd-compat.md §7).
+    .replace(/attached keys\(\[([^\]]*)\]\)/g, (_all, keys: string) => `attached keys([${keys.split(' ').sort().join(' ')}])`)
+    .replace(/"keys":\[([^\]]*)\]/g, (_all, keys: string) => `"keys":[${keys.split(',').sort().join(',')}]`)
     .split('\n').map(tableLine).join('\n');
 }
 

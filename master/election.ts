@@ -75,191 +75,222 @@ type WakeReason = 'recheck' | 'lost' | 'stop';
 export function startElection(options: ElectionOptions): Election {
   assert(options.prefix.endsWith('/'), 'election prefix must end with /');
   assert(options.ttlSeconds >= 2, 'election lease TTL must be at least 2 s');
-  const log = options.logger;
-  const retryDelayMs = options.retryDelayMs ?? 1_000;
-  let stopped = false;
-  let current: LeaderTerm | undefined;
-  // One pending wake-up per campaign: the waiting loop parks on it, events resolve it.
-  let wake: ((reason: WakeReason) => void) | undefined;
-  const signal = (reason: WakeReason): void => {
-    const w = wake;
-    wake = undefined;
+  const candidate = new Candidate(options);
+  const loop = candidate.run();
+  return {
+    isLeader: () => candidate.term() !== undefined,
+    term: () => candidate.term(),
+    async stop(): Promise<void> {
+      candidate.stop();
+      await loop;
+    },
+  };
+}
+
+/** One master's campaigns, one after another, until stopped. */
+class Candidate {
+  private readonly log: Logger;
+  private isStopped = false;
+  /** The term this candidate leads; undefined while standing by. */
+  private current: LeaderTerm | undefined;
+  /** Set once per campaign, when its leadership (or its chance of it) is gone. */
+  private lostReason: string | undefined;
+  /** One pending wake-up per campaign: the waiting loop parks on it, events resolve it. */
+  private wake: ((reason: WakeReason) => void) | undefined;
+  /** Lease events of an earlier campaign must not end a later one. */
+  private generation = 0;
+  private readonly stopWaiters = new Set<() => void>();
+
+  constructor(private readonly options: ElectionOptions) {
+    this.log = options.logger;
+  }
+
+  term(): LeaderTerm | undefined {
+    return this.current;
+  }
+
+  stop(): void {
+    this.isStopped = true;
+    this.depose('resigned');
+    this.signal('stop');
+    for (const w of this.stopWaiters) w();
+  }
+
+  async run(): Promise<void> {
+    const retryDelayMs = this.options.retryDelayMs ?? 1_000;
+    while (!this.isStopped) {
+      try {
+        await this.campaignOnce();
+      } catch (err) {
+        if (!this.isStopped) this.log.warn({ err }, 'campaign failed; retrying');
+      }
+      if (!this.isStopped) await this.sleep(retryDelayMs);
+    }
+  }
+
+  private signal(reason: WakeReason): void {
+    const w = this.wake;
+    this.wake = undefined;
     w?.(reason);
-  };
-  let lostReason: string | undefined;
+  }
 
-  // Leader work stops at the moment leadership is in doubt, before any cleanup that may wait on
-  // the store (which could be frozen or unreachable).
-  const depose = (reason: string): void => {
-    const term = current;
+  /**
+   * Leader work stops at the moment leadership is in doubt, before any cleanup that may wait on
+   * the store (which could be frozen or unreachable).
+   */
+  private depose(reason: string): void {
+    const term = this.current;
     if (term === undefined) return;
-    current = undefined;
-    log.info({ key: term.key, rev: term.createRevision, reason }, 'leadership lost');
-    options.onDeposed(term, reason);
-  };
-  const loseTerm = (reason: string): void => {
-    if (lostReason !== undefined) return;
-    lostReason = reason;
-    depose(reason);
-    signal('lost');
-  };
+    this.current = undefined;
+    this.log.info({ key: term.key, rev: term.createRevision, reason }, 'leadership lost');
+    this.options.onDeposed(term, reason);
+  }
 
-  const stopWaiters = new Set<() => void>();
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
+  private loseTerm(reason: string): void {
+    if (this.lostReason !== undefined) return;
+    this.lostReason = reason;
+    this.depose(reason);
+    this.signal('lost');
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
       const done = (): void => {
-        stopWaiters.delete(done);
+        this.stopWaiters.delete(done);
         timer.cancel();
         resolve();
       };
-      const timer = options.clock.setTimer(ms, done);
-      stopWaiters.add(done);
+      const timer = this.options.clock.setTimer(ms, done);
+      this.stopWaiters.add(done);
     });
+  }
 
-  // Lease events of an earlier campaign must not end a later one.
-  let generation = 0;
-
-  async function campaignOnce(): Promise<void> {
-    lostReason = undefined;
-    const campaign = ++generation;
+  private async campaignOnce(): Promise<void> {
+    this.lostReason = undefined;
+    const campaign = ++this.generation;
     const loseThis = (reason: string): void => {
-      if (campaign === generation) loseTerm(reason);
+      if (campaign === this.generation) this.loseTerm(reason);
     };
-    const lease = options.client.lease(options.ttlSeconds, { autoKeepAlive: true });
-    let validUntilMs = options.clock.monotonicMs() + options.ttlSeconds * 1000;
-    let firedAtMs = options.clock.monotonicMs();
-    lease.on('keepaliveFired', () => {
-      firedAtMs = options.clock.monotonicMs();
-    });
-    // The lease is valid for TTL from when the answered keepalive was sent, not from the answer.
-    lease.on('keepaliveSucceeded', () => {
-      validUntilMs = firedAtMs + options.ttlSeconds * 1000;
-    });
-    lease.on('lost', (err) => loseThis(`lease lost: ${err.message}`));
-    let watchdog: Timer | undefined;
-    const checkDeadline = (): void => {
-      if (options.clock.monotonicMs() > validUntilMs - STEP_DOWN_MARGIN_MS) {
-        loseThis('keepalive deadline passed');
-        return;
-      }
-      watchdog = options.clock.setTimer(WATCHDOG_INTERVAL_MS, checkDeadline);
-    };
+    const lease = this.options.client.lease(this.options.ttlSeconds, { autoKeepAlive: true });
+    const watchdog = this.watchLeaseDeadline(lease, loseThis);
     let watcher: Watcher | undefined;
-    let term: LeaderTerm | undefined;
     try {
       const leaseId = await lease.grant();
-      checkDeadline();
-      const key = `${options.prefix}${BigInt(leaseId).toString(16)}`;
-      const created = await options.client
-        .if(key, 'Create', '==', 0)
-        .then(options.client.put(key).value(options.value).lease(leaseId))
-        .else(options.client.get(key))
-        .commit();
-      const createRevision = created.succeeded
-        ? Number(created.header.revision)
-        : Number(created.responses[0]?.response_range.kvs[0]?.create_revision ?? NaN);
-      assertSafeInteger(createRevision, 'campaign create revision');
-      log.debug({ key, rev: createRevision }, 'campaign key created');
-      term = { key, createRevision, leaseId };
-      await waitForLeadership(term, (w) => {
+      watchdog.start();
+      const term = await this.createCampaignKey(leaseId);
+      await this.waitForLeadership(term, (w) => {
         watcher = w;
       });
     } finally {
-      watchdog?.cancel();
-      depose(stopped ? 'resigned' : (lostReason ?? 'campaign ended'));
+      watchdog.cancel();
+      this.depose(this.isStopped ? 'resigned' : (this.lostReason ?? 'campaign ended'));
       await withTimeout(watcher?.cancel() ?? Promise.resolve(), CLEANUP_TIMEOUT_MS);
       await revokeQuietly(lease);
     }
   }
 
-  async function waitForLeadership(
-    term: LeaderTerm,
-    setWatcher: (w: Watcher) => void,
-  ): Promise<void> {
-    const client = options.client;
+  /**
+   * Calls `lose` once the lease may have expired at the store by this process's own monotonic
+   * clock: a lease is valid for TTL from when its last answered keepalive was sent, not from the
+   * answer, and etcd3 itself reports a loss only after twice the TTL.
+   */
+  private watchLeaseDeadline(lease: Lease, lose: (reason: string) => void): { start(): void; cancel(): void } {
+    const clock = this.options.clock;
+    const ttlMs = this.options.ttlSeconds * 1000;
+    let validUntilMs = clock.monotonicMs() + ttlMs;
+    let firedAtMs = clock.monotonicMs();
+    let timer: Timer | undefined;
+    let isCancelled = false;
+    lease.on('keepaliveFired', () => {
+      firedAtMs = clock.monotonicMs();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      validUntilMs = firedAtMs + ttlMs;
+    });
+    lease.on('lost', (err) => lose(`lease lost: ${err.message}`));
+    const check = (): void => {
+      if (isCancelled) return;
+      if (clock.monotonicMs() > validUntilMs - STEP_DOWN_MARGIN_MS) {
+        lose('keepalive deadline passed');
+        return;
+      }
+      timer = clock.setTimer(WATCHDOG_INTERVAL_MS, check);
+    };
+    return {
+      start: check,
+      cancel: () => {
+        isCancelled = true;
+        timer?.cancel();
+      },
+    };
+  }
+
+  private async createCampaignKey(leaseId: string): Promise<LeaderTerm> {
+    const { client, prefix, value } = this.options;
+    const key = `${prefix}${BigInt(leaseId).toString(16)}`;
+    const created = await client
+      .if(key, 'Create', '==', 0)
+      .then(client.put(key).value(value).lease(leaseId))
+      .else(client.get(key))
+      .commit();
+    const createRevision = created.succeeded
+      ? Number(created.header.revision)
+      : Number(created.responses[0]?.response_range.kvs[0]?.create_revision ?? NaN);
+    assertSafeInteger(createRevision, 'campaign create revision');
+    this.log.debug({ key, rev: createRevision }, 'campaign key created');
+    return { key, createRevision, leaseId };
+  }
+
+  /** Leads when no key below ours exists; otherwise waits for the one just below to go. */
+  private async waitForLeadership(term: LeaderTerm, setWatcher: (w: Watcher) => void): Promise<void> {
+    const { client, prefix } = this.options;
     // Bounded by the lease: every iteration ends in stop, lost, or a recheck caused by a delete.
     for (;;) {
-      if (stopped || lostReason !== undefined) return;
+      if (this.isStopped || this.lostReason !== undefined) return;
       const own = await client.get(term.key).exec();
       const headerRevision = Number(own.header.revision);
       if (own.kvs.length === 0) {
-        loseTerm('campaign key deleted');
+        this.loseTerm('campaign key deleted');
         return;
       }
-      const before = await client
-        .getAll()
-        .prefix(options.prefix)
-        .maxCreateRevision(term.createRevision - 1)
-        .sort('Create', 'Descend')
-        .limit(1)
-        .revision(headerRevision)
-        .exec();
+      const before = await client.getAll().prefix(prefix).maxCreateRevision(term.createRevision - 1)
+        .sort('Create', 'Descend').limit(1).revision(headerRevision).exec();
       const predecessor = before.kvs[0]?.key.toString();
-      if (predecessor === undefined && current !== term) {
-        current = term;
-        log.info({ key: term.key, rev: term.createRevision }, 'elected leader');
-        options.onElected(term);
+      if (predecessor === undefined && this.current !== term) {
+        this.current = term;
+        this.log.info({ key: term.key, rev: term.createRevision }, 'elected leader');
+        this.options.onElected(term);
       }
       const woken = new Promise<WakeReason>((resolve) => {
-        wake = resolve;
+        this.wake = resolve;
       });
       // Watch from just after what we read, so no delete between read and watch is missed.
-      const watcher = await client
-        .watch()
-        .prefix(options.prefix)
-        .startRevision(String(headerRevision + 1))
-        .create();
+      const watcher = await client.watch().prefix(prefix).startRevision(String(headerRevision + 1)).create();
       setWatcher(watcher);
       watcher.on('delete', (kv) => {
         const deleted = kv.key.toString();
-        if (deleted === term.key) {
-          loseTerm('campaign key deleted');
-        } else if (deleted === predecessor) {
-          signal('recheck');
-        }
+        if (deleted === term.key) this.loseTerm('campaign key deleted');
+        else if (deleted === predecessor) this.signal('recheck');
       });
       // On a watch error (e.g. compaction) re-read and watch again from the current revision.
-      watcher.on('error', () => signal('recheck'));
-      if (stopped) signal('stop');
-      if (lostReason !== undefined) signal('lost');
+      watcher.on('error', () => this.signal('recheck'));
+      if (this.isStopped) this.signal('stop');
+      if (this.lostReason !== undefined) this.signal('lost');
       const reason = await woken;
       await withTimeout(watcher.cancel(), CLEANUP_TIMEOUT_MS);
       if (reason !== 'recheck') return;
     }
   }
+}
 
-  async function revokeQuietly(lease: Lease): Promise<void> {
-    if (lease.revoked()) return;
-    try {
-      await lease.revoke({ deadline: Date.now() + REVOKE_TIMEOUT_MS });
-    } catch {
-      // The store may be unreachable; the lease then expires by its TTL.
-      lease.release();
-    }
+async function revokeQuietly(lease: Lease): Promise<void> {
+  if (lease.revoked()) return;
+  try {
+    await lease.revoke({ deadline: Date.now() + REVOKE_TIMEOUT_MS });
+  } catch {
+    // The store may be unreachable; the lease then expires by its TTL.
+    lease.release();
   }
-
-  const loop = (async (): Promise<void> => {
-    while (!stopped) {
-      try {
-        await campaignOnce();
-      } catch (err) {
-        if (!stopped) log.warn({ err }, 'campaign failed; retrying');
-      }
-      if (!stopped) await sleep(retryDelayMs);
-    }
-  })();
-
-  return {
-    isLeader: () => current !== undefined,
-    term: () => current,
-    async stop(): Promise<void> {
-      stopped = true;
-      depose('resigned');
-      signal('stop');
-      for (const w of stopWaiters) w();
-      await loop;
-    },
-  };
 }
 
 /** Reads who leads now: the campaign key with the lowest create revision. */

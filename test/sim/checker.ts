@@ -167,6 +167,14 @@ export class Checker {
     watch.durableCommit = commit;
   }
 
+  /** A crash lost unsynced writes: the durable commit may go back, but only to a synced value. */
+  lostUnsyncedCommit(id: MemberId, commit: number): void {
+    const watch = this.watch(id);
+    if (commit > watch.durableCommit)
+      fail(`member ${id} synced commit ${commit} ahead of its disk`);
+    watch.durableCommit = commit;
+  }
+
   /** Committed entries are never lost or changed: every member agrees with the committed prefix. */
   private recordCommit(id: MemberId, commit: number): void {
     const chain = this.watch(id).chain;

@@ -24,6 +24,7 @@ describe('raft simulation', () => {
     let events = 0;
     let committed = 0;
     let crashes = 0;
+    let unsyncedLost = 0;
     let snapshots = 0;
     let reads = 0;
     for (let seed = 1; seed <= seedCount; seed++) {
@@ -35,16 +36,19 @@ describe('raft simulation', () => {
       events += result.events;
       committed += result.committed;
       crashes += result.crashes;
+      unsyncedLost += result.unsyncedLost;
       snapshots += result.snapshotsSent;
       reads += result.readsChecked;
     }
     const seconds = (performance.now() - started) / 1000;
     console.log(
       `sim: ${seedCount} seeds in ${seconds.toFixed(1)} s, ${events} events, ${committed} committed, ` +
-        `${crashes} crashes, ${snapshots} snapshots, ${reads} reads checked`,
+        `${crashes} crashes (${unsyncedLost} lost unsynced writes), ${snapshots} snapshots, ` +
+        `${reads} reads checked`,
     );
     // The sweep must exercise the paths it claims to: crashes, snapshots and reads happened.
     expect(crashes).toBeGreaterThan(0);
+    expect(unsyncedLost).toBeGreaterThan(0);
     expect(snapshots).toBeGreaterThan(0);
     expect(reads).toBeGreaterThan(0);
   }, 600_000);

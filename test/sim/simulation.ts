@@ -59,6 +59,11 @@ export interface FaultMix {
   readonly asyncDiskMs: number;
   /** The transport reports messages it could not deliver over a cut link or to a down member. */
   readonly reportUnreachable: boolean;
+  /**
+   * A crash loses writes made since the last fsync: Readies with mustSync false (a commit-only
+   * hard state and the entries applied with it) may vanish, so commit and applied go back.
+   */
+  readonly loseUnsyncedWrites: boolean;
 }
 
 export interface SimResult {
@@ -71,6 +76,8 @@ export interface SimResult {
   readonly committed: number;
   readonly leaderChanges: number;
   readonly crashes: number;
+  /** Crashes that lost a commit-only write (commit and applied went back on restart). */
+  readonly unsyncedLost: number;
   readonly snapshotsSent: number;
   readonly readsChecked: number;
   /** A hash of the run's outcome: equal across two runs of one seed (determinism check). */
@@ -88,6 +95,8 @@ interface Member {
   random: Random;
   /** A Ready is being written (asynchronous disk); the next one waits. */
   writing: boolean;
+  /** Commit and machine as of the last fsync: what survives a crash with loseUnsyncedWrites. */
+  synced: { commit: number; machine: MachineState };
 }
 
 function chooseMix(random: Random): FaultMix {
@@ -109,6 +118,7 @@ function chooseMix(random: Random): FaultMix {
     maxSizePerMsgBytes: pick([256, 4096, 1 << 20]),
     asyncDiskMs: pick([0, 0, 0.5, 3]),
     reportUnreachable: random.float() < 0.5,
+    loseUnsyncedWrites: random.float() < 0.5,
   };
 }
 
@@ -151,6 +161,7 @@ export class Simulation {
   private readonly pendingReads = new Map<string, number>();
   private readsChecked = 0;
   private crashes = 0;
+  private unsyncedLost = 0;
   private snapshotsSent = 0;
   private leaderChanges = 0;
   private probeAppliedBy = new Map<string, Set<MemberId>>();
@@ -181,6 +192,7 @@ export class Simulation {
         machine: { index: 0, digest: 0 },
         tickIntervalMs: tickMs,
         writing: false,
+        synced: { commit: 0, machine: { index: 0, digest: 0 } },
         random: seededRandom(options.seed * 7 + 3 + Number(id)),
       };
       this.members.push(member);
@@ -317,6 +329,8 @@ export class Simulation {
       return false;
     }
     this.persist(member, ready, leaderTerm);
+    // Later fsyncs make earlier writes durable too (a log is written in order).
+    if (ready.mustSync) this.markSynced(member);
     if (crashRoll < 0.004 * this.mix.crashWeight) {
       this.crash(member, 'after persist');
       return false;
@@ -373,11 +387,24 @@ export class Simulation {
     if (member.node !== null) this.checker.observe(member.node.status(), member.machine);
   }
 
+  private markSynced(member: Member): void {
+    member.synced = { commit: member.storage.hardStateNow().commit, machine: member.machine };
+  }
+
   private crash(member: Member, when: string): void {
     if (member.node === null) return;
     this.record(`crash ${member.id} (${when})`);
     member.node = null;
     this.crashes++;
+    if (this.mix.loseUnsyncedWrites) {
+      // mustSync is false only when term, vote, entries and snapshot are unchanged, so only the
+      // commit index and what was applied with it can be lost.
+      const hardState = member.storage.hardStateNow();
+      if (hardState.commit > member.synced.commit) this.unsyncedLost++;
+      member.storage.setHardState({ ...hardState, commit: member.synced.commit });
+      member.machine = member.synced.machine;
+      this.checker.lostUnsyncedCommit(member.id, member.synced.commit);
+    }
     if (this.options.diskForgetsVote === true) {
       const hardState = member.storage.hardStateNow();
       member.storage.setHardState({ ...hardState, vote: 0n });
@@ -612,6 +639,7 @@ export class Simulation {
     member.storage.compact(compactIndex);
     this.checker.compact(member.id, compactIndex);
     member.node.compact(compactIndex, snapshot);
+    this.markSynced(member); // the server fsyncs a compaction
     this.record(`compact ${member.id} to ${compactIndex} (snapshot ${snapshotIndex})`);
   }
 
@@ -743,6 +771,7 @@ export class Simulation {
       committed: this.checker.highestCommitted(),
       leaderChanges: this.leaderChanges,
       crashes: this.crashes,
+      unsyncedLost: this.unsyncedLost,
       snapshotsSent: this.snapshotsSent,
       readsChecked: this.readsChecked,
       fingerprint,

@@ -77,20 +77,20 @@ describe('output and files', () => {
     expect(renderTable(['NAME', 'N'], [['a', 1], ['long-name', null]])).toBe('NAME       N\na          1\nlong-name  -\n');
   });
 
-  it('reads jobs from JSON, YAML lists, YAML documents and {jobs: [...]}', () => {
+  it('reads jobs from JSON, YAML lists, YAML documents and {jobs: [...]}', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'etcron-jobfile-'));
     try {
       const write = (name: string, text: string): string => {
         writeFileSync(join(dir, name), text);
         return join(dir, name);
       };
-      expect(readJobFile(write('one.json', '{"name":"a"}'))).toEqual([{ name: 'a' }]);
-      expect(readJobFile(write('list.yaml', '- name: a\n- name: b\n'))).toEqual([{ name: 'a' }, { name: 'b' }]);
-      expect(readJobFile(write('docs.yaml', 'name: a\n---\nname: b\n'))).toEqual([{ name: 'a' }, { name: 'b' }]);
-      expect(readJobFile(write('wrapped.yml', 'jobs:\n  - name: a\n'))).toEqual([{ name: 'a' }]);
-      expect(() => readJobFile(write('broken.yaml', 'name: [a\n'))).toThrow(/document 1/);
-      expect(() => readJobFile(write('empty.yaml', ''))).toThrow(/no job specs/);
-      expect(() => readJobFile(join(dir, 'missing.yaml'))).toThrow(/cannot read .*ENOENT/);
+      expect(await readJobFile(write('one.json', '{"name":"a"}'))).toEqual([{ name: 'a' }]);
+      expect(await readJobFile(write('list.yaml', '- name: a\n- name: b\n'))).toEqual([{ name: 'a' }, { name: 'b' }]);
+      expect(await readJobFile(write('docs.yaml', 'name: a\n---\nname: b\n'))).toEqual([{ name: 'a' }, { name: 'b' }]);
+      expect(await readJobFile(write('wrapped.yml', 'jobs:\n  - name: a\n'))).toEqual([{ name: 'a' }]);
+      await expect(readJobFile(write('broken.yaml', 'name: [a\n'))).rejects.toThrow(/document 1/);
+      await expect(readJobFile(write('empty.yaml', ''))).rejects.toThrow(/no job specs/);
+      await expect(readJobFile(join(dir, 'missing.yaml'))).rejects.toThrow(/cannot read .*ENOENT/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

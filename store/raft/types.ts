@@ -179,13 +179,13 @@ export interface RaftConfig {
   readonly maxUncommittedEntriesBytes?: number;
   readonly random: { int(maxExclusive: number): number };
   readonly logger?: CoreLogger;
-  /** Deliberate bugs for the simulator's self-tests; never set outside test/sim. */
+  /** Deliberate bugs for the simulator and unit self-tests; never set in production. */
   readonly testingBugs?: RaftTestingBugs;
 }
 
 /**
  * Each switch breaks one rule of the Raft paper so that the simulator can show its checkers catch
- * it (docs: reliability.md section 2, "Self-tests"). Production code never sets them.
+ * it (shared/notes/reliability.md section 2, "Self-tests"). Production code never sets them.
  */
 export interface RaftTestingBugs {
   /** Grant a vote even after voting for someone else in the same term (breaks election safety). */

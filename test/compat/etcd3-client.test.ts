@@ -85,6 +85,8 @@ describe(`etcd3 npm client against the ${subjectKind()} store`, () => {
         seen.push(`put ${kv.key.toString()}=${kv.value.toString()}@${kv.mod_revision} prev=${previous?.value.toString() ?? '-'}`);
       });
       watcher.on('delete', (kv) => seen.push(`delete ${kv.key.toString()}@${kv.mod_revision}`));
+      let disconnects = 0;
+      watcher.on('disconnected', () => { disconnects++; });
       const revisions: number[] = [];
       const write = async (key: string, value: string | null): Promise<void> => {
         const outcome = value === null
@@ -99,6 +101,7 @@ describe(`etcd3 npm client against the ${subjectKind()} store`, () => {
       await write('w/a', null);
       await waitFor('the first four events', () => (seen.length >= 4 ? true : undefined), 10_000);
       proxy.cut(true);
+      await waitFor('the watcher to notice the cut', () => (disconnects > 0 ? true : undefined), 10_000);
       await write('w/c', 'during-outage');
       await write('w/b', 'changed-during-outage');
       proxy.restore();

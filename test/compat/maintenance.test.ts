@@ -1,0 +1,121 @@
+// Maintenance details a client can observe beyond etcdctl's output (etcd-compat.md §0 and §9):
+// the Snapshot stream's framing, Status fields, a LeaseKeepAlive stream carrying several
+// requests, and the plain-HTTP /health and /version answers on the client port.
+import { createHash } from 'node:crypto';
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CompatClient, bytes, child, int, text } from '../support/compat-client.js';
+import { disposeStores, startReference, startSubject, subjectKind } from '../support/compat-subject.js';
+import type { StoreProcess } from '../support/etcd-process.js';
+
+let reference: StoreProcess | undefined;
+let subject: StoreProcess | undefined;
+
+beforeAll(async () => {
+  [reference, subject] = await Promise.all([startReference(), startSubject()]);
+}, 60_000);
+
+afterAll(async () => {
+  await disposeStores(reference, subject);
+});
+
+function store(which: 'reference' | 'subject'): StoreProcess {
+  const found = which === 'reference' ? reference : subject;
+  if (found === undefined) throw new Error(`no ${which} store`);
+  return found;
+}
+
+function httpGet(endpoint: string, path: string): Promise<{ status: number; body: string }> {
+  const [host, port] = endpoint.split(':');
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port: Number(port), path, method: 'GET', timeout: 5_000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe(`maintenance details of the ${subjectKind()} store`, () => {
+  it('Snapshot: 32 KiB chunks counting down, then the SHA-256 of the data; size % 512 == 32', async () => {
+    const client = new CompatClient(store('subject').endpoint);
+    try {
+      for (let i = 0; i < 20; i++) expect((await client.put({ key: Buffer.from(`snap/${i}`), value: Buffer.alloc(4096, i) })).ok).toBe(true);
+      const { messages, error } = await client.snapshot();
+      expect(error).toBeNull();
+      expect(messages.length).toBeGreaterThan(1);
+      const blobs = messages.map((message) => bytes(message, 'blob'));
+      const data = Buffer.concat(blobs.slice(0, -1));
+      const digest = blobs[blobs.length - 1] ?? Buffer.alloc(0);
+      expect(digest.equals(createHash('sha256').update(data).digest()), 'last message = SHA-256 of the data').toBe(true);
+      expect(blobs.slice(0, -1).every((blob) => blob.length > 0 && blob.length <= 32 * 1024)).toBe(true);
+      let remaining = data.length;
+      const countdown = messages.slice(0, -1).map((message, index) => {
+        remaining -= blobs[index]?.length ?? 0;
+        return int(message, 'remaining_bytes') === remaining;
+      });
+      expect(countdown.every(Boolean), 'remaining_bytes counts down to 0').toBe(true);
+      expect(int(messages[messages.length - 1], 'remaining_bytes')).toBe(0);
+      expect((data.length + 32) % 512, 'etcdctl accepts only size % 512 == 32').toBe(32);
+      expect(messages.every((message) => child(message, 'header') === null), 'no header on snapshot messages').toBe(true);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('Status: version 3.4.23, the member leads itself, indexes and sizes are consistent', async () => {
+    const client = new CompatClient(store('subject').endpoint);
+    try {
+      const status = await client.status();
+      expect(status.ok, JSON.stringify(status)).toBe(true);
+      if (!status.ok) return;
+      const value = status.value;
+      expect(text(value, 'version')).toBe('3.4.23');
+      expect(text(value, 'leader')).toBe(text(child(value, 'header'), 'member_id'));
+      expect(int(value, 'raftAppliedIndex')).toBeLessThanOrEqual(int(value, 'raftIndex'));
+      expect(int(value, 'raftIndex')).toBeGreaterThan(0);
+      expect(int(value, 'dbSizeInUse')).toBeLessThanOrEqual(int(value, 'dbSize'));
+      expect(value['isLearner']).toBe(false);
+      expect(value['errors']).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('LeaseKeepAlive: one stream, one answer per request, granted TTL; unknown IDs get TTL 0', async () => {
+    const answers = await Promise.all((['reference', 'subject'] as const).map(async (which) => {
+      const client = new CompatClient(store(which).endpoint);
+      const stream = client.keepAliveStream();
+      try {
+        expect((await client.leaseGrant({ ID: '31337', TTL: '90' })).ok).toBe(true);
+        const seen: string[] = [];
+        for (const id of ['31337', '404', '31337', '0']) {
+          stream.send({ ID: id });
+          const response = await stream.next(5_000);
+          seen.push(`${text(response, 'ID')}:${text(response, 'TTL')}`);
+        }
+        expect(stream.hasEnded()).toBe(false);
+        await client.leaseRevoke({ ID: '31337' });
+        return seen;
+      } finally {
+        stream.end();
+        client.close();
+      }
+    }));
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[0]).toEqual(['31337:90', '404:0', '31337:90', '0:0']);
+  });
+
+  it('GET /health and /version on the client port answer as etcd does', async () => {
+    for (const path of ['/health', '/version']) {
+      const [left, right] = await Promise.all([
+        httpGet(store('reference').endpoint, path),
+        httpGet(store('subject').endpoint, path).catch((err: unknown) => ({ status: -1, body: String(err) })),
+      ]);
+      expect({ path, ...right }).toEqual({ path, ...left });
+    }
+  });
+});

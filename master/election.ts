@@ -1,4 +1,5 @@
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
+import { openWatchStream } from '../shared/etcd/watch-stream.js';
 import type { Logger } from '../shared/log.js';
 import type { Clock, Timer } from '../shared/clock.js';
 import { assert, assertSafeInteger } from '../shared/assert.js';
@@ -57,18 +58,8 @@ export interface Election {
 const STEP_DOWN_MARGIN_MS = 500;
 const WATCHDOG_INTERVAL_MS = 200;
 const REVOKE_TIMEOUT_MS = 2_000;
-const CLEANUP_TIMEOUT_MS = 2_000;
-
-/** Waits for `promise` at most `ms`; failures and timeouts are ignored (best-effort cleanup). */
-function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    promise.then(
-      () => { clearTimeout(timer); resolve(); },
-      () => { clearTimeout(timer); resolve(); },
-    );
-  });
-}
+/** Candidates re-read the queue this often even without a watch event (a dead watch is silent). */
+const RECHECK_INTERVAL_MS = 5_000;
 
 type WakeReason = 'recheck' | 'lost' | 'stop';
 
@@ -173,18 +164,14 @@ class Candidate {
     };
     const lease = this.options.client.lease(this.options.ttlSeconds, { autoKeepAlive: true });
     const watchdog = this.watchLeaseDeadline(lease, loseThis);
-    let watcher: Watcher | undefined;
     try {
       const leaseId = await lease.grant();
       watchdog.start();
       const term = await this.createCampaignKey(leaseId);
-      await this.waitForLeadership(term, (w) => {
-        watcher = w;
-      });
+      await this.waitForLeadership(term);
     } finally {
       watchdog.cancel();
       this.depose(this.isStopped ? 'resigned' : (this.lostReason ?? 'campaign ended'));
-      await withTimeout(watcher?.cancel() ?? Promise.resolve(), CLEANUP_TIMEOUT_MS);
       await revokeQuietly(lease);
     }
   }
@@ -242,7 +229,7 @@ class Candidate {
   }
 
   /** Leads when no key below ours exists; otherwise waits for the one just below to go. */
-  private async waitForLeadership(term: LeaderTerm, setWatcher: (w: Watcher) => void): Promise<void> {
+  private async waitForLeadership(term: LeaderTerm): Promise<void> {
     const { client, prefix } = this.options;
     // Bounded by the lease: every iteration ends in stop, lost, or a recheck caused by a delete.
     for (;;) {
@@ -264,20 +251,26 @@ class Candidate {
       const woken = new Promise<WakeReason>((resolve) => {
         this.wake = resolve;
       });
-      // Watch from just after what we read, so no delete between read and watch is missed.
-      const watcher = await client.watch().prefix(prefix).startRevision(String(headerRevision + 1)).create();
-      setWatcher(watcher);
-      watcher.on('delete', (kv) => {
-        const deleted = kv.key.toString();
-        if (deleted === term.key) this.loseTerm('campaign key deleted');
-        else if (deleted === predecessor) this.signal('recheck');
-      });
-      // On a watch error (e.g. compaction) re-read and watch again from the current revision.
-      watcher.on('error', () => this.signal('recheck'));
+      // Watch from just after what we read, so no delete between read and watch is missed. The
+      // watch has its own resuming stream (shared/etcd/watch-stream.ts), and a periodic re-read
+      // bounds the wait even if a watch died silently.
+      const watch = openWatchStream(client, prefix, headerRevision + 1, {}, {
+        events: (events) => {
+          for (const event of events) {
+            if (event.type !== 'Delete') continue;
+            const deleted = event.kv.key.toString();
+            if (deleted === term.key) this.loseTerm('campaign key deleted');
+            else if (deleted === predecessor) this.signal('recheck');
+          }
+        },
+        onCompacted: () => this.signal('recheck'),
+      }, this.log);
+      const recheck = this.options.clock.setTimer(RECHECK_INTERVAL_MS, () => this.signal('recheck'));
       if (this.isStopped) this.signal('stop');
       if (this.lostReason !== undefined) this.signal('lost');
       const reason = await woken;
-      await withTimeout(watcher.cancel(), CLEANUP_TIMEOUT_MS);
+      recheck.cancel();
+      watch.close();
       if (reason !== 'recheck') return;
     }
   }

@@ -233,6 +233,7 @@ describe(`crash safety of the ${subjectKind()} store`, () => {
       expect(result.isTimedOut, `still running on a file as data dir:\n${result.output}`).toBe(false);
       expect(result.code, result.output).not.toBe(0);
       expect(result.output).toMatch(clearError);
+      expect(result.output, 'the error names the data dir').toContain(path);
     } finally {
       dir.remove();
     }
@@ -250,6 +251,7 @@ describe(`crash safety of the ${subjectKind()} store`, () => {
       expect(result.isTimedOut, `still running on an unreadable data dir:\n${result.output}`).toBe(false);
       expect(result.code, result.output).not.toBe(0);
       expect(result.output).toMatch(clearError);
+      expect(result.output, 'the error names the data dir').toContain(path);
     } finally {
       chmodSync(join(dir.path, 'data'), 0o700);
       dir.remove();

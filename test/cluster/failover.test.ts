@@ -3,13 +3,16 @@
 // revision may go back, and the history must pass checkers A and B
 // (shared/notes/reliability.md §3-4). ETCRON_CLUSTER_SUBJECT=etcd runs it on real etcd.
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { Cluster } from '../support/cluster-process.js';
+import { Cluster, clusterSubject } from '../support/cluster-process.js';
+import {
+  checkLinearizable, checkRevisionOrder, type HistoryOp,
+} from '../support/cluster-linearizability.js';
 import { RevisionMonitor, summarize, verifyHistory, Workload } from '../support/cluster-workload.js';
 
 const PREFIX = 'failover/';
 const KEYS = ['failover/a', 'failover/b', 'failover/c', 'failover/d'];
 
-describe(`3 members: SIGKILL of the leader and of a follower under load`, () => {
+describe(`3 ${clusterSubject()} members: SIGKILL of the leader and of a follower under load`, () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
@@ -63,5 +66,35 @@ describe(`3 members: SIGKILL of the leader and of a follower under load`, () => 
     // The workload really overlapped the faults: some calls failed or timed out.
     expect(history.some((op) => op.status !== 'ok')).toBe(true);
     expect(verification.log.length).toBeGreaterThan(100);
+
+    // The checkers really look at this history: one read made stale must be caught by both.
+    const mutant = staleMutant(history);
+    expect(mutant).not.toBeNull();
+    if (mutant !== null) {
+      const mutated = history.map((op) => (op.id === mutant.id ? mutant : op));
+      expect(checkRevisionOrder(mutated, verification.log).isOk).toBe(false);
+      const present = new Set(verification.log.flatMap((e) => (e.value === null ? [] : [e.value])));
+      expect(checkLinearizable(mutated, { presentValues: present }).verdict).toBe('not-linearizable');
+    }
   }, 120_000);
 });
+
+/**
+ * A copy of an acknowledged read that returns, instead, the value an earlier acknowledged put
+ * wrote, where a second put to the key returned before the read was called and the first put
+ * returned before the second was called: no linearization allows it.
+ */
+function staleMutant(history: readonly HistoryOp[]): HistoryOp | null {
+  const puts = history.filter((op) => op.status === 'ok' && op.input.kind === 'put');
+  for (const read of history) {
+    if (read.status !== 'ok' || read.output?.kind !== 'get') continue;
+    const before = puts.filter((p) => p.input.key === read.input.key && p.returnNs < read.callNs);
+    for (const newer of before) {
+      const older = before.find((p) => p.returnNs < newer.callNs);
+      if (older === undefined || older.input.kind !== 'put' || older.output?.kind !== 'put') continue;
+      const revision = older.output.revision;
+      return { ...read, output: { kind: 'get', revision, value: older.input.value, version: 1, modRevision: revision } };
+    }
+  }
+  return null;
+}

@@ -4,15 +4,16 @@
 // every key deleted exactly once, in one revision, never before the TTL, on every member.
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { child, int, list } from '../support/compat-client.js';
-import { Cluster } from '../support/cluster-process.js';
+import { Cluster, clusterSubject } from '../support/cluster-process.js';
 import { waitFor } from '../support/ports.js';
 import { openWatch, prefixEnd, readLog, streamEvents, writeSentinel } from '../support/cluster-workload.js';
 
 const PREFIX = 'lease/';
 const KEYS = ['lease/a', 'lease/b', 'lease/c', 'lease/d', 'lease/e'];
 const TTL_SECONDS = 5;
+const KEPT_KEY = 'lease-kept/x';
 
-describe('3 members: lease expiry across a leader SIGKILL', () => {
+describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
@@ -39,6 +40,22 @@ describe('3 members: lease expiry across a leader SIGKILL', () => {
     const survivor = (leader.index + 1) % cluster.size;
     const watch = await openWatch(cluster.client(survivor), PREFIX, start);
 
+    // A second lease, granted on and kept alive through a follower (the survivor): keepalives
+    // sent to a follower must reach the leader, before and after the leader change.
+    const kept = await cluster.client(survivor).call('Lease', 'LeaseGrant', { TTL: String(TTL_SECONDS), ID: '0' });
+    if (!kept.ok) throw new Error(`grant on a follower failed: ${kept.code} ${kept.message}`);
+    const keptId = String(kept.value['ID']);
+    const keptPut = await cluster.client(survivor).call('KV', 'Put', { key: Buffer.from(KEPT_KEY), value: Buffer.from('kept'), lease: keptId });
+    expect(keptPut.ok).toBe(true);
+    const keepAlive = cluster.client(survivor).keepAliveStream();
+    let isKeeping = true;
+    const keeper = (async () => {
+      for (let round = 0; round < 120 && isKeeping; round++) {
+        keepAlive.send({ ID: keptId });
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    })();
+
     await cluster.kill(leader.index);
     const killedAfterMs = Date.now() - grantedAt;
     expect(killedAfterMs).toBeLessThan(TTL_SECONDS * 1000 / 2);
@@ -54,6 +71,15 @@ describe('3 members: lease expiry across a leader SIGKILL', () => {
       return range.ok && list(range.value, 'kvs').length === 0 ? true : undefined;
     }, boundMs, 100);
     expect(Date.now() - grantedAt).toBeGreaterThanOrEqual(TTL_SECONDS * 1000);
+    // The kept-alive lease outlived the other one, across the leader change.
+    const keptRange = await cluster.client(next.index).call('KV', 'Range', { key: Buffer.from(KEPT_KEY) });
+    expect(keptRange.ok && list(keptRange.value, 'kvs').length, 'kept-alive key').toBe(1);
+    const keptTtl = await cluster.client(next.index).call('Lease', 'LeaseTimeToLive', { ID: keptId });
+    expect(keptTtl.ok && Number(keptTtl.value['TTL']), 'kept-alive TTL').toBeGreaterThan(0);
+    expect(keepAlive.responses.length, 'keepalive responses').toBeGreaterThan(2);
+    isKeeping = false;
+    await keeper;
+    keepAlive.end();
 
     await cluster.restart(leader.index);
     const sentinel = await writeSentinel(cluster, PREFIX);

@@ -5,10 +5,13 @@
 // new leader. Then a follower is cut off. Nothing acknowledged is lost, revisions never go back,
 // and the history passes checkers A and B (shared/notes/reliability.md §3-4).
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { bytes, child, int, list } from '../support/compat-client.js';
+import { bytes, child, int, list, type ResponseStream } from '../support/compat-client.js';
+import { checkWatchEvents, type LogEvent } from '../support/cluster-linearizability.js';
 import { Cluster, clusterSubject } from '../support/cluster-process.js';
 import { waitFor } from '../support/ports.js';
-import { RevisionMonitor, summarize, verifyHistory, Workload } from '../support/cluster-workload.js';
+import {
+  openWatch, RevisionMonitor, streamEvents, summarize, verifyHistory, Workload,
+} from '../support/cluster-workload.js';
 
 const PREFIX = 'partition/';
 const KEYS = ['partition/a', 'partition/b', 'partition/c', 'partition/d'];
@@ -29,9 +32,14 @@ describe(`3 ${clusterSubject()} members: leader and follower cut off by a partit
     const monitor = new RevisionMonitor(cluster);
     const workload = new Workload(cluster, { clients: 6, keys: KEYS });
     let history;
+    let watched: { index: number; from: number; stream: ResponseStream; events: LogEvent[]; resumed: number } | null = null;
     try {
       await workload.progress(40);
       const old = await cluster.leader();
+      // A watch on the member about to be cut off: after healing it must have every event once,
+      // in order, never going back in time (etcd #15271). Resumed at last + 1 if it is cancelled.
+      const from = ((await cluster.status(old.index))?.revision ?? 0) + 1;
+      watched = { index: old.index, from, stream: await openWatch(cluster.client(old.index), PREFIX, from), events: [], resumed: 0 };
       cluster.isolate(old.index);
       const next = await cluster.newLeader(old, 20_000);
       expect(next.raftTerm).toBeGreaterThan(old.raftTerm);
@@ -58,6 +66,12 @@ describe(`3 ${clusterSubject()} members: leader and follower cut off by a partit
       cluster.heal();
       await cluster.converged(20_000);
       await workload.progress(20);
+      if (watched.stream.hasEnded()) {
+        watched.events.push(...streamEvents(watched.stream));
+        const last = watched.events[watched.events.length - 1]?.revision ?? watched.from - 1;
+        watched.resumed += 1;
+        watched.stream = await openWatch(cluster.client(old.index), PREFIX, last + 1);
+      }
 
       const leader = await cluster.leader();
       const follower = cluster.runningIndexes().find((i) => i !== leader.index) as number;
@@ -77,6 +91,22 @@ describe(`3 ${clusterSubject()} members: leader and follower cut off by a partit
     console.log(`partition: ${summarize(history)}`);
     expect(cluster.unidentifiedPeerConnections()).toBe(0);
     const verification = await verifyHistory(cluster, PREFIX, history);
+    if (watched !== null) {
+      if (watched.stream.hasEnded()) {
+        watched.events.push(...streamEvents(watched.stream));
+        const resumeFrom = (watched.events[watched.events.length - 1]?.revision ?? watched.from - 1) + 1;
+        watched.resumed += 1;
+        watched.stream = await openWatch(cluster.client(watched.index), PREFIX, resumeFrom);
+      }
+      const { stream } = watched;
+      const last = verification.log[verification.log.length - 1]?.revision ?? 0;
+      await stream.until('the watch on the once-isolated member to catch up',
+        () => streamEvents(stream).some((e) => e.revision >= last), 15_000);
+      watched.events.push(...streamEvents(stream).filter((e) => e.revision <= last));
+      stream.end();
+      console.log(`partition: watch on m${watched.index + 1}: ${watched.events.length} events, resumed ${watched.resumed} times`);
+      expect(checkWatchEvents(watched.events, verification.log, PREFIX, watched.from).violations).toEqual([]);
+    }
     expect(verification.logsDiffer).toEqual([]);
     expect(RevisionMonitor.backwards(samples)).toEqual([]);
     expect(verification.checkA.violations).toEqual([]);

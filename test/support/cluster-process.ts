@@ -264,11 +264,16 @@ export class Cluster {
     }, timeoutMs, 50);
   }
 
-  /** Waits for a leader other than `previous` (the old one may be down or still running). */
+  /**
+   * Waits for a leader other than `previous` (which may be down or still running) that reports a
+   * term above previous's. (etcd's Status can name a new leader a moment before its new term.)
+   */
   async newLeader(previous: LeaderInfo, timeoutMs = 15_000): Promise<LeaderInfo> {
-    return waitFor(`a leader other than m${previous.index + 1}`, async () => {
+    const what = `a leader other than m${previous.index + 1} in a term above ${previous.raftTerm}`;
+    return waitFor(what, async () => {
       const found = await this.leader(Math.min(timeoutMs, 3_000)).catch(() => undefined);
-      return found !== undefined && found.index !== previous.index ? found : undefined;
+      const isNew = found !== undefined && found.index !== previous.index && found.raftTerm > previous.raftTerm;
+      return isNew ? found : undefined;
     }, timeoutMs, 50);
   }
 

@@ -2,6 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import type { Clock } from '../shared/clock.js';
 import { decodeRunRecord, isLiveState, type RunRecord, type Versioned } from '../shared/history/index.js';
 import type { RequestContext } from './http-server.js';
+import { openWatchStream } from '../shared/etcd/watch-stream.js';
 
 /** A follow stream ends at the latest after this long, even if the run never finishes. */
 export const FOLLOW_DURATION_MS_MAX = 24 * 3_600_000;
@@ -75,36 +76,49 @@ async function streamChanges(
   const response = context.response;
   let printed = run.value.outputTail ?? '';
   response.write(printed);
-  const watcher = await client
-    .watch()
-    .key(run.key)
-    .startRevision(String(run.modRevision + 1))
-    .create();
   await new Promise<void>((resolve) => {
     let done = false;
     const finish = (trailer?: string): void => {
       if (done) return;
       done = true;
       limit.cancel();
-      void watcher.cancel().catch(() => undefined);
+      watch.close();
       if (!response.writableEnded && !response.destroyed) response.end(trailer ?? '');
       resolve();
     };
-    const limit = clock.setTimer(FOLLOW_DURATION_MS_MAX, () => finish('\n[follow time limit reached]\n'));
-    response.once('close', () => finish());
-    watcher.on('put', (next) => {
-      const updated = decodeRunRecord(next.value.toString());
-      if (updated === undefined) return;
+    const show = (value: Buffer): void => {
+      const updated = decodeRunRecord(value.toString());
+      if (updated === undefined || done) return;
       const tail = updated.outputTail ?? '';
       const delta = outputDelta(printed, tail);
       printed = tail;
       if (delta.length > 0) response.write(delta);
       if (!isLiveState(updated.state)) finish();
-    });
-    watcher.on('delete', () => finish('\n[run record deleted]\n'));
-    watcher.on('error', (err) => {
-      context.log.warn({ err }, 'log follow watch failed');
-      finish('\n[follow interrupted: store watch failed]\n');
-    });
+    };
+    // The watch covers the run key as a prefix (broadcast runs of the same slot share it), so
+    // events are matched on the exact key. It starts just after the revision read above.
+    const watch = openWatchStream(client, run.key, run.modRevision + 1, {}, {
+      events: (events) => {
+        for (const event of events) {
+          if (event.kv.key.toString() !== run.key) continue;
+          if (event.type === 'Delete') finish('\n[run record deleted]\n');
+          else show(event.kv.value);
+        }
+      },
+      // Updates were compacted away while the stream was down: show the latest and go on from it.
+      onCompacted: () => {
+        client.kv.range({ key: Buffer.from(run.key) }).then((res) => {
+          const kv = res.kvs[0];
+          if (kv === undefined) return finish('\n[run record deleted]\n');
+          show(kv.value);
+          if (!done) watch.restart(Number(res.header.revision) + 1);
+        }, (err: unknown) => {
+          context.log.warn({ err }, 'log follow re-read failed');
+          finish('\n[follow interrupted: store unavailable]\n');
+        });
+      },
+    }, context.log);
+    const limit = clock.setTimer(FOLLOW_DURATION_MS_MAX, () => finish('\n[follow time limit reached]\n'));
+    response.once('close', () => finish());
   });
 }

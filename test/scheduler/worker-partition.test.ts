@@ -55,8 +55,10 @@ describe.skipIf(!hasEtcd())('worker cut off from the store', () => {
       const [pid, slot] = readFileSync(join(holds, 'pid'), 'utf8').trim().split(' ');
       return slot === undefined ? undefined : { pid: Number(pid), slot };
     }, 10_000);
-    const before = (await historyRecords(client, 'cut')).find((r) => r.slot === held.slot)!;
-    expect(before.state).toBe('running');
+    const before = await waitFor('the held run to be recorded running', async () => {
+      const run = (await historyRecords(client, 'cut')).find((r) => r.slot === held.slot);
+      return run?.state === 'running' ? run : undefined;
+    }, 5_000, 50);
 
     proxy.blackhole();
     const cutAt = Date.now();

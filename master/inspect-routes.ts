@@ -1,11 +1,10 @@
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import type { Clock } from '../shared/clock.js';
 import { randomUUID } from 'node:crypto';
 import { jobKey, runsPrefix, slotId, validateJobName } from '../shared/keys.js';
 import {
   decodeRunRecord,
   isLiveState,
-  readHistory,
   readLocks,
   readLockTimeline,
   readWorkers,
@@ -48,15 +47,35 @@ function runView(run: Versioned<RunRecord>): RunView {
   };
 }
 
+function versionedRun(kv: IKeyValue, record: RunRecord): Versioned<RunRecord> {
+  return {
+    key: kv.key.toString(),
+    value: record,
+    createRevision: revisionOf(kv.create_revision, 'create_revision'),
+    modRevision: revisionOf(kv.mod_revision, 'mod_revision'),
+    version: revisionOf(kv.version, 'version'),
+    leaseId: kv.lease,
+  };
+}
+
 async function readRuns(
   client: Etcd3,
   job: string,
   rev: number | undefined,
   limit: number,
 ): Promise<{ revision: number; runs: Versioned<RunRecord>[] }> {
-  const view = await readHistory(client, job, rev === undefined ? {} : { revision: rev });
-  // readHistory lists oldest first; people and `latest` want the newest first.
-  return { revision: view.revision, runs: [...view.runs].reverse().slice(0, limit) };
+  // Newest first, and only `limit` of them: run keys sort by slot, and each value may carry an
+  // output tail of up to 1 MiB, so reading a whole history to show a page would be wasteful.
+  const builder = client.getAll().prefix(runsPrefix(job)).sort('Key', 'Descend').limit(limit);
+  if (rev !== undefined) builder.revision(rev);
+  const res = await builder.exec();
+  const runs: Versioned<RunRecord>[] = [];
+  for (const kv of res.kvs) {
+    const record = decodeRunRecord(kv.value.toString());
+    if (record === undefined) continue;
+    runs.push(versionedRun(kv, record));
+  }
+  return { revision: rev ?? revisionOf(res.header.revision, 'revision'), runs };
 }
 
 function lockRow(lock: LockOwnership): LockOwnership & { ttlSeconds: number | null } {
@@ -82,14 +101,7 @@ export async function findRun(
   const record = kv === undefined ? undefined : decodeRunRecord(kv.value.toString());
   if (kv === undefined || record === undefined) return undefined;
   if (hash >= 0 && record.runId !== run) return undefined;
-  return {
-    key: kv.key.toString(),
-    value: record,
-    createRevision: revisionOf(kv.create_revision, 'create_revision'),
-    modRevision: revisionOf(kv.mod_revision, 'mod_revision'),
-    version: revisionOf(kv.version, 'version'),
-    leaseId: kv.lease,
-  };
+  return versionedRun(kv, record);
 }
 
 async function requireJob(client: Etcd3, job: string): Promise<void> {

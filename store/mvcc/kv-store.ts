@@ -238,11 +238,13 @@ export class WriteTxn {
     const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
     const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
     const kv: KeyValue = {
-      key: request.key,
+      // The key of a live key is shared with its history; copies of small buffers come from Node's
+      // pool, so 200k values do not become 200k separate allocations (or pin decode buffers).
+      key: previous === null ? compactCopy(request.key) : previous.key,
       createRevision: previous === null ? this.rev : previous.createRevision,
       modRevision: this.rev,
       version: previous === null ? 1 : previous.version + 1,
-      value,
+      value: value === previous?.value ? value : compactCopy(value),
       lease,
     };
     this.store.recordWrite(kv, this.sub++, false);
@@ -273,6 +275,11 @@ export class WriteTxn {
     if (this.hasWrites) this.store.commitRevision(this.rev);
     return this.events;
   }
+}
+
+/** A copy in Node's shared pool for small buffers (one allocation per 8 KiB, not per value). */
+function compactCopy(bytes: Buffer): Buffer {
+  return bytes.length === 0 ? EMPTY : Buffer.from(bytes);
 }
 
 type Visitor = (visit: (kv: KeyValue) => boolean) => void;

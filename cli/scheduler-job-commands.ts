@@ -98,6 +98,33 @@ export async function readJobFile(file: string): Promise<unknown[]> {
   return jobs;
 }
 
+/** `job apply -f FILE`: every spec is checked before any is sent, so a bad file writes nothing. */
+async function applyFile(flags: { file: string } & ClientFlags): Promise<void> {
+  const inputs = await readJobFile(flags.file);
+  // Every spec is checked before any is sent, so a bad file writes nothing.
+  const problems: string[] = [];
+  inputs.forEach((input, i) => {
+    const parsed = parseJobSpec(input);
+    if (!parsed.ok) {
+      const label = typeof (input as { name?: unknown }).name === 'string' ? (input as { name: string }).name : `#${i + 1}`;
+      for (const e of parsed.errors) problems.push(`  job ${label}: ${e.field}: ${e.reason}`);
+    }
+  });
+  if (problems.length > 0) throw new CliError(`invalid job spec in ${flags.file}; nothing applied\n${problems.join('\n')}`, 2);
+  const client = apiClient(flags);
+  const results: unknown[] = [];
+  for (const input of inputs) {
+    const name = (input as { name: string }).name;
+    const result = (await client.put(path(name), input)) as { job: JobView | null; created: boolean; unchanged: boolean };
+    results.push(result);
+    if (flags.output === 'table') {
+      const what = result.created ? 'created' : result.unchanged ? 'unchanged' : 'updated';
+      process.stdout.write(`job ${name} ${what}${result.job === null ? '' : ` (revision ${result.job.modRevision})`}\n`);
+    }
+  }
+  if (flags.output === 'json') printJson(results);
+}
+
 export function registerJobCommands(program: Command): void {
   const job = program.command('job').description('define, inspect and control jobs (through a master)');
   registerDefinitionCommands(job);
@@ -116,31 +143,7 @@ function registerDefinitionCommands(job: Command): void {
 
   withClientOptions(job.command('apply').description('create or replace jobs from a JSON or YAML file'))
     .requiredOption('-f, --file <file>', 'file with one spec, a list of specs, or YAML documents (- for stdin)')
-    .action(action(async (flags: { file: string } & ClientFlags) => {
-      const inputs = await readJobFile(flags.file);
-      // Every spec is checked before any is sent, so a bad file writes nothing.
-      const problems: string[] = [];
-      inputs.forEach((input, i) => {
-        const parsed = parseJobSpec(input);
-        if (!parsed.ok) {
-          const label = typeof (input as { name?: unknown }).name === 'string' ? (input as { name: string }).name : `#${i + 1}`;
-          for (const e of parsed.errors) problems.push(`  job ${label}: ${e.field}: ${e.reason}`);
-        }
-      });
-      if (problems.length > 0) throw new CliError(`invalid job spec in ${flags.file}; nothing applied\n${problems.join('\n')}`, 2);
-      const client = apiClient(flags);
-      const results: unknown[] = [];
-      for (const input of inputs) {
-        const name = (input as { name: string }).name;
-        const result = (await client.put(path(name), input)) as { job: JobView | null; created: boolean; unchanged: boolean };
-        results.push(result);
-        if (flags.output === 'table') {
-          const what = result.created ? 'created' : result.unchanged ? 'unchanged' : 'updated';
-          process.stdout.write(`job ${name} ${what}${result.job === null ? '' : ` (revision ${result.job.modRevision})`}\n`);
-        }
-      }
-      if (flags.output === 'json') printJson(results);
-    }));
+    .action(action(applyFile));
 
   withClientOptions(job.command('list').alias('ls').description('list jobs'))
     .action(action(async (flags: ClientFlags) => {

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../shared/log.js';
 import { ApiError, toApiError } from './errors.js';
@@ -55,7 +55,7 @@ export async function startApiServer(
     void handle(compiled, request, response, logger);
   });
   // Long-lived `logs --follow` streams must not keep close() waiting forever.
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

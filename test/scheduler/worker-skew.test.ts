@@ -40,7 +40,8 @@ describe.skipIf(!hasEtcd())('worker clock skew', () => {
     });
     const offsets = { slow: -SKEW_MS, exact: 0, fast: SKEW_MS };
     for (const [id, offset] of Object.entries(offsets)) {
-      workers.push(await spawnWorker(id, store.endpoint, { clockOffsetMs: offset }));
+      // Through the real `etcron worker --clock-offset` command, so the CLI path is covered too.
+      workers.push(await spawnWorker(id, store.endpoint, { clockOffsetMs: offset, viaCli: true }));
     }
     const begin = Date.now();
     await waitFor(`${SLOTS} slots`, () => (Date.now() - begin > (SLOTS + 3) * 1000 ? true : undefined), (SLOTS + 10) * 1000, 250);

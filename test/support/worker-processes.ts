@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from './etcd-process.js';
+import { ETCRON_BIN, REPO_ROOT } from './etcd-process.js';
 import { waitFor } from './ports.js';
 
 const ENTRY = join(REPO_ROOT, 'test', 'support', 'worker-entry.mjs');
@@ -30,13 +30,20 @@ export interface WorkerProcess {
   stop(timeoutMs?: number): Promise<void>;
 }
 
+/**
+ * Starts a worker process: by default the small entry script above; with `viaCli`, the real
+ * `etcron worker` command (bin/etcron), which prints "worker <id> started" when ready.
+ */
 export async function spawnWorker(
-  id: string, endpoint: string, options: { ttlSeconds?: number; clockOffsetMs?: number } = {},
+  id: string, endpoint: string, options: { ttlSeconds?: number; clockOffsetMs?: number; viaCli?: boolean } = {},
 ): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [
-    ENTRY, '--id', id, '--endpoints', endpoint, '--ttl', String(options.ttlSeconds ?? 3),
-    `--clock-offset-ms=${options.clockOffsetMs ?? 0}`,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ttl = String(options.ttlSeconds ?? 3);
+  const offset = options.clockOffsetMs ?? 0;
+  const args = options.viaCli === true
+    ? [ETCRON_BIN, 'worker', '--id', id, '--endpoints', endpoint, '--lease-ttl', ttl, `--clock-offset=${offset}`, '--log-level', 'info']
+    : [ENTRY, '--id', id, '--endpoints', endpoint, '--ttl', ttl, `--clock-offset-ms=${offset}`];
+  const readyLine = options.viaCli === true ? `worker ${id} started` : `ready ${id}`;
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout?.on('data', (c: Buffer) => { out += c.toString(); });
@@ -61,7 +68,7 @@ export async function spawnWorker(
   };
   await waitFor(`worker ${id} ready`, () => {
     if (child.exitCode !== null) throw new Error(`worker ${id} exited: ${err}`);
-    return out.includes(`ready ${id}`) ? true : undefined;
+    return out.includes(readyLine) ? true : undefined;
   }, 15_000);
   return handle;
 }

@@ -136,6 +136,22 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     expect(await storeRevision()).toBe(revision);
   });
 
+  it('refuses a 1 MiB command and an oversized body before the store sees them', async () => {
+    const revision = await storeRevision();
+    const post = (command: string): Promise<Response> => fetch(`${masterA.apiUrl}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'huge', schedule: '@hourly', command }),
+    });
+    const mib = await post('x'.repeat(1 << 20));
+    expect(mib.status).toBe(400);
+    expect(((await mib.json()) as { error: { fields: { field: string }[] } }).error.fields[0]?.field).toBe('command');
+    const body = await post('x'.repeat(3 << 20));
+    expect(body.status).toBe(413);
+    expect(await client.get('/cron/jobs/huge').exists()).toBe(false);
+    expect(await storeRevision()).toBe(revision);
+  });
+
   it('applies YAML: creates, then reports unchanged, then updates', { timeout: 120_000 }, async () => {
     const file = join(dir, 'jobs.yaml');
     const spec = (command: string): string =>

@@ -72,6 +72,10 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
     }, boundMs, 100);
     expect(Date.now() - grantedAt).toBeGreaterThanOrEqual(TTL_SECONDS * 1000);
     // The kept-alive lease outlived the other one, across the leader change.
+    const keepAliveFailure = keepAlive.failure();
+    console.log(`lease: ${keepAlive.responses.length} keepalive responses through m${survivor + 1} ` +
+      `(leader before m${leader.index + 1}, after m${next.index + 1}); TTLs ${keepAlive.responses.map((r) => String(r['TTL'])).join(',')}` +
+      `${keepAliveFailure === null || keepAliveFailure.ok ? '' : `; stream failed: ${keepAliveFailure.code} ${keepAliveFailure.message}`}`);
     const keptRange = await cluster.client(next.index).call('KV', 'Range', { key: Buffer.from(KEPT_KEY) });
     expect(keptRange.ok && list(keptRange.value, 'kvs').length, 'kept-alive key').toBe(1);
     const keptTtl = await cluster.client(next.index).call('Lease', 'LeaseTimeToLive', { ID: keptId });
@@ -101,4 +105,41 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
       expect(ttl.ok && String(ttl.value['TTL']), `m${index + 1} TTL`).toBe('-1');
     }
   }, 120_000);
+  it('a keepalive stream on a follower keeps answering across a leader SIGKILL', async () => {
+    onTestFailed(() => { console.error(cluster.logTails(40)); });
+    for (const index of cluster.members.map((m) => m.index)) {
+      if (cluster.state(index) === 'down') await cluster.restart(index);
+    }
+    await cluster.converged(20_000);
+    const leader = await cluster.leader();
+    const follower = (leader.index + 1) % cluster.size;
+    const grant = await cluster.client(follower).call('Lease', 'LeaseGrant', { TTL: String(TTL_SECONDS), ID: '0' });
+    if (!grant.ok) throw new Error(`grant failed: ${grant.code} ${grant.message}`);
+    const id = String(grant.value['ID']);
+    const stream = cluster.client(follower).keepAliveStream();
+    try {
+      stream.send({ ID: id });
+      await stream.until('a keepalive answer through the follower', (r) => r.length >= 1, 5_000);
+      const answeredBefore = stream.responses.length;
+      await cluster.kill(leader.index);
+      // A client keeps sending during the election (etcd3 sends every TTL/3)...
+      for (let round = 0; round < 4; round++) {
+        stream.send({ ID: id });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      const next = await cluster.newLeader(leader);
+      // ...and keepalives sent once a new leader is there are answered (as etcd does) on the
+      // same stream: at least one answer per keepalive sent after the election.
+      for (let round = 0; round < 4; round++) {
+        stream.send({ ID: id });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      await stream.until(`keepalive answers after the kill (m${next.index + 1} leads)`,
+        (r) => r.length >= answeredBefore + 4, 2 * TTL_SECONDS * 1000);
+      const ttl = await cluster.client(follower).call('Lease', 'LeaseTimeToLive', { ID: id });
+      expect(ttl.ok && Number(ttl.value['TTL'])).toBeGreaterThan(0);
+    } finally {
+      stream.end();
+    }
+  }, 60_000);
 });

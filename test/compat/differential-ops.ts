@@ -49,7 +49,9 @@ export type Request =
   | { readonly kind: 'watch-cancel-unknown'; readonly watchId: string }
   | { readonly kind: 'watch-progress' }
   /** Arbitrary bytes as the request message of `service`/`method` (bad-input probes). */
-  | { readonly kind: 'raw'; readonly service: string; readonly method: string; readonly bytes: Buffer };
+  | { readonly kind: 'raw'; readonly service: string; readonly method: string; readonly bytes: Buffer }
+  /** Grants a minimum-TTL lease with `id`, attaches `keys`, and waits until expiry deletes them. */
+  | { readonly kind: 'lease-expiry'; readonly id: string; readonly keys: readonly Buffer[] };
 
 export type WatchPlan = Pick<WatcherInfo, 'key' | 'end' | 'filters' | 'startRevision'>;
 

@@ -131,6 +131,7 @@ async function perform(side: Side, request: Request, world: World): Promise<Perf
       side.watch.send({ cancel_request: { watch_id: request.watchId } });
       return { raw: null, plain: 'sent' };
     }
+    case 'lease-expiry': return performLeaseExpiry(side, request.id, request.keys);
     case 'raw': {
       const outcome = await side.client.callRaw(request.service, request.method, request.bytes);
       return fromOutcome(side, request.method, outcome);
@@ -149,6 +150,34 @@ async function perform(side: Side, request: Request, world: World): Promise<Perf
   }
 }
 
+/**
+ * Lease expiry, the one timing-driven write: nothing else runs until both stores have deleted
+ * the keys, so the revision it takes and the events it sends are comparable.
+ */
+async function performLeaseExpiry(side: Side, id: string, keys: readonly Buffer[]): Promise<Performed> {
+  const normalize = (rpc: string, outcome: Outcome): Plain => side.normalizer.outcome(rpc, outcome);
+  const grant = await side.client.leaseGrant({ ID: id, TTL: '1' });
+  const puts: Plain[] = [];
+  for (const key of keys) puts.push(normalize('Put', await side.client.put({ key, value: Buffer.from('leased'), lease: id })));
+  const startedMs = Date.now();
+  let remaining = -1;
+  while (Date.now() - startedMs < 15_000) {
+    const found = await Promise.all(keys.map((key) => side.client.range({ key, count_only: true })));
+    remaining = found.reduce((sum, outcome) => sum + (outcome.ok ? int(outcome.value, 'count') : 1), 0);
+    if (remaining === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const after = await side.client.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true });
+  const ttl = await side.client.leaseTimeToLive({ ID: id });
+  return {
+    raw: after.ok ? after.value : null,
+    plain: {
+      grant: normalize('LeaseGrant', grant), puts, remaining,
+      after: normalize('Range', after), timeToLive: normalize('LeaseTimeToLive', ttl),
+    },
+  };
+}
+
 /** A request as readable text: bytes shown with \xNN escapes, at most 600 characters. */
 export function showRequest(request: Request): string {
   const show = (value: Wire): Wire => {
@@ -161,6 +190,7 @@ export function showRequest(request: Request): string {
   };
   const body = request.kind === 'unary' || request.kind === 'watch-create' ? request.body : {};
   if (request.kind === 'raw') return `raw ${request.service}/${request.method} ${showBytes(request.bytes)}`;
+  if (request.kind === 'lease-expiry') return `lease-expiry ${request.id} ${request.keys.map(showBytes).join(' ')}`;
   const name = request.kind === 'unary' ? request.rpc : request.kind;
   const extra = request.kind === 'watch-cancel' ? ` #${request.createIndex}` : '';
   const shown = `${name}${extra} ${JSON.stringify(show(body))}`;
@@ -214,6 +244,8 @@ function learn(sides: readonly [Side, Side], request: Request, world: World, ans
     world.watchers.push({ ...watchPlan(request.body), createIndex: world.creates, watchId: id, isLive: !isCancelled });
     world.usedWatchIds.add(id);
     world.creates += 1;
+  } else if (request.kind === 'lease-expiry' && left.raw !== null) {
+    world.revision = Math.max(world.revision, int(child(left.raw, 'header'), 'revision'));
   } else if (request.kind === 'watch-cancel') {
     const watcher = world.watchers.find((w) => w.createIndex === request.createIndex);
     if (watcher !== undefined) watcher.isLive = false;

@@ -128,6 +128,8 @@ const probes: readonly Request[] = [
   { kind: 'raw', service: 'KV', method: 'Range', bytes: Buffer.from([0x0a, 0x01, 0x61, 0xf8, 0x06, 0x01]) },
   { kind: 'raw', service: 'Lease', method: 'LeaseGrant', bytes: Buffer.from([0x08, 0x80]) },
   unary('Range', { key: b('x/'), range_end: b('x0'), sort_order: 1, sort_target: 4, keys_only: true }),
+  // Expiry of a minimum-TTL lease (2 s): its keys go in one revision, in key order.
+  { kind: 'lease-expiry', id: '777', keys: [b('x/lease-b'), b('x/lease-a'), b('x/lease-c')] },
   // Fragmented watch responses: a catch-up over two 1.2 MiB values exceeds 2 MiB.
   unary('Put', { key: b('frag/1'), value: Buffer.alloc(1_200_000, 0x31) }),
   unary('Put', { key: b('frag/2'), value: Buffer.alloc(1_200_000, 0x32) }),

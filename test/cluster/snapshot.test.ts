@@ -58,14 +58,16 @@ describe(`3 ${clusterSubject()} members: a follower far behind catches up from a
     const acknowledged = history.filter((op) => op.status === 'ok').length;
     const elapsedMs = WRITE_PHASE_MS - (deadline - Date.now());
     console.log(`snapshot: ${summarize(history)}; ${acknowledged} acknowledged in ${elapsedMs} ms`);
-    expect(acknowledged).toBeGreaterThanOrEqual(WRITES - 10);
+    // Soft: a store too slow to write this much in the bound fails here, and the catch-up below
+    // is still checked with whatever was written.
+    expect.soft(acknowledged, `acknowledged writes in ${WRITE_PHASE_MS} ms`).toBeGreaterThanOrEqual(WRITES - 10);
 
     const logBefore = readFileSync(cluster.member(lagging).logPath, 'utf8').length;
     await cluster.restart(lagging);
     await cluster.converged(60_000);
     const afterRestart = readFileSync(cluster.member(lagging).logPath, 'utf8').slice(logBefore);
     // The catch-up really went through a snapshot (etcd: "applying snapshot", etcron: "installing snapshot").
-    expect(afterRestart).toMatch(/applying snapshot|installing snapshot/i);
+    expect.soft(afterRestart, 'the lagging member installed a snapshot').toMatch(/applying snapshot|installing snapshot/i);
 
     const sentinel = await writeSentinel(cluster, PREFIX);
     await cluster.converged(30_000);

@@ -33,6 +33,12 @@ export const WORKER_LIMITS = {
   leaseTtlSecondsMax: 300,
   /** Runs of one worker that may be live at once; past this, due slots are left to other workers. */
   runsLiveMax: 256,
+  /**
+   * Claims (and so spawns) in flight per worker. spawn() blocks the event loop for milliseconds
+   * each, so an unbounded burst (100 new jobs x a 5 s look-back = 500 claims) stalled workers for
+   * seconds and cost them their leases; past this bound, slots wait for the next tick.
+   */
+  claimsInFlightMax: 32,
   /** Slots looked at per job per planning pass; a 1 s schedule after a day of downtime must not spin. */
   slotsPerPassMax: 1_000,
 } as const;

@@ -49,6 +49,7 @@ const OUTPUT_FLUSH_MS = 1_000;
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
   private readonly counters = { runsStarted: 0, reportsRejected: 0 };
+  private inFlight = 0;
 
   constructor(
     private readonly client: Etcd3,
@@ -62,6 +63,7 @@ export class RunManager {
   }
 
   async isUnclaimed(spec: JobSpec, slotMs: number): Promise<boolean> {
+    this.inFlight++;
     try {
       // Serializable: answered by the member locally; a stale "unclaimed" only costs one failed txn.
       const response = await this.client.kv.range({ key: Buffer.from(runKey(spec.name, slotMs)), count_only: true, serializable: true });
@@ -69,6 +71,8 @@ export class RunManager {
     } catch (err) {
       this.logger.warn({ err, job: spec.name }, 'takeover read failed');
       return false;
+    } finally {
+      this.inFlight--;
     }
   }
 
@@ -83,8 +87,22 @@ export class RunManager {
     });
   }
 
+  /** Claims sent and not yet answered (plus takeover reads in progress). */
+  claimsInFlight(): number {
+    return this.inFlight;
+  }
+
   /** Claims the slot and, if won, runs it. Resolves true when this worker won the claim. */
   async claimAndRun(request: LaunchRequest, attempt = 1, previousRunModRevision?: number): Promise<boolean> {
+    this.inFlight++;
+    try {
+      return await this.claimAndRunNow(request, attempt, previousRunModRevision);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
     if (this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
@@ -124,9 +142,15 @@ export class RunManager {
       const next = compiled.ok ? nextSlotMs(compiled.schedule, slotMs) : null;
       const startMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
       const giveUpMs = Math.min(next ?? slotMs, startDeadlineMs({ slotMs, startMs }, spec.catchUp.windowMs));
-      while (this.clock.nowMs() < giveUpMs && request.session.isAlive()) {
-        await new Promise<void>((resolve) => this.clock.setTimer(BUFFER_POLL_MS, resolve));
-        if ((await this.currentLocks(spec)).length === 0) return this.claimAndRun(request, attempt, previous);
+      // A waiting slot is not a claim in flight: it must not hold back other jobs' claims.
+      this.inFlight--;
+      try {
+        while (this.clock.nowMs() < giveUpMs && request.session.isAlive()) {
+          await new Promise<void>((resolve) => this.clock.setTimer(BUFFER_POLL_MS, resolve));
+          if ((await this.currentLocks(spec)).length === 0) return await this.claimAndRun(request, attempt, previous);
+        }
+      } finally {
+        this.inFlight++;
       }
     }
     const slot = slotId(slotMs);

@@ -74,6 +74,8 @@ class Worker {
   private tickTimer: Timer | undefined;
   private stopping = false;
   private readonly runNowHandled = new Set<string>();
+  /** False during the initial read of /cron/jobs/, true once the watch delivers changes. */
+  private jobsLoaded = false;
   private readonly counters = { claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0 };
 
   constructor(options: WorkerOptions) {
@@ -105,6 +107,7 @@ class Worker {
       put: (key, kv) => this.onJobPut(key, kv),
       delete: (key) => { this.jobs.delete(key.slice(JOBS_PREFIX.length)); },
     }, this.logger));
+    this.jobsLoaded = true;
     // Lock deletes we did not make ourselves mean: job kill, Replace overlap, or our lease expired.
     this.caches.push(await openPrefixCache(this.client, LOCKS_PREFIX, {
       put: () => {},
@@ -174,8 +177,11 @@ class Worker {
     const compiled = compileSchedule(parsed.spec.schedule, parsed.spec.timezone);
     if (!compiled.ok) return;
     const existing = this.jobs.get(name);
-    // A new job looks back over its catch-up window; an edited one keeps its cursor.
-    const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
+    // Jobs found when the worker starts look back over their catch-up window (slots due while no
+    // worker ran); a job created while we watch starts from now: slots before it existed are not
+    // its own. An edited job keeps its cursor.
+    const isCreatedNow = this.jobsLoaded && kv.version === '1';
+    const lookbackMs = isCreatedNow ? 0 : Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
     const cursorMs = existing?.cursorMs ?? this.clock.nowMs() - lookbackMs;
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs });
   }
@@ -278,6 +284,7 @@ class Worker {
   /** Starts the claim for one slot, or returns false to wait (a non-preferred worker before the takeover delay). */
   private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session): boolean {
     const spec = job.spec;
+    if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
     const base = { spec, slotMs: slot.slotMs, session, catchUp };
     if (spec.broadcast) {
       this.counters.claimTxns++;

@@ -85,13 +85,20 @@ describe.skipIf(!hasEtcd())('worker run policies', () => {
     await client.delete().key('/cron/jobs/buffer');
   });
 
+  /** What the master's `job run` writes: a run-now request for the current instant. */
+  async function runNow(job: string): Promise<void> {
+    const slot = new Date().toISOString();
+    await client.put(`/cron/control/run/${job}/${slot}`).value(JSON.stringify({ job, requestId: slot, slot, requestedAtMs: Date.now() }));
+  }
+
   it('retries a failing run with backoff, each attempt with a new fence', async () => {
     const attempts = join(dir.path, 'attempts');
     await putJob(client, {
-      name: 'flaky', schedule: '@every 30s', catchUp: { windowMs: '30s', max: 1 },
+      name: 'flaky', schedule: '0 0 1 1 *',
       retries: { count: 2, backoffInitialMs: 100 },
       command: `echo "$ETCRON_ATTEMPT $ETCRON_FENCE" >> ${attempts}; exit 3`,
     });
+    await runNow('flaky');
     const records = await until('flaky', 'the last attempt', (rs) => rs.some((r) => r.attempt === 3 && r.state === 'failed'));
     const last = records.find((r) => r.attempt === 3)!;
     expect(last.exitCode).toBe(3);
@@ -105,9 +112,10 @@ describe.skipIf(!hasEtcd())('worker run policies', () => {
 
   it('kill (deleting the run\'s lock key) stops the run and records it killed; the output tail is bounded', async () => {
     await putJob(client, {
-      name: 'killme', schedule: '@every 30s', catchUp: { windowMs: '30s', max: 1 }, outputTailBytesMax: 1024,
+      name: 'killme', schedule: '0 0 1 1 *', outputTailBytesMax: 1024,
       command: 'head -c 100000 /dev/zero | tr "\\0" x; echo; echo tail-marker; sleep 30',
     });
+    await runNow('killme');
     const locks = await waitFor('a lock', async () => {
       const view = await readLocks(client, { job: 'killme' });
       return view.locks.length > 0 ? view.locks : undefined;

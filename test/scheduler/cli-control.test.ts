@@ -66,7 +66,8 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
       (await historyOf('sleeper')).find((r) => r.runId === live.runId && r.state === 'killed'), 15_000);
     expect(killed.reason).toContain('kill');
     const logs = await runCli(['job', 'logs', 'sleeper', live.slot], env);
-    expect(logs.stdout).toBe(`started ${live.slot}\n`);
+    const record = await apiGet<unknown>(`${master.apiUrl}/v1/jobs/sleeper/runs/${live.slot}`);
+    expect(logs.stdout, JSON.stringify(record) + worker.output().slice(-3000)).toBe(`started ${live.slot}\n`);
 
     // Paused: the lock is gone and no slot is claimed while paused (watched over 3 slots); the
     // leader's housekeeping records the paused slots as skipped instead.

@@ -4,6 +4,8 @@
 // a Put succeeds again on a surviving member, then restarts the killed member and waits for the
 // cluster to converge. Prints per-round times, median and max for both, and the ratio.
 //
+// A failed subject keeps its data dirs and member logs for inspection (the path is printed).
+//
 //   node scripts/failover-bench.mjs [--rounds 5] [--subjects etcd,etcron]
 //                                   [--heartbeat 100] [--election 1000]
 //
@@ -134,10 +136,11 @@ async function startCluster(subject) {
     const all = await statuses();
     return all.length === 3 && all.every((s) => s.raftIndex === all[0].raftIndex) ? true : undefined;
   }, 30_000);
-  const teardown = async () => {
+  const teardown = async (keep) => {
     for (const m of members) { m.kv.close(); m.maintenance.close(); }
     await Promise.all(members.map(kill));
-    rmSync(dir, { recursive: true, force: true });
+    if (keep) process.stdout.write(`${subject}: data dirs and member logs kept in ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   };
   for (const member of members) spawnMember(member, 'new');
   return { subject, members, spawnMember, kill, leader, converged, teardown };
@@ -184,6 +187,7 @@ function summary(times) {
 const results = new Map();
 for (const subject of subjects) {
   const cluster = await startCluster(subject);
+  let failed = false;
   try {
     await cluster.leader();
     const times = [];
@@ -194,9 +198,10 @@ for (const subject of subjects) {
     }
     results.set(subject, times);
   } catch (err) {
+    failed = true;
     process.stdout.write(`${subject}: failed: ${err instanceof Error ? err.message : String(err)}\n`);
   } finally {
-    await cluster.teardown();
+    await cluster.teardown(failed);
   }
 }
 

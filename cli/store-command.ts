@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { FLAG_SPECS, FlagError, parseStoreFlags, startStore } from '../store/main.js';
+import { FLAG_SPECS, FlagError, parseStoreFlags } from '../store/flags.js';
 
 function storeHelp(): string {
   const lines = Object.entries(FLAG_SPECS).map(([flag, spec]) => `  --${flag.padEnd(30)} ${spec.help} (default "${spec.defaultValue}")`);
@@ -37,6 +37,8 @@ export function registerStoreCommand(program: Command): void {
         }
         throw err;
       }
+      // The store (gRPC, SQLite) loads only when a member starts: other commands stay quick.
+      const { startStore } = await import('../store/main.js');
       const running = await startStore(flags);
       let stopping = false;
       const stop = (): void => {

@@ -45,6 +45,18 @@ const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'not-equal'];
 const COMPARE_TARGETS: readonly CompareTarget[] = ['version', 'create', 'mod', 'value', 'lease'];
 
+/**
+ * Set by the decoder when a Range's range_end was sent present but empty (see grpc-server.ts);
+ * etcd then reads every key from `key` on. Its DeleteRange treats the same request as one key.
+ */
+export const RANGE_END_PRESENT = '__etcronRangeEndPresent';
+const FROM_KEY = Buffer.from([0]);
+
+function rangeEndOf(w: Wire): Buffer {
+  const end = bytes(w['range_end']);
+  return end.length === 0 && w[RANGE_END_PRESENT] === true ? FROM_KEY : end;
+}
+
 export function decodeRange(w: Wire): RangeRequest {
   const order = SORT_ORDERS[int(w['sort_order'])];
   const target = SORT_TARGETS[int(w['sort_target'])];
@@ -52,7 +64,7 @@ export function decodeRange(w: Wire): RangeRequest {
   if (target === undefined) throw new StoreError('invalid-sort-option');
   return {
     key: bytes(w['key']),
-    rangeEnd: bytes(w['range_end']),
+    rangeEnd: rangeEndOf(w),
     limit: int(w['limit']),
     revision: int(w['revision']),
     sortOrder: order ?? 'none',

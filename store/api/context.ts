@@ -38,12 +38,36 @@ export function toServiceError(err: unknown, log: Logger): Partial<ServiceError>
   return { code: status.INTERNAL, details: err instanceof Error ? err.message : String(err), metadata: new Metadata() };
 }
 
+/** Marks a request the decoder refused; the handler answers with the failure instead. */
+export const DECODE_FAILURE = '__etcronDecodeFailure';
+
+export interface DecodeFailure {
+  readonly code: number;
+  readonly message: string;
+}
+
+export function decodeFailure(code: number, message: string): Wire {
+  return { [DECODE_FAILURE]: { code, message } satisfies DecodeFailure };
+}
+
+/** The refusal carried by a request object, if the decoder refused it. */
+export function refusedRequest(request: unknown): Partial<ServiceError> | null {
+  if (typeof request !== 'object' || request === null || !(DECODE_FAILURE in request)) return null;
+  const failure = (request as Record<string, DecodeFailure>)[DECODE_FAILURE] as DecodeFailure;
+  return { code: failure.code, details: failure.message, metadata: new Metadata() };
+}
+
 /** Wraps an async handler: its result or its StoreError becomes the gRPC answer. */
 export function unary(
   ctx: ApiContext,
   handler: (request: Wire, call: ServerUnaryCall<Wire, Wire>) => Promise<Wire> | Wire,
 ): (call: ServerUnaryCall<Wire, Wire>, callback: sendUnaryData<Wire>) => void {
   return (call, callback) => {
+    const refused = refusedRequest(call.request);
+    if (refused !== null) {
+      callback(refused, null);
+      return;
+    }
     let result: Promise<Wire> | Wire;
     try {
       result = handler(call.request, call);

@@ -1,4 +1,11 @@
-import { Server, ServerCredentials, type GrpcObject, type ServiceClientConstructor, loadPackageDefinition } from '@grpc/grpc-js';
+import {
+  Server, ServerCredentials, loadPackageDefinition, status, type GrpcObject, type MethodDefinition,
+  type ServiceClientConstructor, type ServiceDefinition, type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { decodeFailure } from './context.js';
+import { RANGE_END_PRESENT } from './codec.js';
+import { lockService } from './lock-service.js';
+import { electionService } from './election-service.js';
 import { loadSync } from '@grpc/proto-loader';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +25,7 @@ function protoDir(): string {
 }
 
 function loadEtcdProtos(): GrpcObject {
-  const definition = loadSync(['rpc.proto'], {
+  const definition = loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'], {
     includeDirs: [protoDir()],
     keepCase: true,
     longs: String,
@@ -29,29 +36,103 @@ function loadEtcdProtos(): GrpcObject {
   return loadPackageDefinition(definition);
 }
 
-function service(root: GrpcObject, name: string): ServiceClientConstructor {
-  const pkg = root['etcdserverpb'] as GrpcObject;
+function service(root: GrpcObject, pkgName: string, name: string): ServiceClientConstructor {
+  const pkg = root[pkgName] as GrpcObject;
   return pkg[name] as ServiceClientConstructor;
+}
+
+/**
+ * Decoding happens here rather than in grpc-js so that a refused message gets Go gRPC's words:
+ * etcd's clients and tests see "grpc: received message larger than max (N vs. M)" and
+ * "grpc: error unmarshalling request: …". The handler finds the failure in the request object.
+ */
+function withGoDecodeErrors(definition: ServiceDefinition, maxBytes: number): ServiceDefinition {
+  const out: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        if (bytes.length > maxBytes) {
+          return decodeFailure(status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (${bytes.length} vs. ${maxBytes})`);
+        }
+        try {
+          const decoded = decode(bytes);
+          if (name === 'Range' && hasEmptyBytesField(bytes, 2)) {
+            (decoded as Record<string, unknown>)[RANGE_END_PRESENT] = true;
+          }
+          return decoded;
+        } catch (err) {
+          const truncated = err instanceof RangeError || /index out of range/.test(String(err));
+          const reason = truncated ? 'unexpected EOF' : 'proto: cannot parse invalid wire-format data';
+          return decodeFailure(status.INTERNAL, `grpc: error unmarshalling request: ${reason}`);
+        }
+      },
+    };
+  }
+  return out;
 }
 
 /** gRPC receives up to the request limit plus etcd's 512 KiB allowance for framing. */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
+/**
+ * Whether a top-level length-delimited field is present with zero length. Go keeps such a
+ * range_end as an empty non-nil slice, which etcd's MVCC reads as "no upper bound"; proto-loader
+ * cannot tell it from an absent field, so we look at the bytes.
+ */
+function hasEmptyBytesField(bytes: Buffer, fieldNumber: number): boolean {
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    let shift = 0;
+    for (let i = 0; i < 10 && at < bytes.length; i++) {
+      const b = bytes[at++] as number;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+      shift += 7;
+    }
+    return value;
+  };
+  while (at < bytes.length) {
+    const tag = varint();
+    const wire = tag & 7;
+    const field = Math.floor(tag / 8);
+    if (wire === 0) varint();
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const length = varint();
+      if (field === fieldNumber && length === 0) return true;
+      at += length;
+    } else return false;
+  }
+  return false;
+}
+
+/** grpc-js refuses larger messages itself; below this our decoder answers with Go's words. */
+const TRANSPORT_RECEIVE_BYTES_MAX = 64 * 1024 * 1024;
+
 export function createGrpcServer(ctx: ApiContext): Server {
   const root = loadEtcdProtos();
+  const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+  const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void =>
+    server.addService(withGoDecodeErrors(service(root, pkgName, name).service, receiveMax), impl);
   const server = new Server({
-    'grpc.max_receive_message_length': ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_receive_message_length': Math.max(TRANSPORT_RECEIVE_BYTES_MAX, receiveMax),
     'grpc.max_send_message_length': 2 ** 31 - 1,
     // etcd lets clients ping every 5 s, also without active calls.
     'grpc.http2.min_ping_interval_without_data_ms': 5000,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  server.addService(service(root, 'KV').service, kvService(ctx));
-  server.addService(service(root, 'Watch').service, watchService(ctx));
-  server.addService(service(root, 'Lease').service, leaseService(ctx));
-  server.addService(service(root, 'Maintenance').service, maintenanceService(ctx));
-  server.addService(service(root, 'Cluster').service, clusterService(ctx));
-  server.addService(service(root, 'Auth').service, authService(ctx));
+  add('etcdserverpb', 'KV', kvService(ctx));
+  add('etcdserverpb', 'Watch', watchService(ctx));
+  add('etcdserverpb', 'Lease', leaseService(ctx));
+  add('etcdserverpb', 'Maintenance', maintenanceService(ctx));
+  add('etcdserverpb', 'Cluster', clusterService(ctx));
+  add('etcdserverpb', 'Auth', authService(ctx));
+  add('v3lockpb', 'Lock', lockService(ctx));
+  add('v3electionpb', 'Election', electionService(ctx));
   return server;
 }
 

@@ -2,7 +2,7 @@ import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grp
 import { MAX_LEASE_TTL_SECONDS } from '../lease/lessor.js';
 import { StoreError } from '../mvcc/errors.js';
 import type { ApiContext } from './context.js';
-import { toServiceError, unary } from './context.js';
+import { refusedRequest, toServiceError, unary } from './context.js';
 import { big, bool, int, type Wire } from './codec.js';
 
 /** etcdserverpb.Lease: grant and revoke go through the log; keep-alives stay on the leader. */
@@ -30,6 +30,11 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
       // Answers go out in request order even when a renewal is forwarded to the leader.
       let previous: Promise<void> = Promise.resolve();
       stream.on('data', (w: Wire) => {
+        const refused = refusedRequest(w);
+        if (refused !== null) {
+          stream.destroy(refused as Error);
+          return;
+        }
         const id = big(w['ID']);
         const header = ctx.header();
         const renewed = id === 0n ? Promise.resolve(0) : server.keepAlive(id);

@@ -55,9 +55,10 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
 
     HashKV: unary(ctx, (w) => {
       const requested = int(w['revision']);
+      // As etcd: only a positive revision is checked; 0 means current, a negative one hashes nothing.
+      if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
+      if (requested > server.kv.currentRev) throw new StoreError('future-rev');
       const rev = requested === 0 ? server.kv.currentRev : requested;
-      if (rev > server.kv.currentRev) throw new StoreError('future-rev');
-      if (rev <= server.kv.compactRev) throw new StoreError('compacted');
       let hash = crc32('key');
       for (const row of server.backend.scanAll()) {
         if (row.main > rev) break;

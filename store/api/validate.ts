@@ -56,19 +56,22 @@ function checkTxnOps(request: TxnRequest, budget: number): void {
 
 interface Interval {
   readonly from: string;
-  /** undefined = unbounded above; equal to `from` + '\0' for a single key. */
-  readonly to: string | undefined;
+  /** Exclusive; `from` + '\0' for a single key. */
+  readonly to: string;
 }
 
+/**
+ * The keys a delete covers, as etcd's duplicate check sees them: it takes range_end literally,
+ * so a from-key delete (range_end "\0") is the empty interval and never conflicts with a put.
+ */
 function intervalOf(key: Buffer, rangeEnd: Buffer): Interval {
   const from = key.toString('latin1');
   if (rangeEnd.length === 0) return { from, to: `${from}\u0000` };
-  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { from, to: undefined };
   return { from, to: rangeEnd.toString('latin1') };
 }
 
 function covers(intervals: readonly Interval[], key: string): boolean {
-  return intervals.some((i) => key >= i.from && (i.to === undefined || key < i.to));
+  return intervals.some((i) => key >= i.from && key < i.to);
 }
 
 /**

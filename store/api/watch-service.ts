@@ -3,6 +3,7 @@ import type { MvccEvent } from '../mvcc/types.js';
 import type { WatchBatch } from '../mvcc/watch-hub.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, encodeEvent, int, type Wire } from './codec.js';
+import { refusedRequest } from './context.js';
 
 /** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
 const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
@@ -48,6 +49,12 @@ class WatchStream {
   }
 
   private onRequest(request: Wire): void {
+    const refused = refusedRequest(request);
+    if (refused !== null) {
+      this.close();
+      this.stream.destroy(refused as Error);
+      return;
+    }
     switch (request['request_union']) {
       case 'create_request': this.create((request['create_request'] ?? {}) as Wire); break;
       case 'cancel_request': this.cancel(int(((request['cancel_request'] ?? {}) as Wire)['watch_id'])); break;

@@ -128,8 +128,9 @@ export class MvccStore {
     const history = this.keys.get(keyString(key));
     if (history === undefined) return null;
     const before = history.before(revision);
+    // Compaction keeps each key's newest revision at or below the compaction point, so a
+    // revision still in the history is still readable, even if it is older than that point.
     if (before === undefined || before.tombstone) return null;
-    if (before.main < this.compactRev) return null;
     return this.loadKv(before);
   }
 

@@ -74,6 +74,9 @@ export class Applier {
   private applyOrThrow(request: InternalRequest): ApplyResult {
     switch (request.type) {
       case 'put': {
+        if (this.hasAlarm('nospace')) throw new StoreError('no-space');
+        // A plain put checks its lease before the previous key; a txn's put the other way round.
+        if (request.request.lease !== 0n && !this.lessor.has(request.request.lease)) throw new StoreError('lease-not-found');
         this.checkPut(request.request);
         const txn = this.kv.beginWrite();
         const result = txn.put(request.request);
@@ -133,19 +136,19 @@ export class Applier {
     if (events.length > 0) this.pending.push(events);
   }
 
+  /** etcd's order inside a txn: the previous key for ignore_value/ignore_lease, then the lease. */
   private checkPut(request: PutRequest): void {
-    if (this.hasAlarm('nospace')) throw new StoreError('no-space');
-    if (request.lease !== 0n && !this.lessor.has(request.lease)) throw new StoreError('lease-not-found');
     if ((request.ignoreValue || request.ignoreLease) && this.kv.get(request.key) === null) {
       throw new StoreError('key-not-found');
     }
+    if (request.lease !== 0n && !this.lessor.has(request.lease)) throw new StoreError('lease-not-found');
   }
 
   private applyTxn(request: TxnRequest): TxnResult {
     // Every compare, nested ones included, sees the state before the txn: decide the path first.
     const path = this.choosePath(request);
-    this.checkPath(request, path, 0);
-    if (this.hasAlarm('nospace') && pathWrites(request, path, 0)) throw new StoreError('no-space');
+    const ops = this.checkPath(request, path);
+    if (this.hasAlarm('nospace') && ops.some((op) => op.type === 'put')) throw new StoreError('no-space');
     const txn = this.kv.beginWrite();
     const result = this.executePath(txn, request, path, { next: 0 });
     this.finish(txn);
@@ -162,31 +165,21 @@ export class Applier {
     return path;
   }
 
-  private checkPath(request: TxnRequest, path: readonly boolean[], at: number): number {
-    const ops = path[at] === true ? request.success : request.failure;
-    let next = at + 1;
+  /**
+   * State checks of the ops on the taken path, as etcd orders them: every put first (lease
+   * exists; key exists for ignore_value/ignore_lease), then every range (revision neither future
+   * nor below the compaction point, negative revisions included). The first failure refuses the txn.
+   */
+  private checkPath(request: TxnRequest, path: readonly boolean[]): RequestOp[] {
+    const ops: RequestOp[] = [];
+    collectPath(request, path, { next: 0 }, ops);
+    for (const op of ops) if (op.type === 'put') this.checkPut(op.request);
     for (const op of ops) {
-      switch (op.type) {
-        case 'range':
-          if (op.request.revision > this.kv.currentRev) throw new StoreError('future-rev');
-          if (op.request.revision > 0 && op.request.revision < this.kv.compactRev) throw new StoreError('compacted');
-          break;
-        case 'put':
-          if (op.request.lease !== 0n && !this.lessor.has(op.request.lease)) throw new StoreError('lease-not-found');
-          if ((op.request.ignoreValue || op.request.ignoreLease) && this.kv.get(op.request.key) === null) {
-            throw new StoreError('key-not-found');
-          }
-          break;
-        case 'delete-range':
-          break;
-        case 'txn':
-          next = this.checkPath(op.request, path, next);
-          break;
-        default:
-          unreachable(op, 'op');
-      }
+      if (op.type !== 'range' || op.request.revision === 0) continue;
+      if (op.request.revision > this.kv.currentRev) throw new StoreError('future-rev');
+      if (op.request.revision < this.kv.compactRev) throw new StoreError('compacted');
     }
-    return next;
+    return ops;
   }
 
   private executePath(txn: WriteTxn, request: TxnRequest, path: readonly boolean[], cursor: { next: number }): TxnResult {
@@ -268,9 +261,14 @@ function compareBig(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function pathWrites(request: TxnRequest, path: readonly boolean[], at: number): boolean {
-  const ops = path[at] === true ? request.success : request.failure;
-  return ops.some((op) => op.type === 'put' || (op.type === 'txn' && pathWrites(op.request, path, at + 1)));
+/** The ops of the branches taken, depth first, in the order etcd visits them. */
+function collectPath(request: TxnRequest, path: readonly boolean[], cursor: { next: number }, out: RequestOp[]): void {
+  const ops = path[cursor.next++] === true ? request.success : request.failure;
+  for (const op of ops) {
+    if (op.type === 'txn') collectPath(op.request, path, cursor, out);
+    else out.push(op);
+  }
 }
+
 
 export { keyString };

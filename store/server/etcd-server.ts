@@ -10,7 +10,7 @@ import { MvccStore } from '../mvcc/kv-store.js';
 import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
 import { WatchHub, type WatcherSpec } from '../mvcc/watch-hub.js';
 import { newRaftNode } from '../raft/raft-node.js';
-import type { Entry, Message, RaftNode, Ready, Snapshot } from '../raft/types.js';
+import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../raft/types.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
 import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
@@ -88,6 +88,7 @@ export class EtcdServer {
   private readonly transport: PeerTransport | null;
   private readonly reads: ReadIndexQueue;
   private readonly waiters = new Map<bigint, Waiter>();
+  private proposals: { requestId: bigint; data: Uint8Array }[] = [];
   private readonly requestIdBase: bigint;
   private requestCounter = 0n;
   private drainScheduled = false;
@@ -148,7 +149,8 @@ export class EtcdServer {
         config.member.id, config.clusterId,
         config.members.filter((m) => m.id !== config.member.id).map((m) => ({ id: m.id, url: m.peerUrls[0] as string })),
         { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r) },
-        (peer) => { this.node.step({ ...unreachableMessage(peer, config.member.id) }); this.scheduleDrain(); },
+        (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
+        (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
         config.logger.child({ component: 'transport' }),
       );
       const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
@@ -226,17 +228,36 @@ export class EtcdServer {
     if (this.node.status().lead === 0n) return Promise.reject(new StoreError('no-leader'));
     const requestId = this.requestIdBase | ++this.requestCounter;
     return new Promise<ApplyResult>((resolve, reject) => {
-      const result = this.node.propose(encodeEnvelope({ requestId, request }));
-      if (!result.ok) {
-        reject(new StoreError('no-leader'));
-        return;
-      }
       const timer = setTimeout(() => {
         if (this.waiters.delete(requestId)) reject(new StoreError('timeout'));
       }, this.proposalTimeoutMs);
       this.waiters.set(requestId, { resolve, reject, timer });
+      this.proposals.push({ requestId, data: encodeEnvelope({ requestId, request }) });
       this.scheduleDrain();
     });
+  }
+
+  /** Hands the proposals of this event-loop turn to Raft as one message (one append per follower). */
+  private flushProposals(): void {
+    if (this.proposals.length === 0) return;
+    const batch = this.proposals;
+    this.proposals = [];
+    let result: StepResult;
+    if (this.transport === null) {
+      result = { ok: true };
+      for (const p of batch) if (!this.node.propose(p.data).ok) result = { ok: false, reason: 'proposal-dropped' };
+    } else {
+      const entries = batch.map((p): Entry => ({ term: 0, index: 0, type: 'normal', data: p.data }));
+      result = this.node.step({ ...localMessage('unreachable', this.memberId, this.memberId, false), type: 'prop', from: this.memberId, entries });
+    }
+    if (result.ok) return;
+    for (const p of batch) {
+      const waiter = this.waiters.get(p.requestId);
+      if (waiter === undefined) continue;
+      this.waiters.delete(p.requestId);
+      clearTimeout(waiter.timer);
+      waiter.reject(new StoreError('no-leader'));
+    }
   }
 
   scheduleDrain(): void {
@@ -251,18 +272,24 @@ export class EtcdServer {
 
   private drain(): void {
     if (this.persisting || this.closed) return;
+    this.flushProposals();
     this.reads.flush();
     if (!this.node.hasReady()) return;
     const ready = this.node.ready();
     if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
     this.backend.transaction(() => this.persist(ready));
+    // A leader's appends and heartbeats may leave before its own fsync (Raft thesis §10.2.1): the
+    // followers' disks and the leader's then work in parallel. Everything else waits for the fsync.
+    const early = this.node.status().role === 'leader' ? ready.messages.filter((m) => m.type === 'app' || m.type === 'heartbeat') : [];
+    const late = early.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== 'app' && m.type !== 'heartbeat');
+    this.transport?.send(early);
     const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
     this.persisting = true;
     durable.then(
       () => {
         this.persisting = false;
         if (this.closed) return;
-        this.transport?.send(ready.messages);
+        this.transport?.send(late);
         const settles = this.backend.transaction(() => this.applyCommitted(ready));
         this.node.advance(ready);
         if (ready.softState !== null) this.onSoftState(ready.softState.leader);
@@ -503,10 +530,11 @@ export class EtcdServer {
   }
 }
 
-function unreachableMessage(peer: bigint, self: bigint): Message {
+/** A report from the transport about a peer, stepped into the local Raft node. */
+function localMessage(type: 'unreachable' | 'snap-status', peer: bigint, self: bigint, reject: boolean): Message {
   return {
-    type: 'unreachable', to: self, from: peer, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
-    snapshot: null, reject: false, rejectHint: 0, context: new Uint8Array(0),
+    type, to: self, from: peer, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
+    snapshot: null, reject, rejectHint: 0, context: new Uint8Array(0),
   };
 }
 

@@ -59,6 +59,8 @@ export class PeerTransport {
     private readonly peers: readonly PeerAddress[],
     private readonly handlers: PeerHandlers,
     private readonly onUnreachable: (peer: MemberId) => void,
+    /** Raft needs the fate of every snapshot it sent: delivered to the stream, or failed. */
+    private readonly onSnapshotStatus: (peer: MemberId, failed: boolean) => void,
     private readonly log: Logger,
   ) {
     const impl: UntypedServiceImplementation = {
@@ -171,7 +173,13 @@ export class PeerTransport {
         stream.on('error', () => {});
         link.stream = stream;
       }
-      link.stream.write(encodeFrame({ clusterId: this.clusterId, from: this.self, to: peer, messages: list }));
+      const hasSnapshot = list.some((m) => m.type === 'snap');
+      const frame = encodeFrame({ clusterId: this.clusterId, from: this.self, to: peer, messages: list });
+      if (!hasSnapshot) {
+        link.stream.write(frame);
+      } else {
+        link.stream.write(frame, (err: Error | null | undefined) => this.onSnapshotStatus(peer, err !== null && err !== undefined));
+      }
     }
   }
 

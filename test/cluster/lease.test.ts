@@ -71,16 +71,17 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
       return range.ok && list(range.value, 'kvs').length === 0 ? true : undefined;
     }, boundMs, 100);
     expect(Date.now() - grantedAt).toBeGreaterThanOrEqual(TTL_SECONDS * 1000);
-    // The kept-alive lease outlived the other one, across the leader change.
+    // The kept-alive lease outlived the other one, across the leader change. (Soft, so that the
+    // exactly-once checks below still run when it did not.)
     const keepAliveFailure = keepAlive.failure();
     console.log(`lease: ${keepAlive.responses.length} keepalive responses through m${survivor + 1} ` +
       `(leader before m${leader.index + 1}, after m${next.index + 1}); TTLs ${keepAlive.responses.map((r) => String(r['TTL'])).join(',')}` +
       `${keepAliveFailure === null || keepAliveFailure.ok ? '' : `; stream failed: ${keepAliveFailure.code} ${keepAliveFailure.message}`}`);
     const keptRange = await cluster.client(next.index).call('KV', 'Range', { key: Buffer.from(KEPT_KEY) });
-    expect(keptRange.ok && list(keptRange.value, 'kvs').length, 'kept-alive key').toBe(1);
+    expect.soft(keptRange.ok && list(keptRange.value, 'kvs').length, 'kept-alive key').toBe(1);
     const keptTtl = await cluster.client(next.index).call('Lease', 'LeaseTimeToLive', { ID: keptId });
-    expect(keptTtl.ok && Number(keptTtl.value['TTL']), 'kept-alive TTL').toBeGreaterThan(0);
-    expect(keepAlive.responses.length, 'keepalive responses').toBeGreaterThan(2);
+    expect.soft(keptTtl.ok && Number(keptTtl.value['TTL']), 'kept-alive TTL').toBeGreaterThan(0);
+    expect.soft(keepAlive.responses.length, 'keepalive responses').toBeGreaterThan(2);
     isKeeping = false;
     await keeper;
     keepAlive.end();

@@ -14,6 +14,7 @@ import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../r
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
 import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
+import { WalCorruptError, checkWal } from '../wal/wal-check.js';
 import { Applier, type AlarmEntry, type ApplyResult } from './apply.js';
 import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
 import { ReadIndexQueue } from './read-index-queue.js';
@@ -550,6 +551,12 @@ function prepareDataDir(dataDir: string, memberDir: string): void {
 }
 
 function openBackend(path: string): Backend {
+  try {
+    checkWal(`${path}-wal`);
+  } catch (err) {
+    if (err instanceof WalCorruptError) throw new DataDirError(err.message);
+    throw err;
+  }
   try {
     return new Backend(path);
   } catch (err) {

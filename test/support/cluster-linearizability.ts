@@ -144,12 +144,14 @@ export function groundTruth(log: readonly LogEvent[]): GroundTruth {
     lastRevision = Math.max(lastRevision, event.revision);
     const before = lastState.get(event.key) ?? ABSENT;
     if (event.value !== null && event.version !== before.version + 1) {
-      problems.push(`log: ${event.key}@${event.revision} has version ${event.version} after ${before.version}`);
+      problems.push(`log: ${event.key}@${event.revision} has version ${event.version} ` +
+        `after ${before.version}`);
     }
     if (event.value !== null) {
       const earlier = byValue.get(event.value);
       if (earlier !== undefined) {
-        problems.push(`log: value ${event.value} written twice, at ${earlier.revision} and ${event.revision}`);
+        problems.push(`log: value ${event.value} written twice, at ${earlier.revision} ` +
+          `and ${event.revision}`);
       }
       byValue.set(event.value, event);
     }
@@ -186,7 +188,8 @@ function describe(op: HistoryOp): string {
     : input.kind === 'cas' ? `${input.key} v${input.expectVersion}->${input.value}`
     : `${input.key} ${input.expectValue}->${input.value}`;
   const output = op.output === null ? op.status : JSON.stringify(op.output);
-  return `#${op.id} c${op.client} ${input.kind}(${args}) -> ${output}${op.endpoint === undefined ? '' : ` @${op.endpoint}`}`;
+  const where = op.endpoint === undefined ? '' : ` @${op.endpoint}`;
+  return `#${op.id} c${op.client} ${input.kind}(${args}) -> ${output}${where}`;
 }
 
 /** A point of the real-time order: an op with a revision it observed or created. */
@@ -215,7 +218,8 @@ export function checkRevisionOrder(history: readonly HistoryOp[], log: readonly 
     if (op === undefined) {
       add(`log has ${event.key}=${event.value}@${event.revision}, a value no client wrote`);
     } else if (op.status === 'failed' || !didWrite(op.input, op.output)) {
-      add(`log has ${event.key}=${event.value}@${event.revision} from an op that reported no effect: ${describe(op)}`);
+      add(`log has ${event.key}=${event.value}@${event.revision} from an op that reported ` +
+        `no effect: ${describe(op)}`);
     } else if (op.input.key !== event.key) {
       add(`log has ${event.value} under ${event.key}, written to ${op.input.key}`);
     }
@@ -250,7 +254,8 @@ export function checkRevisionOrder(history: readonly HistoryOp[], log: readonly 
         add(`acknowledged write ${describe(op)} is in the log at ${event.revision}, not at ${revision}`);
       } else if (op.input.kind !== 'put' && !isCompareTrue(op.input, stateAt(revision - 1))) {
         const before = stateAt(revision - 1);
-        add(`${describe(op)} succeeded though at ${revision - 1} the key had version ${before.version} value ${before.value}`);
+        add(`${describe(op)} succeeded though at ${revision - 1} the key had ` +
+          `version ${before.version} value ${before.value}`);
       }
       points.push({ op, revision, isWrite: true });
       continue;

@@ -70,7 +70,8 @@ export class PeerProxies {
       tracked.upstream.destroy();
     }
     this.connections.clear();
-    await Promise.all(this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await Promise.all(this.servers.map((server) =>
+      new Promise<void>((resolve) => server.close(() => resolve()))));
   }
 
   private isCut(source: number | null, target: number): boolean {

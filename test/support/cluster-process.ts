@@ -272,7 +272,8 @@ export class Cluster {
     const what = `a leader other than m${previous.index + 1} in a term above ${previous.raftTerm}`;
     return waitFor(what, async () => {
       const found = await this.leader(Math.min(timeoutMs, 3_000)).catch(() => undefined);
-      const isNew = found !== undefined && found.index !== previous.index && found.raftTerm > previous.raftTerm;
+      const isNew = found !== undefined && found.index !== previous.index &&
+        found.raftTerm > previous.raftTerm;
       return isNew ? found : undefined;
     }, timeoutMs, 50);
   }

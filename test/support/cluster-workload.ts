@@ -61,7 +61,11 @@ export function requestFor(input: OpInput): { method: 'Range' | 'Put' | 'Txn'; r
 function readKv(kvs: readonly Msg[]): { value: string | null; version: number; modRevision: number } {
   const kv = kvs[0];
   if (kv === undefined) return { value: null, version: 0, modRevision: 0 };
-  return { value: bytes(kv, 'value').toString(), version: int(kv, 'version'), modRevision: int(kv, 'mod_revision') };
+  return {
+    value: bytes(kv, 'value').toString(),
+    version: int(kv, 'version'),
+    modRevision: int(kv, 'mod_revision'),
+  };
 }
 
 export function outputFor(input: OpInput, response: Msg): OpOutput {
@@ -151,11 +155,16 @@ export class Workload {
       }
       const error = `${outcome.code}: ${outcome.message}`;
       if (isDefiniteFailure(outcome)) {
-        this.history.push({ id, client, input, callNs, returnNs, status: 'failed', output: null, endpoint, error });
+        this.history.push({
+          id, client, input, callNs, returnNs, status: 'failed', output: null, endpoint, error,
+        });
       } else {
         // Indeterminate: it may take effect at any later time. Reads with no answer are dropped.
         if (input.kind !== 'get') {
-          this.history.push({ id, client, input, callNs, returnNs: Infinity, status: 'unknown', output: null, endpoint, error });
+          this.history.push({
+            id, client, input, callNs, returnNs: Infinity, status: 'unknown', output: null,
+            endpoint, error,
+          });
         }
         member = (member + 1) % this.cluster.size;
         // A refused connection fails at once; pause briefly so a dead member is not hammered.
@@ -206,7 +215,8 @@ export class RevisionMonitor {
     this.loop = (async () => {
       for (let round = 0; round < samplesMax && !this.isStopping; round++) {
         for (const status of await this.cluster.statuses()) {
-          this.samples.push({ index: status.index, revision: status.revision, raftTerm: status.raftTerm, atNs: nowNs() });
+          const { index, revision, raftTerm } = status;
+          this.samples.push({ index, revision, raftTerm, atNs: nowNs() });
         }
         await new Promise((resolve) => setTimeout(resolve, intervalMs));
       }
@@ -248,7 +258,9 @@ export function prefixEnd(prefix: string): Buffer {
 }
 
 /** Opens a raw watch on `prefix` from `startRevision` and waits for its created response. */
-export async function openWatch(client: CompatClient, prefix: string, startRevision: number): Promise<ResponseStream> {
+export async function openWatch(
+  client: CompatClient, prefix: string, startRevision: number,
+): Promise<ResponseStream> {
   const stream = client.watch({ hasleader: 'true' });
   stream.send({
     create_request: { key: b(prefix), range_end: prefixEnd(prefix), start_revision: String(startRevision) },
@@ -290,7 +302,9 @@ const LOG_READ_STALL_MS = 2_000;
  */
 export let readLogReopenings = 0;
 
-export async function readLog(cluster: Cluster, index: number, prefix: string, sentinelRevision: number): Promise<LogEvent[]> {
+export async function readLog(
+  cluster: Cluster, index: number, prefix: string, sentinelRevision: number,
+): Promise<LogEvent[]> {
   const events: LogEvent[] = [];
   let from = 1;
   for (let streams = 0; streams < LOG_READ_STREAMS_MAX; streams++) {
@@ -298,7 +312,8 @@ export async function readLog(cluster: Cluster, index: number, prefix: string, s
     try {
       let seen = 0;
       let progressAt = Date.now();
-      await waitFor(`m${index + 1}'s watch from revision ${from} to reach ${sentinelRevision} or stall`, () => {
+      const what = `m${index + 1}'s watch from revision ${from} to reach ${sentinelRevision} or stall`;
+      await waitFor(what, () => {
         const received = streamEvents(stream);
         if (received.some((e) => e.revision >= sentinelRevision)) return true;
         if (stream.hasEnded()) return false;
@@ -318,13 +333,15 @@ export async function readLog(cluster: Cluster, index: number, prefix: string, s
       stream.end();
     }
   }
-  throw new Error(`m${index + 1}: log read did not reach ${sentinelRevision} in ${LOG_READ_STREAMS_MAX} watches (at ${from})`);
+  throw new Error(`m${index + 1}: log read did not reach ${sentinelRevision} in ` +
+    `${LOG_READ_STREAMS_MAX} watches (at ${from})`);
 }
 
 /** Writes a sentinel under `prefix` through the leader and returns its revision. */
 export async function writeSentinel(cluster: Cluster, prefix: string): Promise<number> {
   const leader = await cluster.leader();
-  const outcome = await cluster.client(leader.index).call('KV', 'Put', { key: b(`${prefix}~sentinel`), value: b('end') }, 10_000);
+  const request = { key: b(`${prefix}~sentinel`), value: b('end') };
+  const outcome = await cluster.client(leader.index).call('KV', 'Put', request, 10_000);
   if (!outcome.ok) throw new Error(`sentinel put failed: ${outcome.code} ${outcome.message}`);
   return int(child(outcome.value, 'header'), 'revision');
 }
@@ -340,7 +357,9 @@ export interface Verification {
  * After the faults: every member running, converged; each member's log read and compared; then
  * checkers A and B on the history.
  */
-export async function verifyHistory(cluster: Cluster, prefix: string, history: readonly HistoryOp[]): Promise<Verification> {
+export async function verifyHistory(
+  cluster: Cluster, prefix: string, history: readonly HistoryOp[],
+): Promise<Verification> {
   const sentinel = await writeSentinel(cluster, prefix);
   await cluster.converged(20_000);
   const logs = await Promise.all(cluster.runningIndexes().map((i) => readLog(cluster, i, prefix, sentinel)));
@@ -348,7 +367,8 @@ export async function verifyHistory(cluster: Cluster, prefix: string, history: r
   const logsDiffer: string[] = [];
   logs.forEach((log, position) => {
     if (JSON.stringify(log) !== JSON.stringify(reference)) {
-      logsDiffer.push(`member #${position} log (${log.length} events) differs from the first (${reference.length})`);
+      logsDiffer.push(`member #${position} log (${log.length} events) differs from the first ` +
+        `(${reference.length})`);
     }
   });
   const present = new Set(reference.flatMap((e) => (e.value === null ? [] : [e.value])));
@@ -373,5 +393,6 @@ export function summarize(history: readonly HistoryOp[]): string {
   }
   const top = [...errors.entries()].sort((x, y) => y[1] - x[1]).slice(0, 6)
     .map(([message, count]) => `${count}× ${message}`).join('; ');
-  return `${history.length} ops: ${counts.ok} ok, ${counts.failed} failed, ${counts.unknown} unknown; errors: ${top}`;
+  return `${history.length} ops: ${counts.ok} ok, ${counts.failed} failed, ` +
+    `${counts.unknown} unknown; errors: ${top}`;
 }

@@ -1,7 +1,7 @@
-import type { Server } from '@grpc/grpc-js';
 import { createLogger } from '../shared/log.js';
 import { ApiContext } from './api/context.js';
-import { bindServer, createGrpcServer } from './api/grpc-server.js';
+import { createGrpcServer } from './api/grpc-server.js';
+import { listenClients } from './api/client-listener.js';
 import { DEFAULT_QUOTA_BYTES, FlagError, parseRetention, type StoreFlags } from './flags.js';
 import { clusterIdOf, parseInitialCluster } from './membership.js';
 import { EtcdServer, type MemberInfo } from './server/etcd-server.js';
@@ -55,30 +55,31 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     logger,
   });
   const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));
-  const grpcServers: Server[] = [];
-  const clientPorts: number[] = [];
+  const grpcServer = createGrpcServer(ctx);
+  const listeners: { port: number; close(): void }[] = [];
   try {
     await server.listenPeers();
     for (const url of flags.listenClientUrls) {
       const parsed = new URL(url);
-      const grpcServer = createGrpcServer(ctx);
-      clientPorts.push(await bindServer(grpcServer, `${parsed.hostname}:${parsed.port}`));
-      grpcServers.push(grpcServer);
+      listeners.push(await listenClients(grpcServer, ctx, parsed.hostname, Number(parsed.port)));
     }
   } catch (err) {
-    for (const s of grpcServers) s.forceShutdown();
+    for (const l of listeners) l.close();
+    grpcServer.forceShutdown();
     server.close();
     throw err;
   }
+  const clientPorts = listeners.map((l) => l.port);
   logger.info({ clientUrls: flags.listenClientUrls, dataDir: flags.dataDir }, 'serving client requests');
   return {
     server,
     clientPorts,
     close: async () => {
-      await Promise.all(grpcServers.map((s) => new Promise<void>((resolve) => {
-        const timer = setTimeout(() => { s.forceShutdown(); resolve(); }, 2000);
-        s.tryShutdown(() => { clearTimeout(timer); resolve(); });
-      })));
+      for (const l of listeners) l.close();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => { grpcServer.forceShutdown(); resolve(); }, 2000);
+        grpcServer.tryShutdown(() => { clearTimeout(timer); resolve(); });
+      });
       server.close();
     },
   };

@@ -85,7 +85,7 @@ function installExitHook(): void {
 }
 
 /** The time for a status probe of one member; a paused or dying member must not stall a poll. */
-const STATUS_TIMEOUT_MS = 700;
+const STATUS_TIMEOUT_MS = 1_500;
 /** Starts of one member's process over a cluster's life; a loop of restarts is a test bug. */
 const STARTS_PER_MEMBER_MAX = 50;
 
@@ -100,6 +100,7 @@ export class Cluster {
   private readonly exits: (Promise<void> | null)[];
   private readonly states: MemberState[];
   private readonly starts: number[];
+  private readonly lastStatus: (string | undefined)[] = [];
   private readonly clients = new Map<number, CompatClient>();
   private proxies: PeerProxies | null = null;
   private isTornDown = false;
@@ -127,10 +128,22 @@ export class Cluster {
     const subject = options.subject ?? clusterSubject();
     const rootDir = mkdtempSync(join(tmpdir(), `etcron-cluster-${subject}-`));
     const members: Member[] = [];
+    const taken = new Set<number>();
+    // The kernel may hand the same free port out twice in a row once it is closed again.
+    const uniquePort = async (): Promise<number> => {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const port = await freePort();
+        if (!taken.has(port)) {
+          taken.add(port);
+          return port;
+        }
+      }
+      throw new Error('no unused free port in 50 attempts');
+    };
     for (let index = 0; index < options.size; index++) {
-      const clientPort = await freePort();
-      const peerPort = await freePort();
-      const proxyPort = options.withPeerProxies === true ? await freePort() : peerPort;
+      const clientPort = await uniquePort();
+      const peerPort = await uniquePort();
+      const proxyPort = options.withPeerProxies === true ? await uniquePort() : peerPort;
       const dataDir = join(rootDir, `m${index + 1}`);
       mkdirSync(dataDir, { recursive: true });
       members.push({
@@ -238,7 +251,19 @@ export class Cluster {
   async status(index: number): Promise<MemberStatus | null> {
     if (this.states[index] !== 'running') return null;
     const outcome = await this.client(index).call('Maintenance', 'Status', {}, STATUS_TIMEOUT_MS);
+    this.lastStatus[index] = outcome.ok ? 'ok' : `${outcome.code}: ${outcome.message}`;
     return toStatus(index, outcome);
+  }
+
+  /** What the last Status call to each member returned, for timeout messages. */
+  private describeStatuses(statuses: readonly MemberStatus[]): string {
+    return this.members.map((m) => {
+      const found = statuses.find((s) => s.index === m.index);
+      const shown = found === undefined
+        ? (this.lastStatus[m.index] ?? 'not asked')
+        : `id ${found.memberId} leader ${found.leaderId} term ${found.raftTerm} index ${found.raftIndex}`;
+      return `${m.name} (${this.states[m.index]}): ${shown}`;
+    }).join('; ');
   }
 
   async statuses(): Promise<MemberStatus[]> {
@@ -260,7 +285,8 @@ export class Cluster {
           return { index: candidate.index, memberId: candidate.memberId, raftTerm: candidate.raftTerm };
         }
       }
-      return undefined;
+      // Thrown, not returned: waitFor keeps polling and puts the last of these in its timeout.
+      throw new Error(`no agreed leader: ${this.describeStatuses(statuses)}`);
     }, timeoutMs, 50);
   }
 
@@ -271,10 +297,11 @@ export class Cluster {
   async newLeader(previous: LeaderInfo, timeoutMs = 15_000): Promise<LeaderInfo> {
     const what = `a leader other than m${previous.index + 1} in a term above ${previous.raftTerm}`;
     return waitFor(what, async () => {
-      const found = await this.leader(Math.min(timeoutMs, 3_000)).catch(() => undefined);
-      const isNew = found !== undefined && found.index !== previous.index &&
-        found.raftTerm > previous.raftTerm;
-      return isNew ? found : undefined;
+      // A failed poll throws, and waitFor reports the last failure if time runs out.
+      const found = await this.leader(Math.min(timeoutMs, 3_000));
+      const isNew = found.index !== previous.index && found.raftTerm > previous.raftTerm;
+      if (!isNew) throw new Error(`leader is still m${found.index + 1} in term ${found.raftTerm}`);
+      return found;
     }, timeoutMs, 50);
   }
 
@@ -283,11 +310,13 @@ export class Cluster {
     const running = this.runningIndexes().length;
     return waitFor('running members to agree on revision and raft index', async () => {
       const statuses = await this.statuses();
-      if (statuses.length !== running) return undefined;
       const first = statuses[0];
-      if (first === undefined) return undefined;
+      if (statuses.length !== running || first === undefined) {
+        throw new Error(`not all running members answer: ${this.describeStatuses(statuses)}`);
+      }
       const isSame = statuses.every((s) => s.revision === first.revision && s.raftIndex === first.raftIndex);
-      return isSame ? statuses : undefined;
+      if (!isSame) throw new Error(`not converged: ${this.describeStatuses(statuses)}`);
+      return statuses;
     }, timeoutMs, 50);
   }
 

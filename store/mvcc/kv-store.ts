@@ -123,15 +123,18 @@ export class MvccStore {
     return rowToKv(row);
   }
 
-  /** The key's live state just before `revision` (a watcher's prev_kv), or null. */
-  previousOf(key: Buffer, revision: { main: number; sub: number }): KeyValue | null {
+  /**
+   * A watcher's prev_kv, as etcd computes it: the key read at revision `rev - 1`, so nothing when
+   * that revision is compacted or the key did not exist then. (Within one txn this is the state
+   * before the txn, not before the op.)
+   */
+  previousOf(key: Buffer, rev: number): KeyValue | null {
+    if (rev - 1 < this.compactRev) return null;
     const history = this.keys.get(keyString(key));
     if (history === undefined) return null;
-    const before = history.before(revision);
-    // Compaction keeps each key's newest revision at or below the compaction point, so a
-    // revision still in the history is still readable, even if it is older than that point.
-    if (before === undefined || before.tombstone) return null;
-    return this.loadKv(before);
+    const at = history.at(rev - 1);
+    if (at === undefined || at.tombstone) return null;
+    return this.loadKv(at);
   }
 
   /** Starts the single write transaction of one applied request. */

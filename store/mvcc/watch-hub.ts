@@ -1,6 +1,6 @@
 import { assert } from '../../shared/assert.js';
 import type { MvccStore } from './kv-store.js';
-import type { KeyValue, MvccEvent } from './types.js';
+import type { MvccEvent } from './types.js';
 
 /** A batch handed to a watcher: events of one or more whole revisions, and the header revision. */
 export interface WatchBatch {
@@ -98,7 +98,7 @@ export class WatchHub {
     for (const event of events) {
       if (event.type === 'put' ? watcher.noPut : watcher.noDelete) continue;
       if (!inRange(event.kv.key, watcher.key, watcher.rangeEnd)) continue;
-      out.push(watcher.prevKv ? event : { type: event.type, kv: event.kv, prevKv: null });
+      out.push({ type: event.type, kv: event.kv, prevKv: watcher.prevKv ? this.kv.previousOf(event.kv.key, event.kv.modRevision) : null });
     }
     return out;
   }
@@ -117,9 +117,7 @@ export class WatchHub {
     for (const watcher of [...this.unsynced]) {
       if (watcher.closed) continue;
       const batch = this.kv.eventsFrom(watcher.nextRev, CATCH_UP_ROWS_MAX);
-      const events = batch.events
-        .filter((e) => e.kv.modRevision >= watcher.nextRev)
-        .map((e) => (watcher.prevKv ? this.withPrev(e) : e));
+      const events = batch.events.filter((e) => e.kv.modRevision >= watcher.nextRev);
       const mine = this.select(watcher, events);
       const reached = batch.complete ? this.kv.currentRev : batch.lastRev;
       assert(reached >= watcher.nextRev - 1, 'catch-up must not go back');
@@ -133,15 +131,6 @@ export class WatchHub {
     }
   }
 
-  private withPrev(event: MvccEvent): MvccEvent {
-    const sub = (event as MvccEvent & { sub?: number }).sub ?? 0;
-    let prevKv: KeyValue | null = null;
-    // A create has no previous value; otherwise look up the key's state just before this change.
-    if (event.type === 'delete' || event.kv.createRevision !== event.kv.modRevision) {
-      prevKv = this.kv.previousOf(event.kv.key, { main: event.kv.modRevision, sub });
-    }
-    return { type: event.type, kv: event.kv, prevKv };
-  }
 }
 
 /** etcd's range convention: empty end = one key; end "\0" = every key ≥ key. */

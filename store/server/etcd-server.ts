@@ -18,7 +18,7 @@ import { WalCorruptError, checkWal } from '../wal/wal-check.js';
 import { Applier, type AlarmEntry, type ApplyResult } from './apply.js';
 import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
 import { ReadIndexQueue } from './read-index-queue.js';
-import { decodeEnvelope, encodeEnvelope, type InternalRequest } from './requests.js';
+import { decodeEnvelope, encodeEnvelope, requestIdOf, type InternalRequest } from './requests.js';
 import { SoloNode } from './solo-node.js';
 import { WalSyncer } from './wal-syncer.js';
 
@@ -44,6 +44,7 @@ export interface ServerConfig {
 }
 
 interface Waiter {
+  readonly request: InternalRequest;
   resolve(result: ApplyResult): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout;
@@ -232,7 +233,7 @@ export class EtcdServer {
       const timer = setTimeout(() => {
         if (this.waiters.delete(requestId)) reject(new StoreError('timeout'));
       }, this.proposalTimeoutMs);
-      this.waiters.set(requestId, { resolve, reject, timer });
+      this.waiters.set(requestId, { resolve, reject, timer, request });
       this.proposals.push({ requestId, data: encodeEnvelope({ requestId, request }) });
       this.scheduleDrain();
     });
@@ -342,11 +343,13 @@ export class EtcdServer {
   /** Applies one committed entry; returns how to answer its proposer, if it is waiting here. */
   private applyEntry(entry: Entry): (() => void) | null {
     if (entry.data.length === 0 || entry.type !== 'normal') return null;
-    const envelope = decodeEnvelope(entry.data);
-    const outcome = this.applier.apply(envelope.request);
-    const waiter = this.waiters.get(envelope.requestId);
+    const requestId = requestIdOf(entry.data);
+    const waiter = this.waiters.get(requestId);
+    // The proposer applies the request object it holds; others decode the entry (same bytes).
+    const request = waiter?.request ?? decodeEnvelope(entry.data).request;
+    const outcome = this.applier.apply(request);
     if (waiter === undefined) return null;
-    this.waiters.delete(envelope.requestId);
+    this.waiters.delete(requestId);
     clearTimeout(waiter.timer);
     return outcome.ok ? () => waiter.resolve(outcome.value) : () => waiter.reject(outcome.error);
   }

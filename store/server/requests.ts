@@ -21,12 +21,22 @@ export interface Envelope {
   readonly request: InternalRequest;
 }
 
-// The v8 structured-clone format keeps Buffers, bigints and nesting exactly, and is fast; all
-// encoding of entries goes through these two functions so the format can change in one place.
+// An entry is the request ID (8 bytes, big-endian) and the request in the v8 structured-clone
+// format, which keeps Buffers, bigints and nesting exactly. The ID comes first so that the member
+// that proposed a request can apply the object it still holds instead of decoding it again.
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
-  return serialize(envelope);
+  const body = serialize(envelope.request);
+  const data = Buffer.allocUnsafe(8 + body.length);
+  data.writeBigUInt64BE(envelope.requestId, 0);
+  body.copy(data, 8);
+  return data;
+}
+
+export function requestIdOf(data: Uint8Array): bigint {
+  return Buffer.from(data.buffer, data.byteOffset, 8).readBigUInt64BE(0);
 }
 
 export function decodeEnvelope(data: Uint8Array): Envelope {
-  return deserialize(data) as Envelope;
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return { requestId: bytes.readBigUInt64BE(0), request: deserialize(bytes.subarray(8)) as InternalRequest };
 }

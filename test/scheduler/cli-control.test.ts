@@ -49,6 +49,10 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     expect(add.code, add.stderr).toBe(0);
     const live = await waitFor('a live run', async () => (await locksOf('sleeper'))[0], 15_000);
     expect(live.worker).toBe('w-control');
+    // The claim creates the lock with a `claimed` record; the worker writes `running` after it
+    // spawns the command, so wait (bounded) for that write before reading history through the CLI.
+    await waitFor('the live run recorded running', async () =>
+      (await historyOf('sleeper')).find((r) => r.runId === live.runId && r.state === 'running'), 15_000);
 
     const workers = jsonOf<{ workers: WorkerRow[] }>(await runCli(['workers', '-o', 'json'], env)).workers;
     const history = await runCli(['job', 'history', 'sleeper'], env);
@@ -80,9 +84,10 @@ describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
     }
     const whilePaused = await historyOf('sleeper');
     expect(started(whilePaused)).toHaveLength(startedBefore);
-    // Housekeeping records a slot only once it is past due (plus grace), so wait for the record.
+    // Housekeeping records a slot only once it is past its start deadline (5 s) plus a 5 s skew
+    // margin (docs/scheduler.md), so wait for the record: those 10 s plus a margin for a loaded machine.
     await waitFor('a paused slot recorded as skipped', async () =>
-      (await historyOf('sleeper')).find((r) => r.state === 'skipped' && r.reason === 'job paused'), 15_000);
+      (await historyOf('sleeper')).find((r) => r.state === 'skipped' && r.reason === 'job paused'), 30_000, 200);
 
     const resume = await runCli(['job', 'resume', 'sleeper'], env);
     expect(resume.code, resume.stderr).toBe(0);

@@ -93,11 +93,17 @@ describe.skipIf(!hasEtcd())('master failover', () => {
     const slots = lines.map((l) => l.slot);
     expect(new Set(slots).size).toBe(slots.length);
     expect(lines.every((l) => l.worker === 'w1')).toBe(true);
-    const history = jsonOf<{ runs: { slot: string; state: string; fence?: number }[] }>(
-      await runCli(['job', 'history', 'tick', '-o', 'json', '--limit', '100'], env),
-    );
+    // A run writes its line before it exits and its finish report lands: wait (bounded) until each
+    // started slot is recorded succeeded, polling the standby's API, then read history via the CLI.
+    type RunRow = { slot: string; state: string; fence?: number };
+    const isSucceeded = (runs: RunRow[], slot: string): boolean => runs.some((r) => r.slot === slot && r.state === 'succeeded');
+    await waitFor('every started slot recorded succeeded', async () => {
+      const runs = (await apiGet<{ runs: RunRow[] }>(`${standby.apiUrl}/v1/jobs/tick/history?limit=100`)).runs;
+      return slots.every((slot) => isSucceeded(runs, slot)) ? true : undefined;
+    }, 15_000, 200);
+    const history = jsonOf<{ runs: RunRow[] }>(await runCli(['job', 'history', 'tick', '-o', 'json', '--limit', '100'], env));
+    expect(slots.filter((slot) => !isSucceeded(history.runs, slot))).toEqual([]);
     const succeeded = history.runs.filter((r) => r.state === 'succeeded');
-    expect(succeeded.length).toBeGreaterThanOrEqual(lines.length - 2);
     // Every run carries its own fencing token (the slot just before the job was created may be
     // claimed late, so tokens are unique but not strictly in slot order at the very start).
     const fences = succeeded.map((r) => r.fence);

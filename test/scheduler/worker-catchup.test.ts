@@ -34,10 +34,13 @@ describe.skipIf(!hasEtcd())('catch-up after downtime', () => {
     await new Promise((resolve) => setTimeout(resolve, 20_000 - (Date.now() - created)));
     const startedAt = Date.now();
     worker = await startWorker({ id: 'late', client: { endpoints: store.endpoint }, logger: quietLogger });
-    await waitFor('housekeeping to account for the downtime', async () => {
+    // Housekeeping may have recorded the older slots before the worker's first pass, so also wait
+    // (bounded) for that pass: its catch-up claims and the slots it left over the cap.
+    await waitFor('housekeeping to account for the downtime and the worker to catch up', async () => {
       const records = await historyRecords(client, 'catchup');
       const older = records.filter((r) => Date.parse(r.slot) <= startedAt - 10_000 && Date.parse(r.slot) > created + 1_000);
-      return older.length >= 8 && older.every((r) => r.state === 'missed') ? true : undefined;
+      const caughtUp = records.filter((r) => r.catchUp === true).length >= 3 && records.some((r) => r.reason?.startsWith('catch-up-cap'));
+      return caughtUp && older.length >= 8 && older.every((r) => r.state === 'missed') ? true : undefined;
     }, 20_000, 200);
     const records = await historyRecords(client, 'catchup');
     const inWindow = records.filter((r) => {

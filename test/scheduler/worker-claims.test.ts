@@ -66,11 +66,17 @@ describe.skipIf(!hasEtcd())('worker claims on a real store', () => {
   });
 
   it('shows lock ownership and a timeline of acquisitions and releases from MVCC history', async () => {
-    const timeline = await readLockTimeline(client, 'tick');
+    // The job still runs, so the newest locks may be held by runs in flight (more of them on a
+    // loaded machine): wait (bounded) until every lock acquired by the first read is released.
+    const acquiredFirst = (await readLockTimeline(client, 'tick')).events.filter((e) => e.type === 'acquired');
+    expect(acquiredFirst.length).toBeGreaterThanOrEqual(10);
+    const timeline = await waitFor('the locks acquired so far to be released', async () => {
+      const view = await readLockTimeline(client, 'tick');
+      const releasedKeys = new Set(view.events.filter((e) => e.type === 'released').map((e) => e.key));
+      return acquiredFirst.every((a) => releasedKeys.has(a.key)) ? view : undefined;
+    }, 15_000, 250);
     const acquired = timeline.events.filter((e) => e.type === 'acquired');
     const released = timeline.events.filter((e) => e.type === 'released');
-    expect(acquired.length).toBeGreaterThanOrEqual(10);
-    expect(released.length).toBeGreaterThanOrEqual(acquired.length - 3);
     for (const r of released) {
       expect(r.cause).toBe('finished');
       const a = acquired.find((x) => x.key === r.key);

@@ -104,6 +104,8 @@ export class EtcdServer {
   /** The backend's size after the last applied batch; the quota check reads it, not SQLite. */
   private dbSizeBytes = 0;
   private knownLeader = 0n;
+  /** The applied index at the last trim of the Raft log. */
+  private logCompactedAt = 0;
   private published = false;
   /** etcd: a request waits at most 5 s + 2 election timeouts. */
   readonly proposalTimeoutMs: number;
@@ -333,8 +335,9 @@ export class EtcdServer {
     }
     if (appliedIndex >= 0) {
       this.backend.setMeta('applied_index', appliedIndex);
-      if (appliedIndex % LOG_COMPACT_EVERY === 0 && appliedIndex > LOG_ENTRIES_KEPT) {
+      if (appliedIndex - this.logCompactedAt >= LOG_COMPACT_EVERY && appliedIndex > LOG_ENTRIES_KEPT) {
         this.storage.compactTo(appliedIndex - LOG_ENTRIES_KEPT);
+        this.logCompactedAt = appliedIndex;
       }
     }
     return settles;
@@ -441,25 +444,43 @@ export class EtcdServer {
     return this.watchHub.add(spec);
   }
 
-  /** A keep-alive is handled by the leader's lessor, as in etcd; followers forward it. */
+  /**
+   * A keep-alive is handled by the leader's lessor, as in etcd; a follower forwards it, waiting
+   * for a leader and retrying when the one it knew is gone, within the request timeout.
+   */
   async keepAlive(id: bigint): Promise<number> {
-    const leader = this.node.status().lead;
-    if (leader === this.memberId) return this.lessor.renew(id, performance.now());
-    if (leader === 0n || this.transport === null) throw new StoreError('no-leader');
-    const answer = await this.transport.leaseCall(leader, { kind: 'renew', leaseId: id }, this.proposalTimeoutMs);
-    return answer.ttl;
+    const answer = await this.atLeader({ kind: 'renew', leaseId: id }, () => this.lessor.renew(id, performance.now()));
+    return typeof answer === 'number' ? answer : answer.ttl;
   }
 
   async timeToLive(id: bigint): Promise<{ ttl: number; grantedTtl: number; keys: Buffer[] } | null> {
     const lease = this.lessor.lookup(id);
     if (lease === undefined) return null;
     const keys = [...lease.keys].map((k) => Buffer.from(k, 'latin1'));
-    const leader = this.node.status().lead;
-    if (leader !== this.memberId && leader !== 0n && this.transport !== null) {
-      const answer = await this.transport.leaseCall(leader, { kind: 'time-to-live', leaseId: id }, this.proposalTimeoutMs);
-      return answer.ttl < 0 ? null : { ttl: answer.ttl, grantedTtl: answer.grantedTtl, keys };
+    const local = (): number => this.lessor.remainingSeconds(lease, performance.now());
+    const answer = await this.atLeader({ kind: 'time-to-live', leaseId: id }, local);
+    if (typeof answer === 'number') return { ttl: answer, grantedTtl: lease.ttlSeconds, keys };
+    return answer.ttl < 0 ? null : { ttl: answer.ttl, grantedTtl: answer.grantedTtl, keys };
+  }
+
+  /** Runs `local` on the leader, or forwards `request` to it; bounded by the request timeout. */
+  private async atLeader(request: Omit<LeaseRenewRequest, 'clusterId'>, local: () => number): Promise<number | LeaseRenewResponse> {
+    const deadline = performance.now() + this.proposalTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new StoreError('stopped');
+      const leader = this.node.status().lead;
+      if (leader === this.memberId || this.transport === null) return local();
+      const left = deadline - performance.now();
+      if (leader !== 0n && left > 0) {
+        try {
+          return await this.transport.leaseCall(leader, request, Math.min(left, this.config.electionMs));
+        } catch {
+          // The leader died or stepped down: look again.
+        }
+      }
+      if (performance.now() >= deadline) throw new StoreError(leader === 0n ? 'no-leader' : 'timeout');
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * (attempt + 1), 200)));
     }
-    return { ttl: this.lessor.remainingSeconds(lease, performance.now()), grantedTtl: lease.ttlSeconds, keys };
   }
 
   private async onLeaseRequest(request: LeaseRenewRequest): Promise<LeaseRenewResponse> {

@@ -19,6 +19,12 @@ export interface WatcherInfo {
   /** The reference's ID for this watcher ("-1" when its creation failed). */
   readonly watchId: string;
   isLive: boolean;
+  /**
+   * A revision whose events this watcher may or may not get from etcd: the compaction point when
+   * the watcher started exactly there. etcd removes compacted rows in the background, so a
+   * deletion at that revision is replayed only if the clean-up has not reached it yet. 0 = none.
+   */
+  racyRevision?: number;
 }
 
 /** What the generator knows, all of it learnt from the reference's answers. */

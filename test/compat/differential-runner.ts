@@ -241,7 +241,9 @@ function learn(sides: readonly [Side, Side], request: Request, world: World, ans
     const id = reference.watchIds[world.creates] ?? 'none';
     const created = left.raw;
     const isCancelled = created === null || created['canceled'] === true || predictsCancel(request, world);
-    world.watchers.push({ ...watchPlan(request.body), createIndex: world.creates, watchId: id, isLive: !isCancelled });
+    const plan = watchPlan(request.body);
+    const racyRevision = world.compactRevision > 0 && plan.startRevision === world.compactRevision ? world.compactRevision : 0;
+    world.watchers.push({ ...plan, createIndex: world.creates, watchId: id, isLive: !isCancelled, racyRevision });
     world.usedWatchIds.add(id);
     world.creates += 1;
   } else if (request.kind === 'lease-expiry' && left.raw !== null) {
@@ -437,8 +439,23 @@ function lastEventRevision(responses: readonly Msg[]): number {
   return last;
 }
 
+/**
+ * etcd fills a watcher's prev_kv when it sends the event, by reading the key at revision − 1; a
+ * compaction issued after the write but before that send leaves prev_kv empty. Which one wins is
+ * timing inside etcd, so for events whose revision − 1 lies below a compaction issued later, the
+ * prev_kv of both sides is masked (the event itself is still compared).
+ */
+const PREV_KV_RACED = '<prev_kv may have been compacted before etcd sent it>';
+
+function maskRacedPrevKv(event: Msg, compactRevision: number): Msg {
+  if (compactRevision <= 0 || int(child(event, 'kv'), 'mod_revision') - 1 >= compactRevision) return event;
+  return { ...event, prev_kv: PREV_KV_RACED };
+}
+
 /** A watcher's stream as a flat list: status responses (created, cancel) and single events. */
-function transcript(side: Side, watchId: string, maxRevision = Number.MAX_SAFE_INTEGER): Plain[] {
+function transcript(
+  side: Side, watchId: string, maxRevision = Number.MAX_SAFE_INTEGER, compactRevision = 0, racyRevision = 0,
+): Plain[] {
   const out: Plain[] = [];
   for (const response of responsesOf(side, watchId)) {
     const events = list(response, 'events');
@@ -449,7 +466,10 @@ function transcript(side: Side, watchId: string, maxRevision = Number.MAX_SAFE_I
       continue;
     }
     for (const event of events) {
-      if (int(child(event, 'kv'), 'mod_revision') <= maxRevision) out.push(side.normalizer.message('Watch', event));
+      const revision = int(child(event, 'kv'), 'mod_revision');
+      if (revision <= maxRevision && revision !== racyRevision) {
+        out.push(side.normalizer.message('Watch', maskRacedPrevKv(event, compactRevision)));
+      }
     }
   }
   // Fragment boundaries are the server's choice (clients reassemble); whether it split is not.
@@ -484,8 +504,8 @@ async function compareWatchers(
     const leftId = reference.watchIds[watcher.createIndex] ?? 'none';
     const rightId = subject.watchIds[watcher.createIndex] ?? 'none';
     if (leftId === '-1') continue;
-    const left = transcript(reference, leftId, agreedRevision);
-    const right = transcript(subject, rightId, agreedRevision);
+    const left = transcript(reference, leftId, agreedRevision, world.compactRevision, watcher.racyRevision ?? 0);
+    const right = transcript(subject, rightId, agreedRevision, world.compactRevision, watcher.racyRevision ?? 0);
     if (process.env['ETCRON_COMPAT_TRACE'] === 'all') {
       console.error(`watch #${watcher.createIndex}: ${left.length}/${right.length} entries, last ${clip(left[left.length - 1] ?? null)}`);
     }

@@ -25,5 +25,4 @@ export const STORE_ERROR_WIRE: Record<StoreErrorKind, readonly [status, string]>
   'too-many-requests': [status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests'],
   'member-not-found': [status.NOT_FOUND, 'etcdserver: member not found'],
   'invalid-sort-option': [status.INVALID_ARGUMENT, 'etcdserver: invalid sort option'],
-  'unimplemented': [status.UNIMPLEMENTED, 'unknown service'],
 };

@@ -21,8 +21,7 @@ export type StoreErrorKind =
   | 'stopped'
   | 'too-many-requests'
   | 'member-not-found'
-  | 'invalid-sort-option'
-  | 'unimplemented';
+  | 'invalid-sort-option';
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';

@@ -2,7 +2,7 @@ import { unreachable } from '../../shared/assert.js';
 import type { Lessor } from '../lease/lessor.js';
 import type { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
-import { keyString, type MvccStore, type WriteTxn } from '../mvcc/kv-store.js';
+import type { MvccStore, WriteTxn } from '../mvcc/kv-store.js';
 import type {
   Compare, KeyValue, MvccEvent, PutRequest, RequestOp, ResponseOp, TxnRequest, TxnResult,
 } from '../mvcc/types.js';
@@ -271,4 +271,3 @@ function collectPath(request: TxnRequest, path: readonly boolean[], cursor: { ne
 }
 
 
-export { keyString };

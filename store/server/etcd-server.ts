@@ -160,7 +160,7 @@ export class EtcdServer {
       const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
       this.timers.push(tick);
     }
-    this.reads = new ReadIndexQueue(this.node, () => this.appliedIndex(), this.proposalTimeoutMs);
+    this.reads = new ReadIndexQueue(this.node, config.member.id, () => this.appliedIndex(), this.proposalTimeoutMs);
     const leaseTimer = setInterval(() => this.expireLeases(), LEASE_CHECK_INTERVAL_MS);
     leaseTimer.unref();
     this.timers.push(leaseTimer);

@@ -18,7 +18,12 @@ export class ReadIndexQueue {
   private readonly ready: { index: number; reads: PendingRead[] }[] = [];
   private counter = 0;
 
-  constructor(private readonly node: RaftNode, private readonly applied: () => number, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly node: RaftNode,
+    private readonly memberId: bigint,
+    private readonly applied: () => number,
+    private readonly timeoutMs: number,
+  ) {}
 
   wait(): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -32,8 +37,11 @@ export class ReadIndexQueue {
     if (this.waiting.length === 0) return;
     const batch = this.waiting;
     this.waiting = [];
-    const context = Buffer.alloc(8);
-    context.writeDoubleBE(++this.counter);
+    // The leader keys pending reads by context, across every member that forwards one: the
+    // member ID keeps two members' counters from colliding (a collision answers only one of them).
+    const context = Buffer.alloc(16);
+    context.writeBigUInt64BE(this.memberId, 0);
+    context.writeDoubleBE(++this.counter, 8);
     const result = this.node.readIndex(context);
     if (!result.ok) {
       for (const read of batch) this.settle(read, new StoreError('no-leader'));

@@ -1,6 +1,6 @@
 import { assert } from '../../shared/assert.js';
 import type { MvccStore } from './kv-store.js';
-import type { MvccEvent } from './types.js';
+import type { KeyValue, MvccEvent } from './types.js';
 
 /** A batch handed to a watcher: events of one or more whole revisions, and the header revision. */
 export interface WatchBatch {
@@ -84,21 +84,31 @@ export class WatchHub {
       const first = events[0];
       if (first === undefined) continue;
       const rev = first.kv.modRevision;
+      const previous = new Map<MvccEvent, KeyValue | null>();
       for (const watcher of this.synced) {
         if (rev < watcher.nextRev) continue;
-        const mine = this.select(watcher, events);
+        const mine = this.select(watcher, events, previous);
         watcher.nextRev = rev + 1;
         if (mine.length > 0) watcher.deliver({ events: mine, headerRevision: rev });
       }
     }
   }
 
-  private select(watcher: Watcher, events: readonly MvccEvent[]): MvccEvent[] {
+  /**
+   * The events one watcher wants. `previous` caches prev_kv lookups (a backend read each) so that
+   * several prev_kv watchers of one event share a single read.
+   */
+  private select(watcher: Watcher, events: readonly MvccEvent[], previous = new Map<MvccEvent, KeyValue | null>()): MvccEvent[] {
     const out: MvccEvent[] = [];
     for (const event of events) {
       if (event.type === 'put' ? watcher.noPut : watcher.noDelete) continue;
       if (!inRange(event.kv.key, watcher.key, watcher.rangeEnd)) continue;
-      out.push({ type: event.type, kv: event.kv, prevKv: watcher.prevKv ? this.kv.previousOf(event.kv.key, event.kv.modRevision) : null });
+      let prevKv: KeyValue | null = null;
+      if (watcher.prevKv) {
+        if (!previous.has(event)) previous.set(event, this.kv.previousOf(event.kv.key, event.kv.modRevision));
+        prevKv = previous.get(event) ?? null;
+      }
+      out.push({ type: event.type, kv: event.kv, prevKv });
     }
     return out;
   }

@@ -54,7 +54,22 @@ export function startEtcronStore(options: StartOptions = {}): Promise<StoreProce
   return startStore('etcron', options);
 }
 
+/** Ports picked by freePort() can be taken by a parallel test before the server binds them. */
+const PORT_RACE_RETRIES = 3;
+
 async function startStore(kind: 'etcd' | 'etcron', options: StartOptions): Promise<StoreProcess> {
+  const choosesPorts = options.clientPort === undefined && options.peerPort === undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStoreOnce(kind, options);
+    } catch (err) {
+      const raced = err instanceof Error && /address already in use/.test(err.message);
+      if (!choosesPorts || !raced || attempt >= PORT_RACE_RETRIES) throw err;
+    }
+  }
+}
+
+async function startStoreOnce(kind: 'etcd' | 'etcron', options: StartOptions): Promise<StoreProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `${kind}-test-`));
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = options.peerPort ?? (await freePort());

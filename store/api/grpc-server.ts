@@ -16,6 +16,7 @@ import { leaseService } from './lease-service.js';
 import { maintenanceService } from './maintenance-service.js';
 import { clusterService } from './cluster-service.js';
 import { authService } from './auth-service.js';
+import { registerForGateway } from './gateway/index.js';
 
 /** The proto files ship in the source tree; compiled code finds them from dist/ too. */
 function protoDir(): string {
@@ -116,8 +117,11 @@ const TRANSPORT_RECEIVE_BYTES_MAX = 64 * 1024 * 1024;
 export function createGrpcServer(ctx: ApiContext): Server {
   const root = loadEtcdProtos();
   const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
-  const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void =>
-    server.addService(withGoDecodeErrors(service(root, pkgName, name).service, receiveMax), impl);
+  const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
+    const definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
+    server.addService(definition, impl);
+    registerForGateway(server, definition, impl); // the JSON gateway calls the same handlers
+  };
   const server = new Server({
     'grpc.max_receive_message_length': Math.max(TRANSPORT_RECEIVE_BYTES_MAX, receiveMax),
     'grpc.max_send_message_length': 2 ** 31 - 1,

@@ -20,13 +20,26 @@ export interface StoreFlags {
   readonly heartbeatIntervalMs: number;
   readonly electionTimeoutMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+  /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls. */
+  readonly clientTls: TlsFlags;
+  /** The --peer-* forms of the same flags. */
+  readonly peerTls: TlsFlags;
+}
+
+/** One side's TLS flags, as given; store/tls/ checks and loads them when the member starts. */
+export interface TlsFlags {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly trustedCaFile: string;
+  readonly isClientCertAuth: boolean;
+  readonly isAutoTls: boolean;
 }
 
 export class FlagError extends Error {
   override readonly name = 'FlagError';
 }
 
-type Kind = 'string' | 'urls' | 'int';
+type Kind = 'string' | 'urls' | 'int' | 'bool';
 
 interface FlagSpec {
   readonly kind: Kind;
@@ -55,10 +68,24 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'heartbeat-interval': { kind: 'int', defaultValue: '100', help: 'time (ms) of a heartbeat interval' },
   'election-timeout': { kind: 'int', defaultValue: '1000', help: 'time (ms) of an election timeout' },
   'log-level': { kind: 'string', defaultValue: 'info', help: 'debug, info, warn, error, panic or fatal' },
+  'cert-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS cert file' },
+  'key-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS key file' },
+  'trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS trusted CA cert file' },
+  'client-cert-auth': { kind: 'bool', defaultValue: 'false', help: 'enable client cert authentication' },
+  'auto-tls': { kind: 'bool', defaultValue: 'false', help: 'client TLS using generated certificates' },
+  'peer-cert-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS cert file' },
+  'peer-key-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS key file' },
+  'peer-trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS trusted CA file' },
+  'peer-client-cert-auth': { kind: 'bool', defaultValue: 'false', help: 'enable peer client cert authentication' },
+  'peer-auto-tls': { kind: 'bool', defaultValue: 'false', help: 'peer TLS using generated certificates' },
   // Accepted for command-line compatibility with etcd 3.4; etcron always logs structured JSON.
   'logger': { kind: 'string', defaultValue: 'zap', help: 'accepted for compatibility ("zap")' },
   'log-outputs': { kind: 'string', defaultValue: 'stderr', help: 'accepted for compatibility ("stderr")' },
 };
+
+/** The spellings Go's strconv.ParseBool accepts. */
+const GO_TRUE = ['1', 't', 'T', 'TRUE', 'true', 'True'];
+const GO_FALSE = ['0', 'f', 'F', 'FALSE', 'false', 'False'];
 
 function envName(flag: string): string {
   return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
@@ -81,6 +108,8 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     if (seen.has(flag)) throw new FlagError(`flag -${flag} given twice`);
     seen.add(flag);
     let value = match[2];
+    // As Go's flag package: a boolean flag alone means true and never takes the next argument.
+    if (value === undefined && (FLAG_SPECS[flag] as FlagSpec).kind === 'bool') value = 'true';
     if (value === undefined) {
       value = argv[++i];
       if (value === undefined) throw new FlagError(`flag needs an argument: -${flag}`);
@@ -93,6 +122,19 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     if (!/^-?\d+$/.test(raw)) throw new FlagError(`invalid value "${raw}" for flag -${flag}: parse error`);
     return Number(raw);
   };
+  const bool = (flag: string): boolean => {
+    const raw = get(flag);
+    if (GO_TRUE.includes(raw)) return true;
+    if (GO_FALSE.includes(raw)) return false;
+    throw new FlagError(`invalid boolean value "${raw}" for -${flag}: parse error`);
+  };
+  const tls = (prefix: '' | 'peer-'): TlsFlags => ({
+    certFile: get(`${prefix}cert-file`),
+    keyFile: get(`${prefix}key-file`),
+    trustedCaFile: get(`${prefix}trusted-ca-file`),
+    isClientCertAuth: bool(`${prefix}client-cert-auth`),
+    isAutoTls: bool(`${prefix}auto-tls`),
+  });
   const urls = (flag: string): string[] => {
     const list = get(flag).split(',').map((u) => u.trim()).filter((u) => u !== '');
     for (const u of list) checkUrl(flag, u);
@@ -124,6 +166,8 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     heartbeatIntervalMs: int('heartbeat-interval'),
     electionTimeoutMs: int('election-timeout'),
     logLevel: level as StoreFlags['logLevel'],
+    clientTls: tls(''),
+    peerTls: tls('peer-'),
   };
   if (flags.maxTxnOps <= 0) throw new FlagError('--max-txn-ops must be positive');
   if (flags.maxRequestBytes <= 0) throw new FlagError('--max-request-bytes must be positive');

@@ -43,7 +43,15 @@ CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS raft_log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS alarm (member TEXT NOT NULL, alarm INTEGER NOT NULL, PRIMARY KEY (member, alarm)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS member_attr (id TEXT PRIMARY KEY, name TEXT NOT NULL, client_urls TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS auth (kind TEXT NOT NULL, name BLOB NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, name)) WITHOUT ROWID;
 `;
+
+/** A user or a role of the auth store, as stored: its name and a JSON document. */
+export interface AuthRow {
+  readonly kind: 'user' | 'role';
+  readonly name: Buffer;
+  readonly value: string;
+}
 
 export class Backend {
   readonly db: Db;
@@ -202,6 +210,19 @@ export class Backend {
 
   setMemberAttributes(id: bigint, name: string, clientUrls: readonly string[]): void {
     this.db.prepare('INSERT OR REPLACE INTO member_attr VALUES (?, ?, ?)').run(id.toString(), name, JSON.stringify(clientUrls));
+  }
+
+  /** Users and roles; written by the applier inside the transaction of the entry that changed them. */
+  authRows(): AuthRow[] {
+    return this.db.prepare('SELECT kind, name, value FROM auth ORDER BY kind, name').all() as AuthRow[];
+  }
+
+  putAuthRow(row: AuthRow): void {
+    this.db.prepare('INSERT OR REPLACE INTO auth VALUES (?, ?, ?)').run(row.kind, row.name, row.value);
+  }
+
+  deleteAuthRow(kind: AuthRow['kind'], name: Buffer): void {
+    this.db.prepare('DELETE FROM auth WHERE kind = ? AND name = ?').run(kind, name);
   }
 
   /** Bytes the file takes on disk, and bytes its pages in use hold. */

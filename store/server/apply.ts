@@ -1,4 +1,9 @@
 import { unreachable } from '../../shared/assert.js';
+import { AuthStore } from '../auth/auth-store.js';
+import { AuthError } from '../auth/errors.js';
+import * as permissions from '../auth/request-permissions.js';
+import type { AuthOpResult } from '../auth/requests.js';
+import { SimpleTokenStore } from '../auth/token-store.js';
 import type { Lessor } from '../lease/lessor.js';
 import type { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -17,6 +22,7 @@ export type ApplyResult =
   | { readonly type: 'lease-revoke'; readonly revision: number }
   | { readonly type: 'alarm'; readonly alarms: readonly AlarmEntry[] }
   | { readonly type: 'member-attributes' }
+  | { readonly type: 'auth'; readonly result: AuthOpResult; readonly revision: number }
   | { readonly type: 'noop' };
 
 export interface AlarmEntry {
@@ -24,7 +30,9 @@ export interface AlarmEntry {
   readonly alarm: AlarmKind;
 }
 
-export type ApplyOutcome = { readonly ok: true; readonly value: ApplyResult } | { readonly ok: false; readonly error: StoreError };
+export type ApplyOutcome =
+  | { readonly ok: true; readonly value: ApplyResult }
+  | { readonly ok: false; readonly error: StoreError | AuthError };
 
 const ALARM_CODES: Record<AlarmKind, number> = { none: 0, nospace: 1, corrupt: 2 };
 const ALARM_KINDS: readonly AlarmKind[] = ['none', 'nospace', 'corrupt'];
@@ -39,12 +47,18 @@ export class Applier {
   private pending: MvccEvent[][] = [];
   /** Active alarms, mirrored from the backend so the write path does not query SQLite. */
   private activeAlarms: AlarmEntry[];
+  /** Users, roles and permissions; lives as long as this applier (a snapshot brings new ones). */
+  readonly auth: AuthStore;
+  private readonly leaseKeys: permissions.LeaseKeys;
 
   constructor(
     private readonly kv: MvccStore,
     private readonly lessor: Lessor,
     private readonly backend: Backend,
+    tokens: SimpleTokenStore = new SimpleTokenStore(),
   ) {
+    this.auth = new AuthStore(backend, tokens);
+    this.leaseKeys = (id) => this.lessor.lookup(id)?.keys;
     this.activeAlarms = this.backend.alarms().map((a) => ({ memberId: BigInt(a.member), alarm: ALARM_KINDS[a.alarm] ?? 'none' }));
   }
 
@@ -62,17 +76,36 @@ export class Applier {
     return this.activeAlarms.length > 0 && this.activeAlarms.some((a) => a.alarm === alarm);
   }
 
-  apply(request: InternalRequest): ApplyOutcome {
+  /** `index` is the entry's log index; only Authenticate uses it (simple tokens end with it). */
+  apply(request: InternalRequest, index = 0): ApplyOutcome {
     try {
-      return { ok: true, value: this.applyOrThrow(request) };
+      return { ok: true, value: this.applyOrThrow(request, index) };
     } catch (err) {
-      if (err instanceof StoreError) return { ok: false, error: err };
+      if (err instanceof StoreError || err instanceof AuthError) return { ok: false, error: err };
       throw err;
     }
   }
 
-  private applyOrThrow(request: InternalRequest): ApplyResult {
+  /** Permission checks come first, as etcd's auth applier wraps all others. */
+  private checkPermissions(request: InternalRequest): void {
+    const who = request.auth;
+    if (who === undefined) return;
     switch (request.type) {
+      case 'put': permissions.checkPut(this.auth, who, request.request, this.leaseKeys); break;
+      case 'delete-range': permissions.checkDeleteRange(this.auth, who, request.request); break;
+      case 'txn': permissions.checkTxn(this.auth, who, request.request); break;
+      case 'lease-revoke': permissions.checkLeaseKeys(this.auth, who, request.id, this.leaseKeys); break;
+      default: break;
+    }
+  }
+
+  private applyOrThrow(request: InternalRequest, index: number): ApplyResult {
+    this.checkPermissions(request);
+    switch (request.type) {
+      case 'auth': {
+        const result = this.auth.apply(request.op, request.auth, index);
+        return { type: 'auth', result, revision: this.kv.currentRev };
+      }
       case 'put': {
         if (this.hasAlarm('nospace')) throw new StoreError('no-space');
         // A plain put checks its lease before the previous key; a txn's put the other way round.

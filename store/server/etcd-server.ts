@@ -3,6 +3,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { systemRandom } from '../../shared/random.js';
+import { SimpleTokenStore } from '../auth/token-store.js';
 import { Lessor } from '../lease/lessor.js';
 import { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -83,6 +84,8 @@ export class EtcdServer {
   kv: MvccStore;
   lessor: Lessor;
   applier: Applier;
+  /** Auth tokens this member knows; kept across snapshots, which replace the applier. */
+  readonly tokens = new SimpleTokenStore();
   readonly watchHub: WatchHub;
   private readonly storage: SqliteLogStorage;
   private syncer: WalSyncer;
@@ -180,7 +183,7 @@ export class EtcdServer {
       if (kv.lease !== 0n && this.lessor.has(kv.lease)) this.lessor.attach(kv.lease, kv.key.toString('latin1'));
     }
     this.kv.setLeaseAttachments(this.lessor);
-    return new Applier(this.kv, this.lessor, this.backend);
+    return new Applier(this.kv, this.lessor, this.backend, this.tokens);
   }
 
   /** Entries that were committed and durable but not applied before a crash are applied first. */
@@ -350,7 +353,7 @@ export class EtcdServer {
     const waiter = this.waiters.get(requestId);
     // The proposer applies the request object it holds; others decode the entry (same bytes).
     const request = waiter?.request ?? decodeEnvelope(entry.data).request;
-    const outcome = this.applier.apply(request);
+    const outcome = this.applier.apply(request, entry.index);
     if (waiter === undefined) return null;
     this.waiters.delete(requestId);
     clearTimeout(waiter.timer);

@@ -1,10 +1,16 @@
 import { deserialize, serialize } from 'node:v8';
+import type { AuthOp, RequestAuth } from '../auth/requests.js';
 import type { DeleteRangeRequest, PutRequest, TxnRequest } from '../mvcc/types.js';
 
 export type AlarmKind = 'none' | 'nospace' | 'corrupt';
 
-/** Everything that changes state travels through the log as one of these. */
-export type InternalRequest =
+/**
+ * Everything that changes state travels through the log as one of these. `auth` is who sent it
+ * (see RequestAuth): the applier checks permissions with it, so every member decides alike.
+ */
+export type InternalRequest = RequestKind & { readonly auth?: RequestAuth };
+
+type RequestKind =
   | { readonly type: 'put'; readonly request: PutRequest }
   | { readonly type: 'delete-range'; readonly request: DeleteRangeRequest }
   | { readonly type: 'txn'; readonly request: TxnRequest }
@@ -13,6 +19,7 @@ export type InternalRequest =
   | { readonly type: 'lease-revoke'; readonly id: bigint }
   | { readonly type: 'alarm'; readonly activate: boolean; readonly memberId: bigint; readonly alarm: AlarmKind }
   | { readonly type: 'member-attributes'; readonly id: bigint; readonly name: string; readonly clientUrls: readonly string[] }
+  | { readonly type: 'auth'; readonly op: AuthOp }
   | { readonly type: 'noop' };
 
 /** A log entry's payload: the request and the ID the proposing member waits on. */

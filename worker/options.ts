@@ -21,6 +21,11 @@ export interface WorkerOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly logger?: Logger;
+  /**
+   * Benchmarks only: run jobs whose command is exactly `etcron:bench-noop` in-process, without
+   * spawning (worker/executor/bench-noop.ts). Not reachable from the CLI.
+   */
+  readonly benchNoopExecutor?: boolean;
 }
 
 export const WORKER_DEFAULTS = {

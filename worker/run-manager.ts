@@ -7,6 +7,7 @@ import { revisionOf } from '../shared/etcd/txn.js';
 import { decodeRunRecord, runIdFor, type RunRecord, type RunState } from '../shared/history/records.js';
 import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
+import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
 import type { Session } from './session.js';
 import { WORKER_LIMITS } from './options.js';
 import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
@@ -48,7 +49,7 @@ const OUTPUT_FLUSH_MS = 1_000;
 /** Claims slots, runs their processes and reports their ends, all fenced by the claim's revision. */
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
-  private readonly counters = { runsStarted: 0, reportsRejected: 0 };
+  private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0 };
   private inFlight = 0;
 
   constructor(
@@ -56,9 +57,10 @@ export class RunManager {
     private readonly worker: string,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly benchNoopExecutor = false,
   ) {}
 
-  stats(): { runsStarted: number; reportsRejected: number } {
+  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number } {
     return { ...this.counters };
   }
 
@@ -179,7 +181,8 @@ export class RunManager {
     };
     const argv = spec.argv ?? ['/bin/sh', '-c', spec.command ?? 'false'];
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
-    const process = startProcess({
+    const isBenchNoop = this.benchNoopExecutor && spec.command === BENCH_NOOP_COMMAND;
+    const process = isBenchNoop ? startBenchNoop() : startProcess({
       argv, env, killGraceMs: spec.killGraceMs, outputTailBytesMax: spec.outputTailBytesMax,
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
       ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
@@ -192,6 +195,7 @@ export class RunManager {
     };
     this.live.set(claim.lockKey, run);
     log.debug({ pid: process.pid }, 'run started');
+    this.counters.progressWrites++;
     run.writes = writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, running, false).then((r) => {
       if (r.ok) run.runModRevision = r.runModRevision;
     });
@@ -214,6 +218,7 @@ export class RunManager {
       run.writes = run.writes.then(async () => {
         if (run.finishing) return;
         const record: RunRecord = { ...run.record, outputTail: tail };
+        this.counters.progressWrites++;
         const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, false);
         if (result.ok) {
           run.runModRevision = result.runModRevision;
@@ -286,6 +291,7 @@ export class RunManager {
    */
   private async reportFinish(run: LiveRun, record: RunRecord, session: Session): Promise<FencedResult> {
     for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX; attempt++) {
+      this.counters.progressWrites++;
       const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true);
       if (result.ok) return result;
       if (result.reason === 'fenced') {

@@ -8,7 +8,7 @@ import { deserializeJobSpec } from '../shared/job/parse.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
 import type { JobSpec } from '../shared/job/spec.js';
 import { decodeWorkerInfo, encodeRecord, type WorkerInfo } from '../shared/history/records.js';
-import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
+import { jitterOffsetMs, memoNextSlot } from '../master/planner/slots.js';
 import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
 import { openSession, type Session } from './session.js';
 import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.js';
@@ -28,6 +28,8 @@ export interface WorkerStats {
   /** Finish reports refused by the fence compare (the lock was no longer ours). */
   readonly reportsRejected: number;
   readonly leaseLosses: number;
+  /** Fenced writes after a claim (running, output tail, finish), attempts included. */
+  readonly progressWrites: number;
 }
 
 export interface WorkerHandle {
@@ -41,8 +43,8 @@ interface JobState {
   schedule: CompiledSchedule;
   /** Every slot at or before this instant has been handled (claimed, delegated or left to housekeeping). */
   cursorMs: number;
-  /** nextSlotMs(schedule, cursorMs), cached: most ticks find nothing due, and croner is not free. */
-  next?: { readonly afterMs: number; readonly slotMs: number | null };
+  /** nextSlotMs over this schedule, memoized: most ticks ask about the same cursors, and croner is not free. */
+  nextSlot: (afterMs: number) => number | null;
   /** Start instant (slot + jitter) of the first slot not yet due, as of the last tick. */
   nextStartMs?: number;
 }
@@ -90,7 +92,7 @@ class Worker {
     assert(this.leaseTtlSeconds >= WORKER_LIMITS.leaseTtlSecondsMin && this.leaseTtlSeconds <= WORKER_LIMITS.leaseTtlSecondsMax,
       `leaseTtlSeconds must be within [${WORKER_LIMITS.leaseTtlSecondsMin}, ${WORKER_LIMITS.leaseTtlSecondsMax}]`);
     this.takeoverDelayMs = options.takeoverDelayMs ?? WORKER_DEFAULTS.takeoverDelayMs;
-    this.runs = new RunManager(this.client, this.id, this.clock, this.logger);
+    this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false);
   }
 
   stats(): WorkerStats {
@@ -183,7 +185,7 @@ class Worker {
     const isCreatedNow = this.jobsLoaded && kv.version === '1';
     const lookbackMs = isCreatedNow ? 0 : Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
     const cursorMs = existing?.cursorMs ?? this.clock.nowMs() - lookbackMs;
-    this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs });
+    this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, nextSlot: memoNextSlot(compiled.schedule) });
   }
 
   /** A manual run is a slot at the request instant, claimed like any other (preferred worker first). */
@@ -239,7 +241,8 @@ class Worker {
         job.cursorMs = Math.max(job.cursorMs, nowMs);
         continue;
       }
-      this.planJob(job, nowMs, session);
+      // Most jobs have nothing due on most ticks: skip them without planning (10,000 jobs x 20 ticks/s).
+      if (job.nextStartMs === undefined || job.nextStartMs <= nowMs) this.planJob(job, nowMs, session);
       if (job.nextStartMs !== undefined) earliestMs = Math.min(earliestMs, job.nextStartMs);
     }
     return Math.max(1, Math.min(TICK_MS, earliestMs - this.clock.nowMs()));
@@ -252,8 +255,7 @@ class Worker {
     delete job.nextStartMs;
     let cursor = job.cursorMs;
     while (due.length < WORKER_LIMITS.slotsPerPassMax) {
-      if (job.next?.afterMs !== cursor) job.next = { afterMs: cursor, slotMs: nextSlotMs(job.schedule, cursor) };
-      const slotMs = job.next.slotMs;
+      const slotMs = job.nextSlot(cursor);
       if (slotMs === null) break;
       const startMs = slotMs + jitterOffsetMs(job.spec.name, slotMs, job.spec.jitterMs);
       if (startMs > nowMs) {

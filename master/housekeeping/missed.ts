@@ -36,12 +36,13 @@ export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: n
  */
 export async function recordMissedSlots(
   client: Etcd3, spec: JobSpec, schedule: CompiledSchedule, checkedUntilMs: number, nowMs: number,
+  nextSlot: (afterMs: number) => number | null = (afterMs) => nextSlotMs(schedule, afterMs),
 ): Promise<{ checkedUntilMs: number; recorded: number }> {
   if (spec.broadcast) return { checkedUntilMs: nowMs, recorded: 0 };
   const slots: number[] = [];
   let cursor = checkedUntilMs;
   while (slots.length < MISSED_SLOTS_PER_PASS_MAX) {
-    const next = nextSlotMs(schedule, cursor);
+    const next = nextSlot(cursor);
     if (next === null || missedAfterMs(spec, next) >= nowMs) break;
     slots.push(next);
     cursor = next;

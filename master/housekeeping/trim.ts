@@ -18,9 +18,14 @@ const TRIM_PROTECT_SLACK_MS = 60_000;
 /** Deletes the oldest final run records beyond history.countMax and older than history.ageMs. */
 export async function trimHistory(client: Etcd3, spec: JobSpec, nowMs: number): Promise<number> {
   const prefix = runsPrefix(spec.name);
-  const count = Number((await client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), count_only: true })).count);
+  // One read: a range's count covers the whole range whatever its limit, and the first key is the oldest.
+  const head = await client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, keys_only: true });
+  const count = Number(head.count);
   const ageLimitKey = runKey(spec.name, Math.max(0, nowMs - spec.history.ageMs));
   const excess = Math.max(0, count - spec.history.countMax);
+  const oldestKey = head.kvs[0]?.key.toString();
+  // The common case: under the count limit and nothing over age.
+  if (excess === 0 && (oldestKey === undefined || oldestKey >= ageLimitKey)) return 0;
   const oldest = await client.kv.range({
     key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: Math.min(TRIM_KEYS_PER_PASS_MAX, Math.max(excess, TRIM_BATCH_KEYS)),
   });

@@ -15,8 +15,24 @@ const TIMEZONE_PATTERN = /^[A-Za-z][A-Za-z0-9_+\-/]*$/;
 /** How far ahead a pattern must fire at least once; "0 0 30 2 *" never does and is rejected. */
 const FIRST_RUN_HORIZON_MS = 8 * 366 * 86_400_000;
 
+/** Zone names resolved so far: building an Intl.DateTimeFormat costs about a millisecond. */
+const canonicalZones = new Map<string, TimezoneResult>();
+const CANONICAL_ZONES_MAX = 1_000;
+
 /** Accepts IANA names case-insensitively and returns the canonical spelling ("europe/paris" → "Europe/Paris"). */
 export function canonicalTimezone(input: unknown): TimezoneResult {
+  if (typeof input === 'string') {
+    const known = canonicalZones.get(input);
+    if (known !== undefined) return known;
+    const result = resolveTimezone(input);
+    if (canonicalZones.size >= CANONICAL_ZONES_MAX) canonicalZones.clear();
+    canonicalZones.set(input, result);
+    return result;
+  }
+  return resolveTimezone(input);
+}
+
+function resolveTimezone(input: unknown): TimezoneResult {
   if (typeof input !== 'string' || input.length === 0) return { ok: false, reason: 'must be a non-empty IANA time zone name' };
   if (input.length > 64 || !TIMEZONE_PATTERN.test(input) || input.includes('..')) {
     return { ok: false, reason: `${JSON.stringify(input)} is not an IANA time zone name` };
@@ -54,7 +70,11 @@ export function compileSchedule(source: unknown, timezoneInput: unknown = 'UTC')
   }
   let cron: Cron;
   try {
-    cron = new Cron(text, { timezone: tz.timezone, paused: true });
+    // For UTC, a fixed zero offset gives the same instants without croner's per-call time zone
+    // conversion through Intl, which measured 0.8 ms per nextRun against 0.06 ms (issue 5 bench).
+    cron = tz.timezone === 'UTC'
+      ? new Cron(text, { utcOffset: 0, paused: true })
+      : new Cron(text, { timezone: tz.timezone, paused: true });
   } catch (err) {
     return { ok: false, field: 'schedule', reason: err instanceof Error ? err.message : String(err) };
   }

@@ -1,14 +1,31 @@
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError, Metadata } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { resolveCaller } from '../auth/caller.js';
+import type { RequestAuth } from '../auth/requests.js';
 import { StoreError } from '../mvcc/errors.js';
 import type { EtcdServer } from '../server/etcd-server.js';
 import type { Wire } from './codec.js';
 import { STORE_ERROR_WIRE } from './grpc-status.js';
 import type { Limits } from './validate.js';
 
+/** What every kind of call (unary or streaming) has: metadata, peer, TLS details, deadline. */
+export type ServerSurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getPeer' | 'getAuthContext' | 'getDeadline' | 'getPath'>;
+
 /** What every service handler needs: the member, its limits, and how to fill headers. */
 export class ApiContext {
+  /**
+   * Hook for client-certificate auth (--client-cert-auth): the TLS listener sets it to return the
+   * common name of a call's verified client certificate. A call without a token then acts as
+   * that user, as in etcd.
+   */
+  certificateCommonName: ((call: ServerSurfaceCall) => string | undefined) | null = null;
+
   constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {}
+
+  /** Who sent this call (see resolveCaller); throws AuthError('invalid-auth-token'). */
+  caller(call: ServerSurfaceCall): RequestAuth {
+    return resolveCaller(call.metadata, this.server.tokens, this.server.applier.auth, this.certificateCommonName?.(call));
+  }
 
   /** A full response header; `revision` defaults to the current revision. */
   header(revision?: number): Wire {

@@ -37,6 +37,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       await server
         .propose({
           type: 'txn',
+          auth: ctx.caller(call),
           request: {
             compare: [{ key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: 0 }],
             success: [{ type: 'put', request: put }],
@@ -47,19 +48,20 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       let mine = server.kv.get(key);
       if (mine === null) throw unknownError('etcdserver: requested lease not found');
       if (!mine.value.equals(value)) {
-        await server.propose({ type: 'put', request: put }).catch(asUnknown);
+        await server.propose({ type: 'put', request: put, auth: ctx.caller(call) }).catch(asUnknown);
         mine = server.kv.get(key) ?? mine;
       }
       const revision = await waitForOlderKeys(server, Buffer.concat([name, Buffer.from('/')]), mine.createRevision, call);
       return { header: ctx.header(revision), leader: { name, key, rev: mine.createRevision, lease: lease.toString() } };
     }),
 
-    Proclaim: unary(ctx, async (w) => {
+    Proclaim: unary(ctx, async (w, call) => {
       const leader = leaderKey(w);
       const value = bytes(w['value']);
       const result = await server
         .propose({
           type: 'txn',
+          auth: ctx.caller(call),
           request: {
             compare: [{ key: leader.key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: leader.rev }],
             success: [{ type: 'put', request: { key: leader.key, value, lease: leader.lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
@@ -107,10 +109,11 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       });
     },
 
-    Resign: unary(ctx, async (w) => {
+    Resign: unary(ctx, async (w, call) => {
       const leader = leaderKey(w);
       const result = await server.propose({
         type: 'txn',
+        auth: ctx.caller(call),
         request: {
           compare: [{ key: leader.key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: leader.rev }],
           success: [{ type: 'delete-range', request: { key: leader.key, rangeEnd: EMPTY, prevKv: false } }],

@@ -9,19 +9,19 @@ import { big, bool, int, type Wire } from './codec.js';
 export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
   return {
-    LeaseGrant: unary(ctx, async (w) => {
+    LeaseGrant: unary(ctx, async (w, call) => {
       const ttl = int(w['TTL']);
       if (ttl > MAX_LEASE_TTL_SECONDS) throw new StoreError('lease-ttl-too-large');
       server.checkQuota();
       const requested = big(w['ID']);
       const id = requested === 0n ? server.nextLeaseId() : requested;
-      const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl });
+      const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl, auth: ctx.caller(call) });
       if (result.type !== 'lease-grant') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision), ID: result.id.toString(), TTL: result.ttlSeconds };
     }),
 
-    LeaseRevoke: unary(ctx, async (w) => {
-      const result = await server.propose({ type: 'lease-revoke', id: big(w['ID']) });
+    LeaseRevoke: unary(ctx, async (w, call) => {
+      const result = await server.propose({ type: 'lease-revoke', id: big(w['ID']), auth: ctx.caller(call) });
       if (result.type !== 'lease-revoke') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision) };
     }),

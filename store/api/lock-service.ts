@@ -6,6 +6,7 @@ import { unary } from './context.js';
 import { big, bytes, type Wire } from './codec.js';
 
 /**
+ * Requests carry the caller, so the recipe's writes are checked against its permissions.
  * v3lockpb.Lock: the server side of etcd's lock recipe. The caller's key is `name/<hex lease>`,
  * created once under the lease; it holds the lock when no key under `name/` is older, and waits
  * for the deletion of the next older one otherwise.
@@ -21,6 +22,7 @@ export function lockService(ctx: ApiContext): UntypedServiceImplementation {
       const result = await server
         .propose({
           type: 'txn',
+          auth: ctx.caller(call),
           request: {
             compare: [{ key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: 0 }],
             success: [{ type: 'put', request: { key, value: EMPTY, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
@@ -35,9 +37,10 @@ export function lockService(ctx: ApiContext): UntypedServiceImplementation {
       return { header: ctx.header(revision), key };
     }),
 
-    Unlock: unary(ctx, async (w) => {
+    Unlock: unary(ctx, async (w, call) => {
       const key = bytes(w['key']);
-      const result = await server.propose({ type: 'delete-range', request: { key, rangeEnd: EMPTY, prevKv: false } });
+      const request = { key, rangeEnd: EMPTY, prevKv: false };
+      const result = await server.propose({ type: 'delete-range', request, auth: ctx.caller(call) });
       if (result.type !== 'delete-range') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision) };
     }),

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { AuthError } from '../auth/errors.js';
 import { StoreError } from '../mvcc/errors.js';
 import { ETCD_VERSION } from '../server/etcd-server.js';
 import type { AlarmKind } from '../server/requests.js';
-import type { ApiContext } from './context.js';
+import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { toServiceError, unary } from './context.js';
 import { big, int, type Wire } from './codec.js';
 
@@ -17,6 +18,15 @@ const SNAPSHOT_CHUNK_BYTES = 32 * 1024;
 /** etcdserverpb.Maintenance. */
 export function maintenanceService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
+  // etcd 3.4 keeps defragment, snapshot and the hashes to root, and answers a refusal with the
+  // auth package's own error, unmapped (code Unknown, "auth: ..."); etcdctl prints it so.
+  const requireRoot = (call: ServerSurfaceCall): void => {
+    try {
+      server.applier.auth.checkAdmin(ctx.caller(call));
+    } catch (err) {
+      throw err instanceof AuthError ? err.unmapped() : err;
+    }
+  };
   return {
     Status: unary(ctx, () => {
       const raft = server.raftStatus();
@@ -34,26 +44,33 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
       };
     }),
 
-    Alarm: unary(ctx, async (w) => {
+    Alarm: unary(ctx, async (w, call) => {
       const action = int(w['action']);
       const alarm = ALARM_BY_NUMBER[int(w['alarm'])] ?? 'none';
       const encode = (list: readonly { memberId: bigint; alarm: AlarmKind }[]): Wire => ({
         alarms: list.map((a) => ({ memberID: a.memberId.toString(), alarm: ALARM_NUMBER[a.alarm] })),
       });
       if (action === 0) return encode(server.alarms());
-      const result = await server.propose({ type: 'alarm', activate: action === 1, memberId: big(w['memberID']), alarm });
+      const result = await server.propose({
+        type: 'alarm', activate: action === 1, memberId: big(w['memberID']), alarm, auth: ctx.caller(call),
+      });
       if (result.type !== 'alarm') throw new Error('unexpected apply result');
       return encode(result.alarms);
     }),
 
-    Defragment: unary(ctx, () => {
+    Defragment: unary(ctx, (_w, call) => {
+      requireRoot(call);
       server.backend.db.exec('VACUUM');
       return {};
     }),
 
-    Hash: unary(ctx, () => ({ header: ctx.header(), hash: crc32(server.backend.db.serialize()) })),
+    Hash: unary(ctx, (_w, call) => {
+      requireRoot(call);
+      return { header: ctx.header(), hash: crc32(server.backend.db.serialize()) };
+    }),
 
-    HashKV: unary(ctx, (w) => {
+    HashKV: unary(ctx, (w, call) => {
+      requireRoot(call);
       const requested = int(w['revision']);
       // As etcd: only a positive revision is checked; 0 means current, a negative one hashes nothing.
       if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
@@ -75,6 +92,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
 
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
       try {
+        requireRoot(call);
         // A consistent copy of the whole database, taken between two applied batches.
         const data = server.backend.db.serialize();
         const digest = createHash('sha256').update(data).digest();

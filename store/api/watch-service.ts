@@ -1,6 +1,7 @@
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.js';
 import type { WatchBatch } from '../mvcc/watch-hub.js';
+import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, encodeEvent, int, type Wire } from './codec.js';
 import { refusedRequest } from './context.js';
@@ -71,6 +72,7 @@ class WatchStream {
     const refuse = (reason: string): void =>
       this.send({ header: this.ctx.header(), watch_id: -1, created: true, canceled: true, cancel_reason: reason });
     const isFromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
+    if (!this.permitted(key, isFromKey ? Buffer.alloc(0) : rangeEnd, refuse)) return;
     if (rangeEnd.length > 0 && !isFromKey && Buffer.compare(key, rangeEnd) >= 0) {
       refuse('mvcc: watcher range is empty');
       return;
@@ -107,6 +109,22 @@ class WatchStream {
     });
     entry.cancel = handle.cancel;
     this.watchers.set(id, entry);
+  }
+
+  /**
+   * A watcher needs read permission on its range, checked once when it is created. etcd 3.4 turns
+   * a from-key range_end into an empty one before checking, so a from-key watch is checked as its
+   * first key alone; we do the same.
+   */
+  private permitted(key: Buffer, rangeEnd: Buffer, refuse: (reason: string) => void): boolean {
+    try {
+      this.ctx.server.applier.auth.checkKeys(this.ctx.caller(this.stream), 'read', key, rangeEnd);
+      return true;
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+      refuse(err.grpcText());
+      return false;
+    }
   }
 
   private deliver(id: number, batch: WatchBatch, fragment: boolean): void {

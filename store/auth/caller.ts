@@ -1,0 +1,27 @@
+import type { Metadata } from '@grpc/grpc-js';
+import type { AuthStore } from './auth-store.js';
+import { AuthError } from './errors.js';
+import { ANONYMOUS, type RequestAuth } from './requests.js';
+import type { SimpleTokenStore } from './token-store.js';
+
+/**
+ * Who sent a call, as etcd's AuthInfoFromCtx decides: the user of the token in the `token`
+ * metadata (gRPC clients) or `authorization` (the HTTP gateway); without a token, the common name
+ * of a verified client certificate when client-cert auth is on; else nobody. A token this member
+ * does not know is refused, whether or not auth is enabled. The revision is the auth store's now.
+ */
+export function resolveCaller(
+  metadata: Metadata, tokens: SimpleTokenStore, store: AuthStore, certificateCommonName: string | undefined,
+): RequestAuth {
+  const values = metadata.get('token').length > 0 ? metadata.get('token') : metadata.get('authorization');
+  const token = values[0];
+  if (token !== undefined) {
+    const username = tokens.lookup(token.toString());
+    if (username === null) throw new AuthError('invalid-auth-token');
+    return { username, revision: store.revision };
+  }
+  if (certificateCommonName !== undefined && certificateCommonName !== '') {
+    return { username: certificateCommonName, revision: store.revision };
+  }
+  return ANONYMOUS;
+}

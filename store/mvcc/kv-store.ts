@@ -1,8 +1,9 @@
 import { assert } from '../../shared/assert.js';
 import type { Backend, KvRow } from './backend.js';
 import { StoreError } from './errors.js';
-import { KeyHistory, type KeyRevision } from './key-index.js';
+import { KeyHistory, NO_LEASE, type KeyRevision } from './key-index.js';
 import { SortedKeys } from './sorted-keys.js';
+import { ValueArena } from './value-arena.js';
 import type {
   DeleteRangeRequest, DeleteRangeResult, KeyValue, MvccEvent, PutRequest, PutResult, RangeRequest,
   RangeResult, SortTarget,
@@ -18,6 +19,11 @@ const noAttachments: LeaseAttachments = { attach: () => {}, detach: () => {} };
 
 const EMPTY = Buffer.alloc(0);
 const ZERO_KEY = '\u0000';
+/**
+ * Holes in the value arena beyond its live bytes that trigger a pass moving values out of sparse
+ * slabs. With the live bytes added, a pass runs at most once per this many bytes overwritten.
+ */
+const ARENA_HOLE_BYTES_SLACK = 16 * 1024 * 1024;
 
 export function keyString(key: Buffer): string {
   return key.toString('latin1');
@@ -36,6 +42,7 @@ export class MvccStore {
   compactRev = -1;
   private readonly keys = new Map<string, KeyHistory>();
   private readonly sorted = new SortedKeys();
+  private readonly values = new ValueArena();
   private attachments: LeaseAttachments = noAttachments;
 
   constructor(private readonly backend: Backend) {
@@ -48,19 +55,14 @@ export class MvccStore {
 
   /** Every live key and its lease, for rebuilding the lessor after a restart. */
   *liveKeys(): Generator<KeyValue> {
-    for (const history of this.keys.values()) if (history.latest !== null) yield history.latest;
+    for (const [name, history] of this.keys) if (!history.isTombstone) yield this.latestOf(name, history);
   }
 
   private restore(): void {
     for (const row of this.backend.scanAll()) {
       const name = keyString(row.key);
-      let history = this.keys.get(name);
-      if (history === undefined) {
-        history = new KeyHistory(row.key);
-        this.keys.set(name, history);
-        this.sorted.insert(name);
-      }
-      history.append({ main: row.main, sub: row.sub, tombstone: row.tombstone }, row.tombstone ? null : rowToKv(row));
+      const history = this.historyFor(name, row.main, row.sub, row.tombstone);
+      this.setLatest(history, row.tombstone ? null : rowToKv(row));
       if (row.main > this.currentRev) this.currentRev = row.main;
     }
     this.currentRev = Math.max(this.currentRev, this.backend.getMetaNumber('current_rev', 1));
@@ -82,15 +84,18 @@ export class MvccStore {
 
   /** The live value of one key at the current revision. */
   get(key: Buffer): KeyValue | null {
-    return this.keys.get(keyString(key))?.latest ?? null;
+    const name = keyString(key);
+    const history = this.keys.get(name);
+    return history === undefined || history.isTombstone ? null : this.latestOf(name, history);
   }
 
   /** Live key-values in [key, rangeEnd) at `rev`, in key order, etcd's range conventions. */
   visitLive(key: Buffer, rangeEnd: Buffer, rev: number, visit: (kv: KeyValue) => boolean): void {
     if (rangeEnd.length === 0) {
-      const history = this.keys.get(keyString(key));
+      const name = keyString(key);
+      const history = this.keys.get(name);
       if (history !== undefined) {
-        const kv = this.valueAt(history, rev);
+        const kv = this.valueAt(name, history, rev);
         if (kv !== null) visit(kv);
       }
       return;
@@ -102,16 +107,14 @@ export class MvccStore {
     this.sorted.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name) => {
       const history = this.keys.get(name);
       if (history === undefined) return true;
-      const kv = this.valueAt(history, rev);
+      const kv = this.valueAt(name, history, rev);
       return kv === null ? true : visit(kv);
     });
   }
 
-  private valueAt(history: KeyHistory, rev: number): KeyValue | null {
-    const newest = history.newest();
-    if (newest === undefined) return null;
+  private valueAt(name: string, history: KeyHistory, rev: number): KeyValue | null {
     // The common case: the key has not changed since `rev`, its value is in memory.
-    if (newest.main <= rev) return history.latest;
+    if (history.main <= rev) return history.isTombstone ? null : this.latestOf(name, history);
     const at = history.at(rev);
     if (at === undefined || at.tombstone) return null;
     return this.loadKv(at);
@@ -143,29 +146,23 @@ export class MvccStore {
   }
 
   /** Called by WriteTxn: records one new revision of a key, in memory and in the backend. */
-  recordWrite(kv: KeyValue, sub: number, tombstone: boolean): KeyValue | null {
+  recordWrite(kv: KeyValue, sub: number, tombstone: boolean): void {
     const name = keyString(kv.key);
-    let history = this.keys.get(name);
-    if (history === undefined) {
-      history = new KeyHistory(kv.key);
-      this.keys.set(name, history);
-      this.sorted.insert(name);
-    }
-    const previous = history.latest;
+    const known = this.keys.get(name);
+    const oldLease = known === undefined || known.isTombstone ? NO_LEASE : known.lease;
+    const history = this.historyFor(name, kv.modRevision, sub, tombstone);
     const row: KvRow = {
       main: kv.modRevision, sub, key: kv.key, value: tombstone ? null : kv.value,
       createRevision: tombstone ? 0 : kv.createRevision, version: tombstone ? 0 : kv.version,
       lease: tombstone ? 0n : kv.lease, tombstone,
     };
     this.backend.insertKv(row);
-    history.append({ main: kv.modRevision, sub, tombstone }, tombstone ? null : kv);
-    const oldLease = previous?.lease ?? 0n;
-    const newLease = tombstone ? 0n : kv.lease;
+    this.setLatest(history, tombstone ? null : kv);
+    const newLease = tombstone ? NO_LEASE : kv.lease;
     if (oldLease !== newLease) {
       if (oldLease !== 0n) this.attachments.detach(oldLease, name);
       if (newLease !== 0n) this.attachments.attach(newLease, name);
     }
-    return previous;
   }
 
   /** Called by WriteTxn when it wrote anything: the store moves to the new revision. */
@@ -173,6 +170,70 @@ export class MvccStore {
     assert(rev === this.currentRev + 1, `revision must grow by one: ${this.currentRev} -> ${rev}`);
     this.currentRev = rev;
     this.backend.setMeta('current_rev', rev);
+    if (this.values.holeBytes > this.values.liveBytes + ARENA_HOLE_BYTES_SLACK) this.relocateValues();
+  }
+
+  /** The history of `name` with (main, sub) appended as its newest revision; new keys are indexed. */
+  private historyFor(name: string, main: number, sub: number, tombstone: boolean): KeyHistory {
+    const history = this.keys.get(name);
+    if (history !== undefined) {
+      history.append(main, sub, tombstone);
+      return history;
+    }
+    const created = new KeyHistory(main, sub, tombstone);
+    this.keys.set(name, created);
+    this.sorted.insert(name);
+    return created;
+  }
+
+  /** Sets the live state of the newest revision: `kv`, or nothing for a tombstone. */
+  private setLatest(history: KeyHistory, kv: KeyValue | null): void {
+    const slab = history.valueSlab;
+    const value = kv === null ? EMPTY : kv.value;
+    // A put that kept the value (ignore_value) hands back a view of the bytes already held.
+    const isSameBytes = slab !== null && value.buffer === slab.bytes.buffer &&
+      value.byteOffset === slab.bytes.byteOffset + history.valueOffset && value.length === history.valueLength;
+    if (!isSameBytes) {
+      if (slab !== null) this.values.release(slab, history.valueLength);
+      this.placeValue(history, value);
+    }
+    history.createRevision = kv === null ? 0 : kv.createRevision;
+    history.version = kv === null ? 0 : kv.version;
+    history.lease = kv === null || kv.lease === 0n ? NO_LEASE : kv.lease;
+  }
+
+  private placeValue(history: KeyHistory, value: Buffer): void {
+    const slab = this.values.store(value);
+    history.valueSlab = slab;
+    history.valueOffset = slab === null ? 0 : slab.used - value.length;
+    history.valueLength = value.length;
+  }
+
+  /** The key's newest revision as a KeyValue; the caller checked it is not a tombstone. */
+  private latestOf(name: string, history: KeyHistory): KeyValue {
+    const slab = history.valueSlab;
+    return {
+      key: Buffer.from(name, 'latin1'),
+      createRevision: history.createRevision,
+      modRevision: history.main,
+      version: history.version,
+      value: slab === null ? EMPTY : slab.view(history.valueOffset, history.valueLength),
+      lease: history.lease,
+    };
+  }
+
+  /**
+   * Moves values out of slabs that are less than half live, so the slabs can be collected.
+   * Slabs are never written twice at one offset, so views handed out earlier stay valid.
+   */
+  private relocateValues(): void {
+    for (const history of this.keys.values()) {
+      const slab = history.valueSlab;
+      if (slab === null || !this.values.isSparse(slab)) continue;
+      const bytes = slab.view(history.valueOffset, history.valueLength);
+      this.values.release(slab, history.valueLength);
+      this.placeValue(history, bytes);
+    }
   }
 
   /** Removes history below `rev`. The caller checked `rev` against compactRev and currentRev. */
@@ -181,14 +242,17 @@ export class MvccStore {
     this.compactRev = rev;
     this.backend.setMeta('compact_rev', rev);
     const emptied: string[] = [];
+    const drop = (main: number, sub: number): void => this.backend.deleteKv(main, sub);
     for (const [name, history] of this.keys) {
-      for (const dropped of history.compact(rev)) this.backend.deleteKv(dropped.main, dropped.sub);
-      if (history.isEmpty()) emptied.push(name);
+      if (history.compact(rev, drop)) emptied.push(name);
     }
     for (const name of emptied) {
+      const history = this.keys.get(name);
+      if (history?.valueSlab != null) this.values.release(history.valueSlab, history.valueLength);
       this.keys.delete(name);
       this.sorted.remove(name);
     }
+    this.relocateValues();
   }
 
   /** Events of every revision in [fromRev, …] in revision order, at most `maxRows` rows. */
@@ -241,14 +305,13 @@ export class WriteTxn {
     const previous = this.store.get(request.key);
     const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
     const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
+    // The store copies the value into its arena; this object lives as long as the request.
     const kv: KeyValue = {
-      // The key of a live key is shared with its history; copies of small buffers come from Node's
-      // pool, so 200k values do not become 200k separate allocations (or pin decode buffers).
-      key: previous === null ? compactCopy(request.key) : previous.key,
+      key: previous === null ? request.key : previous.key,
       createRevision: previous === null ? this.rev : previous.createRevision,
       modRevision: this.rev,
       version: previous === null ? 1 : previous.version + 1,
-      value: value === previous?.value ? value : compactCopy(value),
+      value,
       lease,
     };
     this.store.recordWrite(kv, this.sub++, false);
@@ -279,11 +342,6 @@ export class WriteTxn {
     if (this.hasWrites) this.store.commitRevision(this.rev);
     return this.events;
   }
-}
-
-/** A copy in Node's shared pool for small buffers (one allocation per 8 KiB, not per value). */
-function compactCopy(bytes: Buffer): Buffer {
-  return bytes.length === 0 ? EMPTY : Buffer.from(bytes);
 }
 
 type Visitor = (visit: (kv: KeyValue) => boolean) => void;

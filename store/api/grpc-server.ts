@@ -17,6 +17,7 @@ import { maintenanceService } from './maintenance-service.js';
 import { clusterService } from './cluster-service.js';
 import { authService } from './auth-service.js';
 import { registerForGateway } from './gateway/index.js';
+import { countedService } from '../metrics/index.js';
 
 /** The proto files ship in the source tree; compiled code finds them from dist/ too. */
 function protoDir(): string {
@@ -119,8 +120,9 @@ export function createGrpcServer(ctx: ApiContext): Server {
   const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
     const definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
-    server.addService(definition, impl);
-    registerForGateway(server, definition, impl); // the JSON gateway calls the same handlers
+    const counted = countedService(definition, impl); // grpc_server_*_total, gateway calls included
+    server.addService(definition, counted);
+    registerForGateway(server, definition, counted); // the JSON gateway calls the same handlers
   };
   const server = new Server({
     'grpc.max_receive_message_length': Math.max(TRANSPORT_RECEIVE_BYTES_MAX, receiveMax),

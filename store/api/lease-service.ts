@@ -43,7 +43,8 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
           (err: unknown) => { stream.destroy(toServiceError(err, ctx.log) as Error); },
         );
       });
-      stream.on('end', () => stream.end());
+      // Half-close ends the stream once the renewals already received are answered, as in etcd.
+      stream.on('end', () => void previous.then(() => stream.end()));
       stream.on('error', () => {});
     },
 

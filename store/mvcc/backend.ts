@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { assert } from '../../shared/assert.js';
+import { serverMetrics } from '../metrics/server-metrics.js';
 
 /**
  * The durable half of the store: one SQLite file holding the MVCC rows, leases, the Raft log,
@@ -117,7 +118,10 @@ export class Backend {
 
   /** Runs `work` in one transaction; the commit is durable when it returns. */
   transaction<T>(work: () => T): T {
-    return this.db.transaction(work)();
+    const startedMs = performance.now();
+    const result = this.db.transaction(work)();
+    serverMetrics.backendCommitSeconds.observe((performance.now() - startedMs) / 1000);
+    return result;
   }
 
   insertKv(row: KvRow): void {

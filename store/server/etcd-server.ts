@@ -22,6 +22,7 @@ import { ReadIndexQueue } from './read-index-queue.js';
 import { decodeEnvelope, encodeEnvelope, requestIdOf, type InternalRequest } from './requests.js';
 import { SoloNode } from './solo-node.js';
 import { WalSyncer } from './wal-syncer.js';
+import { serverMetrics } from '../metrics/server-metrics.js';
 
 export interface MemberInfo {
   readonly id: bigint;
@@ -217,6 +218,11 @@ export class EtcdServer {
     return this.node.status().applied;
   }
 
+  /** Proposals waiting for their apply (etcd_server_proposals_pending). */
+  get pendingProposals(): number {
+    return this.waiters.size;
+  }
+
   raftStatus(): { index: number; term: number; applied: number; leader: bigint } {
     const s = this.node.status();
     return { index: s.commit, term: s.term, applied: s.applied, leader: s.lead };
@@ -236,7 +242,9 @@ export class EtcdServer {
     const requestId = this.requestIdBase | ++this.requestCounter;
     return new Promise<ApplyResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.waiters.delete(requestId)) reject(new StoreError('timeout'));
+        if (!this.waiters.delete(requestId)) return;
+        serverMetrics.proposalsFailed.inc();
+        reject(new StoreError('timeout'));
       }, this.proposalTimeoutMs);
       this.waiters.set(requestId, { resolve, reject, timer, request });
       this.proposals.push({ requestId, data: encodeEnvelope({ requestId, request }) });
@@ -263,6 +271,7 @@ export class EtcdServer {
       if (waiter === undefined) continue;
       this.waiters.delete(p.requestId);
       clearTimeout(waiter.timer);
+      serverMetrics.proposalsFailed.inc();
       waiter.reject(new StoreError('no-leader'));
     }
   }
@@ -402,6 +411,7 @@ export class EtcdServer {
     if (leader === this.knownLeader) return;
     const wasLeader = this.knownLeader === this.memberId;
     this.knownLeader = leader;
+    if (leader !== 0n) serverMetrics.leaderChanges.inc();
     this.log.info({ leader: leader.toString(16), term: this.term }, 'leader changed');
     if (leader === this.memberId) this.lessor.promote(performance.now(), this.config.electionMs);
     else if (wasLeader) this.lessor.demote();

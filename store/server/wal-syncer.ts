@@ -1,4 +1,5 @@
 import { closeSync, fsync, openSync } from 'node:fs';
+import { serverMetrics } from '../metrics/server-metrics.js';
 
 /**
  * Makes SQLite's WAL durable without blocking the event loop: fsync runs on libuv's thread pool
@@ -29,7 +30,12 @@ export class WalSyncer {
   private syncOnce(): Promise<void> {
     this.fd ??= openSync(this.walPath, 'r+');
     const fd = this.fd;
-    return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    const startedMs = performance.now();
+    return new Promise((resolve, reject) => fsync(fd, (err) => {
+      serverMetrics.walFsyncSeconds.observe((performance.now() - startedMs) / 1000);
+      if (err) reject(err);
+      else resolve();
+    }));
   }
 
   close(): void {

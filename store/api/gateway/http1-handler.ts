@@ -1,7 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as GrpcServer } from '@grpc/grpc-js';
 import type { ApiContext } from '../context.js';
+import { answerMetrics } from './metrics-endpoint.js';
+import { CORS_HEADERS, sendPlain } from './gateway-errors.js';
+import { serveGatewayCall } from './gateway-call.js';
 import { answerHealth, answerVersion } from './probes.js';
+import { GATEWAY_PREFIXES, gatewayRoute } from './routes.js';
+import { registeredMethod } from './service-registry.js';
 
 export type Http1Handler = (request: IncomingMessage, response: ServerResponse) => void;
 
@@ -11,12 +16,32 @@ export type Http1Handler = (request: IncomingMessage, response: ServerResponse) 
  * handlers registered on `grpc`, so a JSON request behaves as the same gRPC request would.
  */
 export function createHttp1Handler(grpc: GrpcServer, ctx: ApiContext): Http1Handler {
-  void grpc;
+  const log = ctx.log.child({ component: 'gateway' });
   return (request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
     if (path === '/version') return answerVersion(response);
     if (path === '/health') return void answerHealth(ctx, response);
-    response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
-    response.end('404 page not found\n');
+    if (path === '/metrics') return answerMetrics(ctx, response);
+    const prefix = GATEWAY_PREFIXES.find((p) => path.startsWith(p));
+    if (prefix === undefined) {
+      // Go's ServeMux sends the bare prefix to its subtree.
+      const bare = GATEWAY_PREFIXES.find((p) => path === p.slice(0, -1));
+      if (bare !== undefined) {
+        response.writeHead(301, { Location: bare });
+        response.end();
+        return;
+      }
+      return sendPlain(response, 404, '404 page not found');
+    }
+    if (request.method === 'OPTIONS') {
+      response.writeHead(200, CORS_HEADERS);
+      response.end();
+      return;
+    }
+    const route = gatewayRoute(path.slice(prefix.length));
+    const method = route === undefined ? undefined : registeredMethod(grpc, route.grpcPath);
+    if (route === undefined || method === undefined) return sendPlain(response, 404, 'Not Found', CORS_HEADERS);
+    if (request.method !== 'POST') return sendPlain(response, 405, 'Method Not Allowed', CORS_HEADERS);
+    serveGatewayCall(method, route, request, response, log);
   };
 }

@@ -4,6 +4,7 @@ import { createGrpcServer } from './api/grpc-server.js';
 import { listenClients } from './api/client-listener.js';
 import { DEFAULT_QUOTA_BYTES, FlagError, parseRetention, type StoreFlags } from './flags.js';
 import { clusterIdOf, parseInitialCluster } from './membership.js';
+import { resolveTls } from './tls/tls-config.js';
 import { EtcdServer, type MemberInfo } from './server/etcd-server.js';
 import type { AutoCompactionConfig } from './server/auto-compactor.js';
 
@@ -29,9 +30,13 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     throw new FlagError(`--initial-cluster has ${flags.name}=${self.peerUrls.join(',')} but missing from --initial-advertise-peer-urls=${flags.initialAdvertisePeerUrls.join(',')}`);
   }
   for (const url of [...flags.listenClientUrls, ...flags.listenPeerUrls]) {
-    if (!url.startsWith('http://')) throw new FlagError(`only http:// URLs are supported for now (TLS is issue #7): ${url}`);
+    if (!url.startsWith('http://') && !url.startsWith('https://')) throw new FlagError(`unix sockets are not supported: ${url}`);
   }
   const logger = createLogger(PINO_LEVELS[flags.logLevel], { member: flags.name });
+  const tlsLog = logger.child({ component: 'tls' });
+  const now = new Date();
+  const clientTls = resolveTls('client', flags.clientTls, flags.listenClientUrls, flags.dataDir, tlsLog, now);
+  const peerTls = resolveTls('peer', flags.peerTls, flags.listenPeerUrls, flags.dataDir, tlsLog, now);
   const retention = parseRetention(flags.autoCompactionMode, flags.autoCompactionRetention);
   const autoCompaction: AutoCompactionConfig | null =
     retention <= 0 ? null : flags.autoCompactionMode === 'periodic' ? { mode: 'periodic', retentionMs: retention } : { mode: 'revision', retention };
@@ -44,10 +49,8 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     member: memberInfos.find((m) => m.id === self.id) as MemberInfo,
     members: memberInfos,
     clusterId: clusterIdOf(members.map((m) => m.id)),
-    listenPeerHostPorts: flags.listenPeerUrls.map((u) => {
-      const parsed = new URL(u);
-      return `${parsed.hostname}:${parsed.port}`;
-    }),
+    listenPeerUrls: flags.listenPeerUrls,
+    peerTls,
     quotaBackendBytes: flags.quotaBackendBytes === 0 ? DEFAULT_QUOTA_BYTES : flags.quotaBackendBytes,
     heartbeatMs: flags.heartbeatIntervalMs,
     electionMs: flags.electionTimeoutMs,
@@ -61,7 +64,8 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     await server.listenPeers();
     for (const url of flags.listenClientUrls) {
       const parsed = new URL(url);
-      listeners.push(await listenClients(grpcServer, ctx, parsed.hostname, Number(parsed.port)));
+      const tls = parsed.protocol === 'https:' ? clientTls : null;
+      listeners.push(await listenClients(grpcServer, ctx, parsed.hostname, Number(parsed.port), tls));
     }
   } catch (err) {
     for (const l of listeners) l.close();

@@ -1,35 +1,30 @@
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { TlsMaterial } from '../tls/tls-config.js';
 import type { ApiContext } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
 
 /** The HTTP/2 connection preface every gRPC client sends first. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+type Injector = ReturnType<GrpcServer['createConnectionInjector']>;
+
 /**
- * One client port for gRPC and plain HTTP/1.1, as etcd serves them: the first bytes of a
- * connection decide. HTTP/2 connections go to grpc-js as they are (no copying proxy); HTTP/1.1
- * ones to the HTTP/1.1 handler of gateway/ (/health, /version, /metrics, the JSON gateway).
+ * One client port for gRPC and HTTP/1.1, as etcd serves them. HTTP/2 connections go to grpc-js
+ * as they are (no copying proxy); HTTP/1.1 ones to the HTTP/1.1 handler of gateway/ (/health,
+ * /version, /metrics, the JSON gateway). On a plain port the first bytes decide; with `tls`
+ * (an https:// URL) TLS terminates first and the negotiated ALPN protocol decides.
  */
-export function listenClients(grpc: GrpcServer, ctx: ApiContext, host: string, port: number): Promise<{ port: number; close(): void }> {
+export function listenClients(
+  grpc: GrpcServer, ctx: ApiContext, host: string, port: number, tls: TlsMaterial | null = null,
+): Promise<{ port: number; close(): void }> {
   const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const http = createHttpServer(createHttp1Handler(grpc, ctx));
-  const listener: NetServer = createNetServer((socket: Socket) => {
-    socket.once('data', (first: Buffer) => {
-      // Put the bytes back and stop the flow: the next owner reads them from the buffer.
-      socket.pause();
-      socket.unshift(first);
-      const probe = first.subarray(0, Math.min(first.length, H2_PREFACE.length));
-      if (H2_PREFACE.subarray(0, probe.length).equals(probe)) {
-        injector.injectConnection(socket);
-      } else {
-        http.emit('connection', socket);
-        socket.resume();
-      }
-    });
-    socket.on('error', () => socket.destroy());
-  });
+  const listener: NetServer =
+    tls === null ? createNetServer((socket: Socket) => dispatchByFirstBytes(socket, injector, http)) : listenSecure(tls, injector, http, ctx.log);
   return new Promise((resolve, reject) => {
     listener.once('error', reject);
     listener.listen(port, host, () => {
@@ -44,4 +39,61 @@ export function listenClients(grpc: GrpcServer, ctx: ApiContext, host: string, p
       });
     });
   });
+}
+
+function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServer): void {
+  socket.once('data', (first: Buffer) => {
+    // Put the bytes back and stop the flow: the next owner reads them from the buffer.
+    socket.pause();
+    socket.unshift(first);
+    const probe = first.subarray(0, Math.min(first.length, H2_PREFACE.length));
+    if (H2_PREFACE.subarray(0, probe.length).equals(probe)) {
+      injector.injectConnection(socket);
+    } else {
+      http.emit('connection', socket);
+      socket.resume();
+    }
+  });
+  socket.on('error', () => socket.destroy());
+}
+
+/**
+ * The TLS form of the client port. Under --client-cert-auth the handshake itself fails for a
+ * client without a certificate signed by --trusted-ca-file (or with an expired one), as in etcd:
+ * no request is ever read from it.
+ */
+function listenSecure(tls: TlsMaterial, injector: Injector, http: HttpServer, log: Logger): NetServer {
+  const server = createTlsServer({
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.ca === null ? {} : { ca: tls.ca }),
+    requestCert: tls.isClientCertAuth,
+    rejectUnauthorized: tls.isClientCertAuth,
+    minVersion: 'TLSv1.2', // etcd 3.4's floor
+    ALPNCallback: ({ protocols }) => chooseProtocol(protocols),
+  }, (socket: TLSSocket) => {
+    socket.on('error', () => socket.destroy());
+    // grpc-js's HTTP/2 server accepts a TLS socket only when ALPN chose h2, which every gRPC
+    // client (Go, grpc-js) offers; anything else speaks HTTP/1.1.
+    if (socket.alpnProtocol === 'h2') injector.injectConnection(socket);
+    else http.emit('connection', socket);
+  });
+  // As etcd's "rejected connection from": why (the certificate's verification error when there
+  // is one), and who when the socket still knows.
+  server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+    const reason = socket.authorizationError === undefined ? err.message.trim() : String(socket.authorizationError);
+    log.warn({ remote: socket.remoteAddress, reason }, 'rejected connection');
+  });
+  return server;
+}
+
+/**
+ * gRPC clients offer only h2. HTTP clients (curl, browsers, Go's http) offer h2 and http/1.1;
+ * they get http/1.1, because on this port HTTP/2 belongs to gRPC while /health and the JSON
+ * gateway are served over HTTP/1.1.
+ */
+function chooseProtocol(offered: readonly string[]): string | undefined {
+  if (offered.includes('http/1.1')) return 'http/1.1';
+  if (offered.includes('h2')) return 'h2';
+  return undefined;
 }

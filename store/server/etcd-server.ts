@@ -12,6 +12,7 @@ import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
 import { WatchHub, type WatcherSpec } from '../mvcc/watch-hub.js';
 import { newRaftNode } from '../raft/raft-node.js';
 import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../raft/types.js';
+import type { TlsMaterial } from '../tls/tls-config.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
 import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
@@ -37,7 +38,9 @@ export interface ServerConfig {
   readonly member: MemberInfo;
   readonly members: readonly MemberInfo[];
   readonly clusterId: bigint;
-  readonly listenPeerHostPorts: readonly string[];
+  readonly listenPeerUrls: readonly string[];
+  /** --peer-* TLS material for https:// peer URLs; null when the member has none. */
+  readonly peerTls: TlsMaterial | null;
   readonly quotaBackendBytes: number;
   readonly heartbeatMs: number;
   readonly electionMs: number;
@@ -160,6 +163,7 @@ export class EtcdServer {
         (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
         (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
         config.logger.child({ component: 'transport' }),
+        config.peerTls,
       );
       const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
       this.timers.push(tick);
@@ -175,7 +179,7 @@ export class EtcdServer {
 
   /** Starts listening for peers (multi-member clusters only). */
   async listenPeers(): Promise<void> {
-    await this.transport?.listen(this.config.listenPeerHostPorts);
+    await this.transport?.listen(this.config.listenPeerUrls);
   }
 
   /** (Re)builds the lease attachments and the applier over the current kv and lessor. */

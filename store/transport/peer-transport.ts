@@ -1,10 +1,11 @@
 import {
-  Client, Metadata, Server, ServerCredentials, credentials, status, type ClientWritableStream,
+  ChannelCredentials, Client, Metadata, Server, ServerCredentials, credentials, status, type ClientWritableStream,
   type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
   type ServerUnaryCall, type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
+import type { TlsMaterial } from '../tls/tls-config.js';
 import { decodeFrame, encodeFrame, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame } from './peer-codec.js';
 
 const identity = (b: Buffer): Buffer => b;
@@ -32,7 +33,7 @@ export interface PeerHandlers {
 
 export interface PeerAddress {
   readonly id: MemberId;
-  readonly url: string; // http://host:port
+  readonly url: string; // http://host:port or https://host:port
 }
 
 interface PeerLink {
@@ -62,6 +63,8 @@ export class PeerTransport {
     /** Raft needs the fate of every snapshot it sent: delivered to the stream, or failed. */
     private readonly onSnapshotStatus: (peer: MemberId, failed: boolean) => void,
     private readonly log: Logger,
+    /** --peer-* TLS, for https:// peer URLs (listening and dialling); null without peer TLS. */
+    private readonly tls: TlsMaterial | null = null,
   ) {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
@@ -70,12 +73,34 @@ export class PeerTransport {
     this.server.addService(PEER_SERVICE, impl);
   }
 
-  async listen(hostPorts: readonly string[]): Promise<void> {
-    for (const hostPort of hostPorts) {
+  /** Listens on each peer URL: https:// ones with the peer certificate, http:// ones plain. */
+  async listen(urls: readonly string[]): Promise<void> {
+    for (const url of urls) {
+      const target = new URL(url);
+      const serverCredentials = target.protocol === 'https:' ? this.serverCredentials() : ServerCredentials.createInsecure();
       await new Promise<void>((resolve, reject) => {
-        this.server.bindAsync(hostPort, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+        this.server.bindAsync(`${target.hostname}:${target.port}`, serverCredentials, (err) => (err ? reject(err) : resolve()));
       });
     }
+  }
+
+  /** Under --peer-client-cert-auth a peer without a certificate from the peer CA fails the handshake. */
+  private serverCredentials(): ServerCredentials {
+    if (this.tls === null) throw new Error('https peer URL without peer TLS material'); // resolveTls refuses this first
+    return ServerCredentials.createSsl(
+      this.tls.ca, [{ private_key: this.tls.key, cert_chain: this.tls.cert }], this.tls.isClientCertAuth,
+    );
+  }
+
+  /**
+   * Dialling an https:// peer presents our peer certificate (etcd uses one for both directions)
+   * and checks the peer's against the peer CA. Auto TLS certificates are self-signed, so, as in
+   * etcd, a member with --peer-auto-tls does not verify its peers.
+   */
+  private channelCredentials(target: URL): ChannelCredentials {
+    if (target.protocol !== 'https:') return credentials.createInsecure();
+    if (this.tls === null) return credentials.createSsl();
+    return credentials.createSsl(this.tls.ca, this.tls.key, this.tls.cert, { rejectUnauthorized: !this.tls.isSelfSigned });
   }
 
   private refuse(frameClusterId: bigint, from: bigint): string | null {
@@ -135,7 +160,7 @@ export class PeerTransport {
     const address = this.peers.find((p) => p.id === peer);
     if (address === undefined) return undefined;
     const target = new URL(address.url);
-    const client = new Client(`${target.hostname}:${target.port}`, credentials.createInsecure(), {
+    const client = new Client(`${target.hostname}:${target.port}`, this.channelCredentials(target), {
       'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
       'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
       'grpc.initial_reconnect_backoff_ms': 100,

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, LOG_LEVELS } from '../shared/log.js';
 import { offsetClock, systemClock } from '../shared/clock.js';
+import { resolveCredentials, type EtcdCredentials } from '../shared/etcd/credentials.js';
 // master/ and worker/ (etcd3, gRPC) load only when a daemon starts: client commands stay quick.
 const DEFAULT_API_HOST = '127.0.0.1';
 const DEFAULT_API_PORT = 7070;
@@ -11,6 +12,8 @@ import { action, ENDPOINTS_HELP } from './scheduler-common.js';
 
 interface DaemonFlags {
   readonly endpoints?: string;
+  readonly user?: string;
+  readonly password?: string;
   readonly id?: string;
   readonly leaseTtl?: string;
   readonly logLevel: LevelWithSilent;
@@ -72,9 +75,16 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+function credentialsOf(flags: DaemonFlags): { credentials?: EtcdCredentials } {
+  const credentials = resolveCredentials(flags.user, flags.password);
+  return credentials === undefined ? {} : { credentials };
+}
+
 function daemonOptions(command: Command): Command {
   return command
     .option('--endpoints <list>', ENDPOINTS_HELP)
+    .option('--user <name[:password]>', 'store user when etcd auth is enabled (env ETCRON_USER)')
+    .option('--password <password>', 'password of --user (env ETCRON_PASSWORD)')
     .option('--id <id>', 'unique id (default <hostname>-<random>)')
     .option('--lease-ttl <seconds>', 'TTL of this process\'s lease in seconds')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('info'));
@@ -98,6 +108,7 @@ export function registerDaemonCommands(program: Command): void {
         apiPort: listen.port,
         logger,
         ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }),
+        ...credentialsOf(flags),
         ...(flags.id === undefined ? {} : { id: flags.id }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
       }).catch((err: unknown) => {
@@ -122,7 +133,7 @@ export function registerDaemonCommands(program: Command): void {
       const { startWorker } = await import('../worker/index.js');
       const worker = await startWorker({
         logger,
-        client: flags.endpoints === undefined ? {} : { endpoints: flags.endpoints },
+        client: { ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }), ...credentialsOf(flags) },
         ...(flags.id === undefined ? {} : { id: flags.id }),
         ...(tags === undefined ? {} : { tags }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient } from '../shared/etcd/index.js';
+import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
+import { createEtcdClient, resolveCredentials, type EtcdCredentials } from '../shared/etcd/client.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { readLeader, startElection, type LeaderTerm } from './election.js';
@@ -19,6 +20,8 @@ export const DEFAULT_MASTER_LEASE_TTL_SECONDS = 5;
 export interface MasterOptions {
   /** Store endpoints; falls back to ETCRON_ENDPOINTS, then 127.0.0.1:2379. */
   readonly endpoints?: string | readonly string[];
+  /** Store user; falls back to ETCRON_USER / ETCRON_PASSWORD, then none. */
+  readonly credentials?: EtcdCredentials;
   readonly id?: string;
   readonly apiHost?: string;
   /** 0 picks a free port (tests). */
@@ -47,9 +50,13 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   const root = (options.logger ?? createLogger('info')).child({ master: id });
   const logger = root.child({ component: 'master' });
   const clock = options.clock ?? systemClock;
-  const client = createEtcdClient(options.endpoints === undefined ? {} : { endpoints: options.endpoints });
+  const client = createEtcdClient({
+    ...(options.endpoints === undefined ? {} : { endpoints: options.endpoints }),
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+  });
   const startedAtMs = clock.nowMs();
-  await probeStore(client, logger).catch((err: unknown) => {
+  const user = options.credentials?.user ?? resolveCredentials(undefined, undefined)?.user;
+  await probeStore(client, logger).then(() => checkSchedulerAccess(client, user)).catch((err: unknown) => {
     client.close();
     throw err;
   });

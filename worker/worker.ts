@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import { createEtcdClient } from '../shared/etcd/client.js';
+import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
+import { createEtcdClient, resolveCredentials } from '../shared/etcd/client.js';
 import { JOBS_PREFIX, LOCKS_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey } from '../shared/keys.js';
 import { deserializeJobSpec } from '../shared/job/parse.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
@@ -65,6 +66,8 @@ class Worker {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly client: Etcd3;
+  /** The store user this worker connects as, named in permission errors. */
+  private readonly storeUser: string | undefined;
   private readonly tags: readonly string[];
   private readonly leaseTtlSeconds: number;
   private readonly takeoverDelayMs: number;
@@ -87,6 +90,7 @@ class Worker {
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? createLogger('info')).child({ component: 'worker', worker: this.id });
     this.client = createEtcdClient(options.client ?? {});
+    this.storeUser = options.client?.credentials?.user ?? resolveCredentials(undefined, undefined, options.client?.env)?.user;
     this.tags = [...(options.tags ?? [])];
     this.leaseTtlSeconds = options.leaseTtlSeconds ?? WORKER_DEFAULTS.leaseTtlSeconds;
     assert(this.leaseTtlSeconds >= WORKER_LIMITS.leaseTtlSecondsMin && this.leaseTtlSeconds <= WORKER_LIMITS.leaseTtlSecondsMax,
@@ -100,6 +104,7 @@ class Worker {
   }
 
   async start(): Promise<void> {
+    await checkSchedulerAccess(this.client, this.storeUser);
     await this.openSession();
     this.caches.push(await openPrefixCache(this.client, WORKERS_PREFIX, {
       put: (key, kv) => this.onWorkerPut(key, kv),

@@ -1,4 +1,8 @@
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { loadClientTls, resolveClientTlsFiles, type ClientTlsFiles } from './client-tls.js';
+import { resolveCredentials, type EtcdCredentials } from './credentials.js';
+
+export { resolveCredentials, type EtcdCredentials };
 
 export const DEFAULT_ENDPOINT = '127.0.0.1:2379';
 /** A dead endpoint must fail fast rather than hang a CLI command or a worker start. */
@@ -7,7 +11,11 @@ export const DIAL_TIMEOUT_MS_DEFAULT = 3_000;
 export interface EtcdClientOptions {
   /** Comma-separated host:port list or array; falls back to env ETCRON_ENDPOINTS, then 127.0.0.1:2379. */
   readonly endpoints?: string | readonly string[];
+  /** Falls back to env ETCRON_USER (etcdctl's "name[:password]" form too) and ETCRON_PASSWORD. */
+  readonly credentials?: EtcdCredentials;
   readonly dialTimeoutMs?: number;
+  /** --cacert, --cert, --key; each falls back to env ETCRON_CACERT, ETCRON_CERT, ETCRON_KEY. */
+  readonly tls?: ClientTlsFiles;
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -58,10 +66,15 @@ function hostPolicy(isOnlyHost: boolean): HostPolicy {
 
 export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
   const hosts = resolveEndpoints(options);
+  // With TLS files every endpoint is dialled over TLS, as etcdctl does with --cacert/--cert/--key.
+  const tlsCredentials = loadClientTls(resolveClientTlsFiles(options.tls, options.env ?? process.env));
+  const credentials = options.credentials ?? resolveCredentials(undefined, undefined, options.env ?? process.env);
   const config: IOptions = {
     hosts,
     dialTimeout: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
     faultHandling: { host: () => hostPolicy(hosts.length === 1) },
+    ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
+    ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),
   };
   return new Etcd3(config);
 }

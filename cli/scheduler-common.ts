@@ -2,12 +2,36 @@ import { Option, type Command } from 'commander';
 import { ApiClient, ApiRefusal, CliError, parseApiUrls } from './scheduler-api-client.js';
 import { FLAG_FOR_FIELD } from './scheduler-job-flags.js';
 import type { OutputFormat } from './scheduler-format.js';
+import type { ClientTlsFiles } from '../shared/etcd/client-tls.js';
 
 export const API_HELP =
   'master API URL(s), comma-separated; the first that answers is used ' +
   '(env ETCRON_API, default http://127.0.0.1:7070)';
 export const ENDPOINTS_HELP =
-  'store endpoints host:port, comma-separated (env ETCRON_ENDPOINTS, default 127.0.0.1:2379)';
+  'store endpoints host:port or https://host:port, comma-separated (env ETCRON_ENDPOINTS, default 127.0.0.1:2379)';
+
+/** etcdctl's TLS flags for reaching the store (master, worker). */
+export interface StoreTlsFlags {
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+export function withStoreTlsOptions(command: Command): Command {
+  return command
+    .option('--cacert <file>', 'verify the store\'s certificate with this CA bundle (env ETCRON_CACERT)')
+    .option('--cert <file>', 'client certificate for the store (env ETCRON_CERT)')
+    .option('--key <file>', 'key of --cert (env ETCRON_KEY)');
+}
+
+/** Only the flags given: the environment fills the rest in shared/etcd/client-tls.ts. */
+export function tlsFilesOf(flags: StoreTlsFlags): ClientTlsFiles {
+  return {
+    ...(flags.cacert === undefined ? {} : { caCertFile: flags.cacert }),
+    ...(flags.cert === undefined ? {} : { certFile: flags.cert }),
+    ...(flags.key === undefined ? {} : { keyFile: flags.key }),
+  };
+}
 
 export interface ClientFlags {
   readonly api?: string;

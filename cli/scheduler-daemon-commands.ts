@@ -8,9 +8,9 @@ const DEFAULT_API_HOST = '127.0.0.1';
 const DEFAULT_API_PORT = 7070;
 const DEFAULT_MASTER_LEASE_TTL_SECONDS = 5;
 import { CliError } from './scheduler-api-client.js';
-import { action, ENDPOINTS_HELP } from './scheduler-common.js';
+import { action, ENDPOINTS_HELP, tlsFilesOf, withStoreTlsOptions, type StoreTlsFlags } from './scheduler-common.js';
 
-interface DaemonFlags {
+interface DaemonFlags extends StoreTlsFlags {
   readonly endpoints?: string;
   readonly user?: string;
   readonly password?: string;
@@ -81,7 +81,7 @@ function credentialsOf(flags: DaemonFlags): { credentials?: EtcdCredentials } {
 }
 
 function daemonOptions(command: Command): Command {
-  return command
+  return withStoreTlsOptions(command)
     .option('--endpoints <list>', ENDPOINTS_HELP)
     .option('--user <name[:password]>', 'store user when etcd auth is enabled (env ETCRON_USER)')
     .option('--password <password>', 'password of --user (env ETCRON_PASSWORD)')
@@ -108,6 +108,7 @@ export function registerDaemonCommands(program: Command): void {
         apiPort: listen.port,
         logger,
         ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }),
+        tls: tlsFilesOf(flags),
         ...credentialsOf(flags),
         ...(flags.id === undefined ? {} : { id: flags.id }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
@@ -133,7 +134,7 @@ export function registerDaemonCommands(program: Command): void {
       const { startWorker } = await import('../worker/index.js');
       const worker = await startWorker({
         logger,
-        client: { ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }), ...credentialsOf(flags) },
+        client: { ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }), ...credentialsOf(flags), tls: tlsFilesOf(flags) },
         ...(flags.id === undefined ? {} : { id: flags.id }),
         ...(tags === undefined ? {} : { tags }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),

@@ -4,6 +4,7 @@ import type { Etcd3 } from 'etcd3';
 import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
 import { createEtcdClient, resolveCredentials, type EtcdCredentials } from '../shared/etcd/client.js';
 import { systemClock, type Clock } from '../shared/clock.js';
+import type { ClientTlsFiles } from '../shared/etcd/client-tls.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { readLeader, startElection, type LeaderTerm } from './election.js';
 import { startApiServer, ok, type Route } from './http-server.js';
@@ -20,6 +21,8 @@ export const DEFAULT_MASTER_LEASE_TTL_SECONDS = 5;
 export interface MasterOptions {
   /** Store endpoints; falls back to ETCRON_ENDPOINTS, then 127.0.0.1:2379. */
   readonly endpoints?: string | readonly string[];
+  /** Store client TLS files; each falls back to ETCRON_CACERT / ETCRON_CERT / ETCRON_KEY. */
+  readonly tls?: ClientTlsFiles;
   /** Store user; falls back to ETCRON_USER / ETCRON_PASSWORD, then none. */
   readonly credentials?: EtcdCredentials;
   readonly id?: string;
@@ -52,6 +55,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   const clock = options.clock ?? systemClock;
   const client = createEtcdClient({
     ...(options.endpoints === undefined ? {} : { endpoints: options.endpoints }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
   });
   const startedAtMs = clock.nowMs();

@@ -1,4 +1,5 @@
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { loadClientTls, resolveClientTlsFiles, type ClientTlsFiles } from './client-tls.js';
 import { resolveCredentials, type EtcdCredentials } from './credentials.js';
 
 export { resolveCredentials, type EtcdCredentials };
@@ -13,6 +14,8 @@ export interface EtcdClientOptions {
   /** Falls back to env ETCRON_USER (etcdctl's "name[:password]" form too) and ETCRON_PASSWORD. */
   readonly credentials?: EtcdCredentials;
   readonly dialTimeoutMs?: number;
+  /** --cacert, --cert, --key; each falls back to env ETCRON_CACERT, ETCRON_CERT, ETCRON_KEY. */
+  readonly tls?: ClientTlsFiles;
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -63,11 +66,14 @@ function hostPolicy(isOnlyHost: boolean): HostPolicy {
 
 export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
   const hosts = resolveEndpoints(options);
+  // With TLS files every endpoint is dialled over TLS, as etcdctl does with --cacert/--cert/--key.
+  const tlsCredentials = loadClientTls(resolveClientTlsFiles(options.tls, options.env ?? process.env));
   const credentials = options.credentials ?? resolveCredentials(undefined, undefined, options.env ?? process.env);
   const config: IOptions = {
     hosts,
     dialTimeout: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
     faultHandling: { host: () => hostPolicy(hosts.length === 1) },
+    ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
     ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),
   };
   return new Etcd3(config);

@@ -19,6 +19,13 @@ export const JOBS_PREFIX = '/cron/jobs/';
 export const WORKERS_PREFIX = '/cron/workers/';
 export const RUNS_PREFIX = '/cron/runs/';
 export const LOCKS_PREFIX = '/cron/lock/';
+/**
+ * Retries due, one key per (job, slot) whose last attempt failed or was lost and has attempts left:
+ *   /cron/retry/<job>/<slot>  RetryRequest
+ * Written in the same txn as that attempt's final run record, so the key's modRevision equals the
+ * run record's: any worker claims the next attempt with a compare on it (docs/scheduler.md).
+ */
+export const RETRIES_PREFIX = '/cron/retry/';
 
 /** Job and worker names: bytes allowed in one key segment. `/` would let one job's prefix cover another's. */
 export const NAME_BYTES_MAX = 128;
@@ -77,6 +84,10 @@ export function runSuffix(slotMs: number, broadcastWorker?: string): string {
 
 export function runKey(job: string, slotMs: number, broadcastWorker?: string): string {
   return `${runsPrefix(job)}${runSuffix(slotMs, broadcastWorker)}`;
+}
+
+export function retryKey(job: string, slotMs: number): string {
+  return `${RETRIES_PREFIX}${job}/${slotId(slotMs)}`;
 }
 
 export function lockKey(job: string, slotMs: number, broadcastWorker?: string): string {

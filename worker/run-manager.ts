@@ -1,10 +1,13 @@
 import type { Etcd3 } from 'etcd3';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/log.js';
-import { locksPrefix, prefixEnd, runKey, slotId } from '../shared/keys.js';
+import { locksPrefix, prefixEnd, retryKey, runKey, slotId } from '../shared/keys.js';
 import type { JobSpec } from '../shared/job/spec.js';
-import { revisionOf } from '../shared/etcd/txn.js';
-import { decodeRunRecord, runIdFor, type RunRecord, type RunState } from '../shared/history/records.js';
+import { deleteOp, getOp, rangeResult, revisionOf, runTxn } from '../shared/etcd/txn.js';
+import {
+  decodeRunRecord, isRetryable, retryBackoffMs, runIdFor, summarizeAttempt,
+  type AttemptSummary, type RetryRequest, type RunRecord, type RunState,
+} from '../shared/history/records.js';
 import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
@@ -20,6 +23,8 @@ export interface LaunchRequest {
   readonly session: Session;
   readonly catchUp: boolean;
   readonly broadcastWorker?: string;
+  /** Set for an attempt claimed from /cron/retry/ (a retry on any worker). */
+  readonly retry?: { readonly key: string; readonly previousAttempts: readonly AttemptSummary[] };
 }
 
 interface LiveRun {
@@ -78,6 +83,38 @@ export class RunManager {
     }
   }
 
+  /** Serializable read before a takeover: is the retry key still there, unchanged? */
+  async isRetryPending(key: string, modRevision: number): Promise<boolean> {
+    this.inFlight++;
+    try {
+      const response = await this.client.kv.range({ key: Buffer.from(key), serializable: true });
+      const kv = response.kvs[0];
+      return kv !== undefined && revisionOf(kv.mod_revision) === modRevision;
+    } catch (err) {
+      this.logger.warn({ err, key }, 'retry takeover read failed');
+      return false;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Deletes a retry key whose run record no longer has the key's revision; true if it is gone. */
+  async dropStaleRetry(key: string, modRevision: number, job: string, slotMs: number): Promise<boolean> {
+    try {
+      const outcome = await runTxn(this.client, {
+        compare: [
+          { key, target: 'Mod', result: 'Equal', value: modRevision },
+          { key: runKey(job, slotMs), target: 'Mod', result: 'NotEqual', value: modRevision },
+        ],
+        success: [deleteOp(key)],
+        failure: [getOp(key)],
+      });
+      return outcome.succeeded || rangeResult(outcome, 0).length === 0;
+    } catch {
+      return false;
+    }
+  }
+
   recordOverCap(spec: JobSpec, slotMs: number, nowMs: number): void {
     const slot = slotId(slotMs);
     const record: RunRecord = {
@@ -113,6 +150,7 @@ export class RunManager {
       nowMs: this.clock.nowMs(), replaceLocks,
       ...(request.broadcastWorker === undefined ? {} : { broadcastWorker: request.broadcastWorker }),
       ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
+      ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
     });
     if (result.ok) {
       this.start(request, result);
@@ -250,17 +288,27 @@ export class RunManager {
     const { spec, claim } = run;
     const { state, reason } = this.finalState(exit);
     const attempt = claim.record.attempt;
-    const retry = (state === 'failed' || state === 'timeout') && attempt <= spec.retries.count;
-    const backoffMs = Math.min(spec.retries.backoffMaxMs, spec.retries.backoffInitialMs * spec.retries.backoffMultiplier ** (attempt - 1));
-    const finalReason = retry ? `${reason ?? state}; retry ${attempt + 1} of ${spec.retries.count + 1} in ${backoffMs} ms` : reason;
+    const retry = isRetryable(state, attempt, spec.retries);
+    const backoffMs = retryBackoffMs(spec.retries, attempt);
+    // A broadcast run belongs to its worker, so it retries here; any other run on any live worker.
+    const retriesHere = request.broadcastWorker !== undefined;
+    const finalReason = retry
+      ? `${reason ?? state}; retry ${attempt + 1} of ${spec.retries.count + 1} in ${backoffMs} ms${retriesHere ? '' : ' on any worker'}`
+      : reason;
+    const endedAtMs = this.clock.nowMs();
     const record: RunRecord = {
-      ...run.record, state, endedAtMs: this.clock.nowMs(), outputTail: exit.outputTail,
+      ...run.record, state, endedAtMs, outputTail: exit.outputTail,
       ...(exit.exitCode === null ? {} : { exitCode: exit.exitCode }),
       ...(exit.signal === null ? {} : { signal: exit.signal }),
       ...(finalReason === undefined ? {} : { reason: finalReason }),
     };
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
-    const result = await this.reportFinish(run, record, request.session);
+    const retryRequest: RetryRequest | undefined = retry && !retriesHere ? {
+      job: spec.name, slot: claim.record.slot, attempt: attempt + 1, retryAtMs: endedAtMs + backoffMs,
+      previousAttempts: [...(record.previousAttempts ?? []), summarizeAttempt(record)],
+    } : undefined;
+    const retryWrite = retryRequest === undefined ? undefined : { key: retryKey(spec.name, request.slotMs), request: retryRequest };
+    const result = await this.reportFinish(run, record, request.session, retryWrite);
     this.live.delete(claim.lockKey);
     if (!result.ok && result.reason === 'fenced') {
       if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
@@ -277,7 +325,7 @@ export class RunManager {
       return;
     }
     log.debug({ state, exitCode: exit.exitCode }, 'run finished');
-    if (retry && request.session.isAlive()) {
+    if (retry && retriesHere && request.session.isAlive()) {
       this.clock.setTimer(backoffMs, () => {
         void this.claimAndRun(request, attempt + 1, result.runModRevision);
       });
@@ -289,10 +337,12 @@ export class RunManager {
    * earlier attempt may have been applied (reply lost), or the `running` write we never heard back
    * from may have moved the run's modRevision while the lock is still ours.
    */
-  private async reportFinish(run: LiveRun, record: RunRecord, session: Session): Promise<FencedResult> {
+  private async reportFinish(
+    run: LiveRun, record: RunRecord, session: Session, retry?: { readonly key: string; readonly request: RetryRequest },
+  ): Promise<FencedResult> {
     for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX; attempt++) {
       this.counters.progressWrites++;
-      const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true);
+      const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true, retry);
       if (result.ok) return result;
       if (result.reason === 'fenced') {
         const current = await this.readOwnRun(run).catch(() => undefined);

@@ -4,11 +4,14 @@ import { systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
 import { createEtcdClient, resolveCredentials } from '../shared/etcd/client.js';
-import { JOBS_PREFIX, LOCKS_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey } from '../shared/keys.js';
+import {
+  JOBS_PREFIX, LOCKS_PREFIX, RETRIES_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, validateWorkerId, workerKey,
+} from '../shared/keys.js';
 import { deserializeJobSpec } from '../shared/job/parse.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
 import type { JobSpec } from '../shared/job/spec.js';
-import { decodeWorkerInfo, encodeRecord, type WorkerInfo } from '../shared/history/records.js';
+import { decodeRetryRequest, decodeWorkerInfo, encodeRecord, type RetryRequest, type WorkerInfo } from '../shared/history/records.js';
+import { revisionOf } from '../shared/etcd/txn.js';
 import { jitterOffsetMs, memoNextSlot } from '../master/planner/slots.js';
 import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
 import { openSession, type Session } from './session.js';
@@ -50,6 +53,17 @@ interface JobState {
   nextStartMs?: number;
 }
 
+/** A retry due under /cron/retry/, as this worker sees it. */
+interface PendingRetry {
+  readonly key: string;
+  readonly request: RetryRequest;
+  readonly slotMs: number;
+  /** The key's modRevision, equal to the run record's when it was written: the claim's compare. */
+  readonly modRevision: number;
+  /** A claim (or takeover read) is under way or done; reset if it failed for another reason than a rival. */
+  isLaunched: boolean;
+}
+
 const TICK_MS = 50;
 /** Run-now request keys remembered as handled; requests expire with their lease (60 s) anyway. */
 const RUN_NOW_REMEMBERED_MAX = 10_000;
@@ -79,6 +93,7 @@ class Worker {
   private tickTimer: Timer | undefined;
   private stopping = false;
   private readonly runNowHandled = new Set<string>();
+  private readonly retries = new Map<string, PendingRetry>();
   /** False during the initial read of /cron/jobs/, true once the watch delivers changes. */
   private jobsLoaded = false;
   private readonly counters = { claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0 };
@@ -119,6 +134,10 @@ class Worker {
     this.caches.push(await openPrefixCache(this.client, LOCKS_PREFIX, {
       put: () => {},
       delete: (key) => this.runs.onLockDeleted(key, this.session?.isAlive() ?? false),
+    }, this.logger));
+    this.caches.push(await openPrefixCache(this.client, RETRIES_PREFIX, {
+      put: (key, kv) => this.onRetryPut(key, kv),
+      delete: (key) => { this.retries.delete(key); },
     }, this.logger));
     this.caches.push(await openPrefixCache(this.client, RUN_NOW_PREFIX, {
       put: (key, kv) => this.onRunNow(key, kv),
@@ -193,6 +212,72 @@ class Worker {
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, nextSlot: memoNextSlot(compiled.schedule) });
   }
 
+  private onRetryPut(key: string, kv: IKeyValue): void {
+    const request = decodeRetryRequest(kv.value.toString());
+    const slotMs = request === undefined ? Number.NaN : Date.parse(request.slot);
+    if (request === undefined || !Number.isFinite(slotMs)) {
+      this.logger.warn({ key }, 'ignoring invalid retry request');
+      return;
+    }
+    this.retries.set(key, { key, request, slotMs, modRevision: revisionOf(kv.mod_revision), isLaunched: false });
+  }
+
+  /**
+   * Retries due on any worker (docs/scheduler.md, "Retries"): the preferred worker among the live
+   * eligible ones claims at retryAtMs, the others after the takeover delay. The worker of the
+   * attempt that just failed is ranked only if no other is eligible: its environment may be why.
+   * Returns the earliest instant a pending retry becomes due, to wake the planner then.
+   */
+  private planRetries(nowMs: number, session: Session): number {
+    let earliestMs = Number.POSITIVE_INFINITY;
+    for (const retry of this.retries.values()) {
+      const job = this.jobs.get(retry.request.job);
+      if (retry.isLaunched || job === undefined || job.spec.paused || job.spec.broadcast || !this.isEligible(job.spec, this.tags)) continue;
+      if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) break;
+      if (nowMs < retry.request.retryAtMs) {
+        earliestMs = Math.min(earliestMs, retry.request.retryAtMs);
+        continue;
+      }
+      const candidates = new Set([this.id]);
+      for (const [id, info] of this.liveWorkers) if (this.isEligible(job.spec, info.tags)) candidates.add(id);
+      const lastWorker = retry.request.previousAttempts[retry.request.previousAttempts.length - 1]?.worker;
+      if (lastWorker !== undefined && candidates.size > 1) candidates.delete(lastWorker);
+      const preferred = preferredWorker(job.spec.name, `${retry.request.slot}#${retry.request.attempt}`, candidates);
+      if (preferred !== this.id && nowMs < retry.request.retryAtMs + this.takeoverDelayMs) continue;
+      retry.isLaunched = true;
+      void this.claimRetry(job.spec, retry, session, preferred !== this.id);
+    }
+    return earliestMs;
+  }
+
+  private async claimRetry(spec: JobSpec, retry: PendingRetry, session: Session, isTakeover: boolean): Promise<void> {
+    if (isTakeover) {
+      this.counters.takeoverReads++;
+      if (!(await this.runs.isRetryPending(retry.key, retry.modRevision))) return;
+      this.counters.takeovers++;
+    }
+    if (!session.isAlive()) {
+      retry.isLaunched = false;
+      return;
+    }
+    this.counters.claimTxns++;
+    const request = {
+      spec, slotMs: retry.slotMs, session, catchUp: false,
+      retry: { key: retry.key, previousAttempts: retry.request.previousAttempts },
+    };
+    const won = await this.runs.claimAndRun(request, retry.request.attempt, retry.modRevision);
+    if (won) {
+      this.counters.claimsWon++;
+      return;
+    }
+    // Lost to a rival: its claim deleted the key. Otherwise drop a key whose run record moved on
+    // without it (trimmed, edited), or try again after the takeover delay.
+    if (await this.runs.dropStaleRetry(retry.key, retry.modRevision, spec.name, retry.slotMs)) return;
+    this.clock.setTimer(this.takeoverDelayMs, () => {
+      if (this.retries.get(retry.key) === retry) retry.isLaunched = false;
+    });
+  }
+
   /** A manual run is a slot at the request instant, claimed like any other (preferred worker first). */
   private onRunNow(key: string, kv: IKeyValue): void {
     if (this.runNowHandled.has(key)) return;
@@ -250,6 +335,7 @@ class Worker {
       if (job.nextStartMs === undefined || job.nextStartMs <= nowMs) this.planJob(job, nowMs, session);
       if (job.nextStartMs !== undefined) earliestMs = Math.min(earliestMs, job.nextStartMs);
     }
+    if (this.retries.size > 0) earliestMs = Math.min(earliestMs, this.planRetries(nowMs, session));
     return Math.max(1, Math.min(TICK_MS, earliestMs - this.clock.nowMs()));
   }
 

@@ -115,11 +115,12 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   };
 
   const started = (async () => {
-    reaper = await startReaper(client, clock, logger);
+    // Jobs first: the reaper's start-up sweep needs their retry policies.
     cache = await openPrefixCache(client, JOBS_PREFIX, {
       put: onJobPut,
       delete: (key) => { jobs.delete(key.slice(JOBS_PREFIX.length)); },
     }, logger);
+    reaper = await startReaper(client, clock, logger, (job) => jobs.get(job)?.spec);
     if (stopped) return;
     schedule();
     logger.info('housekeeping started');

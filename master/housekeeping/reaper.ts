@@ -2,10 +2,14 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { openWatchStream } from '../../shared/etcd/watch-stream.js';
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
-import { LOCKS_PREFIX, RUNS_PREFIX, lockKey, parseRunKey, prefixEnd } from '../../shared/keys.js';
+import { LOCKS_PREFIX, RUNS_PREFIX, lockKey, parseRunKey, prefixEnd, retryKey } from '../../shared/keys.js';
+import type { JobSpec } from '../../shared/job/spec.js';
 import { putOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
 import { readRun } from '../../shared/history/read.js';
-import { decodeLockValue, decodeRunRecord, encodeRecord, isLiveState, type RunRecord } from '../../shared/history/records.js';
+import {
+  decodeLockValue, decodeRunRecord, encodeRecord, isLiveState, isRetryable, retryBackoffMs, summarizeAttempt,
+  type RetryRequest, type RunRecord,
+} from '../../shared/history/records.js';
 
 /**
  * Marks runs `lost` when their worker died: the lock key vanished with its lease while the run
@@ -25,7 +29,13 @@ export interface Reaper {
   reaped(): number;
 }
 
-export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): Promise<Reaper> {
+/**
+ * `specOf` gives the current definition of a job, for its retry policy: a lost run with attempts
+ * left gets a retry request in the same txn as its `lost` record, and any live worker claims it.
+ */
+export async function startReaper(
+  client: Etcd3, clock: Clock, logger: Logger, specOf: (job: string) => JobSpec | undefined = () => undefined,
+): Promise<Reaper> {
   const log = logger.child({ component: 'reaper' });
   const timers = new Set<Timer>();
   let stopped = false;
@@ -53,14 +63,28 @@ export async function startReaper(client: Etcd3, clock: Clock, logger: Logger): 
       timers.add(timer);
       return;
     }
+    const spec = specOf(job);
+    const endedAtMs = clock.nowMs();
+    // Broadcast runs belong to their worker: a lost one is not run by another (docs/scheduler.md).
+    const retry = spec !== undefined && broadcastWorker === undefined && isRetryable('lost', run.value.attempt, spec.retries);
+    const backoffMs = spec === undefined ? 0 : retryBackoffMs(spec.retries, run.value.attempt);
+    const lostReason = `worker ${run.value.worker ?? '?'} lost its lease ${leaseId} while the run was ${run.value.state}`;
     const record: RunRecord = {
-      ...run.value, state: 'lost', endedAtMs: clock.nowMs(), lockReleasedRevision: releasedRevision,
+      ...run.value, state: 'lost', endedAtMs, lockReleasedRevision: releasedRevision,
       ...(run.value.fence === undefined && fence > 0 ? { fence } : {}),
-      reason: `worker ${run.value.worker ?? '?'} lost its lease ${leaseId} while the run was ${run.value.state}`,
+      reason: retry && spec !== undefined
+        ? `${lostReason}; retry ${run.value.attempt + 1} of ${spec.retries.count + 1} in ${backoffMs} ms on any worker`
+        : lostReason,
     };
+    const retryRequest: RetryRequest | undefined = retry ? {
+      job, slot: run.value.slot, attempt: run.value.attempt + 1, retryAtMs: endedAtMs + backoffMs,
+      previousAttempts: [...(run.value.previousAttempts ?? []), summarizeAttempt(record)],
+    } : undefined;
     const outcome = await runTxn(client, {
       compare: [{ key: run.key, target: 'Mod', result: 'Equal', value: run.modRevision }],
-      success: [putOp(run.key, encodeRecord(record))],
+      // One txn: the retry key's modRevision is the lost record's, which the retry's claim compares.
+      success: [putOp(run.key, encodeRecord(record)),
+        ...(retryRequest === undefined ? [] : [putOp(retryKey(job, slotMs), encodeRecord(retryRequest))])],
     });
     if (outcome.succeeded) {
       reapedCount++;

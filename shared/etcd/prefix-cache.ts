@@ -3,6 +3,7 @@ import { prefixEnd } from '../keys.js';
 import { revisionOf } from './txn.js';
 import type { Logger } from '../log.js';
 import { openWatchStream, type WatchStream } from './watch-stream.js';
+import { assert } from '../assert.js';
 
 /**
  * A local copy of every key under a prefix: an initial range, then a watch from the next revision
@@ -23,6 +24,9 @@ export interface PrefixCache {
 
 const RESYNC_PAUSE_MS = 500;
 const RESYNC_ATTEMPTS_MAX = 1_000;
+/** Keys per page of the initial read: well under 4 MiB with job definitions of a few hundred bytes. */
+const LOAD_PAGE_KEYS = 1_000;
+const LOAD_PAGES_MAX = 1_000;
 
 export async function openPrefixCache(
   client: Etcd3, prefix: string, listener: PrefixCacheListener, logger: Logger, options: { prevKv?: boolean } = {},
@@ -32,18 +36,34 @@ export async function openPrefixCache(
   let watch: WatchStream | undefined;
   let closed = false;
 
+  /**
+   * Reads the prefix page by page at one revision: 10,000 job definitions in one reply exceeded
+   * gRPC's 4 MiB default receive limit (issue 5 bench).
+   */
   const load = async (): Promise<number> => {
-    const response = await client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
-    const rangeRevision = revisionOf(response.header.revision);
+    const end = prefixEnd(prefix);
+    let from = Buffer.from(prefix);
+    let rangeRevision: number | undefined;
     const seen = new Set<string>();
-    for (const kv of response.kvs) {
-      const key = kv.key.toString();
-      seen.add(key);
-      if (known.get(key) !== revisionOf(kv.mod_revision)) {
-        known.set(key, revisionOf(kv.mod_revision));
-        listener.put(key, kv);
+    for (let page = 0; page < LOAD_PAGES_MAX; page++) {
+      const response = await client.kv.range({
+        key: from, range_end: end, limit: LOAD_PAGE_KEYS, ...(rangeRevision === undefined ? {} : { revision: String(rangeRevision) }),
+      });
+      rangeRevision ??= revisionOf(response.header.revision);
+      for (const kv of response.kvs) {
+        const key = kv.key.toString();
+        seen.add(key);
+        if (known.get(key) !== revisionOf(kv.mod_revision)) {
+          known.set(key, revisionOf(kv.mod_revision));
+          listener.put(key, kv);
+        }
       }
+      const last = response.kvs[response.kvs.length - 1];
+      if (!response.more || last === undefined) break;
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+      assert(page + 1 < LOAD_PAGES_MAX, `more than ${LOAD_PAGES_MAX * LOAD_PAGE_KEYS} keys under ${prefix}`);
     }
+    assert(rangeRevision !== undefined, 'a range always answers with a header');
     for (const key of [...known.keys()]) {
       if (!seen.has(key)) {
         known.delete(key);

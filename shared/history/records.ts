@@ -1,3 +1,5 @@
+import type { RetryPolicy } from '../job/spec.js';
+
 /**
  * Run states. `claimed` and `running` are live; the rest are final.
  *   claimed   the claim txn won; the process is being spawned
@@ -50,6 +52,8 @@ export interface RunRecord {
   readonly catchUp?: boolean;
   /** Revision at which the lock key went away, when the writer knows it (finish txn, reaper). */
   readonly lockReleasedRevision?: number;
+  /** For attempt > 1: the attempts before this one, oldest first (they are also in MVCC history). */
+  readonly previousAttempts?: readonly AttemptSummary[];
 }
 
 /** The value under /cron/lock/<job>/<slot>[~worker], bound to the claiming worker's lease. */
@@ -60,6 +64,30 @@ export interface LockValue {
   readonly worker: string;
   readonly leaseId: string;
   readonly attempt: number;
+}
+
+/** A finished attempt, as kept in the next attempts' records. */
+export interface AttemptSummary {
+  readonly attempt: number;
+  readonly state: RunState;
+  readonly worker?: string;
+  readonly fence?: number;
+  readonly endedAtMs?: number;
+  readonly reason?: string;
+}
+
+/**
+ * The value under /cron/retry/<job>/<slot>: the next attempt of a slot whose last attempt failed or
+ * was lost, due at `retryAtMs`. Its key's modRevision is the run record's, written in one txn.
+ */
+export interface RetryRequest {
+  readonly job: string;
+  readonly slot: string;
+  /** The attempt to start: the failed or lost one + 1. */
+  readonly attempt: number;
+  readonly retryAtMs: number;
+  /** Every earlier attempt, oldest first; the worker of the last one is tried last. */
+  readonly previousAttempts: readonly AttemptSummary[];
 }
 
 /** The value under /cron/workers/<id>, bound to the worker's lease. */
@@ -109,7 +137,35 @@ export function decodeWorkerInfo(text: string): WorkerInfo | undefined {
   return value as unknown as WorkerInfo;
 }
 
-export function encodeRecord(value: RunRecord | LockValue | WorkerInfo): string {
+export function decodeRetryRequest(text: string): RetryRequest | undefined {
+  const value = parseJson(text);
+  if (!isObject(value) || typeof value['job'] !== 'string' || typeof value['slot'] !== 'string') return undefined;
+  if (typeof value['attempt'] !== 'number' || typeof value['retryAtMs'] !== 'number' || !Array.isArray(value['previousAttempts'])) return undefined;
+  return value as unknown as RetryRequest;
+}
+
+/** Backoff before attempt `attempt + 1`, after attempt `attempt` (1-based) failed or was lost. */
+export function retryBackoffMs(retries: RetryPolicy, attempt: number): number {
+  return Math.min(retries.backoffMaxMs, retries.backoffInitialMs * retries.backoffMultiplier ** (attempt - 1));
+}
+
+/** True when a final state may be retried and the policy has attempts left after `attempt`. */
+export function isRetryable(state: RunState, attempt: number, retries: RetryPolicy): boolean {
+  return (state === 'failed' || state === 'timeout' || state === 'lost') && attempt <= retries.count;
+}
+
+/** What the next attempt's records keep of a finished one. */
+export function summarizeAttempt(record: RunRecord): AttemptSummary {
+  return {
+    attempt: record.attempt, state: record.state,
+    ...(record.worker === undefined ? {} : { worker: record.worker }),
+    ...(record.fence === undefined ? {} : { fence: record.fence }),
+    ...(record.endedAtMs === undefined ? {} : { endedAtMs: record.endedAtMs }),
+    ...(record.reason === undefined ? {} : { reason: record.reason }),
+  };
+}
+
+export function encodeRecord(value: RunRecord | LockValue | WorkerInfo | RetryRequest): string {
   return JSON.stringify(value);
 }
 

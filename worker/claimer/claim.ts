@@ -3,7 +3,9 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { lockKey, locksPrefix, prefixEnd, runKey } from '../../shared/keys.js';
 import { deleteOp, getOp, putOp, rangeResult, revisionOf, runTxn, type CompareSpec } from '../../shared/etcd/txn.js';
 import { classifyEtcdError } from '../../shared/etcd/errors.js';
-import { decodeLockValue, decodeRunRecord, encodeRecord, runIdFor, type LockValue, type RunRecord } from '../../shared/history/records.js';
+import {
+  decodeLockValue, decodeRunRecord, encodeRecord, runIdFor, type AttemptSummary, type LockValue, type RetryRequest, type RunRecord,
+} from '../../shared/history/records.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import { slotId } from '../../shared/keys.js';
 
@@ -27,6 +29,9 @@ export interface ClaimRequest {
   readonly nowMs: number;
   /** For attempt > 1: the run record's modRevision that our previous attempt left. */
   readonly previousRunModRevision?: number;
+  /** For attempt > 1 claimed from /cron/retry/: that key (deleted by the claim) and the attempts so far. */
+  readonly retryKey?: string;
+  readonly previousAttempts?: readonly AttemptSummary[];
   /** Lock keys to delete in the same txn (Replace overlap), with the modRevision we saw them at. */
   readonly replaceLocks?: readonly { key: string; modRevision: number }[];
 }
@@ -63,6 +68,7 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
   const record: RunRecord = {
     job: spec.name, slot, runId, state: 'claimed', worker, leaseId, nonce, attempt, claimedAtMs: request.nowMs,
     ...(request.catchUp ? { catchUp: true } : {}),
+    ...(request.previousAttempts === undefined ? {} : { previousAttempts: request.previousAttempts }),
   };
   const lock: LockValue = { job: spec.name, slot, runId, worker, leaseId, attempt };
   const compare: CompareSpec[] = [request.previousRunModRevision === undefined
@@ -78,6 +84,7 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
     ...(request.replaceLocks ?? []).map((old) => deleteOp(old.key)),
     putOp(rKey, encodeRecord(record)),
     putOp(lKey, encodeRecord(lock), leaseId),
+    ...(request.retryKey === undefined ? [] : [deleteOp(request.retryKey)]),
   ];
   try {
     const outcome = await runTxn(client, {
@@ -145,7 +152,10 @@ export type FencedResult = { ok: true; runModRevision: number } | { ok: false; r
  * Progress and finish writes: If create_revision(lock) == fence AND mod_revision(run) == ours.
  * A failed compare means the claim is no longer ours (lease expired, killed, replaced): do nothing more.
  */
-export async function writeFenced(client: Etcd3, target: FencedWrite, record: RunRecord, releaseLock: boolean): Promise<FencedResult> {
+export async function writeFenced(
+  client: Etcd3, target: FencedWrite, record: RunRecord, releaseLock: boolean,
+  retry?: { readonly key: string; readonly request: RetryRequest },
+): Promise<FencedResult> {
   try {
     const outcome = await runTxn(client, {
       compare: [
@@ -153,7 +163,9 @@ export async function writeFenced(client: Etcd3, target: FencedWrite, record: Ru
         { key: target.runKey, target: 'Mod', result: 'Equal', value: target.runModRevision },
       ],
       success: [putOp(target.runKey, encodeRecord(record)),
-        ...(releaseLock ? [deleteOp(target.lockKey)] : [])],
+        ...(releaseLock ? [deleteOp(target.lockKey)] : []),
+        // Same txn as the final record: the retry key's modRevision is the record's (the claim's compare).
+        ...(retry === undefined ? [] : [putOp(retry.key, encodeRecord(retry.request))])],
     });
     return outcome.succeeded ? { ok: true, runModRevision: outcome.revision } : { ok: false, reason: 'fenced' };
   } catch (error) {

@@ -5,8 +5,8 @@ import { GoJsonError, parseJsonWhole, type JsonValue } from './go-json.js';
 /**
  * JSON ⇄ protobuf as etcd 3.4's gateway does it: golang/protobuf jsonpb with OrigName, so
  * snake_case names as declared, 64-bit integers as strings, bytes as padded base64, enums by
- * name, and fields at their default value left out. Requests accept what jsonpb accepts: only
- * the declared names, integers as numbers or quoted, enums by name or number, null as absent;
+ * name, and fields at their default value left out. Requests accept what jsonpb accepts: declared
+ * or lowerCamel names, integers as numbers or quoted, enums by name or number, null as absent;
  * unknown fields are ignored.
  */
 export type ProtoObject = Record<string, unknown>;
@@ -44,16 +44,31 @@ export function jsonToMessage(type: protobuf.Type, json: JsonValue): ProtoObject
   if (json.kind !== 'object') throw cannotUnmarshal(json.kind, 'map[string]json.RawMessage');
   const out: ProtoObject = {};
   for (const field of type.fieldsArray) {
-    const value = json.entries.get(field.name);
+    // jsonpb accepts the declared name and protoc's lowerCamel JSON name, preferring the latter.
+    const value = json.entries.get(jsonNameOf(field.name)) ?? json.entries.get(field.name);
     if (value === undefined || value.kind === 'null') continue;
     if (field.repeated) {
       if (value.kind !== 'array') throw cannotUnmarshal(value.kind, '[]json.RawMessage');
       out[field.name] = value.items.map((item) => jsonToField(field, item));
-    } else {
-      out[field.name] = jsonToField(field, value);
+      continue;
     }
+    const converted = jsonToField(field, value);
+    // etcd's gateway re-encodes the request for gRPC, where proto3 drops a scalar at its default
+    // (oneof members excepted): an empty range_end then arrives absent, not present-but-empty.
+    if (field.partOf === null && isDefaultScalar(converted)) continue;
+    out[field.name] = converted;
   }
   return out;
+}
+
+/** protoc's JSON name: underscores dropped, each following letter upper-cased. */
+function jsonNameOf(name: string): string {
+  return name.replace(/_(.?)/g, (_, next: string) => next.toUpperCase());
+}
+
+function isDefaultScalar(value: unknown): boolean {
+  if (Buffer.isBuffer(value)) return value.length === 0;
+  return value === 0 || value === '0' || value === '' || value === false;
 }
 
 function jsonToField(field: protobuf.Field, value: JsonValue): unknown {

@@ -268,7 +268,9 @@ describe(`/metrics of the ${subjectKind()} store`, () => {
   });
 
   it('counters move when a put is made through the gateway', async () => {
-    const [, store] = endpoints();
+    const [etcd, store] = endpoints();
+    // The same put on etcd keeps both stores at the same revision for the tests after this one.
+    expect((await httpCall(etcd, 'POST', '/v3/kv/put', `{"key":"${b64('metered')}","value":"${b64('1')}"}`)).status).toBe(200);
     const put = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
     const started = 'grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
     const read = async (): Promise<string> => (await httpCall(store, 'GET', '/metrics')).body;
@@ -289,3 +291,31 @@ describe(`/metrics of the ${subjectKind()} store`, () => {
     expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
   });
 });
+
+describe(`auth through the gateway of the ${subjectKind()} store`, () => {
+  // Last in the file: it turns auth on (and off again at its end).
+  it('a token from /v3/auth/authenticate is taken from the Authorization header', async () => {
+    const answers = await Promise.all(endpoints().map(async (endpoint) => {
+      const call = async (path: string, body: string, token?: string): Promise<unknown> =>
+        normalise(await httpCall(endpoint, 'POST', path, body, token === undefined ? {} : { Authorization: token }));
+      const seen: unknown[] = [
+        await call('/v3/auth/user/add', '{"name":"root","password":"pw"}'),
+        await call('/v3/auth/user/grant', '{"user":"root","role":"root"}'),
+        await call('/v3/auth/enable', '{}'),
+        await call('/v3/kv/range', '{"key":"Zm9v"}'),
+      ];
+      const authenticated = await httpCall(endpoint, 'POST', '/v3/auth/authenticate', '{"name":"root","password":"pw"}');
+      const token = (JSON.parse(authenticated.body) as { token?: string }).token ?? '';
+      seen.push(
+        token.length > 0,
+        await call('/v3/kv/range', '{"key":"Zm9v"}', token),
+        await call('/v3/kv/range', '{"key":"Zm9v"}', 'bogus'),
+        await call('/v3/auth/user/list', '{}', token),
+        await call('/v3/auth/disable', '{}', token),
+      );
+      return seen;
+    }));
+    expect(answers[1]).toEqual(answers[0]);
+  });
+});
+

@@ -16,9 +16,11 @@ function hostPort(endpoint: string): { host: string; port: number } {
 }
 
 /** Sends `body` (exactly as given, so malformed JSON stays malformed) and reads the whole answer. */
-export function httpCall(endpoint: string, method: string, path: string, body = ''): Promise<HttpAnswer> {
+export function httpCall(
+  endpoint: string, method: string, path: string, body = '', headers: Readonly<Record<string, string>> = {},
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request({ ...hostPort(endpoint), path, method, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+    const req = request({ ...hostPort(endpoint), path, method, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({

@@ -117,11 +117,13 @@ export class RunManager {
 
   recordOverCap(spec: JobSpec, slotMs: number, nowMs: number): void {
     const slot = slotId(slotMs);
+    // A broadcast slot is this worker's own run key.
+    const broadcastWorker = spec.broadcast ? this.worker : undefined;
     const record: RunRecord = {
-      job: spec.name, slot, runId: runIdFor(spec.name, slot, 1), state: 'missed', attempt: 1, worker: this.worker,
+      job: spec.name, slot, runId: runIdFor(spec.name, slot, 1, broadcastWorker), state: 'missed', attempt: 1, worker: this.worker,
       endedAtMs: nowMs, reason: `catch-up-cap: more than ${spec.catchUp.max} missed slots in the catch-up window`,
     };
-    recordNotStarted(this.client, runKey(spec.name, slotMs), record).catch((err: unknown) => {
+    recordNotStarted(this.client, runKey(spec.name, slotMs, broadcastWorker), record).catch((err: unknown) => {
       this.logger.warn({ err, job: spec.name, slot }, 'could not record missed slot');
     });
   }

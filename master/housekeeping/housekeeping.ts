@@ -1,13 +1,15 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { systemClock, type Clock, type Timer } from '../../shared/clock.js';
 import { createLogger, type Logger } from '../../shared/log.js';
-import { JOBS_PREFIX } from '../../shared/keys.js';
+import { JOBS_PREFIX, WORKERS_PREFIX } from '../../shared/keys.js';
+import { decodeWorkerInfo } from '../../shared/history/records.js';
+import { WorkerMembership } from './worker-membership.js';
 import { deserializeJobSpec } from '../../shared/job/parse.js';
 import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedule.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
 import { startReaper, type Reaper } from './reaper.js';
-import { initialCheckedUntil, recordMissedSlots } from './missed.js';
+import { initialCheckedUntil, recordMissedBroadcastSlots, recordMissedSlots } from './missed.js';
 import { trimHistory } from './trim.js';
 import { memoNextSlot, stableHash } from '../planner/slots.js';
 
@@ -55,6 +57,9 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   const counters = { missed: 0, trimmed: 0, passes: 0 };
   let reaper: Reaper | undefined;
   let cache: PrefixCache | undefined;
+  let workersCache: PrefixCache | undefined;
+  const membership = new WorkerMembership();
+  let isLoadingWorkers = true;
   let timer: Timer | undefined;
   let stopped = false;
 
@@ -82,7 +87,10 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
 
   const passJob = async (job: JobState, nowMs: number): Promise<void> => {
     job.checkedUntilMs ??= await initialCheckedUntil(client, job.spec, nowMs);
-    const result = await recordMissedSlots(client, job.spec, job.schedule, job.checkedUntilMs, nowMs, job.nextSlot);
+    const result = job.spec.broadcast
+      ? await recordMissedBroadcastSlots(client, job.spec, job.checkedUntilMs, nowMs, job.nextSlot,
+        (slotMs, tags) => membership.registeredAt(slotMs, tags))
+      : await recordMissedSlots(client, job.spec, job.schedule, job.checkedUntilMs, nowMs, job.nextSlot);
     job.checkedUntilMs = result.checkedUntilMs;
     counters.missed += result.recorded;
     const trimEveryMs = effectiveTrimIntervalMs();
@@ -115,6 +123,15 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   };
 
   const started = (async () => {
+    // Who is registered, before any pass: broadcast slots are accounted per registered worker.
+    workersCache = await openPrefixCache(client, WORKERS_PREFIX, {
+      put: (_key, kv) => {
+        const info = decodeWorkerInfo(kv.value.toString());
+        if (info !== undefined) membership.onPut(info, clock.nowMs(), isLoadingWorkers);
+      },
+      delete: (key) => membership.onDelete(key.slice(WORKERS_PREFIX.length), clock.nowMs()),
+    }, logger);
+    isLoadingWorkers = false;
     // Jobs first: the reaper's start-up sweep needs their retry policies.
     cache = await openPrefixCache(client, JOBS_PREFIX, {
       put: onJobPut,
@@ -134,6 +151,7 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       await started;
       await reaper?.stop();
       await cache?.close();
+      await workersCache?.close();
     },
   };
 }

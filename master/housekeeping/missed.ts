@@ -32,21 +32,14 @@ export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: n
  * Records every slot in (checkedUntil, now] that is past its start deadline and has no run record:
  * `skipped` if the job is paused, else `missed`. create_revision == 0 makes this race-free against a
  * worker that claims at the last moment: exactly one of the two records exists. Returns the new
- * checkedUntil. Broadcast jobs are not accounted here (one record per worker per slot).
+ * checkedUntil. Broadcast jobs are accounted per worker by recordMissedBroadcastSlots.
  */
 export async function recordMissedSlots(
   client: Etcd3, spec: JobSpec, schedule: CompiledSchedule, checkedUntilMs: number, nowMs: number,
   nextSlot: (afterMs: number) => number | null = (afterMs) => nextSlotMs(schedule, afterMs),
 ): Promise<{ checkedUntilMs: number; recorded: number }> {
   if (spec.broadcast) return { checkedUntilMs: nowMs, recorded: 0 };
-  const slots: number[] = [];
-  let cursor = checkedUntilMs;
-  while (slots.length < MISSED_SLOTS_PER_PASS_MAX) {
-    const next = nextSlot(cursor);
-    if (next === null || missedAfterMs(spec, next) >= nowMs) break;
-    slots.push(next);
-    cursor = next;
-  }
+  const slots = slotsPastDeadline(spec, checkedUntilMs, nowMs, nextSlot);
   const first = slots[0];
   const last = slots[slots.length - 1];
   if (first === undefined || last === undefined) return { checkedUntilMs, recorded: 0 };
@@ -58,16 +51,68 @@ export async function recordMissedSlots(
   for (const slotMs of slots) {
     const key = runKey(spec.name, slotMs);
     if (present.has(key)) continue;
-    const slot = slotId(slotMs);
-    const record: RunRecord = {
-      job: spec.name, slot, runId: runIdFor(spec.name, slot, 1), attempt: 1, endedAtMs: nowMs,
-      ...(spec.paused
-        ? { state: 'skipped', reason: 'job paused' }
-        : { state: 'missed', reason: spec.catchUp.windowMs > ON_TIME_GRACE_MS
-          ? `outside-catch-up-window: no worker started it within ${spec.catchUp.windowMs} ms`
-          : `outside-catch-up-window: no worker started it within ${ON_TIME_GRACE_MS} ms (no catch-up window)` }),
-    };
-    if (await recordNotStarted(client, key, record)) recorded++;
+    if (await recordNotStarted(client, key, notStartedRecord(spec, slotMs, nowMs))) recorded++;
+  }
+  return { checkedUntilMs: last, recorded };
+}
+
+/** Slots after `checkedUntilMs` that no worker will start any more, oldest first, bounded. */
+function slotsPastDeadline(
+  spec: JobSpec, checkedUntilMs: number, nowMs: number, nextSlot: (afterMs: number) => number | null,
+): number[] {
+  const slots: number[] = [];
+  let cursor = checkedUntilMs;
+  while (slots.length < MISSED_SLOTS_PER_PASS_MAX) {
+    const next = nextSlot(cursor);
+    if (next === null || missedAfterMs(spec, next) >= nowMs) break;
+    slots.push(next);
+    cursor = next;
+  }
+  return slots;
+}
+
+function notStartedRecord(spec: JobSpec, slotMs: number, nowMs: number, broadcastWorker?: string): RunRecord {
+  const slot = slotId(slotMs);
+  const who = broadcastWorker === undefined ? 'no worker' : `worker ${broadcastWorker} (registered at the slot)`;
+  return {
+    job: spec.name, slot, runId: runIdFor(spec.name, slot, 1, broadcastWorker), attempt: 1, endedAtMs: nowMs,
+    ...(broadcastWorker === undefined ? {} : { worker: broadcastWorker }),
+    ...(spec.paused
+      ? { state: 'skipped', reason: 'job paused' }
+      : { state: 'missed', reason: spec.catchUp.windowMs > ON_TIME_GRACE_MS
+        ? `outside-catch-up-window: ${who} started it within ${spec.catchUp.windowMs} ms`
+        : `outside-catch-up-window: ${who} started it within ${ON_TIME_GRACE_MS} ms (no catch-up window)` }),
+  };
+}
+
+/**
+ * Broadcast jobs: one run per worker per slot, so a slot is accounted per worker. The workers
+ * expected to run a slot are those registered (with the job's tags) at the slot's instant, as the
+ * housekeeper saw /cron/workers/. For each that has no `<slot>~<worker>` record past the deadline,
+ * it records `missed` (or `skipped` if paused), create_revision == 0 as for other jobs. A worker
+ * that was not registered at the slot (down, not yet started, its lease long expired) is not
+ * expected, so nothing is recorded for it: it was not part of that slot's broadcast.
+ */
+export async function recordMissedBroadcastSlots(
+  client: Etcd3, spec: JobSpec, checkedUntilMs: number, nowMs: number,
+  nextSlot: (afterMs: number) => number | null, workersAt: (slotMs: number, tags: readonly string[]) => readonly string[],
+): Promise<{ checkedUntilMs: number; recorded: number }> {
+  const slots = slotsPastDeadline(spec, checkedUntilMs, nowMs, nextSlot);
+  const first = slots[0];
+  const last = slots[slots.length - 1];
+  if (first === undefined || last === undefined) return { checkedUntilMs, recorded: 0 };
+  // prefixEnd of the last slot's key covers its `~<worker>` keys too.
+  const existing = await client.kv.range({
+    key: Buffer.from(runKey(spec.name, first)), range_end: prefixEnd(runKey(spec.name, last)), keys_only: true,
+  });
+  const present = new Set(existing.kvs.map((kv) => kv.key.toString()));
+  let recorded = 0;
+  for (const slotMs of slots) {
+    for (const worker of workersAt(slotMs, spec.tags)) {
+      const key = runKey(spec.name, slotMs, worker);
+      if (present.has(key)) continue;
+      if (await recordNotStarted(client, key, notStartedRecord(spec, slotMs, nowMs, worker))) recorded++;
+    }
   }
   return { checkedUntilMs: last, recorded };
 }

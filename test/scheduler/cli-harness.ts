@@ -92,11 +92,14 @@ export async function startMasterProcess(options: {
   readonly id: string;
   readonly leaseTtlSeconds?: number;
   readonly logLevel?: string;
+  /** More flags, e.g. --user for a store with auth enabled. */
+  readonly extraArgs?: readonly string[];
 }): Promise<DaemonProcess> {
   const port = await freePort();
   const { child, output } = await spawnDaemon([
     'master', '--endpoints', options.endpoint, '--api', `127.0.0.1:${port}`, '--id', options.id,
     '--lease-ttl', String(options.leaseTtlSeconds ?? 2), '--log-level', options.logLevel ?? 'info',
+    ...(options.extraArgs ?? []),
   ], /serving http:/, 15_000);
   return { child, apiUrl: `http://127.0.0.1:${port}`, output, kill: killer(child) };
 }
@@ -106,9 +109,11 @@ export async function startWorkerProcess(options: {
   readonly id: string;
   readonly leaseTtlSeconds?: number;
   readonly tags?: string;
+  readonly extraArgs?: readonly string[];
 }): Promise<DaemonProcess> {
   const args = [
     'worker', '--endpoints', options.endpoint, '--id', options.id, '--lease-ttl', String(options.leaseTtlSeconds ?? 2),
+    ...(options.extraArgs ?? []),
   ];
   if (options.tags !== undefined) args.push('--tags', options.tags);
   const { child, output } = await spawnDaemon(args, /worker \S+ started/, 15_000);

@@ -301,16 +301,21 @@ describe(`auth through the gateway of the ${subjectKind()} store`, () => {
       const seen: unknown[] = [
         await call('/v3/auth/user/add', '{"name":"root","password":"pw"}'),
         await call('/v3/auth/user/grant', '{"user":"root","role":"root"}'),
+        await call('/v3/auth/user/add', '{"name":"plain","password":"pw"}'),
         await call('/v3/auth/enable', '{}'),
         await call('/v3/kv/range', '{"key":"Zm9v"}'),
       ];
       const authenticated = await httpCall(endpoint, 'POST', '/v3/auth/authenticate', '{"name":"root","password":"pw"}');
       const token = (JSON.parse(authenticated.body) as { token?: string }).token ?? '';
+      const plain = await httpCall(endpoint, 'POST', '/v3/auth/authenticate', '{"name":"plain","password":"pw"}');
+      const plainToken = (JSON.parse(plain.body) as { token?: string }).token ?? '';
       seen.push(
         token.length > 0,
         await call('/v3/kv/range', '{"key":"Zm9v"}', token),
         await call('/v3/kv/range', '{"key":"Zm9v"}', 'bogus'),
         await call('/v3/auth/user/list', '{}', token),
+        // A stream refused before its first message: grpc-gateway's error chunk.
+        await call('/v3/maintenance/snapshot', '{}', plainToken),
         await call('/v3/auth/disable', '{}', token),
       );
       return seen;

@@ -22,6 +22,8 @@ const SUCCESS_HEADERS: Readonly<Record<string, string>> = {
   ...CORS_HEADERS, 'Content-Type': 'application/json', 'Grpc-Metadata-Content-Type': 'application/grpc',
 };
 
+const ERROR_HEADERS: Readonly<Record<string, string>> = { ...CORS_HEADERS, 'Content-Type': 'application/json' };
+
 interface Call {
   readonly method: RegisteredMethod;
   readonly types: { readonly request: protobuf.Type; readonly response: protobuf.Type };
@@ -139,7 +141,7 @@ function streamSink(call: Call, onOverflow: () => void): StreamSink {
       response.end();
     },
     fail: (code, message) => {
-      if (!response.headersSent) response.writeHead(httpStatusOf(code), SUCCESS_HEADERS);
+      if (!response.headersSent) response.writeHead(httpStatusOf(code), ERROR_HEADERS);
       write(streamErrorChunk(code, message));
       response.end();
     },

@@ -11,5 +11,10 @@ export function storeKindUnderTest(): StoreKind {
 }
 
 export function startStoreUnderTest(options: StartOptions = {}): Promise<StoreProcess> {
-  return storeKindUnderTest() === 'etcron' ? startEtcronStore(options) : startEtcd(options);
+  return startStore(storeKindUnderTest(), options);
+}
+
+/** For suites that run on both stores in one `npm test` (e.g. test/scheduler/*-etcron.test.ts). */
+export function startStore(kind: StoreKind, options: StartOptions = {}): Promise<StoreProcess> {
+  return kind === 'etcron' ? startEtcronStore(options) : startEtcd(options);
 }

@@ -20,6 +20,10 @@ export interface StoreFlags {
   readonly heartbeatIntervalMs: number;
   readonly electionTimeoutMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
+  /** --auth-token: only etcd's default, "simple", is supported. */
+  readonly authToken: 'simple';
+  /** --auth-token-ttl: a simple token expires after this long unused. */
+  readonly authTokenTtlSeconds: number;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls. */
   readonly clientTls: TlsFlags;
   /** The --peer-* forms of the same flags. */
@@ -68,6 +72,8 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'heartbeat-interval': { kind: 'int', defaultValue: '100', help: 'time (ms) of a heartbeat interval' },
   'election-timeout': { kind: 'int', defaultValue: '1000', help: 'time (ms) of an election timeout' },
   'log-level': { kind: 'string', defaultValue: 'info', help: 'debug, info, warn, error, panic or fatal' },
+  'auth-token': { kind: 'string', defaultValue: 'simple', help: 'type of auth token; only "simple" is supported' },
+  'auth-token-ttl': { kind: 'int', defaultValue: '300', help: 'time (in seconds) a simple auth token lives unused' },
   'cert-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS cert file' },
   'key-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS key file' },
   'trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS trusted CA cert file' },
@@ -166,9 +172,12 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     heartbeatIntervalMs: int('heartbeat-interval'),
     electionTimeoutMs: int('election-timeout'),
     logLevel: level as StoreFlags['logLevel'],
+    authToken: authTokenOf(get('auth-token')),
+    authTokenTtlSeconds: int('auth-token-ttl'),
     clientTls: tls(''),
     peerTls: tls('peer-'),
   };
+  if (flags.authTokenTtlSeconds <= 0) throw new FlagError('--auth-token-ttl must be positive');
   if (flags.maxTxnOps <= 0) throw new FlagError('--max-txn-ops must be positive');
   if (flags.maxRequestBytes <= 0) throw new FlagError('--max-request-bytes must be positive');
   if (flags.heartbeatIntervalMs <= 0) throw new FlagError('--heartbeat-interval must be positive');
@@ -176,6 +185,14 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     throw new FlagError(`--election-timeout[${flags.electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${flags.heartbeatIntervalMs}ms]`);
   }
   return flags;
+}
+
+/** etcd also offers "jwt,<options>"; etcron has simple tokens only and says so rather than ignore it. */
+function authTokenOf(value: string): 'simple' {
+  const kind = value.split(',')[0];
+  if (kind === 'simple') return 'simple';
+  if (kind === 'jwt') throw new FlagError('--auth-token jwt is not supported by etcron; use --auth-token simple');
+  throw new FlagError(`unknown token type "${value}" for --auth-token (simple)`);
 }
 
 function checkUrl(flag: string, raw: string): void {

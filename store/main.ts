@@ -55,6 +55,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     heartbeatMs: flags.heartbeatIntervalMs,
     electionMs: flags.electionTimeoutMs,
     autoCompaction,
+    authTokenTtlMs: flags.authTokenTtlSeconds * 1000,
     logger,
   });
   const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));

@@ -45,6 +45,8 @@ export interface ServerConfig {
   readonly heartbeatMs: number;
   readonly electionMs: number;
   readonly autoCompaction: AutoCompactionConfig | null;
+  /** How long an auth token lives unused (--auth-token-ttl); default 5 minutes. */
+  readonly authTokenTtlMs?: number;
   readonly logger: Logger;
 }
 
@@ -89,7 +91,7 @@ export class EtcdServer {
   lessor: Lessor;
   applier: Applier;
   /** Auth tokens this member knows; kept across snapshots, which replace the applier. */
-  readonly tokens = new SimpleTokenStore();
+  readonly tokens: SimpleTokenStore;
   readonly watchHub: WatchHub;
   private readonly storage: SqliteLogStorage;
   private syncer: WalSyncer;
@@ -128,6 +130,7 @@ export class EtcdServer {
     const minTtl = Math.ceil((1.5 * config.electionMs) / 1000);
     this.lessor = new Lessor(this.backend, minTtl);
     this.kv = new MvccStore(this.backend);
+    this.tokens = new SimpleTokenStore(undefined, config.authTokenTtlMs);
     this.applier = this.rebuildStateMachine();
     this.watchHub = new WatchHub(this.kv);
     this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;

@@ -1,14 +1,31 @@
 import type {
-  MethodDefinition, ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation,
+  MethodDefinition,
+  ServiceDefinition,
+  UntypedHandleCall,
+  UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { Sample } from './registry.js';
 
 /** go-grpc-prometheus' names of the gRPC codes, indexed by code. */
 export const GRPC_CODE_NAMES: readonly string[] = [
-  'OK', 'Canceled', 'Unknown', 'InvalidArgument', 'DeadlineExceeded', 'NotFound', 'AlreadyExists',
-  'PermissionDenied', 'ResourceExhausted', 'FailedPrecondition', 'Aborted', 'OutOfRange',
-  'Unimplemented', 'Internal', 'Unavailable', 'DataLoss', 'Unauthenticated',
+  'OK',
+  'Canceled',
+  'Unknown',
+  'InvalidArgument',
+  'DeadlineExceeded',
+  'NotFound',
+  'AlreadyExists',
+  'PermissionDenied',
+  'ResourceExhausted',
+  'FailedPrecondition',
+  'Aborted',
+  'OutOfRange',
+  'Unimplemented',
+  'Internal',
+  'Unavailable',
+  'DataLoss',
+  'Unauthenticated',
 ];
 
 type GrpcType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
@@ -33,14 +50,22 @@ function countersFor(definition: MethodDefinition<unknown, unknown>): MethodCoun
   const [, service = '', method = ''] = /^\/([^/]+)\/([^/]+)$/.exec(definition.path) ?? [];
   const existing = methods.find((m) => m.service === service && m.method === method);
   if (existing !== undefined) return existing;
-  const created: MethodCounters = { service, method, type: typeOf(definition), started: 0, handled: GRPC_CODE_NAMES.map(() => 0) };
+  const created: MethodCounters = {
+    service,
+    method,
+    type: typeOf(definition),
+    started: 0,
+    handled: GRPC_CODE_NAMES.map(() => 0),
+  };
   methods.push(created);
   return created;
 }
 
 function codeOf(err: unknown): number {
   const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'number' && code >= 0 && code < GRPC_CODE_NAMES.length ? code : status.UNKNOWN;
+  return typeof code === 'number' && code >= 0 && code < GRPC_CODE_NAMES.length
+    ? code
+    : status.UNKNOWN;
 }
 
 function count(counters: MethodCounters, code: number): void {
@@ -55,7 +80,10 @@ interface StreamCall {
 }
 
 /** Wraps one handler so each call counts as started, then as handled with its final code. */
-function countedHandler(definition: MethodDefinition<unknown, unknown>, handler: UntypedHandleCall): UntypedHandleCall {
+function countedHandler(
+  definition: MethodDefinition<unknown, unknown>,
+  handler: UntypedHandleCall,
+): UntypedHandleCall {
   const counters = countersFor(definition);
   const handle = handler as (call: unknown, callback?: Callback) => void;
   if (!definition.responseStream) {
@@ -93,11 +121,15 @@ function countedHandler(definition: MethodDefinition<unknown, unknown>, handler:
 }
 
 /** The implementation with every handler counted under its gRPC method. */
-export function countedService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): UntypedServiceImplementation {
+export function countedService(
+  definition: ServiceDefinition,
+  implementation: UntypedServiceImplementation,
+): UntypedServiceImplementation {
   const out: UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name];
-    if (handler !== undefined) out[name] = countedHandler(method as MethodDefinition<unknown, unknown>, handler);
+    if (handler !== undefined)
+      out[name] = countedHandler(method as MethodDefinition<unknown, unknown>, handler);
   }
   return out;
 }
@@ -112,5 +144,10 @@ export function startedSamples(): Sample[] {
 
 /** Every code of every method, zeros included, as go-grpc-prometheus pre-registers them. */
 export function handledSamples(): Sample[] {
-  return methods.flatMap((m) => m.handled.map((count, code) => [{ ...labels(m), grpc_code: GRPC_CODE_NAMES[code] ?? 'Unknown' }, count] as const));
+  return methods.flatMap((m) =>
+    m.handled.map(
+      (count, code) =>
+        [{ ...labels(m), grpc_code: GRPC_CODE_NAMES[code] ?? 'Unknown' }, count] as const,
+    ),
+  );
 }

@@ -50,7 +50,8 @@ function formatValue(value: number): string {
 function formatLabels(labels: Labels): string {
   const keys = Object.keys(labels).sort();
   if (keys.length === 0) return '';
-  const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+  const escape = (v: string): string =>
+    v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
   return `{${keys.map((k) => `${k}="${escape(labels[k] ?? '')}"`).join(',')}}`;
 }
 
@@ -76,10 +77,15 @@ export function renderFamilies(families: readonly Family[]): string {
         lines.push(`${family.name}_bucket{le="${formatValue(bound)}"} ${cumulative}`);
       });
       lines.push(`${family.name}_bucket{le="+Inf"} ${collected.count}`);
-      lines.push(`${family.name}_sum ${formatValue(collected.sum)}`, `${family.name}_count ${collected.count}`);
+      lines.push(
+        `${family.name}_sum ${formatValue(collected.sum)}`,
+        `${family.name}_count ${collected.count}`,
+      );
       continue;
     }
-    const samples = [...collected].map(([labels, value]) => `${family.name}${formatLabels(labels)} ${formatValue(value)}`);
+    const samples = [...collected].map(
+      ([labels, value]) => `${family.name}${formatLabels(labels)} ${formatValue(value)}`,
+    );
     lines.push(...samples.sort());
   }
   return `${lines.join('\n')}\n`;

@@ -4,7 +4,12 @@
 // and member IDs, terms, raft indexes, sizes, hashes, URLs) is masked. Revisions are kept.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpCall, httpStream, type HttpAnswer, type HttpStream } from '../support/compat-http.js';
-import { disposeStores, startReference, startSubject, subjectKind } from '../support/compat-subject.js';
+import {
+  disposeStores,
+  startReference,
+  startSubject,
+  subjectKind,
+} from '../support/compat-subject.js';
 import type { StoreProcess } from '../support/etcd-process.js';
 import { waitFor } from '../support/ports.js';
 
@@ -26,17 +31,29 @@ function endpoints(): readonly [string, string] {
 
 /** Fields whose values etcd picks by chance or by timing. */
 const MASKED = new Set([
-  'cluster_id', 'member_id', 'raft_term', 'leader', 'raftIndex', 'raftTerm', 'raftAppliedIndex',
-  'dbSize', 'dbSizeInUse', 'hash', 'peerURLs', 'clientURLs',
+  'cluster_id',
+  'member_id',
+  'raft_term',
+  'leader',
+  'raftIndex',
+  'raftTerm',
+  'raftAppliedIndex',
+  'dbSize',
+  'dbSizeInUse',
+  'hash',
+  'peerURLs',
+  'clientURLs',
 ]);
 
 function mask(value: unknown, inMembers = false): unknown {
   if (Array.isArray(value)) return value.map((item) => mask(item, inMembers));
   if (typeof value !== 'object' || value === null) return value;
-  return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([key, field]) => {
-    if (MASKED.has(key) || (inMembers && key === 'ID')) return [key, '<masked>'];
-    return [key, mask(field, key === 'members')];
-  }));
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).map(([key, field]) => {
+      if (MASKED.has(key) || (inMembers && key === 'ID')) return [key, '<masked>'];
+      return [key, mask(field, key === 'members')];
+    }),
+  );
 }
 
 /** JSON bodies compared as values (masked), others as text; each stream line on its own. */
@@ -49,7 +66,11 @@ function normalise(answer: HttpAnswer): unknown {
     }
   };
   const lines = answer.body.split('\n').filter((line) => line !== '');
-  return { status: answer.status, contentType: answer.contentType, body: lines.length > 1 ? lines.map(parse) : parse(answer.body) };
+  return {
+    status: answer.status,
+    contentType: answer.contentType,
+    body: lines.length > 1 ? lines.map(parse) : parse(answer.body),
+  };
 }
 
 interface Case {
@@ -76,28 +97,76 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
   it('kv: put, range (numbers as strings, enums by name and number), delete, txn', async () => {
     await expectSameAnswers([
       { name: 'put', path: '/v3/kv/put', body: `{"key":"${b64('foo')}","value":"${b64('bar')}"}` },
-      { name: 'put with prev_kv', path: '/v3/kv/put', body: `{"key":"${b64('foo')}","value":"${b64('baz')}","prev_kv":true}` },
-      { name: 'lowerCamel names win over declared ones', path: '/v3/kv/put', body: `{"key":"${b64('foo')}","value":"${b64('baz')}","prevKv":true,"prev_kv":false}` },
+      {
+        name: 'put with prev_kv',
+        path: '/v3/kv/put',
+        body: `{"key":"${b64('foo')}","value":"${b64('baz')}","prev_kv":true}`,
+      },
+      {
+        name: 'lowerCamel names win over declared ones',
+        path: '/v3/kv/put',
+        body: `{"key":"${b64('foo')}","value":"${b64('baz')}","prevKv":true,"prev_kv":false}`,
+      },
       { name: 'put sibling', path: '/v3/kv/put', body: `{"key":"${b64('fop')}","value":""}` },
       { name: 'range', path: '/v3/kv/range', body: `{"key":"${b64('foo')}"}` },
-      { name: 'range prefix, sorted', path: '/v3/kv/range', body: `{"key":"${b64('f')}","range_end":"${b64('g')}","limit":"1","sort_order":"DESCEND","sort_target":4}` },
-      { name: 'range keys and count only', path: '/v3/kv/range', body: `{"key":"${b64('f')}","range_end":"${b64('g')}","keys_only":true}` },
-      { name: 'range count only', path: '/v3/kv/range', body: `{"key":"AA==","range_end":"AA==","count_only":true}` },
-      { name: 'range_end present but empty', path: '/v3/kv/range', body: `{"key":"${b64('foo')}","range_end":""}` },
-      { name: 'unknown fields are ignored, camelCase too', path: '/v3/kv/range', body: `{"key":"${b64('foo')}","nope":1,"keysOnly":true}` },
-      { name: 'trailing text after the request', path: '/v3/kv/range', body: `{"key":"${b64('foo')}"} tail` },
-      { name: 'future revision', path: '/v3/kv/range', body: `{"key":"${b64('foo')}","revision":1000}` },
-      { name: 'the /v3beta prefix', path: '/v3beta/kv/range', body: `{"key":"${b64('foo')}","serializable":true}` },
-      { name: 'delete nothing', path: '/v3/kv/deleterange', body: `{"key":"${b64('none')}"}` },
-      { name: 'delete with prev_kv', path: '/v3/kv/deleterange', body: `{"key":"${b64('fop')}","prev_kv":true}` },
       {
-        name: 'txn success', path: '/v3/kv/txn',
-        body: `{"compare":[{"key":"${b64('foo')}","result":"EQUAL","target":"VALUE","value":"${b64('baz')}"}],` +
+        name: 'range prefix, sorted',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('f')}","range_end":"${b64('g')}","limit":"1","sort_order":"DESCEND","sort_target":4}`,
+      },
+      {
+        name: 'range keys and count only',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('f')}","range_end":"${b64('g')}","keys_only":true}`,
+      },
+      {
+        name: 'range count only',
+        path: '/v3/kv/range',
+        body: `{"key":"AA==","range_end":"AA==","count_only":true}`,
+      },
+      {
+        name: 'range_end present but empty',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}","range_end":""}`,
+      },
+      {
+        name: 'unknown fields are ignored, camelCase too',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}","nope":1,"keysOnly":true}`,
+      },
+      {
+        name: 'trailing text after the request',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}"} tail`,
+      },
+      {
+        name: 'future revision',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}","revision":1000}`,
+      },
+      {
+        name: 'the /v3beta prefix',
+        path: '/v3beta/kv/range',
+        body: `{"key":"${b64('foo')}","serializable":true}`,
+      },
+      { name: 'delete nothing', path: '/v3/kv/deleterange', body: `{"key":"${b64('none')}"}` },
+      {
+        name: 'delete with prev_kv',
+        path: '/v3/kv/deleterange',
+        body: `{"key":"${b64('fop')}","prev_kv":true}`,
+      },
+      {
+        name: 'txn success',
+        path: '/v3/kv/txn',
+        body:
+          `{"compare":[{"key":"${b64('foo')}","result":"EQUAL","target":"VALUE","value":"${b64('baz')}"}],` +
           `"success":[{"request_range":{"key":"${b64('foo')}"}},{"request_put":{"key":"${b64('foo')}","value":"${b64('qux')}","prev_kv":true}}]}`,
       },
       {
-        name: 'txn failure', path: '/v3/kv/txn',
-        body: `{"compare":[{"key":"${b64('foo')}","target":"MOD","result":"LESS","mod_revision":"2"}],` +
+        name: 'txn failure',
+        path: '/v3/kv/txn',
+        body:
+          `{"compare":[{"key":"${b64('foo')}","target":"MOD","result":"LESS","mod_revision":"2"}],` +
           `"failure":[{"request_delete_range":{"key":"${b64('x')}"}},{"request_txn":{}}]}`,
       },
       { name: 'txn with an empty op', path: '/v3/kv/txn', body: '{"success":[{}]}' },
@@ -119,11 +188,19 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
       { name: 'bool as a string', path: '/v3/kv/range', body: `{${key},"keys_only":"true"}` },
       { name: 'fractional int64', path: '/v3/kv/range', body: `{${key},"limit":1.5}` },
       { name: 'quoted garbage int64', path: '/v3/kv/range', body: `{${key},"limit":"x"}` },
-      { name: 'int64 overflow', path: '/v3/kv/range', body: `{${key},"limit":"99999999999999999999"}` },
+      {
+        name: 'int64 overflow',
+        path: '/v3/kv/range',
+        body: `{${key},"limit":"99999999999999999999"}`,
+      },
       { name: 'unknown enum name', path: '/v3/kv/range', body: `{${key},"sort_order":"WRONG"}` },
       { name: 'empty key', path: '/v3/kv/put', body: `{"key":"","value":"${b64('v')}"}` },
       { name: 'unknown route', path: '/v3/kv/nope', body: '{}' },
-      { name: 'route without a gateway binding in 3.4', path: '/v3/maintenance/hashkv', body: '{}' },
+      {
+        name: 'route without a gateway binding in 3.4',
+        path: '/v3/maintenance/hashkv',
+        body: '{}',
+      },
       { name: 'unknown prefix', path: '/v3alpha/kv/range', body: '{}' },
       { name: 'outside the gateway', path: '/nope', body: '{}' },
       { name: 'wrong method', path: '/v3/kv/range', method: 'GET' },
@@ -134,14 +211,24 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
 
   it('compaction: compacted and future revisions', async () => {
     const [etcd] = endpoints();
-    const current = JSON.parse((await httpCall(etcd, 'POST', '/v3/kv/range', '{"key":"AA=="}')).body) as { header: { revision: string } };
+    const current = JSON.parse(
+      (await httpCall(etcd, 'POST', '/v3/kv/range', '{"key":"AA=="}')).body,
+    ) as { header: { revision: string } };
     const revision = current.header.revision;
     await expectSameAnswers([
       { name: 'compact', path: '/v3/kv/compaction', body: `{"revision":"${revision}"}` },
-      { name: 'range at a compacted revision', path: '/v3/kv/range', body: `{"key":"${b64('foo')}","revision":1}` },
+      {
+        name: 'range at a compacted revision',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}","revision":1}`,
+      },
       { name: 'compact again below', path: '/v3/kv/compaction', body: '{"revision":1}' },
       { name: 'compact in the future', path: '/v3/kv/compaction', body: '{"revision":100000}' },
-      { name: 'range at the compaction point', path: '/v3/kv/range', body: `{"key":"${b64('foo')}","revision":${revision}}` },
+      {
+        name: 'range at the compaction point',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('foo')}","revision":${revision}}`,
+      },
     ]);
   });
 
@@ -149,35 +236,79 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
     await expectSameAnswers([
       { name: 'grant with an ID', path: '/v3/lease/grant', body: '{"TTL":600,"ID":7000}' },
       { name: 'grant the same ID', path: '/v3/lease/grant', body: '{"TTL":600,"ID":"7000"}' },
-      { name: 'put with the lease', path: '/v3/kv/put', body: `{"key":"${b64('leased')}","value":"${b64('v')}","lease":"7000"}` },
-      { name: 'put with a missing lease', path: '/v3/kv/put', body: `{"key":"${b64('leased')}","lease":"7001"}` },
-      { name: 'time-to-live with keys', path: '/v3/lease/timetolive', body: '{"ID":7000,"keys":true}' },
-      { name: 'time-to-live of a missing lease', path: '/v3/kv/lease/timetolive', body: '{"ID":7001}' },
+      {
+        name: 'put with the lease',
+        path: '/v3/kv/put',
+        body: `{"key":"${b64('leased')}","value":"${b64('v')}","lease":"7000"}`,
+      },
+      {
+        name: 'put with a missing lease',
+        path: '/v3/kv/put',
+        body: `{"key":"${b64('leased')}","lease":"7001"}`,
+      },
+      {
+        name: 'time-to-live with keys',
+        path: '/v3/lease/timetolive',
+        body: '{"ID":7000,"keys":true}',
+      },
+      {
+        name: 'time-to-live of a missing lease',
+        path: '/v3/kv/lease/timetolive',
+        body: '{"ID":7001}',
+      },
       { name: 'leases', path: '/v3/lease/leases', body: '{}' },
-      { name: 'keep-alive stream, two requests', path: '/v3/lease/keepalive', body: '{"ID":7000}\n{"ID":7001}' },
+      {
+        name: 'keep-alive stream, two requests',
+        path: '/v3/lease/keepalive',
+        body: '{"ID":7000}\n{"ID":7001}',
+      },
       { name: 'keep-alive stream, bad first request', path: '/v3/lease/keepalive', body: '{bad' },
       { name: 'revoke', path: '/v3/lease/revoke', body: '{"ID":7000}' },
       { name: 'revoke again', path: '/v3/lease/revoke', body: '{"ID":7000}' },
-      { name: 'the leased key went with it', path: '/v3/kv/range', body: `{"key":"${b64('leased')}"}` },
+      {
+        name: 'the leased key went with it',
+        path: '/v3/kv/range',
+        body: `{"key":"${b64('leased')}"}`,
+      },
     ]);
   });
 
   it('cluster, maintenance and auth routes', async () => {
     await expectSameAnswers([
       { name: 'member list', path: '/v3/cluster/member/list', body: '{}' },
-      { name: 'member remove of a stranger', path: '/v3/cluster/member/remove', body: '{"ID":"1"}' },
+      {
+        name: 'member remove of a stranger',
+        path: '/v3/cluster/member/remove',
+        body: '{"ID":"1"}',
+      },
       { name: 'status', path: '/v3/maintenance/status', body: '{}' },
       { name: 'alarm list', path: '/v3/maintenance/alarm', body: '{}' },
-      { name: 'move leader to a stranger', path: '/v3/maintenance/transfer-leadership', body: '{"targetID":"1"}' },
-      { name: 'authenticate while auth is off', path: '/v3/auth/authenticate', body: '{"name":"root","password":"x"}' },
+      {
+        name: 'move leader to a stranger',
+        path: '/v3/maintenance/transfer-leadership',
+        body: '{"targetID":"1"}',
+      },
+      {
+        name: 'authenticate while auth is off',
+        path: '/v3/auth/authenticate',
+        body: '{"name":"root","password":"x"}',
+      },
       { name: 'auth status has no route in 3.4', path: '/v3/auth/status', body: '{}' },
     ]);
   });
 });
 
 /** Waits (bounded) until both streams have at least `count` lines, then compares them masked. */
-async function expectSameLines(streams: readonly [HttpStream, HttpStream], count: number, what: string): Promise<void> {
-  await waitFor(`${count} lines on both ${what} streams`, () => (streams.every((s) => s.lines().length >= count) ? true : undefined), 10_000);
+async function expectSameLines(
+  streams: readonly [HttpStream, HttpStream],
+  count: number,
+  what: string,
+): Promise<void> {
+  await waitFor(
+    `${count} lines on both ${what} streams`,
+    () => (streams.every((s) => s.lines().length >= count) ? true : undefined),
+    10_000,
+  );
   const [expected, actual] = streams.map((s) => s.lines().map((line) => mask(JSON.parse(line))));
   expect(actual, what).toEqual(expected);
 }
@@ -199,9 +330,17 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
       const streams = watch();
       await expectSameLines(streams, 1, 'created');
       for (const endpoint of [etcd, store]) {
-        expect((await httpCall(endpoint, 'POST', '/v3/kv/put', `{"key":"${key}","value":"${b64('1')}"}`)).status).toBe(200);
-        expect((await httpCall(endpoint, 'POST', '/v3/kv/put', `{"key":"${key}","value":"${b64('2')}"}`)).status).toBe(200);
-        expect((await httpCall(endpoint, 'POST', '/v3/kv/deleterange', `{"key":"${key}"}`)).status).toBe(200);
+        expect(
+          (await httpCall(endpoint, 'POST', '/v3/kv/put', `{"key":"${key}","value":"${b64('1')}"}`))
+            .status,
+        ).toBe(200);
+        expect(
+          (await httpCall(endpoint, 'POST', '/v3/kv/put', `{"key":"${key}","value":"${b64('2')}"}`))
+            .status,
+        ).toBe(200);
+        expect(
+          (await httpCall(endpoint, 'POST', '/v3/kv/deleterange', `{"key":"${key}"}`)).status,
+        ).toBe(200);
       }
       await expectSameLines(streams, 4, 'put, put, delete');
       expect(streams.map((s) => s.isEnded())).toEqual([false, false]);
@@ -215,15 +354,26 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
     const opened: HttpStream[] = [];
     try {
       const both = (body: string): [HttpStream, HttpStream] => {
-        const pair: [HttpStream, HttpStream] = [httpStream(etcd, '/v3/watch', body), httpStream(store, '/v3/watch', body)];
+        const pair: [HttpStream, HttpStream] = [
+          httpStream(etcd, '/v3/watch', body),
+          httpStream(store, '/v3/watch', body),
+        ];
         opened.push(...pair);
         return pair;
       };
-      await expectSameLines(both(`{"create_request":{"key":"${b64('foo')}","start_revision":"1"}}`), 2, 'compacted');
+      await expectSameLines(
+        both(`{"create_request":{"key":"${b64('foo')}","start_revision":"1"}}`),
+        2,
+        'compacted',
+      );
       const requests = `{"create_request":{"key":"${b64('p')}","watch_id":5}}\n{"progress_request":{}}\n{"cancel_request":{"watch_id":5}}`;
       await expectSameLines(both(requests), 3, 'create, progress, cancel');
       const bad = both('{"create_request":{"key":"!!"}}');
-      await waitFor('both bad watches to end', () => (bad.every((s) => s.isEnded()) ? true : undefined), 10_000);
+      await waitFor(
+        'both bad watches to end',
+        () => (bad.every((s) => s.isEnded()) ? true : undefined),
+        10_000,
+      );
       expect(bad.map((s) => s.status())).toEqual([500, 500]);
       expect(bad[1].lines()).toEqual(bad[0].lines());
     } finally {
@@ -234,11 +384,18 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
 
 /** The metric families etcron exports under etcd's names (a subset of etcd's own). */
 const REQUIRED_FAMILIES = [
-  'etcd_server_proposals_committed_total', 'etcd_server_proposals_applied_total',
-  'etcd_server_proposals_pending', 'etcd_server_proposals_failed_total', 'etcd_server_has_leader',
-  'etcd_server_leader_changes_seen_total', 'etcd_mvcc_db_total_size_in_bytes',
-  'etcd_debugging_mvcc_db_total_size_in_bytes', 'etcd_disk_wal_fsync_duration_seconds',
-  'etcd_disk_backend_commit_duration_seconds', 'grpc_server_started_total', 'grpc_server_handled_total',
+  'etcd_server_proposals_committed_total',
+  'etcd_server_proposals_applied_total',
+  'etcd_server_proposals_pending',
+  'etcd_server_proposals_failed_total',
+  'etcd_server_has_leader',
+  'etcd_server_leader_changes_seen_total',
+  'etcd_mvcc_db_total_size_in_bytes',
+  'etcd_debugging_mvcc_db_total_size_in_bytes',
+  'etcd_disk_wal_fsync_duration_seconds',
+  'etcd_disk_backend_commit_duration_seconds',
+  'grpc_server_started_total',
+  'grpc_server_handled_total',
   'process_resident_memory_bytes',
 ];
 
@@ -255,7 +412,10 @@ function sample(text: string, series: string): number {
 describe(`/metrics of the ${subjectKind()} store`, () => {
   it("exports etcd's core families with etcd's types", async () => {
     const [etcd, store] = endpoints();
-    const [expected, actual] = await Promise.all([httpCall(etcd, 'GET', '/metrics'), httpCall(store, 'GET', '/metrics')]);
+    const [expected, actual] = await Promise.all([
+      httpCall(etcd, 'GET', '/metrics'),
+      httpCall(store, 'GET', '/metrics'),
+    ]);
     expect(actual.status).toBe(200);
     expect(actual.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     const etcdTypes = families(expected.body);
@@ -270,22 +430,49 @@ describe(`/metrics of the ${subjectKind()} store`, () => {
   it('counters move when a put is made through the gateway', async () => {
     const [etcd, store] = endpoints();
     // The same put on etcd keeps both stores at the same revision for the tests after this one.
-    expect((await httpCall(etcd, 'POST', '/v3/kv/put', `{"key":"${b64('metered')}","value":"${b64('1')}"}`)).status).toBe(200);
-    const put = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
-    const started = 'grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
+    expect(
+      (
+        await httpCall(
+          etcd,
+          'POST',
+          '/v3/kv/put',
+          `{"key":"${b64('metered')}","value":"${b64('1')}"}`,
+        )
+      ).status,
+    ).toBe(200);
+    const put =
+      'grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
+    const started =
+      'grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}';
     const read = async (): Promise<string> => (await httpCall(store, 'GET', '/metrics')).body;
     const before = await read();
-    expect((await httpCall(store, 'POST', '/v3/kv/put', `{"key":"${b64('metered')}","value":"${b64('1')}"}`)).status).toBe(200);
+    expect(
+      (
+        await httpCall(
+          store,
+          'POST',
+          '/v3/kv/put',
+          `{"key":"${b64('metered')}","value":"${b64('1')}"}`,
+        )
+      ).status,
+    ).toBe(200);
     // etcd commits its backend on a 100 ms timer: wait, bounded, until every counter has moved.
-    const grew = (after: string, series: string): boolean => sample(after, series) > sample(before, series);
-    const after = await waitFor('the counters to move after a put', async () => {
-      const text = await read();
-      const moved = [
-        'etcd_server_proposals_applied_total', 'etcd_server_proposals_committed_total',
-        'etcd_disk_wal_fsync_duration_seconds_count', 'etcd_disk_backend_commit_duration_seconds_count',
-      ].every((series) => grew(text, series));
-      return moved ? text : undefined;
-    }, 5_000);
+    const grew = (after: string, series: string): boolean =>
+      sample(after, series) > sample(before, series);
+    const after = await waitFor(
+      'the counters to move after a put',
+      async () => {
+        const text = await read();
+        const moved = [
+          'etcd_server_proposals_applied_total',
+          'etcd_server_proposals_committed_total',
+          'etcd_disk_wal_fsync_duration_seconds_count',
+          'etcd_disk_backend_commit_duration_seconds_count',
+        ].every((series) => grew(text, series));
+        return moved ? text : undefined;
+      },
+      5_000,
+    );
     expect(sample(after, put)).toBe(sample(before, put) + 1);
     expect(sample(after, started)).toBe(sample(before, started) + 1);
     expect(sample(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
@@ -295,32 +482,51 @@ describe(`/metrics of the ${subjectKind()} store`, () => {
 describe(`auth through the gateway of the ${subjectKind()} store`, () => {
   // Last in the file: it turns auth on (and off again at its end).
   it('a token from /v3/auth/authenticate is taken from the Authorization header', async () => {
-    const answers = await Promise.all(endpoints().map(async (endpoint) => {
-      const call = async (path: string, body: string, token?: string): Promise<unknown> =>
-        normalise(await httpCall(endpoint, 'POST', path, body, token === undefined ? {} : { Authorization: token }));
-      const seen: unknown[] = [
-        await call('/v3/auth/user/add', '{"name":"root","password":"pw"}'),
-        await call('/v3/auth/user/grant', '{"user":"root","role":"root"}'),
-        await call('/v3/auth/user/add', '{"name":"plain","password":"pw"}'),
-        await call('/v3/auth/enable', '{}'),
-        await call('/v3/kv/range', '{"key":"Zm9v"}'),
-      ];
-      const authenticated = await httpCall(endpoint, 'POST', '/v3/auth/authenticate', '{"name":"root","password":"pw"}');
-      const token = (JSON.parse(authenticated.body) as { token?: string }).token ?? '';
-      const plain = await httpCall(endpoint, 'POST', '/v3/auth/authenticate', '{"name":"plain","password":"pw"}');
-      const plainToken = (JSON.parse(plain.body) as { token?: string }).token ?? '';
-      seen.push(
-        token.length > 0,
-        await call('/v3/kv/range', '{"key":"Zm9v"}', token),
-        await call('/v3/kv/range', '{"key":"Zm9v"}', 'bogus'),
-        await call('/v3/auth/user/list', '{}', token),
-        // A stream refused before its first message: grpc-gateway's error chunk.
-        await call('/v3/maintenance/snapshot', '{}', plainToken),
-        await call('/v3/auth/disable', '{}', token),
-      );
-      return seen;
-    }));
+    const answers = await Promise.all(
+      endpoints().map(async (endpoint) => {
+        const call = async (path: string, body: string, token?: string): Promise<unknown> =>
+          normalise(
+            await httpCall(
+              endpoint,
+              'POST',
+              path,
+              body,
+              token === undefined ? {} : { Authorization: token },
+            ),
+          );
+        const seen: unknown[] = [
+          await call('/v3/auth/user/add', '{"name":"root","password":"pw"}'),
+          await call('/v3/auth/user/grant', '{"user":"root","role":"root"}'),
+          await call('/v3/auth/user/add', '{"name":"plain","password":"pw"}'),
+          await call('/v3/auth/enable', '{}'),
+          await call('/v3/kv/range', '{"key":"Zm9v"}'),
+        ];
+        const authenticated = await httpCall(
+          endpoint,
+          'POST',
+          '/v3/auth/authenticate',
+          '{"name":"root","password":"pw"}',
+        );
+        const token = (JSON.parse(authenticated.body) as { token?: string }).token ?? '';
+        const plain = await httpCall(
+          endpoint,
+          'POST',
+          '/v3/auth/authenticate',
+          '{"name":"plain","password":"pw"}',
+        );
+        const plainToken = (JSON.parse(plain.body) as { token?: string }).token ?? '';
+        seen.push(
+          token.length > 0,
+          await call('/v3/kv/range', '{"key":"Zm9v"}', token),
+          await call('/v3/kv/range', '{"key":"Zm9v"}', 'bogus'),
+          await call('/v3/auth/user/list', '{}', token),
+          // A stream refused before its first message: grpc-gateway's error chunk.
+          await call('/v3/maintenance/snapshot', '{}', plainToken),
+          await call('/v3/auth/disable', '{}', token),
+        );
+        return seen;
+      }),
+    );
     expect(answers[1]).toEqual(answers[0]);
   });
 });
-

@@ -17,19 +17,28 @@ function hostPort(endpoint: string): { host: string; port: number } {
 
 /** Sends `body` (exactly as given, so malformed JSON stays malformed) and reads the whole answer. */
 export function httpCall(
-  endpoint: string, method: string, path: string, body = '', headers: Readonly<Record<string, string>> = {},
+  endpoint: string,
+  method: string,
+  path: string,
+  body = '',
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request({ ...hostPort(endpoint), path, method, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({
-        status: res.statusCode ?? 0,
-        contentType: String(res.headers['content-type'] ?? ''),
-        body: Buffer.concat(chunks).toString('utf8'),
-      }));
-      res.on('error', reject);
-    });
+    const req = request(
+      { ...hostPort(endpoint), path, method, headers, timeout: REQUEST_TIMEOUT_MS },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: String(res.headers['content-type'] ?? ''),
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.on('error', reject);
     req.end(body);
@@ -63,9 +72,13 @@ export function httpStream(endpoint: string, path: string, body: string): HttpSt
       if (pending !== '') lines.push(pending);
       ended = true;
     });
-    res.on('error', () => { ended = true; });
+    res.on('error', () => {
+      ended = true;
+    });
   });
-  req.on('error', () => { ended = true; });
+  req.on('error', () => {
+    ended = true;
+  });
   req.end(body);
   return {
     status: () => statusCode,

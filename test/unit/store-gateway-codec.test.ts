@@ -3,7 +3,11 @@
 import { describe, expect, it } from 'vitest';
 import { decodeGoBase64 } from '../../store/api/gateway/go-base64.js';
 import { GoJsonError, parseJsonWhole, readJsonValue } from '../../store/api/gateway/go-json.js';
-import { jsonToMessage, messageToJson, type ProtoObject } from '../../store/api/gateway/jsonpb-codec.js';
+import {
+  jsonToMessage,
+  messageToJson,
+  type ProtoObject,
+} from '../../store/api/gateway/jsonpb-codec.js';
 import { methodTypes } from '../../store/api/gateway/proto-types.js';
 
 function jsonError(text: string): string {
@@ -28,7 +32,9 @@ function base64Error(text: string): string {
 
 describe('Go-worded JSON reading', () => {
   it('names the offending character and what the scanner was looking for, as encoding/json does', () => {
-    expect(jsonError('{bad')).toBe("invalid character 'b' looking for beginning of object key string");
+    expect(jsonError('{bad')).toBe(
+      "invalid character 'b' looking for beginning of object key string",
+    );
     expect(jsonError('{"a" 1}')).toBe("invalid character '1' after object key");
     expect(jsonError('{"a":1 "b":2}')).toBe("invalid character '\"' after object key:value pair");
     expect(jsonError('[1 2]')).toBe("invalid character '2' after array element");
@@ -61,8 +67,15 @@ describe('jsonpb messages', () => {
   const range = methodTypes('/etcdserverpb.KV/Range');
 
   it('takes int64 as number or quoted string, enums by name or number, lowerCamel names, null as absent', () => {
-    const parsed = parseJsonWhole('{"key":"Zm9v","limit":"5","sort_order":"DESCEND","sortTarget":2,"revision":null}');
-    expect(jsonToMessage(range.request, parsed)).toEqual({ key: Buffer.from('foo'), limit: '5', sort_order: 2, sort_target: 2 });
+    const parsed = parseJsonWhole(
+      '{"key":"Zm9v","limit":"5","sort_order":"DESCEND","sortTarget":2,"revision":null}',
+    );
+    expect(jsonToMessage(range.request, parsed)).toEqual({
+      key: Buffer.from('foo'),
+      limit: '5',
+      sort_order: 2,
+      sort_target: 2,
+    });
   });
 
   it("refuses with jsonpb's words", () => {
@@ -74,20 +87,45 @@ describe('jsonpb messages', () => {
         return err instanceof Error ? err.message : String(err);
       }
     };
-    expect(refusal('{"limit":1.5}')).toBe('json: cannot unmarshal number 1.5 into Go value of type int64');
-    expect(refusal('{"keys_only":"true"}')).toBe('json: cannot unmarshal string into Go value of type bool');
-    expect(refusal('{"key":5}')).toBe('json: cannot unmarshal number into Go value of type []uint8');
-    expect(refusal('{"sort_order":"WRONG"}')).toBe('unknown value "WRONG" for enum etcdserverpb.RangeRequest_SortOrder');
-    expect(refusal('[]')).toBe('json: cannot unmarshal array into Go value of type map[string]json.RawMessage');
+    expect(refusal('{"limit":1.5}')).toBe(
+      'json: cannot unmarshal number 1.5 into Go value of type int64',
+    );
+    expect(refusal('{"keys_only":"true"}')).toBe(
+      'json: cannot unmarshal string into Go value of type bool',
+    );
+    expect(refusal('{"key":5}')).toBe(
+      'json: cannot unmarshal number into Go value of type []uint8',
+    );
+    expect(refusal('{"sort_order":"WRONG"}')).toBe(
+      'unknown value "WRONG" for enum etcdserverpb.RangeRequest_SortOrder',
+    );
+    expect(refusal('[]')).toBe(
+      'json: cannot unmarshal array into Go value of type map[string]json.RawMessage',
+    );
   });
 
   it('writes declared names, 64-bit integers as strings, bytes as base64, and leaves defaults out', () => {
-    const response = range.response.decode(range.response.encode(range.response.fromObject({
-      header: { revision: 7, raft_term: 2 },
-      kvs: [{ key: Buffer.from('foo'), value: Buffer.alloc(0), version: 1, create_revision: 7, mod_revision: 7, lease: 0 }],
-      more: false,
-      count: 1,
-    })).finish());
+    const response = range.response.decode(
+      range.response
+        .encode(
+          range.response.fromObject({
+            header: { revision: 7, raft_term: 2 },
+            kvs: [
+              {
+                key: Buffer.from('foo'),
+                value: Buffer.alloc(0),
+                version: 1,
+                create_revision: 7,
+                mod_revision: 7,
+                lease: 0,
+              },
+            ],
+            more: false,
+            count: 1,
+          }),
+        )
+        .finish(),
+    );
     expect(messageToJson(range.response, response as unknown as ProtoObject)).toBe(
       '{"header":{"revision":"7","raft_term":"2"},"kvs":[{"key":"Zm9v","create_revision":"7","mod_revision":"7","version":"1"}],"count":"1"}',
     );

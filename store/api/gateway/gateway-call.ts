@@ -1,7 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
-  status, type handleBidiStreamingCall, type handleServerStreamingCall, type handleUnaryCall,
-  type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream,
+  status,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
 } from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import type { Logger } from 'pino';
@@ -19,10 +24,15 @@ const BODY_BYTES_MAX = 64 * 1024 * 1024;
 const STREAM_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 
 const SUCCESS_HEADERS: Readonly<Record<string, string>> = {
-  ...CORS_HEADERS, 'Content-Type': 'application/json', 'Grpc-Metadata-Content-Type': 'application/grpc',
+  ...CORS_HEADERS,
+  'Content-Type': 'application/json',
+  'Grpc-Metadata-Content-Type': 'application/grpc',
 };
 
-const ERROR_HEADERS: Readonly<Record<string, string>> = { ...CORS_HEADERS, 'Content-Type': 'application/json' };
+const ERROR_HEADERS: Readonly<Record<string, string>> = {
+  ...CORS_HEADERS,
+  'Content-Type': 'application/json',
+};
 
 interface Call {
   readonly method: RegisteredMethod;
@@ -33,32 +43,45 @@ interface Call {
 }
 
 /** Answers one JSON request by calling the gRPC handler registered for `route`. */
-export function serveGatewayCall(method: RegisteredMethod, route: GatewayRoute, request: IncomingMessage, response: ServerResponse, log: Logger): void {
+export function serveGatewayCall(
+  method: RegisteredMethod,
+  route: GatewayRoute,
+  request: IncomingMessage,
+  response: ServerResponse,
+  log: Logger,
+): void {
   const call: Call = { method, types: methodTypes(route.grpcPath), request, response, log };
   const { requestStream, responseStream } = method.definition;
   if (requestStream && responseStream) {
     serveBidiStream(call, route);
     return;
   }
-  readBody(request).then((body) => {
-    if (body === null) {
-      sendGrpcError(response, status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (> ${BODY_BYTES_MAX})`);
-      return;
-    }
-    let wire: unknown;
-    try {
-      wire = toRequestWire(call, readJsonValue(body, 0)?.value ?? null);
-    } catch (err) {
-      // Unary and server-streaming gateway handlers wrap decode errors as InvalidArgument.
-      sendGrpcError(response, status.INVALID_ARGUMENT, errorText(err));
-      return;
-    }
-    if (responseStream) serveServerStream(call, wire);
-    else serveUnary(call, wire);
-  }, (err: unknown) => {
-    log.debug({ err }, 'gateway request body failed');
-    response.destroy();
-  });
+  readBody(request).then(
+    (body) => {
+      if (body === null) {
+        sendGrpcError(
+          response,
+          status.RESOURCE_EXHAUSTED,
+          `grpc: received message larger than max (> ${BODY_BYTES_MAX})`,
+        );
+        return;
+      }
+      let wire: unknown;
+      try {
+        wire = toRequestWire(call, readJsonValue(body, 0)?.value ?? null);
+      } catch (err) {
+        // Unary and server-streaming gateway handlers wrap decode errors as InvalidArgument.
+        sendGrpcError(response, status.INVALID_ARGUMENT, errorText(err));
+        return;
+      }
+      if (responseStream) serveServerStream(call, wire);
+      else serveUnary(call, wire);
+    },
+    (err: unknown) => {
+      log.debug({ err }, 'gateway request body failed');
+      response.destroy();
+    },
+  );
 }
 
 function errorText(err: unknown): string {
@@ -89,21 +112,32 @@ function readBody(request: IncomingMessage): Promise<string | null> {
       size += chunk.length;
       if (size <= BODY_BYTES_MAX) chunks.push(chunk);
     });
-    request.on('end', () => resolve(size > BODY_BYTES_MAX ? null : Buffer.concat(chunks).toString('utf8')));
+    request.on('end', () =>
+      resolve(size > BODY_BYTES_MAX ? null : Buffer.concat(chunks).toString('utf8')),
+    );
     request.on('error', reject);
   });
 }
 
 function serveUnary(call: Call, wire: unknown): void {
   const { request, response } = call;
-  const inProcess = new InProcessCall(wire, metadataOf(request), peerOf(request), call.method.definition.path);
+  const inProcess = new InProcessCall(
+    wire,
+    metadataOf(request),
+    peerOf(request),
+    call.method.definition.path,
+  );
   response.on('close', () => {
     if (!response.writableFinished) inProcess.cancel();
   });
   const handler = call.method.handler as handleUnaryCall<unknown, unknown>;
   handler(inProcess as unknown as ServerUnaryCall<unknown, unknown>, (err, value) => {
     if (err !== null && err !== undefined) {
-      sendGrpcError(response, err.code ?? status.UNKNOWN, err.details ?? ('message' in err ? err.message : ''));
+      sendGrpcError(
+        response,
+        err.code ?? status.UNKNOWN,
+        err.details ?? ('message' in err ? err.message : ''),
+      );
       return;
     }
     let text: string;
@@ -126,7 +160,10 @@ function streamSink(call: Call, onOverflow: () => void): StreamSink {
     if (response.destroyed) return;
     response.write(chunk);
     if (response.writableLength > STREAM_BUFFER_BYTES_MAX) {
-      call.log.warn({ bufferedBytes: response.writableLength }, 'gateway stream reader too slow; closing');
+      call.log.warn(
+        { bufferedBytes: response.writableLength },
+        'gateway stream reader too slow; closing',
+      );
       onOverflow();
       response.destroy();
     }
@@ -152,7 +189,13 @@ function openStream(call: Call, wire: unknown): InProcessStream {
   const { request, response } = call;
   let stream: InProcessStream | null = null;
   const sink = streamSink(call, () => stream?.cancel());
-  stream = new InProcessStream(wire, metadataOf(request), peerOf(request), call.method.definition.path, sink);
+  stream = new InProcessStream(
+    wire,
+    metadataOf(request),
+    peerOf(request),
+    call.method.definition.path,
+    sink,
+  );
   const opened = stream;
   response.on('close', () => {
     if (!response.writableFinished) opened.cancel();
@@ -179,7 +222,9 @@ function serveBidiStream(call: Call, route: GatewayRoute): void {
   const start = (): InProcessStream => {
     if (stream !== null) return stream;
     stream = openStream(call, undefined);
-    (call.method.handler as handleBidiStreamingCall<unknown, unknown>)(stream as unknown as ServerDuplexStream<unknown, unknown>);
+    (call.method.handler as handleBidiStreamingCall<unknown, unknown>)(
+      stream as unknown as ServerDuplexStream<unknown, unknown>,
+    );
     return stream;
   };
   const stopReading = (): void => {
@@ -223,7 +268,11 @@ function serveBidiStream(call: Call, route: GatewayRoute): void {
     pending += chunk;
     if (pending.length > BODY_BYTES_MAX) {
       isReading = false;
-      sendGrpcError(response, status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (> ${BODY_BYTES_MAX})`);
+      sendGrpcError(
+        response,
+        status.RESOURCE_EXHAUSTED,
+        `grpc: received message larger than max (> ${BODY_BYTES_MAX})`,
+      );
       return;
     }
     drain(false);

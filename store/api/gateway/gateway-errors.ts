@@ -24,9 +24,19 @@ const HTTP_STATUS_BY_CODE: readonly number[] = [
 ];
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
-  200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  408: 'Request Timeout', 409: 'Conflict', 412: 'Precondition Failed', 429: 'Too Many Requests',
-  500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  200: 'OK',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  409: 'Conflict',
+  412: 'Precondition Failed',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 export function httpStatusOf(code: number): number {
@@ -51,14 +61,23 @@ export function sendGrpcError(response: ServerResponse, code: number, message: s
 /** A failure after a stream started: grpc-gateway v1's error chunk. */
 export function streamErrorChunk(code: number, message: string): string {
   const httpStatus = httpStatusOf(code);
-  return `{"error":{"grpc_code":${code},"http_code":${httpStatus},"message":${goJsonString(message)},` +
-    `"http_status":${goJsonString(STATUS_TEXT[httpStatus] ?? '')}}}`;
+  return (
+    `{"error":{"grpc_code":${code},"http_code":${httpStatus},"message":${goJsonString(message)},` +
+    `"http_status":${goJsonString(STATUS_TEXT[httpStatus] ?? '')}}}`
+  );
 }
 
 /** Go's http.Error: plain text, one line, with nosniff. */
-export function sendPlain(response: ServerResponse, httpStatus: number, text: string, extra: Readonly<Record<string, string>> = {}): void {
+export function sendPlain(
+  response: ServerResponse,
+  httpStatus: number,
+  text: string,
+  extra: Readonly<Record<string, string>> = {},
+): void {
   response.writeHead(httpStatus, {
-    ...extra, 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff',
+    ...extra,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'X-Content-Type-Options': 'nosniff',
   });
   response.end(`${text}\n`);
 }

@@ -1,7 +1,9 @@
 import { GoJsonError } from './go-json.js';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-const DECODE_MAP: readonly number[] = Array.from({ length: 256 }, (_, c) => ALPHABET.indexOf(String.fromCharCode(c)));
+const DECODE_MAP: readonly number[] = Array.from({ length: 256 }, (_, c) =>
+  ALPHABET.indexOf(String.fromCharCode(c)),
+);
 
 function corrupt(offset: number): GoJsonError {
   return new GoJsonError(`illegal base64 data at input byte ${offset}`);

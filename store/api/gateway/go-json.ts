@@ -14,7 +14,10 @@ export type JsonValue =
 /** A refusal with Go's message; `isTruncated` marks input that ended inside a value. */
 export class GoJsonError extends Error {
   override readonly name = 'GoJsonError';
-  constructor(message: string, readonly isTruncated = false) {
+  constructor(
+    message: string,
+    readonly isTruncated = false,
+  ) {
     super(message);
   }
 }
@@ -27,7 +30,10 @@ const TRUNCATED = 'unexpected EOF';
  * Reads one value starting at `from`, as json.Decoder.Decode does (text after it is left alone).
  * Returns null when only white space is left (Go: io.EOF).
  */
-export function readJsonValue(text: string, from: number): { value: JsonValue; end: number } | null {
+export function readJsonValue(
+  text: string,
+  from: number,
+): { value: JsonValue; end: number } | null {
   const reader = new Reader(text, from);
   reader.skipSpace();
   if (reader.at >= text.length) return null;
@@ -44,7 +50,8 @@ export function parseJsonWhole(text: string): JsonValue {
   try {
     value = reader.value(0, 'looking for beginning of value');
   } catch (err) {
-    if (err instanceof GoJsonError && err.isTruncated) throw new GoJsonError('unexpected end of JSON input');
+    if (err instanceof GoJsonError && err.isTruncated)
+      throw new GoJsonError('unexpected end of JSON input');
     throw err;
   }
   reader.skipSpace();
@@ -64,7 +71,10 @@ function quoteChar(text: string, at: number): string {
 }
 
 class Reader {
-  constructor(private readonly text: string, public at: number) {}
+  constructor(
+    private readonly text: string,
+    public at: number,
+  ) {}
 
   skipSpace(): void {
     while (this.at < this.text.length) {
@@ -89,7 +99,8 @@ class Reader {
     if (c === 't') return this.literal('true', { kind: 'bool', value: true });
     if (c === 'f') return this.literal('false', { kind: 'bool', value: false });
     if (c === 'n') return this.literal('null', { kind: 'null' });
-    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return { kind: 'number', text: this.number() };
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9'))
+      return { kind: 'number', text: this.number() };
     return this.fail(context);
   }
 
@@ -150,7 +161,8 @@ class Reader {
   private literal(word: string, value: JsonValue): JsonValue {
     for (let i = 1; i < word.length; i++) {
       this.at++;
-      if (this.text[this.at] !== word[i]) this.fail(`in literal ${word} (expecting '${word[i] ?? ''}')`);
+      if (this.text[this.at] !== word[i])
+        this.fail(`in literal ${word} (expecting '${word[i] ?? ''}')`);
     }
     this.at++;
     return value;
@@ -159,7 +171,8 @@ class Reader {
   private number(): string {
     const start = this.at;
     const digits = (): void => {
-      while (this.at < this.text.length && this.text[this.at]! >= '0' && this.text[this.at]! <= '9') this.at++;
+      while (this.at < this.text.length && this.text[this.at]! >= '0' && this.text[this.at]! <= '9')
+        this.at++;
     };
     if (this.text[this.at] === '-') {
       this.at++;
@@ -171,7 +184,8 @@ class Reader {
     if (this.text[this.at] === '.') {
       this.at++;
       const c = this.text[this.at];
-      if (c === undefined || c < '0' || c > '9') this.fail('after decimal point in numeric literal');
+      if (c === undefined || c < '0' || c > '9')
+        this.fail('after decimal point in numeric literal');
       digits();
     }
     if (this.text[this.at] === 'e' || this.text[this.at] === 'E') {
@@ -198,7 +212,8 @@ class Reader {
         if (e === 'u') {
           for (let i = 0; i < 4; i++) {
             this.at++;
-            if (!/[0-9a-fA-F]/.test(this.text[this.at] ?? '')) this.fail('in \\u hexadecimal character escape');
+            if (!/[0-9a-fA-F]/.test(this.text[this.at] ?? ''))
+              this.fail('in \\u hexadecimal character escape');
           }
         } else if (e === undefined || !'"\\/bfnrt'.includes(e)) {
           this.fail('in string escape code');

@@ -40,8 +40,10 @@ export function createHttp1Handler(grpc: GrpcServer, ctx: ApiContext): Http1Hand
     }
     const route = gatewayRoute(path.slice(prefix.length));
     const method = route === undefined ? undefined : registeredMethod(grpc, route.grpcPath);
-    if (route === undefined || method === undefined) return sendPlain(response, 404, 'Not Found', CORS_HEADERS);
-    if (request.method !== 'POST') return sendPlain(response, 405, 'Method Not Allowed', CORS_HEADERS);
+    if (route === undefined || method === undefined)
+      return sendPlain(response, 404, 'Not Found', CORS_HEADERS);
+    if (request.method !== 'POST')
+      return sendPlain(response, 405, 'Method Not Allowed', CORS_HEADERS);
     serveGatewayCall(method, route, request, response, log);
   };
 }

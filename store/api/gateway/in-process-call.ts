@@ -13,7 +13,12 @@ export function metadataOf(request: IncomingMessage): Metadata {
   const metadata = new Metadata();
   for (const [name, value] of Object.entries(request.headers)) {
     if (value === undefined) continue;
-    const key = name === 'authorization' ? name : name.startsWith(METADATA_HEADER_PREFIX) ? name.slice(METADATA_HEADER_PREFIX.length) : null;
+    const key =
+      name === 'authorization'
+        ? name
+        : name.startsWith(METADATA_HEADER_PREFIX)
+          ? name.slice(METADATA_HEADER_PREFIX.length)
+          : null;
     if (key === null || key === '' || key.endsWith('-bin')) continue;
     for (const item of Array.isArray(value) ? value : [value]) metadata.add(key, item);
   }
@@ -34,7 +39,12 @@ export interface StreamSink {
 export class InProcessCall extends EventEmitter {
   cancelled = false;
 
-  constructor(readonly request: unknown, readonly metadata: Metadata, private readonly peer: string, private readonly path: string) {
+  constructor(
+    readonly request: unknown,
+    readonly metadata: Metadata,
+    private readonly peer: string,
+    private readonly path: string,
+  ) {
     super();
   }
 
@@ -72,7 +82,13 @@ export class InProcessCall extends EventEmitter {
 export class InProcessStream extends InProcessCall {
   private isFinished = false;
 
-  constructor(request: unknown, metadata: Metadata, peer: string, path: string, private readonly sink: StreamSink) {
+  constructor(
+    request: unknown,
+    metadata: Metadata,
+    peer: string,
+    path: string,
+    private readonly sink: StreamSink,
+  ) {
     super(request, metadata, peer, path);
   }
 
@@ -95,7 +111,7 @@ export class InProcessStream extends InProcessCall {
     const details = (err as { details?: unknown } | undefined)?.details;
     this.sink.fail(
       typeof code === 'number' ? code : status.UNKNOWN,
-      typeof details === 'string' ? details : err?.message ?? 'stream destroyed',
+      typeof details === 'string' ? details : (err?.message ?? 'stream destroyed'),
     );
   }
 

@@ -25,8 +25,16 @@ const INT_RANGES: Readonly<Record<string, readonly [bigint, bigint]>> = {
 };
 /** Go's names for the types a protobuf integer becomes. */
 const GO_INT_NAMES: Readonly<Record<string, string>> = {
-  int64: 'int64', sint64: 'int64', sfixed64: 'int64', uint64: 'uint64', fixed64: 'uint64',
-  int32: 'int32', sint32: 'int32', sfixed32: 'int32', uint32: 'uint32', fixed32: 'uint32',
+  int64: 'int64',
+  sint64: 'int64',
+  sfixed64: 'int64',
+  uint64: 'uint64',
+  fixed64: 'uint64',
+  int32: 'int32',
+  sint32: 'int32',
+  sfixed32: 'int32',
+  uint32: 'uint32',
+  fixed32: 'uint32',
 };
 const IS_64_BIT = new Set(['int64', 'sint64', 'sfixed64', 'uint64', 'fixed64']);
 
@@ -96,7 +104,10 @@ function jsonToField(field: protobuf.Field, value: JsonValue): unknown {
 function jsonToEnum(type: protobuf.Enum, value: JsonValue): number {
   if (value.kind === 'string') {
     const number = type.values[value.value];
-    if (number === undefined) throw new GoJsonError(`unknown value ${JSON.stringify(value.value)} for enum ${goEnumName(type)}`);
+    if (number === undefined)
+      throw new GoJsonError(
+        `unknown value ${JSON.stringify(value.value)} for enum ${goEnumName(type)}`,
+      );
     return number;
   }
   return Number(integerOf(value, 'int32', goEnumName(type)));
@@ -115,15 +126,20 @@ function jsonToInteger(protoType: string, value: JsonValue): string | number {
 function integerOf(value: JsonValue, protoType: string, goType: string): bigint {
   if (value.kind !== 'number') throw cannotUnmarshal(value.kind, goType);
   const range = INT_RANGES[protoType] ?? INT_RANGES['int32'];
-  if (!/^-?\d+$/.test(value.text) || range === undefined) throw cannotUnmarshal(`number ${value.text}`, goType);
+  if (!/^-?\d+$/.test(value.text) || range === undefined)
+    throw cannotUnmarshal(`number ${value.text}`, goType);
   const integer = BigInt(value.text);
-  if (integer < range[0] || integer > range[1]) throw cannotUnmarshal(`number ${value.text}`, goType);
+  if (integer < range[0] || integer > range[1])
+    throw cannotUnmarshal(`number ${value.text}`, goType);
   return integer;
 }
 
 /** Go's json.Marshal of a string: it escapes <, >, & and the JS line separators as well. */
 export function goJsonString(text: string): string {
-  return JSON.stringify(text).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(text).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function isLong(value: unknown): value is protobuf.Long {
@@ -157,7 +173,9 @@ function scalarJson(field: protobuf.Field, value: unknown, keepDefault: boolean)
       return value === '' && !keepDefault ? null : goJsonString(value);
     default:
       if (value instanceof Uint8Array) {
-        return value.length === 0 && !keepDefault ? null : `"${Buffer.from(value).toString('base64')}"`;
+        return value.length === 0 && !keepDefault
+          ? null
+          : `"${Buffer.from(value).toString('base64')}"`;
       }
       return null;
   }

@@ -1,5 +1,11 @@
 import type { ServerResponse } from 'node:http';
-import { handledSamples, renderFamilies, serverMetrics, startedSamples, type Family } from '../../metrics/index.js';
+import {
+  handledSamples,
+  renderFamilies,
+  serverMetrics,
+  startedSamples,
+  type Family,
+} from '../../metrics/index.js';
 import type { ApiContext } from '../context.js';
 
 const NO_LABELS = {};
@@ -17,26 +23,88 @@ function families(ctx: ApiContext): Family[] {
   const server = ctx.server;
   const dbSize = (): number => server.backend.sizes().sizeBytes;
   return [
-    gauge('etcd_server_has_leader', 'Whether or not a leader exists. 1 is existence, 0 is not.', () => (server.leaderId === 0n ? 0 : 1)),
-    counter('etcd_server_leader_changes_seen_total', 'The number of leader changes seen.', () => serverMetrics.leaderChanges.value),
+    gauge(
+      'etcd_server_has_leader',
+      'Whether or not a leader exists. 1 is existence, 0 is not.',
+      () => (server.leaderId === 0n ? 0 : 1),
+    ),
+    counter(
+      'etcd_server_leader_changes_seen_total',
+      'The number of leader changes seen.',
+      () => serverMetrics.leaderChanges.value,
+    ),
     // etcd exports these two as gauges set to the committed and applied raft indexes.
-    gauge('etcd_server_proposals_committed_total', 'The total number of consensus proposals committed.', () => server.raftStatus().index),
-    gauge('etcd_server_proposals_applied_total', 'The total number of consensus proposals applied.', () => server.raftStatus().applied),
-    gauge('etcd_server_proposals_pending', 'The current number of pending proposals to commit.', () => server.pendingProposals),
-    counter('etcd_server_proposals_failed_total', 'The total number of failed proposals seen.', () => serverMetrics.proposalsFailed.value),
-    gauge('etcd_mvcc_db_total_size_in_bytes', 'Total size of the underlying database physically allocated in bytes.', dbSize),
-    gauge('etcd_debugging_mvcc_db_total_size_in_bytes', 'Total size of the underlying database physically allocated in bytes.', dbSize),
-    gauge('etcd_mvcc_db_total_size_in_use_in_bytes', 'Total size of the underlying database logically in use in bytes.', () => server.backend.sizes().inUseBytes),
-    { name: 'etcd_disk_wal_fsync_duration_seconds', help: 'The latency distributions of fsync called by WAL.', type: 'histogram', collect: () => serverMetrics.walFsyncSeconds },
-    { name: 'etcd_disk_backend_commit_duration_seconds', help: 'The latency distributions of commit called by backend.', type: 'histogram', collect: () => serverMetrics.backendCommitSeconds },
-    { name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', type: 'counter', collect: startedSamples },
-    { name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', type: 'counter', collect: handledSamples },
-    gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', () => process.memoryUsage.rss()),
+    gauge(
+      'etcd_server_proposals_committed_total',
+      'The total number of consensus proposals committed.',
+      () => server.raftStatus().index,
+    ),
+    gauge(
+      'etcd_server_proposals_applied_total',
+      'The total number of consensus proposals applied.',
+      () => server.raftStatus().applied,
+    ),
+    gauge(
+      'etcd_server_proposals_pending',
+      'The current number of pending proposals to commit.',
+      () => server.pendingProposals,
+    ),
+    counter(
+      'etcd_server_proposals_failed_total',
+      'The total number of failed proposals seen.',
+      () => serverMetrics.proposalsFailed.value,
+    ),
+    gauge(
+      'etcd_mvcc_db_total_size_in_bytes',
+      'Total size of the underlying database physically allocated in bytes.',
+      dbSize,
+    ),
+    gauge(
+      'etcd_debugging_mvcc_db_total_size_in_bytes',
+      'Total size of the underlying database physically allocated in bytes.',
+      dbSize,
+    ),
+    gauge(
+      'etcd_mvcc_db_total_size_in_use_in_bytes',
+      'Total size of the underlying database logically in use in bytes.',
+      () => server.backend.sizes().inUseBytes,
+    ),
+    {
+      name: 'etcd_disk_wal_fsync_duration_seconds',
+      help: 'The latency distributions of fsync called by WAL.',
+      type: 'histogram',
+      collect: () => serverMetrics.walFsyncSeconds,
+    },
+    {
+      name: 'etcd_disk_backend_commit_duration_seconds',
+      help: 'The latency distributions of commit called by backend.',
+      type: 'histogram',
+      collect: () => serverMetrics.backendCommitSeconds,
+    },
+    {
+      name: 'grpc_server_started_total',
+      help: 'Total number of RPCs started on the server.',
+      type: 'counter',
+      collect: startedSamples,
+    },
+    {
+      name: 'grpc_server_handled_total',
+      help: 'Total number of RPCs completed on the server, regardless of success or failure.',
+      type: 'counter',
+      collect: handledSamples,
+    },
+    gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', () =>
+      process.memoryUsage.rss(),
+    ),
     counter('process_cpu_seconds_total', 'Total user and system CPU time spent in seconds.', () => {
       const usage = process.cpuUsage();
       return (usage.user + usage.system) / 1e6;
     }),
-    gauge('process_start_time_seconds', 'Start time of the process since unix epoch in seconds.', () => Math.floor(Date.now() / 1000 - process.uptime())),
+    gauge(
+      'process_start_time_seconds',
+      'Start time of the process since unix epoch in seconds.',
+      () => Math.floor(Date.now() / 1000 - process.uptime()),
+    ),
   ];
 }
 

@@ -19,9 +19,12 @@ function loadRoot(): protobuf.Root {
   if (root !== null) return root;
   const dir = protoDir();
   const loaded = new protobuf.Root();
-  loaded.loadSync(['rpc.proto', 'v3lock.proto', 'v3election.proto'].map((file) => join(dir, file)), {
-    keepCase: true,
-  });
+  loaded.loadSync(
+    ['rpc.proto', 'v3lock.proto', 'v3election.proto'].map((file) => join(dir, file)),
+    {
+      keepCase: true,
+    },
+  );
   loaded.resolveAll();
   root = loaded;
   return loaded;

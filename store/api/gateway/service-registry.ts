@@ -1,5 +1,8 @@
 import type {
-  MethodDefinition, Server as GrpcServer, ServiceDefinition, UntypedHandleCall,
+  MethodDefinition,
+  Server as GrpcServer,
+  ServiceDefinition,
+  UntypedHandleCall,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 
@@ -17,7 +20,9 @@ const registry = new WeakMap<GrpcServer, Map<string, RegisteredMethod>>();
  * gRPC clients reach (including services other modules register later, such as Auth).
  */
 export function registerForGateway(
-  server: GrpcServer, definition: ServiceDefinition, implementation: UntypedServiceImplementation,
+  server: GrpcServer,
+  definition: ServiceDefinition,
+  implementation: UntypedServiceImplementation,
 ): void {
   let methods = registry.get(server);
   if (methods === undefined) {
@@ -27,7 +32,10 @@ export function registerForGateway(
   for (const [name, method] of Object.entries(definition)) {
     const handler = implementation[name] ?? implementation[method.originalName ?? name];
     if (handler !== undefined) {
-      methods.set(method.path, { definition: method as MethodDefinition<unknown, unknown>, handler });
+      methods.set(method.path, {
+        definition: method as MethodDefinition<unknown, unknown>,
+        handler,
+      });
     }
   }
 }

@@ -12,13 +12,44 @@ const ENTRY_TYPES = ['normal', 'conf-change'] as const;
  */
 export class SqliteLogStorage implements LogStorage {
   private cachedSnapshot: Snapshot | null = null;
+  /**
+   * The log's bounds, the snapshot point and every kept entry's term, mirrored in memory: Raft asks
+   * for them several times per message, and SQLite answers min() and max() together by a full scan.
+   * This object is the log's only writer, so the mirror cannot go stale.
+   */
+  private snapIndex = 0;
+  private snapTerm = 0;
+  private first = 1;
+  private terms: number[] = []; // terms[i] is the term of entry first + i
 
-  constructor(private backend: Backend, private readonly confState: ConfState) {}
+  constructor(private backend: Backend, private readonly confState: ConfState) {
+    this.load();
+  }
 
   /** After a snapshot replaced the database file, the Raft core keeps this object: point it anew. */
   useBackend(backend: Backend): void {
     this.backend = backend;
     this.cachedSnapshot = null;
+    this.load();
+  }
+
+  private load(): void {
+    this.snapIndex = this.backend.getMetaNumber('snapshot_index', 0);
+    this.snapTerm = this.backend.getMetaNumber('snapshot_term', 0);
+    const { first, last } = this.backend.logBounds();
+    this.first = first ?? this.snapIndex + 1;
+    this.terms = first === null || last === null ? [] : this.backend.logRange(first, last + 1).map((r) => r.term);
+  }
+
+  /** Appends entries (inside the caller's transaction), replacing any conflicting suffix. */
+  append(entries: readonly Entry[]): void {
+    const head = entries[0];
+    if (head === undefined) return;
+    this.backend.truncateLogFrom(head.index);
+    for (const entry of entries) this.backend.appendLog(entry.index, entry.term, entry.type === 'normal' ? 0 : 1, entry.data);
+    if (this.terms.length === 0) this.first = head.index;
+    this.terms.length = Math.max(0, head.index - this.first);
+    for (const entry of entries) this.terms.push(entry.term);
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -34,7 +65,7 @@ export class SqliteLogStorage implements LogStorage {
   }
 
   private snapshotIndex(): number {
-    return this.backend.getMetaNumber('snapshot_index', 0);
+    return this.snapIndex;
   }
 
   entries(low: number, high: number, maxBytes: number): Entry[] {
@@ -46,24 +77,20 @@ export class SqliteLogStorage implements LogStorage {
   }
 
   term(index: number): number {
-    const snapshotIndex = this.snapshotIndex();
-    if (index === snapshotIndex) return this.backend.getMetaNumber('snapshot_term', 0);
-    if (index < snapshotIndex) throw new RaftStorageError('compacted');
-    const term = this.backend.logTerm(index);
+    if (index === this.snapIndex) return this.snapTerm;
+    if (index < this.snapIndex) throw new RaftStorageError('compacted');
+    const term = this.terms[index - this.first];
     if (term !== undefined) return term;
-    const { first } = this.backend.logBounds();
-    if (first !== null && index < first) throw new RaftStorageError('compacted');
+    if (this.terms.length > 0 && index < this.first) throw new RaftStorageError('compacted');
     throw new RaftStorageError('unavailable');
   }
 
   firstIndex(): number {
-    const { first } = this.backend.logBounds();
-    return first ?? this.snapshotIndex() + 1;
+    return this.terms.length > 0 ? this.first : this.snapIndex + 1;
   }
 
   lastIndex(): number {
-    const { last } = this.backend.logBounds();
-    return last ?? this.snapshotIndex();
+    return this.terms.length > 0 ? this.first + this.terms.length - 1 : this.snapIndex;
   }
 
   snapshot(): Snapshot {
@@ -87,5 +114,13 @@ export class SqliteLogStorage implements LogStorage {
     this.backend.setMeta('snapshot_index', index);
     this.backend.setMeta('snapshot_term', term);
     this.backend.compactLogTo(index);
+    this.snapIndex = index;
+    this.snapTerm = term;
+    const dropped = Math.min(this.terms.length, index + 1 - this.first);
+    if (dropped > 0) {
+      this.terms.splice(0, dropped);
+      this.first += dropped;
+    }
+    if (this.terms.length === 0) this.first = index + 1;
   }
 }

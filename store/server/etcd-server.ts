@@ -338,10 +338,8 @@ export class EtcdServer {
       this.backend.setMeta('vote', ready.hardState.vote.toString());
       this.backend.setMeta('commit', ready.hardState.commit);
     }
-    const first = ready.entries[0];
     // New entries replace any conflicting suffix the leader overwrote.
-    if (first !== undefined) this.backend.truncateLogFrom(first.index);
-    for (const entry of ready.entries) this.backend.appendLog(entry.index, entry.term, entry.type === 'normal' ? 0 : 1, entry.data);
+    this.storage.append(ready.entries);
   }
 
   private applyCommitted(ready: Ready): (() => void)[] {

@@ -10,9 +10,12 @@ const USER_EMPTY = 'etcdserver: user name is empty';
 
 function describe(err: unknown, what: string, user: string | undefined): Error {
   const who = user === undefined ? 'without a user' : `as user ${user}`;
-  if (err instanceof EtcdPermissionDeniedError) return new StoreAccessError(`permission denied ${what} ${who}`);
+  if (err instanceof EtcdPermissionDeniedError)
+    return new StoreAccessError(`permission denied ${what} ${who}`);
   if (err instanceof Error && err.message.includes(USER_EMPTY)) {
-    return new StoreAccessError(`the store requires authentication: pass --user and --password (or ETCRON_USER and ETCRON_PASSWORD)`);
+    return new StoreAccessError(
+      `the store requires authentication: pass --user and --password (or ETCRON_USER and ETCRON_PASSWORD)`,
+    );
   }
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -11,7 +11,9 @@ export interface EtcdCredentials {
  * a separate password wins. No user: none (the store must then have auth disabled).
  */
 export function resolveCredentials(
-  user: string | undefined, password: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env,
+  user: string | undefined,
+  password: string | undefined,
+  env: Readonly<Record<string, string | undefined>> = process.env,
 ): EtcdCredentials | undefined {
   const given = user ?? env['ETCRON_USER'];
   if (given === undefined || given === '') return undefined;

@@ -20,11 +20,19 @@ function object(value: unknown): Wire {
 }
 
 function decodePermission(w: Wire): Permission {
-  return { type: PERMISSION_TYPES[int(w['permType'])] ?? 'read', key: bytes(w['key']), rangeEnd: bytes(w['range_end']) };
+  return {
+    type: PERMISSION_TYPES[int(w['permType'])] ?? 'read',
+    key: bytes(w['key']),
+    rangeEnd: bytes(w['range_end']),
+  };
 }
 
 function encodePermission(permission: Permission): Wire {
-  return { permType: PERMISSION_TYPES.indexOf(permission.type), key: permission.key, range_end: permission.rangeEnd };
+  return {
+    permType: PERMISSION_TYPES.indexOf(permission.type),
+    key: permission.key,
+    range_end: permission.rangeEnd,
+  };
 }
 
 /**
@@ -35,16 +43,21 @@ function encodePermission(permission: Permission): Wire {
 export function authService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
 
-  const propose = async (call: ServerUnaryCall<Wire, Wire>, op: AuthOp): Promise<{ result: AuthOpResult; header: Wire }> => {
+  const propose = async (
+    call: ServerUnaryCall<Wire, Wire>,
+    op: AuthOp,
+  ): Promise<{ result: AuthOpResult; header: Wire }> => {
     const outcome = await server.propose({ type: 'auth', op, auth: ctx.caller(call) });
     if (outcome.type !== 'auth') throw new Error('unexpected apply result');
     return { result: outcome.result, header: ctx.header(outcome.revision) };
   };
-  const done = (toOp: (w: Wire) => AuthOp | Promise<AuthOp>) => unary(ctx, async (w, call) => {
-    const { header } = await propose(call, await toOp(w));
-    return { header };
-  });
-  const names = (result: AuthOpResult): string[] => (result.kind === 'names' ? [...result.names] : []);
+  const done = (toOp: (w: Wire) => AuthOp | Promise<AuthOp>) =>
+    unary(ctx, async (w, call) => {
+      const { header } = await propose(call, await toOp(w));
+      return { header };
+    });
+  const names = (result: AuthOpResult): string[] =>
+    result.kind === 'names' ? [...result.names] : [];
 
   return {
     AuthEnable: done(() => ({ kind: 'enable' })),
@@ -63,8 +76,13 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
         const checkedRevision = store.revision;
         if (!(await verifyPassword(password, hash))) throw new AuthError('auth-failed');
         // The token's letters are drawn here; the log carries them so every member knows the token.
-        const { result, header } = await propose(call, { kind: 'authenticate', name, tokenPrefix: newTokenPrefix() });
-        if (checkedRevision === server.applier.auth.revision && result.kind === 'token') return { header, token: result.token };
+        const { result, header } = await propose(call, {
+          kind: 'authenticate',
+          name,
+          tokenPrefix: newTokenPrefix(),
+        });
+        if (checkedRevision === server.applier.auth.revision && result.kind === 'token')
+          return { header, token: result.token };
       }
       throw new AuthError('auth-old-revision');
     }),
@@ -73,7 +91,11 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
       const noPassword = bool(object(w['options'])['no_password']);
       const name = text(w['name']);
       // An empty name is refused at apply (after the sender's admin check); no need to hash for it.
-      const passwordHash = noPassword ? null : name === '' ? '' : await hashPassword(text(w['password']));
+      const passwordHash = noPassword
+        ? null
+        : name === ''
+          ? ''
+          : await hashPassword(text(w['password']));
       return { kind: 'user-add', name, passwordHash };
     }),
     UserGet: unary(ctx, async (w, call) => {
@@ -86,15 +108,28 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
     }),
     UserDelete: done((w) => ({ kind: 'user-delete', name: text(w['name']) })),
     UserChangePassword: done(async (w) => ({
-      kind: 'user-change-password', name: text(w['name']), passwordHash: await hashPassword(text(w['password'])),
+      kind: 'user-change-password',
+      name: text(w['name']),
+      passwordHash: await hashPassword(text(w['password'])),
     })),
-    UserGrantRole: done((w) => ({ kind: 'user-grant-role', user: text(w['user']), role: text(w['role']) })),
-    UserRevokeRole: done((w) => ({ kind: 'user-revoke-role', name: text(w['name']), role: text(w['role']) })),
+    UserGrantRole: done((w) => ({
+      kind: 'user-grant-role',
+      user: text(w['user']),
+      role: text(w['role']),
+    })),
+    UserRevokeRole: done((w) => ({
+      kind: 'user-revoke-role',
+      name: text(w['name']),
+      role: text(w['role']),
+    })),
 
     RoleAdd: done((w) => ({ kind: 'role-add', name: text(w['name']) })),
     RoleGet: unary(ctx, async (w, call) => {
       const { result, header } = await propose(call, { kind: 'role-get', role: text(w['role']) });
-      return { header, perm: result.kind === 'permissions' ? result.permissions.map(encodePermission) : [] };
+      return {
+        header,
+        perm: result.kind === 'permissions' ? result.permissions.map(encodePermission) : [],
+      };
     }),
     RoleList: unary(ctx, async (_w, call) => {
       const { result, header } = await propose(call, { kind: 'role-list' });
@@ -102,10 +137,15 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
     }),
     RoleDelete: done((w) => ({ kind: 'role-delete', role: text(w['role']) })),
     RoleGrantPermission: done((w) => ({
-      kind: 'role-grant-permission', name: text(w['name']), permission: decodePermission(object(w['perm'])),
+      kind: 'role-grant-permission',
+      name: text(w['name']),
+      permission: decodePermission(object(w['perm'])),
     })),
     RoleRevokePermission: done((w) => ({
-      kind: 'role-revoke-permission', role: text(w['role']), key: bytes(w['key']), rangeEnd: bytes(w['range_end']),
+      kind: 'role-revoke-permission',
+      role: text(w['role']),
+      key: bytes(w['key']),
+      rangeEnd: bytes(w['range_end']),
     })),
   };
 }

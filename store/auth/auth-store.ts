@@ -46,7 +46,10 @@ export class AuthStore {
   private enabledFlag: boolean;
   private revisionNumber: number;
 
-  constructor(private readonly backend: Backend, private readonly tokens: SimpleTokenStore) {
+  constructor(
+    private readonly backend: Backend,
+    private readonly tokens: SimpleTokenStore,
+  ) {
     for (const row of backend.authRows()) {
       const name = row.name.toString();
       if (row.kind === 'user') {
@@ -55,7 +58,9 @@ export class AuthStore {
       } else {
         const stored = JSON.parse(row.value) as { permissions: StoredPermission[] };
         const permissions = stored.permissions.map((p) => ({
-          type: p.type, key: Buffer.from(p.key, 'base64'), rangeEnd: Buffer.from(p.rangeEnd, 'base64'),
+          type: p.type,
+          key: Buffer.from(p.key, 'base64'),
+          rangeEnd: Buffer.from(p.rangeEnd, 'base64'),
         }));
         this.roles.set(name, { name, permissions });
       }
@@ -102,14 +107,20 @@ export class AuthStore {
    * auth revision older than the store's is refused, so a permission revoked between proposal and
    * apply takes effect. `rangeEnd` follows the request's form (empty, "\0" or an end key).
    */
-  checkKeys(auth: RequestAuth | undefined, kind: 'read' | 'write', key: Buffer, rangeEnd: Buffer): void {
+  checkKeys(
+    auth: RequestAuth | undefined,
+    kind: 'read' | 'write',
+    key: Buffer,
+    rangeEnd: Buffer,
+  ): void {
     if (auth === undefined || !this.enabledFlag) return;
     if (auth.revision === 0) throw new AuthError('user-empty');
     if (auth.revision < this.revisionNumber) throw new AuthError('auth-old-revision');
     const user = this.users.get(auth.username);
     if (user === undefined) throw new AuthError('permission-denied');
     if (user.roles.includes(ROOT_ROLE)) return;
-    if (!this.permissionsOf(user).allows(kind, key, rangeEnd)) throw new AuthError('permission-denied');
+    if (!this.permissionsOf(user).allows(kind, key, rangeEnd))
+      throw new AuthError('permission-denied');
   }
 
   /** Applies one committed auth request; `index` is its log index (simple tokens carry it). */
@@ -124,7 +135,8 @@ export class AuthStore {
         return { kind: 'names', names: [...user.roles] };
       }
       case 'role-get': {
-        if (!this.isAdmin(auth) && !this.hasRole(auth?.username ?? '', op.role)) this.checkAdmin(auth);
+        if (!this.isAdmin(auth) && !this.hasRole(auth?.username ?? '', op.role))
+          this.checkAdmin(auth);
         const role = this.roles.get(op.role);
         if (role === undefined) throw new AuthError('role-not-found');
         return { kind: 'permissions', permissions: [...role.permissions] };
@@ -135,22 +147,38 @@ export class AuthStore {
     }
   }
 
-  private applyManagement(op: Exclude<AuthOp, { kind: 'authenticate' | 'user-get' | 'role-get' }>): AuthOpResult {
+  private applyManagement(
+    op: Exclude<AuthOp, { kind: 'authenticate' | 'user-get' | 'role-get' }>,
+  ): AuthOpResult {
     switch (op.kind) {
-      case 'enable': return this.enable();
-      case 'disable': return this.disable();
-      case 'user-add': return this.userAdd(op.name, op.passwordHash);
-      case 'user-list': return { kind: 'names', names: [...this.users.keys()].sort(byBytes) };
-      case 'user-delete': return this.userDelete(op.name);
-      case 'user-change-password': return this.userChangePassword(op.name, op.passwordHash);
-      case 'user-grant-role': return this.userGrantRole(op.user, op.role);
-      case 'user-revoke-role': return this.userRevokeRole(op.name, op.role);
-      case 'role-add': return this.roleAdd(op.name);
-      case 'role-list': return { kind: 'names', names: [...this.roles.keys()].sort(byBytes) };
-      case 'role-delete': return this.roleDelete(op.role);
-      case 'role-grant-permission': return this.roleGrantPermission(op.name, op.permission);
-      case 'role-revoke-permission': return this.roleRevokePermission(op.role, op.key, op.rangeEnd);
-      default: return unreachable(op, 'auth request');
+      case 'enable':
+        return this.enable();
+      case 'disable':
+        return this.disable();
+      case 'user-add':
+        return this.userAdd(op.name, op.passwordHash);
+      case 'user-list':
+        return { kind: 'names', names: [...this.users.keys()].sort(byBytes) };
+      case 'user-delete':
+        return this.userDelete(op.name);
+      case 'user-change-password':
+        return this.userChangePassword(op.name, op.passwordHash);
+      case 'user-grant-role':
+        return this.userGrantRole(op.user, op.role);
+      case 'user-revoke-role':
+        return this.userRevokeRole(op.name, op.role);
+      case 'role-add':
+        return this.roleAdd(op.name);
+      case 'role-list':
+        return { kind: 'names', names: [...this.roles.keys()].sort(byBytes) };
+      case 'role-delete':
+        return this.roleDelete(op.role);
+      case 'role-grant-permission':
+        return this.roleGrantPermission(op.name, op.permission);
+      case 'role-revoke-permission':
+        return this.roleRevokePermission(op.role, op.key, op.rangeEnd);
+      default:
+        return unreachable(op, 'auth request');
     }
   }
 
@@ -161,7 +189,9 @@ export class AuthStore {
   private permissionsOf(user: User): MergedPermissions {
     let merged = this.merged.get(user.name);
     if (merged === undefined) {
-      merged = new MergedPermissions(user.roles.flatMap((name) => this.roles.get(name)?.permissions ?? []));
+      merged = new MergedPermissions(
+        user.roles.flatMap((name) => this.roles.get(name)?.permissions ?? []),
+      );
       this.merged.set(user.name, merged);
     }
     return merged;
@@ -235,7 +265,8 @@ export class AuthStore {
   }
 
   private userRevokeRole(name: string, role: string): AuthOpResult {
-    if (this.enabledFlag && name === ROOT_USER && role === ROOT_ROLE) throw new AuthError('invalid-auth-mgmt');
+    if (this.enabledFlag && name === ROOT_USER && role === ROOT_ROLE)
+      throw new AuthError('invalid-auth-mgmt');
     const user = this.users.get(name);
     if (user === undefined) throw new AuthError('user-not-found');
     if (!user.roles.includes(role)) throw new AuthError('role-not-granted');
@@ -259,7 +290,8 @@ export class AuthStore {
     this.backend.deleteAuthRow('role', Buffer.from(name));
     // Users lose the role too, so that a later role of the same name is not granted by surprise.
     for (const user of [...this.users.values()]) {
-      if (user.roles.includes(name)) this.putUser({ ...user, roles: user.roles.filter((r) => r !== name) });
+      if (user.roles.includes(name))
+        this.putUser({ ...user, roles: user.roles.filter((r) => r !== name) });
     }
     this.bumpRevision();
     return { kind: 'done' };
@@ -272,8 +304,14 @@ export class AuthStore {
     const at = role.permissions.findIndex((p) => Buffer.compare(p.key, permission.key) >= 0);
     const existing = at >= 0 ? role.permissions[at] : undefined;
     let permissions: Permission[];
-    if (existing !== undefined && existing.key.equals(permission.key) && existing.rangeEnd.equals(permission.rangeEnd)) {
-      permissions = role.permissions.map((p, i) => (i === at ? { ...p, type: permission.type } : p));
+    if (
+      existing !== undefined &&
+      existing.key.equals(permission.key) &&
+      existing.rangeEnd.equals(permission.rangeEnd)
+    ) {
+      permissions = role.permissions.map((p, i) =>
+        i === at ? { ...p, type: permission.type } : p,
+      );
     } else {
       permissions = [...role.permissions, permission].sort((a, b) => Buffer.compare(a.key, b.key));
     }
@@ -285,8 +323,11 @@ export class AuthStore {
   private roleRevokePermission(name: string, key: Buffer, rangeEnd: Buffer): AuthOpResult {
     const role = this.roles.get(name);
     if (role === undefined) throw new AuthError('role-not-found');
-    const permissions = role.permissions.filter((p) => !(p.key.equals(key) && p.rangeEnd.equals(rangeEnd)));
-    if (permissions.length === role.permissions.length) throw new AuthError('permission-not-granted');
+    const permissions = role.permissions.filter(
+      (p) => !(p.key.equals(key) && p.rangeEnd.equals(rangeEnd)),
+    );
+    if (permissions.length === role.permissions.length)
+      throw new AuthError('permission-not-granted');
     this.putRole({ name, permissions });
     this.bumpRevision();
     return { kind: 'done' };
@@ -303,9 +344,15 @@ export class AuthStore {
     this.roles.set(role.name, role);
     this.merged.clear();
     const permissions: StoredPermission[] = role.permissions.map((p) => ({
-      type: p.type, key: p.key.toString('base64'), rangeEnd: p.rangeEnd.toString('base64'),
+      type: p.type,
+      key: p.key.toString('base64'),
+      rangeEnd: p.rangeEnd.toString('base64'),
     }));
-    this.backend.putAuthRow({ kind: 'role', name: Buffer.from(role.name), value: JSON.stringify({ permissions }) });
+    this.backend.putAuthRow({
+      kind: 'role',
+      name: Buffer.from(role.name),
+      value: JSON.stringify({ permissions }),
+    });
   }
 
   private bumpRevision(): void {

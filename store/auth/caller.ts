@@ -11,9 +11,13 @@ import type { SimpleTokenStore } from './token-store.js';
  * does not know is refused, whether or not auth is enabled. The revision is the auth store's now.
  */
 export function resolveCaller(
-  metadata: Metadata, tokens: SimpleTokenStore, store: AuthStore, certificateCommonName: string | undefined,
+  metadata: Metadata,
+  tokens: SimpleTokenStore,
+  store: AuthStore,
+  certificateCommonName: string | undefined,
 ): RequestAuth {
-  const values = metadata.get('token').length > 0 ? metadata.get('token') : metadata.get('authorization');
+  const values =
+    metadata.get('token').length > 0 ? metadata.get('token') : metadata.get('authorization');
   const token = values[0];
   if (token !== undefined) {
     const username = tokens.lookup(token.toString());

@@ -26,24 +26,92 @@ export type AuthErrorKind =
  * error through unmapped, which clients see as code Unknown with the `auth:` text.
  */
 const AUTH_ERROR_WIRE: Record<AuthErrorKind, readonly [status, string, string]> = {
-  'root-user-not-exist': [status.FAILED_PRECONDITION, 'etcdserver: root user does not exist', 'auth: root user does not exist'],
-  'root-role-not-exist': [status.FAILED_PRECONDITION, 'etcdserver: root user does not have root role', 'auth: root user does not have root role'],
-  'user-already-exist': [status.FAILED_PRECONDITION, 'etcdserver: user name already exists', 'auth: user already exists'],
-  'user-empty': [status.INVALID_ARGUMENT, 'etcdserver: user name is empty', 'auth: user name is empty'],
-  'user-not-found': [status.FAILED_PRECONDITION, 'etcdserver: user name not found', 'auth: user not found'],
-  'role-already-exist': [status.FAILED_PRECONDITION, 'etcdserver: role name already exists', 'auth: role already exists'],
-  'role-not-found': [status.FAILED_PRECONDITION, 'etcdserver: role name not found', 'auth: role not found'],
-  'role-empty': [status.INVALID_ARGUMENT, 'etcdserver: role name is empty', 'auth: role name is empty'],
-  'auth-failed': [status.INVALID_ARGUMENT, 'etcdserver: authentication failed, invalid user ID or password', 'auth: authentication failed, invalid user ID or password'],
+  'root-user-not-exist': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: root user does not exist',
+    'auth: root user does not exist',
+  ],
+  'root-role-not-exist': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: root user does not have root role',
+    'auth: root user does not have root role',
+  ],
+  'user-already-exist': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: user name already exists',
+    'auth: user already exists',
+  ],
+  'user-empty': [
+    status.INVALID_ARGUMENT,
+    'etcdserver: user name is empty',
+    'auth: user name is empty',
+  ],
+  'user-not-found': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: user name not found',
+    'auth: user not found',
+  ],
+  'role-already-exist': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: role name already exists',
+    'auth: role already exists',
+  ],
+  'role-not-found': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: role name not found',
+    'auth: role not found',
+  ],
+  'role-empty': [
+    status.INVALID_ARGUMENT,
+    'etcdserver: role name is empty',
+    'auth: role name is empty',
+  ],
+  'auth-failed': [
+    status.INVALID_ARGUMENT,
+    'etcdserver: authentication failed, invalid user ID or password',
+    'auth: authentication failed, invalid user ID or password',
+  ],
   // etcd has no client-facing form of this one: it reaches clients unmapped.
-  'no-password-user': [status.UNKNOWN, 'auth: authentication failed, password was given for no password user', 'auth: authentication failed, password was given for no password user'],
-  'permission-denied': [status.PERMISSION_DENIED, 'etcdserver: permission denied', 'auth: permission denied'],
-  'role-not-granted': [status.FAILED_PRECONDITION, 'etcdserver: role is not granted to the user', 'auth: role is not granted to the user'],
-  'permission-not-granted': [status.FAILED_PRECONDITION, 'etcdserver: permission is not granted to the role', 'auth: permission is not granted to the role'],
-  'auth-not-enabled': [status.FAILED_PRECONDITION, 'etcdserver: authentication is not enabled', 'auth: authentication is not enabled'],
-  'auth-old-revision': [status.INVALID_ARGUMENT, 'etcdserver: revision of auth store is old', 'auth: revision in header is old'],
-  'invalid-auth-token': [status.UNAUTHENTICATED, 'etcdserver: invalid auth token', 'auth: invalid auth token'],
-  'invalid-auth-mgmt': [status.INVALID_ARGUMENT, 'etcdserver: invalid auth management', 'auth: invalid auth management'],
+  'no-password-user': [
+    status.UNKNOWN,
+    'auth: authentication failed, password was given for no password user',
+    'auth: authentication failed, password was given for no password user',
+  ],
+  'permission-denied': [
+    status.PERMISSION_DENIED,
+    'etcdserver: permission denied',
+    'auth: permission denied',
+  ],
+  'role-not-granted': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: role is not granted to the user',
+    'auth: role is not granted to the user',
+  ],
+  'permission-not-granted': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: permission is not granted to the role',
+    'auth: permission is not granted to the role',
+  ],
+  'auth-not-enabled': [
+    status.FAILED_PRECONDITION,
+    'etcdserver: authentication is not enabled',
+    'auth: authentication is not enabled',
+  ],
+  'auth-old-revision': [
+    status.INVALID_ARGUMENT,
+    'etcdserver: revision of auth store is old',
+    'auth: revision in header is old',
+  ],
+  'invalid-auth-token': [
+    status.UNAUTHENTICATED,
+    'etcdserver: invalid auth token',
+    'auth: invalid auth token',
+  ],
+  'invalid-auth-mgmt': [
+    status.INVALID_ARGUMENT,
+    'etcdserver: invalid auth management',
+    'auth: invalid auth management',
+  ],
 };
 
 /**

@@ -16,16 +16,35 @@ const HASH_BYTES = 32;
 /** Refuse stored parameters that would make a check take unbounded memory or time. */
 const COST_N_MAX = 1 << 20;
 
-function derive(password: string, salt: Buffer, options: ScryptOptions, length: number): Promise<Buffer> {
+function derive(
+  password: string,
+  salt: Buffer,
+  options: ScryptOptions,
+  length: number,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password, salt, length, { ...options, maxmem: 256 * 1024 * 1024 }, (err, key) => (err === null ? resolve(key) : reject(err)));
+    scrypt(password, salt, length, { ...options, maxmem: 256 * 1024 * 1024 }, (err, key) =>
+      err === null ? resolve(key) : reject(err),
+    );
   });
 }
 
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(SALT_BYTES);
-  const hash = await derive(password, salt, { N: COST_N, r: BLOCK_SIZE_R, p: PARALLELISM_P }, HASH_BYTES);
-  return ['scrypt', COST_N, BLOCK_SIZE_R, PARALLELISM_P, salt.toString('base64'), hash.toString('base64')].join('$');
+  const hash = await derive(
+    password,
+    salt,
+    { N: COST_N, r: BLOCK_SIZE_R, p: PARALLELISM_P },
+    HASH_BYTES,
+  );
+  return [
+    'scrypt',
+    COST_N,
+    BLOCK_SIZE_R,
+    PARALLELISM_P,
+    salt.toString('base64'),
+    hash.toString('base64'),
+  ].join('$');
 }
 
 /** Whether `password` matches a stored hash; a malformed hash matches nothing. */
@@ -33,7 +52,14 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
-  if (!Number.isSafeInteger(n) || n < 2 || n > COST_N_MAX || !(r > 0 && r <= 32) || !(p > 0 && p <= 16)) return false;
+  if (
+    !Number.isSafeInteger(n) ||
+    n < 2 ||
+    n > COST_N_MAX ||
+    !(r > 0 && r <= 32) ||
+    !(p > 0 && p <= 16)
+  )
+    return false;
   const salt = Buffer.from(parts[4] ?? '', 'base64');
   const expected = Buffer.from(parts[5] ?? '', 'base64');
   if (expected.length === 0) return false;

@@ -29,8 +29,12 @@ function isFromKey(rangeEnd: Buffer): boolean {
 
 /** The keys one grant covers: a single key is [key, key+"\0"). */
 function grantInterval(permission: Permission): Interval {
-  if (permission.rangeEnd.length === 0) return { begin: permission.key, end: Buffer.concat([permission.key, ZERO]) };
-  return { begin: permission.key, end: isFromKey(permission.rangeEnd) ? null : permission.rangeEnd };
+  if (permission.rangeEnd.length === 0)
+    return { begin: permission.key, end: Buffer.concat([permission.key, ZERO]) };
+  return {
+    begin: permission.key,
+    end: isFromKey(permission.rangeEnd) ? null : permission.rangeEnd,
+  };
 }
 
 /** end1 < end2, with null as +infinity. */
@@ -48,7 +52,9 @@ function overlaps(grant: Interval, query: Interval): boolean {
 
 /** Whether the grants, joined where they touch or overlap, cover all of `query`. */
 function covers(grants: readonly Interval[], query: Interval): boolean {
-  const relevant = grants.filter((g) => overlaps(g, query)).sort((a, b) => Buffer.compare(a.begin, b.begin));
+  const relevant = grants
+    .filter((g) => overlaps(g, query))
+    .sort((a, b) => Buffer.compare(a.begin, b.begin));
   const first = relevant[0];
   if (first === undefined || Buffer.compare(first.begin, query.begin) > 0) return false;
   let reached: Buffer | null = first.end;
@@ -60,7 +66,9 @@ function covers(grants: readonly Interval[], query: Interval): boolean {
 }
 
 function containsPoint(grants: readonly Interval[], key: Buffer): boolean {
-  return grants.some((g) => Buffer.compare(g.begin, key) <= 0 && (g.end === null || Buffer.compare(key, g.end) < 0));
+  return grants.some(
+    (g) => Buffer.compare(g.begin, key) <= 0 && (g.end === null || Buffer.compare(key, g.end) < 0),
+  );
 }
 
 /** One user's grants, merged over all of its roles, split by kind. */

@@ -32,8 +32,17 @@ export type AuthOp =
   | { readonly kind: 'role-get'; readonly role: string }
   | { readonly kind: 'role-list' }
   | { readonly kind: 'role-delete'; readonly role: string }
-  | { readonly kind: 'role-grant-permission'; readonly name: string; readonly permission: Permission }
-  | { readonly kind: 'role-revoke-permission'; readonly role: string; readonly key: Buffer; readonly rangeEnd: Buffer };
+  | {
+      readonly kind: 'role-grant-permission';
+      readonly name: string;
+      readonly permission: Permission;
+    }
+  | {
+      readonly kind: 'role-revoke-permission';
+      readonly role: string;
+      readonly key: Buffer;
+      readonly rangeEnd: Buffer;
+    };
 
 export type AuthOpResult =
   | { readonly kind: 'done' }

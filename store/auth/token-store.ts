@@ -31,7 +31,10 @@ interface TokenEntry {
 export class SimpleTokenStore {
   private readonly tokens = new Map<string, TokenEntry>();
 
-  constructor(private readonly nowMs: () => number = () => performance.now(), private readonly ttlMs = SIMPLE_TOKEN_TTL_MS) {}
+  constructor(
+    private readonly nowMs: () => number = () => performance.now(),
+    private readonly ttlMs = SIMPLE_TOKEN_TTL_MS,
+  ) {}
 
   assign(token: string, username: string): void {
     if (this.tokens.size >= TOKENS_MAX) this.sweep();
@@ -57,7 +60,8 @@ export class SimpleTokenStore {
   }
 
   invalidateUser(username: string): void {
-    for (const [token, entry] of this.tokens) if (entry.username === username) this.tokens.delete(token);
+    for (const [token, entry] of this.tokens)
+      if (entry.username === username) this.tokens.delete(token);
   }
 
   clear(): void {
@@ -70,6 +74,7 @@ export class SimpleTokenStore {
 
   private sweep(): void {
     const now = this.nowMs();
-    for (const [token, entry] of this.tokens) if (entry.expiresAtMs <= now) this.tokens.delete(token);
+    for (const [token, entry] of this.tokens)
+      if (entry.expiresAtMs <= now) this.tokens.delete(token);
   }
 }

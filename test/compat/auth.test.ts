@@ -5,8 +5,18 @@
 // store's revision does not move: each side writes that into its transcript, and the subject's
 // own answer is asserted as well.
 import { describe, expect, it } from 'vitest';
-import { Transcript, etcdctl, normalizeTranscript, transcriptDifferences } from '../support/compat-etcdctl.js';
-import { disposeStores, startReference, startSubject, subjectKind } from '../support/compat-subject.js';
+import {
+  Transcript,
+  etcdctl,
+  normalizeTranscript,
+  transcriptDifferences,
+} from '../support/compat-etcdctl.js';
+import {
+  disposeStores,
+  startReference,
+  startSubject,
+  subjectKind,
+} from '../support/compat-subject.js';
 import type { StoreProcess } from '../support/etcd-process.js';
 
 const ROOT = ['--user', 'root:rootpw'];
@@ -121,21 +131,28 @@ async function enforce(side: Side): Promise<void> {
 /** A user without /cron/ is refused everything there, and nothing changes. */
 async function refuseOutsider(side: Side): Promise<boolean> {
   await side.run([...ROOT, 'put', '/cron/jobs/a', 'spec']);
-  const lease = /lease ([0-9a-f]+) granted/.exec(await side.run([...ROOT, 'lease', 'grant', '600']))?.[1] ?? 'none';
+  const lease =
+    /lease ([0-9a-f]+) granted/.exec(await side.run([...ROOT, 'lease', 'grant', '600']))?.[1] ??
+    'none';
   await side.run([...ROOT, 'put', '/cron/leased', 'x', '--lease', lease]);
   const before = await side.revision();
   await side.run([...MALLORY, 'get', '/cron/jobs/a']);
   await side.run([...MALLORY, 'get', '/cron/', '--prefix']);
   await side.run([...MALLORY, 'put', '/cron/jobs/a', 'hijacked']);
   await side.run([...MALLORY, 'del', '/cron/', '--prefix']);
-  await side.run([...MALLORY, 'txn'], 'value("/other/x") = "none"\n\nput /cron/jobs/a hijacked\n\nput /other/x y\n\n');
+  await side.run(
+    [...MALLORY, 'txn'],
+    'value("/other/x") = "none"\n\nput /cron/jobs/a hijacked\n\nput /other/x y\n\n',
+  );
   await side.run([...MALLORY, 'lease', 'revoke', lease]);
   await side.run([...MALLORY, 'put', '/other/x', 'allowed', '--lease', lease]);
   await side.run([...MALLORY, 'watch', '/cron/', '--prefix']);
   await side.run([...MALLORY, 'put', '/other/x', 'allowed']);
   const after = await side.revision();
   const unchanged = after === before + 1;
-  side.note(`refused requests left the revision alone (only the allowed put moved it): ${unchanged}`);
+  side.note(
+    `refused requests left the revision alone (only the allowed put moved it): ${unchanged}`,
+  );
   await side.run([...ROOT, 'get', '/cron/', '--prefix']);
   return unchanged;
 }
@@ -157,22 +174,31 @@ describe(`etcdctl 3.4 auth walkthrough: ${subjectKind()} store against etcd 3.4`
     try {
       [reference, subject] = await Promise.all([startReference(), startSubject()]);
       const sides = [new Side(reference), new Side(subject)] as const;
-      const unchanged = await Promise.all(sides.map(async (side) => {
-        await manageUsersAndRoles(side);
-        await enforce(side);
-        const result = await refuseOutsider(side);
-        await disableAgain(side);
-        return result;
-      }));
+      const unchanged = await Promise.all(
+        sides.map(async (side) => {
+          await manageUsersAndRoles(side);
+          await enforce(side);
+          const result = await refuseOutsider(side);
+          await disableAgain(side);
+          return result;
+        }),
+      );
       const left = normalizeTranscript(sides[0].transcript.text(), reference);
       const right = normalizeTranscript(sides[1].transcript.text(), subject);
       const lines = transcriptDifferences(left, right);
       if (lines.length > 0 || process.env['ETCRON_COMPAT_TRACE'] !== undefined) {
-        console.error(`auth transcript differences (etcd vs ${subject.kind}):\n${lines.join('\n')}`);
-        console.error(`--- etcd transcript ---\n${left}\n--- ${subject.kind} transcript ---\n${right}`);
+        console.error(
+          `auth transcript differences (etcd vs ${subject.kind}):\n${lines.join('\n')}`,
+        );
+        console.error(
+          `--- etcd transcript ---\n${left}\n--- ${subject.kind} transcript ---\n${right}`,
+        );
       }
       expect(lines, 'normalised etcdctl transcripts differ').toEqual([]);
-      expect(unchanged, 'refused requests must not move the revision (etcd, subject)').toEqual([true, true]);
+      expect(unchanged, 'refused requests must not move the revision (etcd, subject)').toEqual([
+        true,
+        true,
+      ]);
     } finally {
       await disposeStores(reference, subject);
     }

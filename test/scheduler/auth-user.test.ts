@@ -5,7 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdctl } from '../support/compat-etcdctl.js';
 import { startEtcronStore, type StoreProcess } from '../support/etcd-process.js';
 import { waitFor } from '../support/ports.js';
-import { runCli, startMasterProcess, startWorkerProcess, type DaemonProcess } from './cli-harness.js';
+import {
+  runCli,
+  startMasterProcess,
+  startWorkerProcess,
+  type DaemonProcess,
+} from './cli-harness.js';
 
 // The scheduler on an etcron store with auth enabled (issue #7): master and worker run as a user
 // whose only permission is readwrite on the /cron/ prefix (elections, locks, leases and history
@@ -47,30 +52,70 @@ describe('scheduler as a /cron/-only user on a store with auth enabled', () => {
 
   it('runs a job with master and worker connected as that user', async () => {
     const credentials = ['--user', 'scheduler', '--password', 'schedpw'];
-    daemons.push(await startMasterProcess({ endpoint: store.endpoint, id: 'auth-master', extraArgs: credentials }));
-    daemons.push(await startWorkerProcess({ endpoint: store.endpoint, id: 'auth-worker', extraArgs: credentials }));
+    daemons.push(
+      await startMasterProcess({
+        endpoint: store.endpoint,
+        id: 'auth-master',
+        extraArgs: credentials,
+      }),
+    );
+    daemons.push(
+      await startWorkerProcess({
+        endpoint: store.endpoint,
+        id: 'auth-worker',
+        extraArgs: credentials,
+      }),
+    );
     const trace = join(dir, 'trace');
     const env = { ETCRON_API: daemons[0]?.apiUrl ?? '' };
-    const add = await runCli(['job', 'add', 'tick', '--schedule', '* * * * * *', '--command', `echo "$ETCRON_SLOT" >> ${trace}`], env);
+    const add = await runCli(
+      [
+        'job',
+        'add',
+        'tick',
+        '--schedule',
+        '* * * * * *',
+        '--command',
+        `echo "$ETCRON_SLOT" >> ${trace}`,
+      ],
+      env,
+    );
     expect(add.code, add.stderr).toBe(0);
-    await waitFor('the job to run twice', () => {
-      const lines = existsSync(trace) ? readFileSync(trace, 'utf8').trim().split('\n') : [];
-      return lines.length >= 2 ? true : undefined;
-    }, 30_000);
-    await waitFor('a succeeded run in the history', async () => {
-      const history = await runCli(['job', 'history', 'tick', '-o', 'json'], env);
-      return history.code === 0 && history.stdout.includes('"succeeded"') ? true : undefined;
-    }, 15_000, 250);
+    await waitFor(
+      'the job to run twice',
+      () => {
+        const lines = existsSync(trace) ? readFileSync(trace, 'utf8').trim().split('\n') : [];
+        return lines.length >= 2 ? true : undefined;
+      },
+      30_000,
+    );
+    await waitFor(
+      'a succeeded run in the history',
+      async () => {
+        const history = await runCli(['job', 'history', 'tick', '-o', 'json'], env);
+        return history.code === 0 && history.stdout.includes('"succeeded"') ? true : undefined;
+      },
+      15_000,
+      250,
+    );
     // The store really enforces auth: the same read without credentials is refused.
     const anonymous = await etcdctl(store, ['get', '/cron/jobs/tick']);
     expect(anonymous.stderr).toContain('etcdserver: user name is empty');
   }, 90_000);
 
   it('refuses to start as a user without /cron/, naming the permission and the user', async () => {
-    const master = await runCli(['master', '--endpoints', store.endpoint, '--api', '127.0.0.1:0', '--user', 'outsider:outpw'], {}, 20_000);
+    const master = await runCli(
+      ['master', '--endpoints', store.endpoint, '--api', '127.0.0.1:0', '--user', 'outsider:outpw'],
+      {},
+      20_000,
+    );
     expect(master.code).not.toBe(0);
     expect(master.stderr).toContain('permission denied reading /cron/jobs/ as user outsider');
-    const worker = await runCli(['worker', '--endpoints', store.endpoint], { ETCRON_USER: 'outsider', ETCRON_PASSWORD: 'outpw' }, 20_000);
+    const worker = await runCli(
+      ['worker', '--endpoints', store.endpoint],
+      { ETCRON_USER: 'outsider', ETCRON_PASSWORD: 'outpw' },
+      20_000,
+    );
     expect(worker.code).not.toBe(0);
     expect(worker.stderr).toContain('permission denied reading /cron/jobs/ as user outsider');
     const anonymous = await runCli(['worker', '--endpoints', store.endpoint], {}, 20_000);

@@ -69,8 +69,18 @@ function refusal(outcome: ApplyOutcome): string {
   return outcome.error instanceof AuthError ? outcome.error.kind : outcome.error.message;
 }
 
-const putAs = (key: string, auth: RequestAuth): InternalRequest =>
-  ({ type: 'put', request: { key: b(key), value: b('v'), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false }, auth });
+const putAs = (key: string, auth: RequestAuth): InternalRequest => ({
+  type: 'put',
+  request: {
+    key: b(key),
+    value: b('v'),
+    lease: 0n,
+    prevKv: false,
+    ignoreValue: false,
+    ignoreLease: false,
+  },
+  auth,
+});
 
 /** root with the root role, auth on, and a user "cron" with readwrite on the /cron/ prefix. */
 function enabledMember(): Member {
@@ -79,7 +89,11 @@ function enabledMember(): Member {
   member.admin({ kind: 'user-grant-role', user: 'root', role: 'root' });
   member.admin({ kind: 'user-add', name: 'cron', passwordHash: 'unused' });
   member.admin({ kind: 'role-add', name: 'cron' });
-  member.admin({ kind: 'role-grant-permission', name: 'cron', permission: { type: 'readwrite', key: b('/cron/'), rangeEnd: b('/cron0') } });
+  member.admin({
+    kind: 'role-grant-permission',
+    name: 'cron',
+    permission: { type: 'readwrite', key: b('/cron/'), rangeEnd: b('/cron0') },
+  });
   member.admin({ kind: 'user-grant-role', user: 'cron', role: 'cron' });
   member.admin({ kind: 'enable' });
   return member;
@@ -93,7 +107,9 @@ afterEach(() => {
 
 describe('key-range permissions', () => {
   const grants = (...list: [PermissionType, string, string][]): MergedPermissions =>
-    new MergedPermissions(list.map(([type, key, rangeEnd]) => ({ type, key: b(key), rangeEnd: b(rangeEnd) })));
+    new MergedPermissions(
+      list.map(([type, key, rangeEnd]) => ({ type, key: b(key), rangeEnd: b(rangeEnd) })),
+    );
 
   it('a prefix grant covers its keys and sub-ranges, nothing outside', () => {
     const perms = grants(['readwrite', '/cron/', '/cron0']);
@@ -127,9 +143,16 @@ describe('the auth store in the applier', () => {
     const received = member.as('cron');
     expect(refusal(member.apply(putAs('/cron/a', received)))).toBe('accepted');
     expect(refusal(member.apply(putAs('/elsewhere', member.as('cron'))))).toBe('permission-denied');
-    expect(refusal(member.apply(putAs('/cron/a', { username: '', revision: 0 })))).toBe('user-empty');
+    expect(refusal(member.apply(putAs('/cron/a', { username: '', revision: 0 })))).toBe(
+      'user-empty',
+    );
     // A permission revoked after the request was received and before it was applied wins.
-    member.admin({ kind: 'role-revoke-permission', role: 'cron', key: b('/cron/'), rangeEnd: b('/cron0') });
+    member.admin({
+      kind: 'role-revoke-permission',
+      role: 'cron',
+      key: b('/cron/'),
+      rangeEnd: b('/cron0'),
+    });
     const revision = member.kv.currentRev;
     expect(refusal(member.apply(putAs('/cron/b', received)))).toBe('auth-old-revision');
     expect(refusal(member.apply(putAs('/cron/b', member.as('cron'))))).toBe('permission-denied');
@@ -139,15 +162,19 @@ describe('the auth store in the applier', () => {
   it('applies the root rules and needs root for management', () => {
     const member = enabledMember();
     members.push(member);
-    const asCron = (op: AuthOp): string => refusal(member.apply({ type: 'auth', op, auth: member.as('cron') }));
+    const asCron = (op: AuthOp): string =>
+      refusal(member.apply({ type: 'auth', op, auth: member.as('cron') }));
     expect(asCron({ kind: 'user-list' })).toBe('permission-denied');
     expect(asCron({ kind: 'user-get', name: 'cron' })).toBe('accepted');
     expect(asCron({ kind: 'role-get', role: 'cron' })).toBe('accepted');
     expect(asCron({ kind: 'role-get', role: 'root' })).toBe('permission-denied');
-    const asRoot = (op: AuthOp): string => refusal(member.apply({ type: 'auth', op, auth: member.as('root') }));
+    const asRoot = (op: AuthOp): string =>
+      refusal(member.apply({ type: 'auth', op, auth: member.as('root') }));
     expect(asRoot({ kind: 'user-delete', name: 'root' })).toBe('invalid-auth-mgmt');
     expect(asRoot({ kind: 'role-delete', role: 'root' })).toBe('invalid-auth-mgmt');
-    expect(asRoot({ kind: 'user-revoke-role', name: 'root', role: 'root' })).toBe('invalid-auth-mgmt');
+    expect(asRoot({ kind: 'user-revoke-role', name: 'root', role: 'root' })).toBe(
+      'invalid-auth-mgmt',
+    );
   });
 
   it('keeps users, roles, the enabled flag and the revision across a reopen', () => {
@@ -164,9 +191,15 @@ describe('the auth store in the applier', () => {
   it('gives a token "<16 letters>.<log index>" that every member applying the entry knows', () => {
     const member = enabledMember();
     members.push(member);
-    const outcome = member.apply({ type: 'auth', op: { kind: 'authenticate', name: 'cron', tokenPrefix: 'abcdefghijklmnop' } });
-    expect(outcome.ok && outcome.value.type === 'auth' && outcome.value.result.kind === 'token' ? outcome.value.result.token : null)
-      .toMatch(/^abcdefghijklmnop\.\d+$/);
+    const outcome = member.apply({
+      type: 'auth',
+      op: { kind: 'authenticate', name: 'cron', tokenPrefix: 'abcdefghijklmnop' },
+    });
+    expect(
+      outcome.ok && outcome.value.type === 'auth' && outcome.value.result.kind === 'token'
+        ? outcome.value.result.token
+        : null,
+    ).toMatch(/^abcdefghijklmnop\.\d+$/);
     expect(member.tokens.size).toBe(1);
     member.admin({ kind: 'user-change-password', name: 'cron', passwordHash: 'other' });
     expect(member.tokens.size).toBe(0);

@@ -39,7 +39,18 @@ export function registerStoreCommand(program: Command): void {
       }
       // The store (gRPC, SQLite) loads only when a member starts: other commands stay quick.
       const { startStore } = await import('../store/main.js');
-      const running = await startStore(flags);
+      let running;
+      try {
+        running = await startStore(flags);
+      } catch (err) {
+        // Settings that only show at start (TLS files, the member's place in the cluster) are
+        // reported like flag errors, as etcd prints them, without a stack.
+        if (err instanceof FlagError) {
+          process.stderr.write(`etcron store: ${err.message}\n`);
+          process.exit(1);
+        }
+        throw err;
+      }
       let stopping = false;
       const stop = (): void => {
         if (stopping) return;

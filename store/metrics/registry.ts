@@ -39,12 +39,20 @@ export function exponentialBuckets(start: number, factor: number, count: number)
   return Array.from({ length: count }, (_, i) => start * factor ** i);
 }
 
-/** Prometheus' text rendering of a sample value (Go's strconv 'g' forms for the special ones). */
-function formatValue(value: number): string {
+/**
+ * A sample value as Prometheus' Go client writes it (strconv.FormatFloat(v, 'g', -1, 64)): the
+ * shortest digits, in exponent form from 1e6 up or below 1e-4 (2.147483648e+09, 3.05e+07).
+ */
+export function formatValue(value: number): string {
   if (Number.isNaN(value)) return 'NaN';
   if (value === Infinity) return '+Inf';
   if (value === -Infinity) return '-Inf';
-  return String(value);
+  if (value === 0) return '0';
+  const [mantissa = '0', exponentText = '0'] = value.toExponential().split('e');
+  const exponent = Number(exponentText);
+  if (exponent >= -4 && exponent < 6) return String(value);
+  const digits = String(Math.abs(exponent)).padStart(2, '0');
+  return `${mantissa}e${exponent < 0 ? '-' : '+'}${digits}`;
 }
 
 function formatLabels(labels: Labels): string {

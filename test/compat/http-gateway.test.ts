@@ -194,6 +194,11 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
         body: `{${key},"limit":"99999999999999999999"}`,
       },
       { name: 'unknown enum name', path: '/v3/kv/range', body: `{${key},"sort_order":"WRONG"}` },
+      {
+        name: 'request larger than gRPC accepts',
+        path: '/v3/kv/put',
+        body: `{"key":"${b64('big')}","value":"${Buffer.alloc(2 * 1024 * 1024).toString('base64')}"}`,
+      },
       { name: 'empty key', path: '/v3/kv/put', body: `{"key":"","value":"${b64('v')}"}` },
       { name: 'unknown route', path: '/v3/kv/nope', body: '{}' },
       {
@@ -397,6 +402,11 @@ const REQUIRED_FAMILIES = [
   'grpc_server_started_total',
   'grpc_server_handled_total',
   'process_resident_memory_bytes',
+  'etcd_server_is_leader',
+  'etcd_server_id',
+  'etcd_server_version',
+  'etcd_cluster_version',
+  'etcd_debugging_mvcc_current_revision',
 ];
 
 function families(text: string): Map<string, string> {
@@ -425,6 +435,13 @@ describe(`/metrics of the ${subjectKind()} store`, () => {
       expect(ourTypes.get(name), name).toBe(etcdTypes.get(name));
     }
     expect(sample(actual.body, 'etcd_server_has_leader')).toBe(1);
+    expect(sample(actual.body, 'etcd_server_is_leader')).toBe(1);
+    for (const series of [
+      'etcd_server_version{server_version="3.4.23"}',
+      'etcd_cluster_version{cluster_version="3.4"}',
+    ]) {
+      expect(sample(actual.body, series), series).toBe(sample(expected.body, series));
+    }
   });
 
   it('counters move when a put is made through the gateway', async () => {

@@ -6,12 +6,18 @@ import {
   startedSamples,
   type Family,
 } from '../../metrics/index.js';
+import { ETCD_VERSION } from '../../server/etcd-server.js';
 import type { ApiContext } from '../context.js';
 
 const NO_LABELS = {};
 
 function gauge(name: string, help: string, read: () => number): Family {
   return { name, help, type: 'gauge', collect: () => [[NO_LABELS, read()]] };
+}
+
+/** etcd's "info" gauges: the value is 1 and the fact is in the label. */
+function info(name: string, help: string, label: string, read: () => string): Family {
+  return { name, help, type: 'gauge', collect: () => [[{ [label]: read() }, 1]] };
 }
 
 function counter(name: string, help: string, read: () => number): Family {
@@ -27,6 +33,39 @@ function families(ctx: ApiContext): Family[] {
       'etcd_server_has_leader',
       'Whether or not a leader exists. 1 is existence, 0 is not.',
       () => (server.leaderId === 0n ? 0 : 1),
+    ),
+    gauge(
+      'etcd_server_is_leader',
+      'Whether or not this member is a leader. 1 if is, 0 otherwise.',
+      () => (server.leaderId === server.memberId ? 1 : 0),
+    ),
+    info(
+      'etcd_server_id',
+      "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+      'server_id',
+      () => server.memberId.toString(16),
+    ),
+    info(
+      'etcd_server_version',
+      "Which version is running. 1 for 'server_version' label with current version.",
+      'server_version',
+      () => ETCD_VERSION,
+    ),
+    info(
+      'etcd_cluster_version',
+      "Which version is running. 1 for 'cluster_version' label with current cluster version",
+      'cluster_version',
+      () => ETCD_VERSION.split('.').slice(0, 2).join('.'),
+    ),
+    gauge(
+      'etcd_debugging_mvcc_current_revision',
+      'The current revision of store.',
+      () => server.kv.currentRev,
+    ),
+    gauge(
+      'etcd_debugging_mvcc_compact_revision',
+      'The revision of the last compaction in store.',
+      () => server.kv.compactRev,
     ),
     counter(
       'etcd_server_leader_changes_seen_total',

@@ -278,6 +278,23 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
     ]);
   });
 
+  it('lock and election routes (v3lock, v3election)', async () => {
+    const name = b64('election');
+    await expectSameAnswers([
+      { name: 'grant', path: '/v3/lease/grant', body: '{"TTL":600,"ID":9100}' },
+      { name: 'no leader yet', path: '/v3/election/leader', body: `{"name":"${name}"}` },
+      {
+        name: 'campaign',
+        path: '/v3/election/campaign',
+        body: `{"name":"${name}","lease":9100,"value":"${b64('v1')}"}`,
+      },
+      { name: 'leader', path: '/v3/election/leader', body: `{"name":"${name}"}` },
+      { name: 'lock', path: '/v3/lock/lock', body: `{"name":"${b64('lock')}","lease":"9100"}` },
+      { name: 'unlock', path: '/v3/lock/unlock', body: `{"key":"${b64('lock/238c')}"}` },
+      { name: 'revoke', path: '/v3/lease/revoke', body: '{"ID":9100}' },
+    ]);
+  });
+
   it('cluster, maintenance and auth routes', async () => {
     await expectSameAnswers([
       { name: 'member list', path: '/v3/cluster/member/list', body: '{}' },

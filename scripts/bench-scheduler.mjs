@@ -324,19 +324,34 @@ async function runOne(kind, o, lib) {
     const statsAfter = sumStats(workers);
     const revisionAfter = await currentRevision(client);
     const cpuAfter = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0) };
-    // Slots of the window reach their start deadline (5 s) plus housekeeping's margin (5 s) and pass.
+    // Slots of the window reach their start deadline (5 s) plus housekeeping's margin (5 s); then
+    // housekeeping records the ones not started. Wait for a record per slot, bounded.
     log(`${kind}: waiting for the window's deadlines and housekeeping`);
-    await sleep(windowEndMs + 12_500 - Date.now());
+    await sleep(windowEndMs + 11_000 - Date.now());
+    const expected = expectedSlots(o, windowStartMs, windowEndMs);
+    const settleDeadlineMs = Date.now() + 60_000;
+    let runs = await readAllRuns(lib, client);
+    while (countInWindow(runs, windowStartMs, windowEndMs) < expected && Date.now() < settleDeadlineMs) {
+      await sleep(2_000);
+      runs = await readAllRuns(lib, client);
+    }
+    const settleMs = Date.now() - windowEndMs;
     for (const w of workers) await stopChild(w.child);
     await stopChild(housekeeper.child);
-    const runs = await readAllRuns(lib, client);
-    return summarize(kind, o, { runs, windowStartMs, windowEndMs, statsBefore, statsAfter, workers, revisionBefore, revisionAfter, cpuBefore, cpuAfter, defineMs, housekeeper });
+    runs = await readAllRuns(lib, client);
+    return summarize(kind, o, { runs, windowStartMs, windowEndMs, statsBefore, statsAfter, workers, revisionBefore, revisionAfter, cpuBefore, cpuAfter, defineMs, housekeeper, settleMs });
   } finally {
     for (const c of children) await stopChild(c.child);
     client.close();
     await stopChild(store.child);
     if (!keepTemp) { rmSync(dir, { recursive: true, force: true }); tempDirs.delete(dir); }
   }
+}
+
+function countInWindow(runs, fromMs, toMs) {
+  let count = 0;
+  for (const r of runs) { const s = Date.parse(r.slot); if (s >= fromMs && s < toMs) count++; }
+  return count;
 }
 
 /** Slots due in [fromMs, toMs): in second t, the jobs whose offset is t mod period. */
@@ -361,7 +376,8 @@ function summarize(kind, o, m) {
     const reason = `${r.state}: ${(r.reason ?? '(none)').split(':')[0]}`;
     byReason[reason] = (byReason[reason] ?? 0) + 1;
   }
-  const finalStarts = m.runs.filter((r) => r.startedAtMs !== undefined).length;
+  // Every claim won leaves one record that is neither missed nor skipped (no retries in this mix).
+  const claimsRecorded = m.runs.filter((r) => r.state !== 'missed' && r.state !== 'skipped').length;
   const stats = sumStats(m.workers);
   const startsInWindow = (m.statsAfter.runsStarted ?? 0) - (m.statsBefore.runsStarted ?? 0);
   const delta = (k) => (m.statsAfter[k] ?? 0) - (m.statsBefore[k] ?? 0);
@@ -374,7 +390,7 @@ function summarize(kind, o, m) {
     startsPerSecond: Number((started.length / o.durationS).toFixed(1)),
     latenessMs: { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: lateness[lateness.length - 1] ?? Number.NaN },
     // A second start of a slot would be a second executor start with no record of its own.
-    duplicates: (stats.runsStarted ?? 0) - finalStarts,
+    duplicates: Math.max(0, (stats.runsStarted ?? 0) - claimsRecorded),
     unexplainedMisses: Math.max(0, expected - inWindow.length) + notStarted.filter((r) => r.reason === undefined).length,
     notStarted: byReason,
     states,
@@ -383,6 +399,9 @@ function summarize(kind, o, m) {
     claimTxnsPerStart: Number((delta('claimTxns') / Math.max(1, startsInWindow)).toFixed(2)),
     revisionsPerStart: Number(((m.revisionAfter - m.revisionBefore) / Math.max(1, startsInWindow)).toFixed(2)),
     leaseLosses: stats.leaseLosses ?? 0,
+    slotsTooLate: delta('slotsTooLate'),
+    slotsDeferred: delta('slotsDeferred'),
+    housekeepingSettleMs: m.settleMs,
     reportsRejected: stats.reportsRejected ?? 0,
     cpuSeconds: { store: Number((m.cpuAfter.store - m.cpuBefore.store).toFixed(1)), workers: Number((m.cpuAfter.workers - m.cpuBefore.workers).toFixed(1)) },
     housekeeping: m.housekeeper.stats ?? {},
@@ -414,6 +433,8 @@ function printTable(results, o, load) {
     ['claim txns/start', (r) => r.claimTxnsPerStart],
     ['revisions/start', (r) => r.revisionsPerStart],
     ['lease losses', (r) => r.leaseLosses],
+    ['slots too late (workers)', (r) => r.slotsTooLate],
+    ['records complete after ms', (r) => r.housekeepingSettleMs],
     ['cpu s store', (r) => r.cpuSeconds.store],
     ['cpu s workers', (r) => r.cpuSeconds.workers],
     ['define jobs ms', (r) => r.defineJobsMs],

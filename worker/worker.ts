@@ -34,6 +34,10 @@ export interface WorkerStats {
   readonly leaseLosses: number;
   /** Fenced writes after a claim (running, output tail, finish), attempts included. */
   readonly progressWrites: number;
+  /** Planning passes that left a due slot waiting (takeover delay, or claims in flight at the bound). */
+  readonly slotsDeferred: number;
+  /** Due slots this worker found past their start deadline and left to housekeeping. */
+  readonly slotsTooLate: number;
 }
 
 export interface WorkerHandle {
@@ -96,7 +100,9 @@ class Worker {
   private readonly retries = new Map<string, PendingRetry>();
   /** False during the initial read of /cron/jobs/, true once the watch delivers changes. */
   private jobsLoaded = false;
-  private readonly counters = { claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0 };
+  private readonly counters = {
+    claimTxns: 0, claimsWon: 0, takeoverReads: 0, takeovers: 0, leaseLosses: 0, slotsDeferred: 0, slotsTooLate: 0,
+  };
 
   constructor(options: WorkerOptions) {
     this.id = options.id ?? `${hostname()}-${process.pid}`;
@@ -363,12 +369,19 @@ class Worker {
     const due = this.dueSlots(job, nowMs);
     if (due.length === 0) return;
     const plan = planDueSlots(due, nowMs, job.spec.catchUp.windowMs, job.spec.catchUp.max);
+    this.counters.slotsTooLate += plan.tooLate.length;
     for (const slot of plan.overCap) this.runs.recordOverCap(job.spec, slot.slotMs, nowMs);
     const last = due[due.length - 1];
     if (plan.tooLate.length > 0 || plan.overCap.length > 0) job.cursorMs = Math.max(job.cursorMs, ...[...plan.tooLate, ...plan.overCap].map((s) => s.slotMs));
     const startable = [...plan.catchUp.map((s) => ({ slot: s, catchUp: true })), ...plan.onTime.map((s) => ({ slot: s, catchUp: false }))];
     for (const { slot, catchUp } of startable) {
-      if (!this.launch(job, slot, catchUp, nowMs, session)) return;
+      if (!this.launch(job, slot, catchUp, nowMs, session)) {
+        // Waiting (takeover delay, claims in flight at the bound): plan this job again next tick,
+        // not at the start of its next slot, which dueSlots has just recorded.
+        delete job.nextStartMs;
+        this.counters.slotsDeferred++;
+        return;
+      }
       job.cursorMs = slot.slotMs;
     }
     if (last !== undefined) job.cursorMs = Math.max(job.cursorMs, last.slotMs);

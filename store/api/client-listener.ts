@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../tls/tls-config.js';
-import type { ApiContext } from './context.js';
+import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
 
 /** The HTTP/2 connection preface every gRPC client sends first. */
@@ -25,6 +25,9 @@ export function listenClients(
   const http = createHttpServer(createHttp1Handler(grpc, ctx));
   const listener: NetServer =
     tls === null ? createNetServer((socket: Socket) => dispatchByFirstBytes(socket, injector, http)) : listenSecure(tls, injector, http, ctx.log);
+  // As etcd: under --client-cert-auth, a call without a token acts as the user named by the
+  // common name of its verified certificate. Plain listeners' calls have no certificate.
+  if (tls?.isClientCertAuth === true) ctx.certificateCommonName = commonNameOf;
   return new Promise((resolve, reject) => {
     listener.once('error', reject);
     listener.listen(port, host, () => {
@@ -96,4 +99,10 @@ function chooseProtocol(offered: readonly string[]): string | undefined {
   if (offered.includes('http/1.1')) return 'http/1.1';
   if (offered.includes('h2')) return 'h2';
   return undefined;
+}
+
+/** The CN of a call's verified client certificate; grpc-js reports one only for authorized sockets. */
+function commonNameOf(call: ServerSurfaceCall): string | undefined {
+  const name = call.getAuthContext().sslPeerCertificate?.subject.CN;
+  return Array.isArray(name) ? name[0] : name;
 }

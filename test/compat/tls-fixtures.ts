@@ -20,6 +20,8 @@ export interface TestCertificates {
   /** Server and peer certificate: SAN IP:127.0.0.1, serverAuth and clientAuth, from `ca`. */
   readonly server: CertPair;
   readonly client: CertPair;
+  /** A client certificate from `ca` whose common name is "root" (the etcd user it acts as). */
+  readonly root: CertPair;
   /** A client certificate from `otherCa`. */
   readonly untrusted: CertPair;
   /** A client certificate from `ca` that expired in 2020. */
@@ -67,6 +69,7 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
   await Promise.all([
     signed('server', 'ca', 'server.ext'),
     signed('client', 'ca', 'client.ext'),
+    signed('root', 'ca', 'client.ext'),
     signed('untrusted', 'other-ca', 'client.ext'),
     request('expired'),
   ]);
@@ -78,7 +81,7 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
   const pair = (name: string): CertPair => ({ cert: path(`${name}.crt`), key: path(`${name}.key`) });
   return {
     ca: path('ca.crt'), otherCa: path('other-ca.crt'),
-    server: pair('server'), client: pair('client'), untrusted: pair('untrusted'), expired: pair('expired'),
+    server: pair('server'), client: pair('client'), root: pair('root'), untrusted: pair('untrusted'), expired: pair('expired'),
   };
 }
 

@@ -184,6 +184,28 @@ describe.skipIf(!hasEtcd())('client TLS with --client-cert-auth: etcron beside e
       worker.child.kill('SIGTERM');
     }
   });
+
+  // Last: it turns auth on for both stores.
+  it('with auth enabled, a call without a token acts as the user its certificate names, as in etcd', async () => {
+    const transcripts = await Promise.all(sides.map(async (side) => {
+      const asRoot = ['--cacert', certs.ca, '--cert', certs.root.cert, '--key', certs.root.key];
+      const lines: string[] = [];
+      for (const [tlsArgs, args] of [
+        [asRoot, ['user', 'add', 'root', '--new-user-password', 'secret']],
+        [asRoot, ['auth', 'enable']],
+        [asRoot, ['put', 'owned', 'by-root']],
+        [asRoot, ['get', 'owned', '--print-value-only']],
+        [good(), ['get', 'owned', '--print-value-only']],
+      ] as const) {
+        const outcome = await etcdctlTls(side.endpoint, tlsArgs, args);
+        lines.push(`${args.join(' ')}: exit ${outcome.code} ${outcome.stdout.trim()} ${errorLine(outcome)}`);
+      }
+      return lines;
+    }));
+    expect(transcripts[0]).toEqual(transcripts[1]);
+    expect(transcripts[0]?.[3]).toBe('get owned --print-value-only: exit 0 by-root ');
+    expect(transcripts[0]?.[4]).toBe('get owned --print-value-only: exit 1  Error: etcdserver: permission denied');
+  });
 });
 
 describe.skipIf(!hasEtcd())('TLS start-up', () => {

@@ -104,21 +104,32 @@ describe('scheduler as a /cron/-only user on a store with auth enabled', () => {
   }, 90_000);
 
   it('refuses to start as a user without /cron/, naming the permission and the user', async () => {
-    const master = await runCli(
-      ['master', '--endpoints', store.endpoint, '--api', '127.0.0.1:0', '--user', 'outsider:outpw'],
-      {},
-      20_000,
-    );
+    // Started together: each is a process start plus a store round trip, nothing shared.
+    const [master, worker, anonymous] = await Promise.all([
+      runCli(
+        [
+          'master',
+          '--endpoints',
+          store.endpoint,
+          '--api',
+          '127.0.0.1:0',
+          '--user',
+          'outsider:outpw',
+        ],
+        {},
+        30_000,
+      ),
+      runCli(
+        ['worker', '--endpoints', store.endpoint],
+        { ETCRON_USER: 'outsider', ETCRON_PASSWORD: 'outpw' },
+        30_000,
+      ),
+      runCli(['worker', '--endpoints', store.endpoint], {}, 30_000),
+    ]);
     expect(master.code).not.toBe(0);
     expect(master.stderr).toContain('permission denied reading /cron/jobs/ as user outsider');
-    const worker = await runCli(
-      ['worker', '--endpoints', store.endpoint],
-      { ETCRON_USER: 'outsider', ETCRON_PASSWORD: 'outpw' },
-      20_000,
-    );
     expect(worker.code).not.toBe(0);
     expect(worker.stderr).toContain('permission denied reading /cron/jobs/ as user outsider');
-    const anonymous = await runCli(['worker', '--endpoints', store.endpoint], {}, 20_000);
     expect(anonymous.code).not.toBe(0);
     expect(anonymous.stderr).toContain('the store requires authentication');
   }, 60_000);

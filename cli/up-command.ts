@@ -2,12 +2,31 @@ import { resolve, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, LOG_LEVELS } from '../shared/log.js';
+import { resolveClientTlsFiles, type ClientTlsFiles } from '../shared/etcd/client-tls.js';
+import { tlsFilesOf, withStoreTlsOptions, type StoreTlsFlags } from './scheduler-common.js';
 
-interface UpFlags {
+interface UpFlags extends StoreTlsFlags {
   readonly dataDir: string;
   readonly clientPort: string;
   readonly api: string;
   readonly logLevel: LevelWithSilent;
+}
+
+type CompleteTls = Required<ClientTlsFiles>;
+
+/**
+ * `up` with TLS: the bundled store serves https with --cert/--key and accepts only clients with a
+ * certificate from --cacert; the embedded master and worker present the same certificate, so it
+ * needs both serverAuth and clientAuth. Hence all three files or none (flags, else ETCRON_* env).
+ */
+function upTls(flags: StoreTlsFlags): CompleteTls | null {
+  const files = resolveClientTlsFiles(tlsFilesOf(flags));
+  const { caCertFile, certFile, keyFile } = files;
+  if (caCertFile === undefined && certFile === undefined && keyFile === undefined) return null;
+  if (caCertFile === undefined || certFile === undefined || keyFile === undefined) {
+    throw new Error('TLS needs --cacert, --cert and --key together (or ETCRON_CACERT, ETCRON_CERT, ETCRON_KEY)');
+  }
+  return { caCertFile: resolve(caCertFile), certFile: resolve(certFile), keyFile: resolve(keyFile) };
 }
 
 function port(value: string, flag: string): number {
@@ -22,8 +41,8 @@ function port(value: string, flag: string): number {
  * Ctrl-C or SIGTERM. A second `up` on the same data dir fails on the store's exclusive lock.
  */
 export function registerUpCommand(program: Command): void {
-  program
-    .command('up')
+  withStoreTlsOptions(program
+    .command('up'))
     .description('run everything on this machine: a bundled single-member store, a master and a worker')
     .option('--data-dir <dir>', 'where the store keeps its data', './etcron-data')
     .option('--client-port <port>', 'store client port on 127.0.0.1 (etcdctl and the CLI use it)', '2379')
@@ -33,7 +52,8 @@ export function registerUpCommand(program: Command): void {
       const clientPort = port(flags.clientPort, '--client-port');
       const apiPort = port(flags.api, '--api');
       const dataDir = resolve(flags.dataDir);
-      const clientUrl = `http://127.0.0.1:${clientPort}`;
+      const tls = upTls(flags);
+      const clientUrl = `${tls === null ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
       const logger = createLogger(flags.logLevel, { process: 'up' });
       const { startStore, parseStoreFlags } = await import('../store/main.js');
       const storeFlags = parseStoreFlags([
@@ -42,9 +62,14 @@ export function registerUpCommand(program: Command): void {
         '--listen-client-urls', clientUrl,
         '--advertise-client-urls', clientUrl,
         '--log-level', flags.logLevel === 'silent' || flags.logLevel === 'trace' ? 'error' : flags.logLevel,
+        ...(tls === null ? [] : [
+          '--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caCertFile, '--client-cert-auth',
+        ]),
       ], {});
       const store = await startStore(storeFlags);
-      const endpoints = `127.0.0.1:${clientPort}`;
+      const endpoints = tls === null ? `127.0.0.1:${clientPort}` : clientUrl;
+      const clientTls = tls ?? {};
+      const ctlTls = tls === null ? '' : ` --cacert ${tls.caCertFile} --cert ${tls.certFile} --key ${tls.keyFile}`;
       const { startMaster } = await import('../master/index.js');
       const { startWorker } = await import('../worker/index.js');
       let master: Awaited<ReturnType<typeof startMaster>> | undefined;
@@ -55,8 +80,8 @@ export function registerUpCommand(program: Command): void {
         await store.close();
       };
       try {
-        master = await startMaster({ endpoints, apiHost: '127.0.0.1', apiPort, logger });
-        worker = await startWorker({ client: { endpoints }, logger });
+        master = await startMaster({ endpoints, tls: clientTls, apiHost: '127.0.0.1', apiPort, logger });
+        worker = await startWorker({ client: { endpoints, tls: clientTls }, logger });
       } catch (err) {
         await stopAll();
         throw err;
@@ -70,7 +95,7 @@ export function registerUpCommand(program: Command): void {
         'Try:',
         '  etcron job add hello --schedule "*/5 * * * * *" --command "date >> /tmp/etcron-hello.txt"',
         '  etcron job history hello',
-        '  etcdctl --endpoints ' + endpoints + ' get --prefix /cron/',
+        '  etcdctl --endpoints ' + endpoints + ctlTls + ' get --prefix /cron/',
         '',
         'Ctrl-C stops everything.',
         '',

@@ -70,8 +70,16 @@ export function jsonToMessage(type: protobuf.Type, json: JsonValue): ProtoObject
 }
 
 /** protoc's JSON name: underscores dropped, each following letter upper-cased. */
+/** One entry per field name of our protos, so it stays small. */
+const jsonNames = new Map<string, string>();
+
 function jsonNameOf(name: string): string {
-  return name.replace(/_(.?)/g, (_, next: string) => next.toUpperCase());
+  let jsonName = jsonNames.get(name);
+  if (jsonName === undefined) {
+    jsonName = name.replace(/_(.?)/g, (_, next: string) => next.toUpperCase());
+    jsonNames.set(name, jsonName);
+  }
+  return jsonName;
 }
 
 function isDefaultScalar(value: unknown): boolean {

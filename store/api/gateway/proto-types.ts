@@ -30,8 +30,24 @@ function loadRoot(): protobuf.Root {
   return loaded;
 }
 
+export interface MethodTypes {
+  readonly request: protobuf.Type;
+  readonly response: protobuf.Type;
+}
+
+/** Resolved once per method; the gateway asks on every request. */
+const byPath = new Map<string, MethodTypes>();
+
 /** The request and response types of a gRPC method, by its path ("/etcdserverpb.KV/Range"). */
-export function methodTypes(grpcPath: string): { request: protobuf.Type; response: protobuf.Type } {
+export function methodTypes(grpcPath: string): MethodTypes {
+  const cached = byPath.get(grpcPath);
+  if (cached !== undefined) return cached;
+  const resolved = resolveMethodTypes(grpcPath);
+  byPath.set(grpcPath, resolved);
+  return resolved;
+}
+
+function resolveMethodTypes(grpcPath: string): MethodTypes {
   const match = /^\/([^/]+)\/([^/]+)$/.exec(grpcPath);
   if (match === null) throw new Error(`not a gRPC method path: ${grpcPath}`);
   const service = loadRoot().lookupService(match[1] as string);

@@ -23,7 +23,7 @@ const ZERO_KEY = '\u0000';
  * Holes in the value arena beyond its live bytes that trigger a pass moving values out of sparse
  * slabs. With the live bytes added, a pass runs at most once per this many bytes overwritten.
  */
-const ARENA_HOLE_BYTES_SLACK = 16 * 1024 * 1024;
+export const ARENA_HOLE_BYTES_SLACK = 16 * 1024 * 1024;
 
 export function keyString(key: Buffer): string {
   return key.toString('latin1');
@@ -273,6 +273,11 @@ export class MvccStore {
 
   keyCount(): number {
     return this.sorted.size;
+  }
+
+  /** Bytes of the newest values held in memory, and bytes their slabs hold beyond them. */
+  valueMemory(): { liveBytes: number; holeBytes: number } {
+    return { liveBytes: this.values.liveBytes, holeBytes: this.values.holeBytes };
   }
 }
 

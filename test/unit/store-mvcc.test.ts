@@ -5,8 +5,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Lessor } from '../../store/lease/lessor.js';
 import { Backend } from '../../store/mvcc/backend.js';
 import { StoreError } from '../../store/mvcc/errors.js';
-import { MvccStore } from '../../store/mvcc/kv-store.js';
+import { ARENA_HOLE_BYTES_SLACK, MvccStore } from '../../store/mvcc/kv-store.js';
 import type { Compare, KeyValue, RangeRequest, RequestOp, TxnRequest } from '../../store/mvcc/types.js';
+import { SLAB_BYTES } from '../../store/mvcc/value-arena.js';
 import { Applier } from '../../store/server/apply.js';
 import type { InternalRequest } from '../../store/server/requests.js';
 
@@ -294,5 +295,60 @@ describe('Leases in apply', () => {
     const refused = h.apply(put('k', 'v', 42n));
     expect(!refused.ok && refused.error.kind).toBe('lease-not-found');
     expect(h.kv.currentRev).toBe(1);
+  });
+});
+
+describe('Values in memory (issue #3)', () => {
+  const valueOf = (key: string, round: number, sizeBytes: number): string =>
+    `${key}@${round}:`.padEnd(sizeBytes, String.fromCharCode(97 + (round % 26)));
+
+  it('moves values out of sparse slabs at compaction; every value, old or new, reads back intact', () => {
+    const h = open();
+    const keys = Array.from({ length: 600 }, (_, i) => `k${String(i).padStart(4, '0')}`);
+    for (const k of keys) h.ok(put(k, valueOf(k, 0, 1000)));
+    const heldView = h.get('k0001')?.value;
+    // Every key but one in ten changes: each old slab keeps a tenth of its bytes alive.
+    const isOverwritten = (i: number): boolean => i % 10 !== 0;
+    keys.forEach((k, i) => isOverwritten(i) && h.ok(put(k, valueOf(k, 1, 1000))));
+    expect(h.kv.valueMemory().holeBytes).toBeGreaterThan(0.8 * 540 * 1000);
+    h.ok({ type: 'compact', revision: h.kv.currentRev });
+    const after = h.kv.valueMemory();
+    expect(after.liveBytes).toBe(600 * 1000);
+    // The old slabs were a tenth live: their values moved, and only the current slab's tail is free.
+    expect(after.holeBytes).toBeLessThan(SLAB_BYTES);
+    const expected = (k: string, i: number): string => valueOf(k, isOverwritten(i) ? 1 : 0, 1000);
+    keys.forEach((k, i) => expect(h.get(k)?.value.toString()).toBe(expected(k, i)));
+    // A view handed out before the overwrite and the move still shows the bytes it showed then.
+    expect(heldView?.toString()).toBe(valueOf('k0001', 0, 1000));
+    h.reopen();
+    keys.forEach((k, i) => expect(h.get(k)?.value.toString()).toBe(expected(k, i)));
+  });
+
+  it('bounds the holes left by overwrites even when nothing is compacted', () => {
+    const h = open();
+    const valueBytes = 4096;
+    const perSlab = SLAB_BYTES / valueBytes;
+    // Each slab gets one value that stays and values of a hot key that are soon overwritten: without
+    // relocation every slab would stay alive for one value.
+    const slabs = Math.ceil((ARENA_HOLE_BYTES_SLACK * 1.25) / SLAB_BYTES);
+    for (let s = 0; s < slabs; s++) {
+      h.ok(put(`pin${s}`, valueOf(`pin${s}`, s, valueBytes)));
+      for (let i = 1; i < perSlab; i++) h.ok(put('hot', valueOf('hot', s * perSlab + i, valueBytes)));
+      const memory = h.kv.valueMemory();
+      expect(memory.holeBytes).toBeLessThanOrEqual(memory.liveBytes + ARENA_HOLE_BYTES_SLACK + SLAB_BYTES);
+    }
+    expect(h.kv.valueMemory().liveBytes).toBe((slabs + 1) * valueBytes);
+    for (let s = 0; s < slabs; s++) expect(h.get(`pin${s}`)?.value.toString()).toBe(valueOf(`pin${s}`, s, valueBytes));
+  });
+
+  it('a put with ignore_value keeps the value it had', () => {
+    const h = open();
+    h.ok(put('k', 'kept'));
+    h.ok({ type: 'lease-grant', id: 3n, ttlSeconds: 10 });
+    const request = { key: b('k'), value: none, lease: 3n, prevKv: false, ignoreValue: true, ignoreLease: false };
+    h.ok({ type: 'put', request });
+    expect(h.get('k')).toMatchObject({ version: 2, lease: 3n });
+    expect(h.get('k')?.value.toString()).toBe('kept');
+    expect(h.kv.valueMemory().liveBytes).toBe(4);
   });
 });

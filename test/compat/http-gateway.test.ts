@@ -404,6 +404,27 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
   });
 });
 
+describe(`snapshot stream through the gateway of the ${subjectKind()} store`, () => {
+  it('streams the database as {"result":{"remaining_bytes","blob"}} lines counting down to 0', async () => {
+    for (const endpoint of endpoints()) {
+      const answer = await httpCall(endpoint, 'POST', '/v3/maintenance/snapshot', '{}');
+      expect(answer.status, endpoint).toBe(200);
+      const results = answer.body
+        .split('\n')
+        .filter((line) => line !== '')
+        .map(
+          (line) =>
+            (JSON.parse(line) as { result: { remaining_bytes?: string; blob?: string } }).result,
+        );
+      expect(results.length, endpoint).toBeGreaterThan(1);
+      const remaining = results.map((r) => Number(r.remaining_bytes ?? '0'));
+      expect(remaining.at(-1), endpoint).toBe(0);
+      expect(remaining.every((value, i) => i === 0 || value <= (remaining[i - 1] ?? 0))).toBe(true);
+      expect(results.every((r) => typeof r.blob === 'string' && r.blob.length > 0)).toBe(true);
+    }
+  });
+});
+
 /** The metric families etcron exports under etcd's names (a subset of etcd's own). */
 const REQUIRED_FAMILIES = [
   'etcd_server_proposals_committed_total',

@@ -48,12 +48,21 @@ const MASKED = new Set([
 function mask(value: unknown, inMembers = false): unknown {
   if (Array.isArray(value)) return value.map((item) => mask(item, inMembers));
   if (typeof value !== 'object' || value === null) return value;
+  const object = value as Record<string, unknown>;
   return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>).map(([key, field]) => {
+    Object.entries(object).map(([key, field]) => {
       if (MASKED.has(key) || (inMembers && key === 'ID')) return [key, '<masked>'];
+      if (key === 'TTL' && isNearGrantedTtl(field, object['grantedTTL'])) return [key, '<granted>'];
       return [key, mask(field, key === 'members')];
     }),
   );
+}
+
+/** A time-to-live read a moment after the grant may have lost a second (§16: TTL ±1 s). */
+function isNearGrantedTtl(ttl: unknown, granted: unknown): boolean {
+  if (typeof ttl !== 'string' || typeof granted !== 'string') return false;
+  const left = Number(ttl);
+  return left > 0 && Number(granted) - left <= 1;
 }
 
 /** JSON bodies compared as values (masked), others as text; each stream line on its own. */

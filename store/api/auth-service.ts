@@ -47,7 +47,7 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
     call: ServerUnaryCall<Wire, Wire>,
     op: AuthOp,
   ): Promise<{ result: AuthOpResult; header: Wire }> => {
-    const outcome = await server.propose({ type: 'auth', op, auth: ctx.caller(call) });
+    const outcome = await server.propose({ type: 'auth', op, auth: await ctx.caller(call) });
     if (outcome.type !== 'auth') throw new Error('unexpected apply result');
     return { result: outcome.result, header: ctx.header(outcome.revision) };
   };

@@ -1,6 +1,8 @@
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError, Metadata } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { resolveCaller } from '../auth/caller.js';
+import { resolveCaller, tokenOf } from '../auth/caller.js';
+import { AuthError } from '../auth/errors.js';
+import { tokenIndex } from '../auth/token-store.js';
 import type { RequestAuth } from '../auth/requests.js';
 import { StoreError } from '../mvcc/errors.js';
 import type { EtcdServer } from '../server/etcd-server.js';
@@ -22,9 +24,28 @@ export class ApiContext {
 
   constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {}
 
-  /** Who sent this call (see resolveCaller); throws AuthError('invalid-auth-token'). */
-  caller(call: ServerSurfaceCall): RequestAuth {
-    return resolveCaller(call.metadata, this.server.tokens, this.server.applier.auth, this.certificateCommonName?.(call));
+  /** Who sent this call, as this member knows now (see resolveCaller); throws AuthError. */
+  callerNow(call: ServerSurfaceCall): RequestAuth {
+    const commonName = this.certificateCommonName?.(call);
+    return resolveCaller(call.metadata, this.server.tokens, this.server.applier.auth, commonName);
+  }
+
+  /**
+   * As callerNow, but a token issued at a log index this member has not applied yet (another
+   * member answered the Authenticate) is looked up again after a read barrier, by which this
+   * member has applied it, as etcd waits for the token's index.
+   */
+  async caller(call: ServerSurfaceCall): Promise<RequestAuth> {
+    try {
+      return this.callerNow(call);
+    } catch (err) {
+      const token = tokenOf(call.metadata);
+      const index = token === undefined ? null : tokenIndex(token);
+      const isAhead = index !== null && index > this.server.raftStatus().applied;
+      if (!(err instanceof AuthError) || !isAhead) throw err;
+      await this.server.readBarrier();
+      return this.callerNow(call);
+    }
   }
 
   /** A full response header; `revision` defaults to the current revision. */

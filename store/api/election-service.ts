@@ -37,7 +37,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       await server
         .propose({
           type: 'txn',
-          auth: ctx.caller(call),
+          auth: await ctx.caller(call),
           request: {
             compare: [{ key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: 0 }],
             success: [{ type: 'put', request: put }],
@@ -48,7 +48,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       let mine = server.kv.get(key);
       if (mine === null) throw unknownError('etcdserver: requested lease not found');
       if (!mine.value.equals(value)) {
-        await server.propose({ type: 'put', request: put, auth: ctx.caller(call) }).catch(asUnknown);
+        await server.propose({ type: 'put', request: put, auth: await ctx.caller(call) }).catch(asUnknown);
         mine = server.kv.get(key) ?? mine;
       }
       const revision = await waitForOlderKeys(server, Buffer.concat([name, Buffer.from('/')]), mine.createRevision, call);
@@ -61,7 +61,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       const result = await server
         .propose({
           type: 'txn',
-          auth: ctx.caller(call),
+          auth: await ctx.caller(call),
           request: {
             compare: [{ key: leader.key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: leader.rev }],
             success: [{ type: 'put', request: { key: leader.key, value, lease: leader.lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
@@ -113,7 +113,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       const leader = leaderKey(w);
       const result = await server.propose({
         type: 'txn',
-        auth: ctx.caller(call),
+        auth: await ctx.caller(call),
         request: {
           compare: [{ key: leader.key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: leader.rev }],
           success: [{ type: 'delete-range', request: { key: leader.key, rangeEnd: EMPTY, prevKv: false } }],

@@ -26,7 +26,8 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
       checkRange(request);
       if (!request.serializable) await server.readBarrier();
       // Reads are served here, not applied: the permission check happens here too, as in etcd.
-      server.applier.auth.checkKeys(ctx.caller(call), 'read', request.key, request.rangeEnd);
+      const auth = await ctx.caller(call);
+      server.applier.auth.checkKeys(auth, 'read', request.key, request.rangeEnd);
       const { result, revision } = server.range(request);
       return { header: ctx.header(revision), kvs: result.kvs.map(encodeKv), more: result.more, count: result.count };
     }),
@@ -35,7 +36,7 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
       const request = decodePut(w);
       checkPut(request, ctx.limits);
       server.checkQuota();
-      const result = await server.propose({ type: 'put', request, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'put', request, auth: await ctx.caller(call) });
       if (result.type !== 'put') throw new Error('unexpected apply result');
       const out: Wire = { header: ctx.header(result.revision) };
       if (result.prevKv !== null) out['prev_kv'] = encodeKv(result.prevKv);
@@ -45,7 +46,7 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
     DeleteRange: unary(ctx, async (w, call) => {
       const request = decodeDeleteRange(w);
       checkDeleteRange(request);
-      const result = await server.propose({ type: 'delete-range', request, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'delete-range', request, auth: await ctx.caller(call) });
       if (result.type !== 'delete-range') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision), deleted: result.deleted, prev_kvs: result.prevKvs.map(encodeKv) };
     }),
@@ -57,12 +58,13 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
       if (txnIsReadOnly(request)) {
         // Read-only txns need no consensus, as in etcd; they still see one consistent revision.
         await server.readBarrier();
-        const result = server.applier.apply({ type: 'txn', request, auth: ctx.caller(call) });
+        const auth = await ctx.caller(call);
+        const result = server.applier.apply({ type: 'txn', request, auth });
         if (!result.ok) throw result.error;
         if (result.value.type !== 'txn') throw new Error('unexpected apply result');
         return encodeTxnResult(result.value.result, ctx.header(result.value.result.revision));
       }
-      const result = await server.propose({ type: 'txn', request, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'txn', request, auth: await ctx.caller(call) });
       if (result.type !== 'txn') throw new Error('unexpected apply result');
       return encodeTxnResult(result.result, ctx.header(result.result.revision));
     }),
@@ -70,7 +72,7 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
     Compact: unary(ctx, async (w, call) => {
       const revision = int(w['revision']);
       // etcd 3.4 lets any user compact; an unknown token is still refused.
-      const result = await server.propose({ type: 'compact', revision, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'compact', revision, auth: await ctx.caller(call) });
       if (result.type !== 'compact') throw new StoreError('compacted');
       return { header: ctx.header(result.revision) };
     }),

@@ -15,13 +15,13 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
       server.checkQuota();
       const requested = big(w['ID']);
       const id = requested === 0n ? server.nextLeaseId() : requested;
-      const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl, auth: await ctx.caller(call) });
       if (result.type !== 'lease-grant') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision), ID: result.id.toString(), TTL: result.ttlSeconds };
     }),
 
     LeaseRevoke: unary(ctx, async (w, call) => {
-      const result = await server.propose({ type: 'lease-revoke', id: big(w['ID']), auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'lease-revoke', id: big(w['ID']), auth: await ctx.caller(call) });
       if (result.type !== 'lease-revoke') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision) };
     }),

@@ -22,7 +22,7 @@ export function lockService(ctx: ApiContext): UntypedServiceImplementation {
       const result = await server
         .propose({
           type: 'txn',
-          auth: ctx.caller(call),
+          auth: await ctx.caller(call),
           request: {
             compare: [{ key, rangeEnd: EMPTY, target: 'create', result: 'equal', operand: 0 }],
             success: [{ type: 'put', request: { key, value: EMPTY, lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
@@ -40,7 +40,7 @@ export function lockService(ctx: ApiContext): UntypedServiceImplementation {
     Unlock: unary(ctx, async (w, call) => {
       const key = bytes(w['key']);
       const request = { key, rangeEnd: EMPTY, prevKv: false };
-      const result = await server.propose({ type: 'delete-range', request, auth: ctx.caller(call) });
+      const result = await server.propose({ type: 'delete-range', request, auth: await ctx.caller(call) });
       if (result.type !== 'delete-range') throw new Error('unexpected apply result');
       return { header: ctx.header(result.revision) };
     }),

@@ -20,9 +20,10 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
   const server = ctx.server;
   // etcd 3.4 keeps defragment, snapshot and the hashes to root, and answers a refusal with the
   // auth package's own error, unmapped (code Unknown, "auth: ..."); etcdctl prints it so.
-  const requireRoot = (call: ServerSurfaceCall): void => {
+  const requireRoot = async (call: ServerSurfaceCall): Promise<void> => {
     try {
-      server.applier.auth.checkAdmin(ctx.caller(call));
+      const auth = await ctx.caller(call);
+      server.applier.auth.checkAdmin(auth);
     } catch (err) {
       throw err instanceof AuthError ? err.unmapped() : err;
     }
@@ -52,25 +53,25 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
       });
       if (action === 0) return encode(server.alarms());
       const result = await server.propose({
-        type: 'alarm', activate: action === 1, memberId: big(w['memberID']), alarm, auth: ctx.caller(call),
+        type: 'alarm', activate: action === 1, memberId: big(w['memberID']), alarm, auth: await ctx.caller(call),
       });
       if (result.type !== 'alarm') throw new Error('unexpected apply result');
       return encode(result.alarms);
     }),
 
-    Defragment: unary(ctx, (_w, call) => {
-      requireRoot(call);
+    Defragment: unary(ctx, async (_w, call) => {
+      await requireRoot(call);
       server.backend.db.exec('VACUUM');
       return {};
     }),
 
-    Hash: unary(ctx, (_w, call) => {
-      requireRoot(call);
+    Hash: unary(ctx, async (_w, call) => {
+      await requireRoot(call);
       return { header: ctx.header(), hash: crc32(server.backend.db.serialize()) };
     }),
 
-    HashKV: unary(ctx, (w, call) => {
-      requireRoot(call);
+    HashKV: unary(ctx, async (w, call) => {
+      await requireRoot(call);
       const requested = int(w['revision']);
       // As etcd: only a positive revision is checked; 0 means current, a negative one hashes nothing.
       if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
@@ -91,8 +92,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     }),
 
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
-      try {
-        requireRoot(call);
+      const send = (): void => {
         // A consistent copy of the whole database, taken between two applied batches.
         const data = server.backend.db.serialize();
         const digest = createHash('sha256').update(data).digest();
@@ -102,9 +102,10 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
         }
         call.write({ remaining_bytes: 0, blob: digest });
         call.end();
-      } catch (err) {
+      };
+      requireRoot(call).then(send).catch((err: unknown) => {
         call.destroy(toServiceError(err, ctx.log) as Error);
-      }
+      });
     },
 
     MoveLeader: unary(ctx, (w) => {

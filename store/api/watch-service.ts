@@ -118,7 +118,7 @@ class WatchStream {
    */
   private permitted(key: Buffer, rangeEnd: Buffer, refuse: (reason: string) => void): boolean {
     try {
-      this.ctx.server.applier.auth.checkKeys(this.ctx.caller(this.stream), 'read', key, rangeEnd);
+      this.ctx.server.applier.auth.checkKeys(this.ctx.callerNow(this.stream), 'read', key, rangeEnd);
       return true;
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;

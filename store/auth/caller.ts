@@ -10,17 +10,22 @@ import type { SimpleTokenStore } from './token-store.js';
  * of a verified client certificate when client-cert auth is on; else nobody. A token this member
  * does not know is refused, whether or not auth is enabled. The revision is the auth store's now.
  */
+/** The token a call carries: metadata `token` (gRPC clients), else `authorization` (gateway). */
+export function tokenOf(metadata: Metadata): string | undefined {
+  const values =
+    metadata.get('token').length > 0 ? metadata.get('token') : metadata.get('authorization');
+  return values[0]?.toString();
+}
+
 export function resolveCaller(
   metadata: Metadata,
   tokens: SimpleTokenStore,
   store: AuthStore,
   certificateCommonName: string | undefined,
 ): RequestAuth {
-  const values =
-    metadata.get('token').length > 0 ? metadata.get('token') : metadata.get('authorization');
-  const token = values[0];
+  const token = tokenOf(metadata);
   if (token !== undefined) {
-    const username = tokens.lookup(token.toString());
+    const username = tokens.lookup(token);
     if (username === null) throw new AuthError('invalid-auth-token');
     return { username, revision: store.revision };
   }

@@ -23,6 +23,12 @@ export function simpleToken(prefix: string, index: number): string {
   return `${prefix}.${index}`;
 }
 
+/** The log index a simple token was issued at, or null if it does not look like one. */
+export function tokenIndex(token: string): number | null {
+  const index = Number(token.slice(token.lastIndexOf('.') + 1));
+  return token.includes('.') && Number.isSafeInteger(index) && index > 0 ? index : null;
+}
+
 interface TokenEntry {
   readonly username: string;
   expiresAtMs: number;

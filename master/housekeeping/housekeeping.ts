@@ -9,7 +9,10 @@ import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedul
 import type { JobSpec } from '../../shared/job/spec.js';
 import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
 import { startReaper, type Reaper } from './reaper.js';
-import { initialCheckedUntil, recordMissedBroadcastSlots, recordMissedSlots } from './missed.js';
+import { checkedUntilFrom, notStartedRecord, slotsPastDeadline } from './missed.js';
+import { readRanges } from './batched-ranges.js';
+import { recordNotStarted } from '../../shared/history/write.js';
+import { prefixEnd, runKey, runsPrefix } from '../../shared/keys.js';
 import { trimHistory } from './trim.js';
 import { memoNextSlot, stableHash } from '../planner/slots.js';
 
@@ -83,16 +86,57 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
    * its count limit by the slots of one interval until the next trim.
    */
   const TRIMS_PER_SECOND_MAX = 200;
+  /** Writes (or trims) in flight at once: each is independent and compare-guarded. */
+  const JOBS_CONCURRENT_MAX = 8;
   const effectiveTrimIntervalMs = (): number => Math.max(trimIntervalMs, (jobs.size / TRIMS_PER_SECOND_MAX) * 1000);
 
-  const passJob = async (job: JobState, nowMs: number): Promise<void> => {
-    job.checkedUntilMs ??= await initialCheckedUntil(client, job.spec, nowMs);
-    const result = job.spec.broadcast
-      ? await recordMissedBroadcastSlots(client, job.spec, job.checkedUntilMs, nowMs, job.nextSlot,
-        (slotMs, tags) => membership.registeredAt(slotMs, tags))
-      : await recordMissedSlots(client, job.spec, job.schedule, job.checkedUntilMs, nowMs, job.nextSlot);
-    job.checkedUntilMs = result.checkedUntilMs;
-    counters.missed += result.recorded;
+  /** A new housekeeper resumes each job after its newest recorded slot (one batched read). */
+  const startJobs = async (fresh: readonly JobState[], nowMs: number): Promise<void> => {
+    const newest = await readRanges(client, fresh.map((job) => {
+      const prefix = runsPrefix(job.spec.name);
+      return { key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix), lastOnly: true };
+    }));
+    fresh.forEach((job, index) => { job.checkedUntilMs = checkedUntilFrom(job.spec, newest[index]?.[0], nowMs); });
+  };
+
+  /**
+   * Slots past their deadline without a record get `missed` (or `skipped`): one batched read of the
+   * run keys of every job that has such slots, then a create_revision == 0 write per absent run.
+   * Broadcast slots are expected once per worker registered at the slot's instant.
+   */
+  const recordMissed = async (nowMs: number): Promise<void> => {
+    const checks: { job: JobState; slots: number[] }[] = [];
+    for (const job of jobs.values()) {
+      if (job.checkedUntilMs === undefined) continue;
+      const slots = slotsPastDeadline(job.spec, job.checkedUntilMs, nowMs, job.nextSlot);
+      if (slots.length > 0) checks.push({ job, slots });
+    }
+    const found = await readRanges(client, checks.map(({ job, slots }) => ({
+      // prefixEnd of the last slot's key also covers its broadcast `~<worker>` keys.
+      key: Buffer.from(runKey(job.spec.name, slots[0]!)), rangeEnd: prefixEnd(runKey(job.spec.name, slots[slots.length - 1]!)), keysOnly: true,
+    })));
+    // Per job: its absent runs, then its checkedUntil, which advances only once they are written.
+    const tasks = checks.map(({ job, slots }, index) => async (): Promise<void> => {
+      const present = new Set((found[index] ?? []).map((kv) => kv.key.toString()));
+      const spec = job.spec;
+      for (const slotMs of slots) {
+        const expected = spec.broadcast ? membership.registeredAt(slotMs, spec.tags) : [undefined];
+        for (const worker of expected) {
+          const key = runKey(spec.name, slotMs, worker);
+          if (present.has(key)) continue;
+          if (await recordNotStarted(client, key, notStartedRecord(spec, slotMs, nowMs, worker))) counters.missed++;
+        }
+      }
+      job.checkedUntilMs = Math.max(job.checkedUntilMs ?? 0, ...slots);
+    });
+    for (let i = 0; i < tasks.length && !stopped; i += JOBS_CONCURRENT_MAX) {
+      await Promise.all(tasks.slice(i, i + JOBS_CONCURRENT_MAX).map((task) => task().catch((err: unknown) => {
+        logger.warn({ err }, 'recording missed slots failed');
+      })));
+    }
+  };
+
+  const trimJob = async (job: JobState, nowMs: number): Promise<void> => {
     const trimEveryMs = effectiveTrimIntervalMs();
     // Spread jobs over the interval (stable per job) instead of trimming all of them in one pass.
     job.lastTrimMs ??= nowMs - (stableHash(job.spec.name) % trimEveryMs);
@@ -102,15 +146,21 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }
   };
 
-  /** Jobs worked on at once: each is a few reads and compare-guarded writes, independent of the others. */
-  const JOBS_CONCURRENT_MAX = 8;
   const pass = async (): Promise<void> => {
     counters.passes++;
     const nowMs = clock.nowMs();
+    try {
+      const fresh = [...jobs.values()].filter((job) => job.checkedUntilMs === undefined);
+      if (fresh.length > 0) await startJobs(fresh, nowMs);
+      await recordMissed(nowMs);
+    } catch (err) {
+      // Nothing advanced past what was recorded: the next pass looks at the same slots again.
+      logger.warn({ err }, 'missed-slot pass failed');
+    }
     const all = [...jobs.values()];
     for (let i = 0; i < all.length && !stopped; i += JOBS_CONCURRENT_MAX) {
-      await Promise.all(all.slice(i, i + JOBS_CONCURRENT_MAX).map((job) => passJob(job, nowMs).catch((err: unknown) => {
-        logger.warn({ err, job: job.spec.name }, 'housekeeping pass failed');
+      await Promise.all(all.slice(i, i + JOBS_CONCURRENT_MAX).map((job) => trimJob(job, nowMs).catch((err: unknown) => {
+        logger.warn({ err, job: job.spec.name }, 'history trim failed');
       })));
     }
   };

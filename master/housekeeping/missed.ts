@@ -1,4 +1,4 @@
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import { runKey, runsPrefix, prefixEnd, slotId } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import type { CompiledSchedule } from '../../shared/job/schedule.js';
@@ -21,7 +21,11 @@ export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: n
   const response = await client.kv.range({
     key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_target: 'Key', sort_order: 'Descend',
   });
-  const newest = response.kvs[0];
+  return checkedUntilFrom(spec, response.kvs[0], nowMs);
+}
+
+/** checkedUntil from the job's newest run record (the last key under its runs prefix), if any. */
+export function checkedUntilFrom(spec: JobSpec, newest: IKeyValue | undefined, nowMs: number): number {
   const record = newest === undefined ? undefined : decodeRunRecord(newest.value.toString());
   const slotMs = record === undefined ? Number.NaN : Date.parse(record.slot);
   if (!Number.isFinite(slotMs)) return nowMs;
@@ -32,7 +36,8 @@ export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: n
  * Records every slot in (checkedUntil, now] that is past its start deadline and has no run record:
  * `skipped` if the job is paused, else `missed`. create_revision == 0 makes this race-free against a
  * worker that claims at the last moment: exactly one of the two records exists. Returns the new
- * checkedUntil. Broadcast jobs are accounted per worker by recordMissedBroadcastSlots.
+ * checkedUntil. Housekeeping batches the same steps over all jobs (housekeeping.ts), broadcast
+ * jobs included; this one-job form is kept for tests and tools.
  */
 export async function recordMissedSlots(
   client: Etcd3, spec: JobSpec, schedule: CompiledSchedule, checkedUntilMs: number, nowMs: number,
@@ -57,7 +62,7 @@ export async function recordMissedSlots(
 }
 
 /** Slots after `checkedUntilMs` that no worker will start any more, oldest first, bounded. */
-function slotsPastDeadline(
+export function slotsPastDeadline(
   spec: JobSpec, checkedUntilMs: number, nowMs: number, nextSlot: (afterMs: number) => number | null,
 ): number[] {
   const slots: number[] = [];
@@ -71,7 +76,7 @@ function slotsPastDeadline(
   return slots;
 }
 
-function notStartedRecord(spec: JobSpec, slotMs: number, nowMs: number, broadcastWorker?: string): RunRecord {
+export function notStartedRecord(spec: JobSpec, slotMs: number, nowMs: number, broadcastWorker?: string): RunRecord {
   const slot = slotId(slotMs);
   const who = broadcastWorker === undefined ? 'no worker' : `worker ${broadcastWorker} (registered at the slot)`;
   return {
@@ -85,34 +90,3 @@ function notStartedRecord(spec: JobSpec, slotMs: number, nowMs: number, broadcas
   };
 }
 
-/**
- * Broadcast jobs: one run per worker per slot, so a slot is accounted per worker. The workers
- * expected to run a slot are those registered (with the job's tags) at the slot's instant, as the
- * housekeeper saw /cron/workers/. For each that has no `<slot>~<worker>` record past the deadline,
- * it records `missed` (or `skipped` if paused), create_revision == 0 as for other jobs. A worker
- * that was not registered at the slot (down, not yet started, its lease long expired) is not
- * expected, so nothing is recorded for it: it was not part of that slot's broadcast.
- */
-export async function recordMissedBroadcastSlots(
-  client: Etcd3, spec: JobSpec, checkedUntilMs: number, nowMs: number,
-  nextSlot: (afterMs: number) => number | null, workersAt: (slotMs: number, tags: readonly string[]) => readonly string[],
-): Promise<{ checkedUntilMs: number; recorded: number }> {
-  const slots = slotsPastDeadline(spec, checkedUntilMs, nowMs, nextSlot);
-  const first = slots[0];
-  const last = slots[slots.length - 1];
-  if (first === undefined || last === undefined) return { checkedUntilMs, recorded: 0 };
-  // prefixEnd of the last slot's key covers its `~<worker>` keys too.
-  const existing = await client.kv.range({
-    key: Buffer.from(runKey(spec.name, first)), range_end: prefixEnd(runKey(spec.name, last)), keys_only: true,
-  });
-  const present = new Set(existing.kvs.map((kv) => kv.key.toString()));
-  let recorded = 0;
-  for (const slotMs of slots) {
-    for (const worker of workersAt(slotMs, spec.tags)) {
-      const key = runKey(spec.name, slotMs, worker);
-      if (present.has(key)) continue;
-      if (await recordNotStarted(client, key, notStartedRecord(spec, slotMs, nowMs, worker))) recorded++;
-    }
-  }
-  return { checkedUntilMs: last, recorded };
-}

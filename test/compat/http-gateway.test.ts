@@ -202,6 +202,17 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
         path: '/v3/kv/range',
         body: `{${key},"limit":"99999999999999999999"}`,
       },
+      { name: 'null body', path: '/v3/kv/range', body: 'null' },
+      { name: 'a string body', path: '/v3/kv/range', body: '"x"' },
+      { name: 'int64 as a bool', path: '/v3/kv/range', body: `{${key},"limit":true}` },
+      { name: 'int64 as quoted null', path: '/v3/kv/range', body: `{${key},"limit":"null"}` },
+      { name: 'fractional enum', path: '/v3/kv/range', body: `{${key},"sort_order":1.5}` },
+      { name: 'repeated as an object', path: '/v3/kv/txn', body: '{"compare":{}}' },
+      {
+        name: 'nested message as an array',
+        path: '/v3/kv/txn',
+        body: '{"success":[{"request_range":[]}]}',
+      },
       { name: 'unknown enum name', path: '/v3/kv/range', body: `{${key},"sort_order":"WRONG"}` },
       {
         name: 'request larger than gRPC accepts',

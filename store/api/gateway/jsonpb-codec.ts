@@ -49,6 +49,7 @@ function goEnumName(type: protobuf.Enum): string {
 }
 
 export function jsonToMessage(type: protobuf.Type, json: JsonValue): ProtoObject {
+  if (json.kind === 'null') return {}; // Go decodes null into an empty message
   if (json.kind !== 'object') throw cannotUnmarshal(json.kind, 'map[string]json.RawMessage');
   const out: ProtoObject = {};
   for (const field of type.fieldsArray) {

@@ -107,7 +107,7 @@ describe.skipIf(!hasEtcd())('client TLS with --client-cert-auth: etcron beside e
     const run = (side: { endpoint: string }, tlsArgs: string[], endpoint = side.endpoint): Promise<CtlOutcome> =>
       etcdctlTls(endpoint, tlsArgs, ['put', 'refused', 'no']);
     // Every case on both stores at once: each refusal costs etcdctl its dial timeout.
-    const outcomes = await Promise.all(sides.map(async (side) => {
+    const outcomes = await Promise.all(sides.map(async (side): Promise<string[]> => {
       const lines = Object.entries(cases).map(async ([name, args]) => {
         const outcome = await run(side, args(side.endpoint));
         return `${name}: exit ${outcome.code} ${errorLine(outcome)}`;
@@ -245,6 +245,30 @@ describe.skipIf(!hasEtcd())('TLS start-up', () => {
     const get = await etcdctlTls(endpoint, ['--cacert', certFile], ['get', 'tls-ready', '--print-value-only']);
     expect(get).toMatchObject({ code: 0, stdout: 'yes\n' });
     expect(existsSync(join(dir, 'auto.data', 'fixtures', 'client', 'key.pem'))).toBe(true);
+  });
+
+  it('etcron up --cacert/--cert/--key serves its store over https and its worker reaches it', async () => {
+    const [clientPort, apiPort] = [await freePort(), await freePort()];
+    const up = spawn(process.execPath, [
+      ETCRON_BIN, 'up', '--data-dir', join(dir, 'up.data'), '--client-port', String(clientPort), '--api', String(apiPort),
+      '--cacert', certs.ca, '--cert', certs.server.cert, '--key', certs.server.key,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    daemons.push(up);
+    let out = '';
+    up.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+    up.stderr.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+    await waitFor('etcron up', () => {
+      if (up.exitCode !== null) throw new Error(`exited: ${out}`);
+      return out.includes('etcron is up.') ? true : undefined;
+    }, 20_000);
+    expect(out).toContain(`store   https://127.0.0.1:${clientPort}`);
+    const clientCert = ['--cacert', certs.ca, '--cert', certs.client.cert, '--key', certs.client.key];
+    const workers = await waitFor('the worker registered', async () => {
+      const get = await etcdctlTls(`https://127.0.0.1:${clientPort}`, clientCert, ['get', '--prefix', '/cron/workers/', '--keys-only']);
+      return get.stdout.trim() === '' ? undefined : get.stdout;
+    }, 10_000, 100);
+    expect(workers).toMatch(/^\/cron\/workers\//);
+    up.kill('SIGTERM');
   });
 });
 

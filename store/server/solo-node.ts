@@ -7,6 +7,10 @@ import type {
  * The Raft node of a one-member cluster: it is always the leader, and an entry is committed as
  * soon as it is durably appended, so each Ready carries the same entries to persist and to apply.
  * The multi-member core (store/raft) replaces it behind the same RaftNode interface.
+ *
+ * Unlike the core, ready() hands its contents over at once, so the server may take the next
+ * Ready while the previous one's fsync runs (pipelining: the disk never waits for the CPU);
+ * advance() calls must come in the order the Readies were taken.
  */
 export class SoloNode implements RaftNode {
   private term: number;
@@ -69,30 +73,33 @@ export class SoloNode implements RaftNode {
 
   ready(): Ready {
     const hardState: HardState | null = this.hardStateDirty ? { term: this.term, vote: this.id, commit: this.commit } : null;
-    return {
+    const entries = this.unstable;
+    const ready: Ready = {
       // The first Ready announces this member as leader (the server promotes its lessor then).
       softState: this.announced ? null : { leader: this.id, role: 'leader' },
       hardState,
-      // Copies: proposals made while this Ready is being persisted must not join it.
-      entries: [...this.unstable],
+      entries,
       snapshot: null,
       messages: [],
-      committed: this.unstable.filter((e) => e.index > this.applied),
-      readStates: [...this.readStates],
-      mustSync: this.unstable.length > 0 || hardState !== null,
+      committed: entries,
+      readStates: this.readStates,
+      mustSync: entries.length > 0 || hardState !== null,
     };
+    // Handed over: proposals made while this Ready is being persisted go to the next one.
+    this.unstable = [];
+    this.readStates = [];
+    this.hardStateDirty = false;
+    this.announced = true;
+    return ready;
   }
 
   advance(ready: Ready): void {
+    const first = ready.committed[0];
     const last = ready.committed[ready.committed.length - 1];
-    if (last !== undefined) {
-      assert(last.index > this.applied, 'applied index must grow');
+    if (first !== undefined && last !== undefined) {
+      assert(first.index > this.applied, 'advance() out of order');
       this.applied = last.index;
     }
-    this.unstable = this.unstable.slice(ready.entries.length);
-    this.readStates = this.readStates.slice(ready.readStates.length);
-    if (ready.hardState !== null) this.hardStateDirty = false;
-    if (ready.softState !== null) this.announced = true;
   }
 
   compact(_index: number, _snapshot: Snapshot): void {}

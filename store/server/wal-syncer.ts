@@ -1,4 +1,4 @@
-import { closeSync, fsync, openSync } from 'node:fs';
+import { closeSync, fdatasync, openSync } from 'node:fs';
 import { serverMetrics } from '../metrics/server-metrics.js';
 
 /**
@@ -31,7 +31,7 @@ export class WalSyncer {
     this.fd ??= openSync(this.walPath, 'r+');
     const fd = this.fd;
     const startedMs = performance.now();
-    return new Promise((resolve, reject) => fsync(fd, (err) => {
+    return new Promise((resolve, reject) => fdatasync(fd, (err) => {
       serverMetrics.walFsyncSeconds.observe((performance.now() - startedMs) / 1000);
       if (err) reject(err);
       else resolve();

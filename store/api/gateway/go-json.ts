@@ -22,8 +22,11 @@ export class GoJsonError extends Error {
   }
 }
 
-/** Nesting deeper than this is refused, as Go refuses past 10000 levels. */
-const DEPTH_MAX = 10_000;
+/**
+ * Nesting deeper than this is refused. Go allows 10000 levels; we stop at 1000 so that the
+ * recursive reader stays far from Node's stack limit (etcd's messages nest a handful of levels).
+ */
+const DEPTH_MAX = 1_000;
 const TRUNCATED = 'unexpected EOF';
 
 /**

@@ -23,8 +23,9 @@ export function listenClients(
 ): Promise<{ port: number; close(): void }> {
   const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const http = createHttpServer(createHttp1Handler(grpc, ctx));
-  const listener: NetServer =
-    tls === null ? createNetServer((socket: Socket) => dispatchByFirstBytes(socket, injector, http)) : listenSecure(tls, injector, http, ctx.log);
+  const listener: NetServer = tls === null
+    ? createNetServer((socket: Socket) => dispatchByFirstBytes(socket, injector, http))
+    : listenSecure(tls, injector, http, ctx.log);
   // As etcd: under --client-cert-auth, a call without a token acts as the user named by the
   // common name of its verified certificate. Plain listeners' calls have no certificate.
   if (tls?.isClientCertAuth === true) ctx.certificateCommonName = commonNameOf;

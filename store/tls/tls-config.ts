@@ -57,13 +57,17 @@ export function resolveTls(
     return null;
   }
   if (certFile === '' || keyFile === '') {
-    throw new TlsConfigError(`KeyFile and CertFile must both be present[key: ${keyFile}, cert: ${certFile}]`);
+    throw new TlsConfigError(
+      `KeyFile and CertFile must both be present[key: ${keyFile}, cert: ${certFile}]`,
+    );
   }
   for (const url of plainUrls) {
-    log.warn({ side, url }, 'scheme is HTTP while key and cert files are present; ignoring key and cert files');
-    if (flags.isClientCertAuth) log.warn({ side, url }, 'scheme is HTTP while client cert auth is enabled; ignoring client cert auth for this URL');
+    log.warn({ side, url }, 'scheme is HTTP while key and cert files are present; ignoring them for this URL');
+    if (flags.isClientCertAuth) {
+      log.warn({ side, url }, 'scheme is HTTP while client cert auth is enabled; ignoring it for this URL');
+    }
   }
-  const material = load(side, certFile, keyFile, flags.trustedCaFile, flags.isClientCertAuth, isSelfSigned);
+  const material = load(side, { ...flags, certFile, keyFile }, isSelfSigned);
   log.info({
     side, certFile, keyFile, trustedCaFile: flags.trustedCaFile, isClientCertAuth: flags.isClientCertAuth,
   }, `${side} TLS`);
@@ -84,11 +88,10 @@ function hostOf(url: string): string {
   return hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
 }
 
-function load(
-  side: TlsSide, certFile: string, keyFile: string, trustedCaFile: string, isClientCertAuth: boolean, isSelfSigned: boolean,
-): TlsMaterial {
-  const cert = readTlsFile(certFile);
-  const key = readTlsFile(keyFile);
+function load(side: TlsSide, files: TlsFlags, isSelfSigned: boolean): TlsMaterial {
+  const { trustedCaFile, isClientCertAuth } = files;
+  const cert = readTlsFile(files.certFile);
+  const key = readTlsFile(files.keyFile);
   const ca = trustedCaFile === '' ? null : readTlsFile(trustedCaFile);
   let leaf: X509Certificate;
   try {
@@ -119,7 +122,8 @@ function readTlsFile(path: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : String(code);
+    const reason =
+      code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : String(code);
     throw new TlsConfigError(`open ${path}: ${reason}`);
   }
 }

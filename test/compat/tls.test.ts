@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
+import { connect as connectTls } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +57,23 @@ function health(endpoint: string, tls: { ca: string; cert?: string; key?: string
     req.on('error', (err) => resolve(`refused: ${err.message}`));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.end();
+  });
+}
+
+/**
+ * A bare TLS handshake. TLS 1.2, because there the server checks the client's certificate before
+ * its Finished message, so a refusal reaches the client as a failed handshake.
+ */
+function handshake(port: number, files: { ca: string; cert?: string; key?: string }): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connectTls({
+      host: '127.0.0.1', port, maxVersion: 'TLSv1.2', ALPNProtocols: ['h2'], ca: readFileSync(files.ca),
+      ...(files.cert === undefined ? {} : { cert: readFileSync(files.cert) }),
+      ...(files.key === undefined ? {} : { key: readFileSync(files.key) }),
+    });
+    socket.setTimeout(5_000, () => socket.destroy(new Error('timeout')));
+    socket.once('secureConnect', () => { socket.destroy(); resolve('ok'); });
+    socket.once('error', (err) => resolve(`refused: ${err.message}`));
   });
 }
 
@@ -123,6 +141,20 @@ describe.skipIf(!hasEtcd())('client TLS with --client-cert-auth: etcron beside e
     const get = await etcdctlTls(sides[0]?.endpoint ?? '', good(), ['get', 'refused']);
     expect(get).toMatchObject({ code: 0, stdout: '' });
     expect(sides[0]?.store.output()).toContain('CERT_HAS_EXPIRED');
+  });
+
+  it('fails the TLS handshake itself, as etcd does, for no, untrusted or expired client certificates', async () => {
+    for (const side of sides) {
+      const port = Number(new URL(side.endpoint).port);
+      const attempts = await Promise.all([
+        handshake(port, { ca: certs.ca, cert: certs.client.cert, key: certs.client.key }),
+        handshake(port, { ca: certs.ca }),
+        handshake(port, { ca: certs.ca, cert: certs.untrusted.cert, key: certs.untrusted.key }),
+        handshake(port, { ca: certs.ca, cert: certs.expired.cert, key: certs.expired.key }),
+      ]);
+      expect(attempts[0], side.store.kind).toBe('ok');
+      for (const attempt of attempts.slice(1)) expect(attempt, side.store.kind).toMatch(/^refused: /);
+    }
   });
 
   it('answers /health over https only after the client certificate checks out', async () => {
@@ -303,8 +335,12 @@ describe.skipIf(!hasEtcd())('3 members over https:// peer URLs with --peer-clien
         return get.stdout === 'over-tls\n' ? true : undefined;
       }, 10_000, 100);
     }
-    // The peer port itself refuses a TLS client without a certificate from the peer CA.
-    expect(await health(peerUrl(0), { ca: certs.ca })).toMatch(/^refused: /);
+    // The peer port completes a handshake only for a certificate from the peer CA.
+    const peerPort = ports[0]?.peer ?? 0;
+    expect(await handshake(peerPort, { ca: certs.ca, cert: certs.server.cert, key: certs.server.key })).toBe('ok');
+    expect(await handshake(peerPort, { ca: certs.ca })).toMatch(/^refused: /);
+    expect(await handshake(peerPort, { ca: certs.ca, cert: certs.untrusted.cert, key: certs.untrusted.key }))
+      .toMatch(/^refused: /);
     for (const store of stores) expect(store.child.exitCode).toBeNull();
   });
 });

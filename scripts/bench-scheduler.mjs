@@ -450,7 +450,7 @@ function printTable(results, o, load) {
     out.push(`${label.padEnd(26)}${String(a).padStart(14)}${String(b).padStart(14)}${ratio.padStart(13)}`);
   }
   for (const r of results) {
-    out.push(`${r.store}: run states in the window ${JSON.stringify(r.states)}`);
+    out.push(`${r.store}: run states in the window ${JSON.stringify(r.states)}; housekeeping ${JSON.stringify(r.housekeeping)}`);
     if (Object.keys(r.notStarted).length > 0) out.push(`${r.store}: not started ${JSON.stringify(r.notStarted)}`);
     if (Object.keys(r.workerWarnings).length > 0) out.push(`${r.store}: worker warnings ${JSON.stringify(r.workerWarnings)}`);
   }

@@ -5,24 +5,32 @@ interface PendingRead {
   resolve(): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout;
+  expired?: boolean;
 }
 
 /**
- * Linearizable reads through Raft's ReadIndex, batched: every read that arrives before the loop
- * next runs shares one read-index request; each is released once the member has applied up to
- * the index the leader confirmed.
+ * Linearizable reads through Raft's ReadIndex, batched: one read-index request is out at a time
+ * (as etcd's read loop does), and every read that arrives meanwhile shares the next one. Each
+ * costs the leader a heartbeat round, so under load a request per event-loop turn would spend
+ * the cluster's time on rounds instead of reads. Reads are released once the member has applied
+ * up to the index the leader confirmed. A request unanswered for RETRY_MS (lost in a leader
+ * change or a dropped message) is sent again with its reads.
  */
+const RETRY_MS = 500;
+
 export class ReadIndexQueue {
   private waiting: PendingRead[] = [];
   private readonly inflight = new Map<string, PendingRead[]>();
   private readonly ready: { index: number; reads: PendingRead[] }[] = [];
   private counter = 0;
+  private sentAtMs = 0;
 
   constructor(
     private readonly node: RaftNode,
     private readonly memberId: bigint,
     private readonly applied: () => number,
     private readonly timeoutMs: number,
+    private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
   wait(): Promise<void> {
@@ -34,6 +42,12 @@ export class ReadIndexQueue {
 
   /** Sends one read-index request for everything waiting. */
   flush(): void {
+    if (this.inflight.size > 0) {
+      if (this.nowMs() - this.sentAtMs < RETRY_MS) return;
+      for (const reads of this.inflight.values()) this.waiting.push(...reads);
+      this.inflight.clear();
+    }
+    this.waiting = this.waiting.filter((read) => !read.expired);
     if (this.waiting.length === 0) return;
     const batch = this.waiting;
     this.waiting = [];
@@ -48,6 +62,7 @@ export class ReadIndexQueue {
       return;
     }
     this.inflight.set(context.toString('hex'), batch);
+    this.sentAtMs = this.nowMs();
   }
 
   answer(states: readonly ReadState[]): void {
@@ -72,6 +87,7 @@ export class ReadIndexQueue {
   }
 
   private expire(read: PendingRead): void {
+    read.expired = true;
     read.reject(new StoreError('timeout'));
     read.resolve = () => {};
     read.reject = () => {};

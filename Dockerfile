@@ -25,8 +25,9 @@ COPY --from=build --chown=1000:1000 /out/data /var/lib/etcron
 USER 1000:1000
 WORKDIR /var/lib/etcron
 EXPOSE 2379 2380 7070
-# The same check serves every role: it reads the role from the container's command line.
-HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
+# The same check serves every role: it reads the role from the container's command line. The
+# generous timeout is for loaded hosts, where starting node alone can take seconds.
+HEALTHCHECK --interval=5s --timeout=10s --start-period=30s --retries=5 \
   CMD ["node", "/app/scripts/docker-healthcheck.mjs"]
 ENTRYPOINT ["etcron"]
 CMD ["--help"]

@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 
 const ROLES = ['store', 'master', 'worker', 'up'];
-const TIMEOUT_MS = 2_000;
+const TIMEOUT_MS = 5_000; // within the HEALTHCHECK timeout, with room for a loaded host
 
 function commandLineOf(pid) {
   try {

@@ -109,14 +109,26 @@ export class ComposeProject {
     return runChecked(argv, { timeoutMs, env: { ...process.env, ...this.env } });
   }
 
-  /** Starts or rescales the stack from the built image, waiting as depends_on says. */
+  /** Starts the stack from the built image, waiting as depends_on says. */
   up(workers: number): Promise<string> {
-    return this.run(['up', '-d', '--no-build', '--no-recreate', '--scale', `worker=${workers}`]);
+    return this.run(['up', '-d', '--no-build', '--scale', `worker=${workers}`]);
+  }
+
+  /** Adds or removes workers only: other services, and their health, are left alone. */
+  scaleWorkers(workers: number): Promise<string> {
+    return this.run(['up', '-d', '--no-build', '--no-deps', '--scale', `worker=${workers}`, 'worker']);
   }
 
   async containerIds(service: string): Promise<string[]> {
     const out = await this.run(['ps', '-q', service], 30_000);
     return out.split('\n').map((s) => s.trim()).filter((s) => s.length > 0);
+  }
+
+  /** The state of every container and the last lines of their logs, to explain a failure. */
+  async describe(tailLines: number): Promise<string> {
+    const ps = await this.run(['ps'], 30_000).catch((err: unknown) => String(err));
+    const logs = await this.run(['logs', '--no-color', '--tail', String(tailLines)], 60_000).catch((err: unknown) => String(err));
+    return `${ps}\n${logs}`;
   }
 
   /** Removes containers, network and volumes; never throws, so it can run after any failure. */

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, LOG_LEVELS } from '../shared/log.js';
 import { resolveClientTlsFiles, type ClientTlsFiles } from '../shared/etcd/client-tls.js';
-import { tlsFilesOf, withStoreTlsOptions, type StoreTlsFlags } from './scheduler-common.js';
+import { tlsFilesOf, type StoreTlsFlags } from './scheduler-common.js';
 
 interface UpFlags extends StoreTlsFlags {
   readonly dataDir: string;
@@ -41,12 +41,15 @@ function port(value: string, flag: string): number {
  * Ctrl-C or SIGTERM. A second `up` on the same data dir fails on the store's exclusive lock.
  */
 export function registerUpCommand(program: Command): void {
-  withStoreTlsOptions(program
-    .command('up'))
+  program
+    .command('up')
     .description('run everything on this machine: a bundled single-member store, a master and a worker')
     .option('--data-dir <dir>', 'where the store keeps its data', './etcron-data')
     .option('--client-port <port>', 'store client port on 127.0.0.1 (etcdctl and the CLI use it)', '2379')
     .option('--api <port>', 'master API port on 127.0.0.1', '7070')
+    .option('--cacert <file>', 'serve the store over https; only clients with a certificate from this CA get in (env ETCRON_CACERT)')
+    .option('--cert <file>', 'the store\'s certificate, also presented by the master and worker (env ETCRON_CERT)')
+    .option('--key <file>', 'key of --cert (env ETCRON_KEY)')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS).default('warn'))
     .action(async (flags: UpFlags) => {
       const clientPort = port(flags.clientPort, '--client-port');

@@ -24,7 +24,7 @@ const SETTLED_AFTER_MS = 12_000;
 const STORE_SERVICES = ['store1', 'store2', 'store3'] as const;
 const HISTORY_COUNT = 1000;
 /** Each run outlives its second, so a worker killed just after a start has a live run. */
-const RUN_SECONDS = 2;
+const RUN_SECONDS = 3;
 
 interface RunLine { readonly slot: string; readonly worker: string }
 interface HistoryRun { readonly slot: string; readonly state: string; readonly worker?: string; readonly reason?: string }

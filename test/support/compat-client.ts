@@ -80,15 +80,19 @@ export class CompatClient {
     });
   }
 
-  call(service: string, method: string, request: Msg, timeoutMs = 10_000): Promise<Outcome> {
+  call(
+    service: string, method: string, request: Msg, timeoutMs = 10_000, headers: Readonly<Record<string, string>> = {},
+  ): Promise<Outcome> {
     const definition = methodDefinition(qualified(service), method);
+    const metadata = new grpc.Metadata();
+    for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
     return new Promise((resolve) => {
       this.client.makeUnaryRequest(
         definition.path,
         definition.requestSerialize,
         definition.responseDeserialize,
         request,
-        new grpc.Metadata(),
+        metadata,
         { deadline: Date.now() + timeoutMs },
         (err, value) => {
           if (err !== null) resolve(failure(err));

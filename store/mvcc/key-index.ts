@@ -51,8 +51,9 @@ export class KeyHistory {
   /** Makes (main, sub) the newest revision; the caller then sets the live state. */
   append(main: number, sub: number, isTombstone: boolean): void {
     assert(main > this.main || (main === this.main && sub > this.sub), 'key revisions must grow');
-    const older = (this.older ??= []);
-    older.push(this.main, packSub(this.sub, this.isTombstone));
+    // An array literal is allocated at its size; a push onto [] would reserve 17 slots.
+    if (this.older === null) this.older = [this.main, packSub(this.sub, this.isTombstone)];
+    else this.older.push(this.main, packSub(this.sub, this.isTombstone));
     this.main = main;
     this.sub = sub;
     this.isTombstone = isTombstone;

@@ -40,8 +40,8 @@ export class MvccStore {
   currentRev = 1;
   /** The compaction point; -1 until the first compaction. Reads below it fail. */
   compactRev = -1;
-  private readonly keys = new Map<string, KeyHistory>();
-  private readonly sorted = new SortedKeys();
+  /** Every key with a revision above the compaction point (tombstones included), in key order. */
+  private readonly keys = new SortedKeys<KeyHistory>();
   private readonly values = new ValueArena();
   private attachments: LeaseAttachments = noAttachments;
 
@@ -55,7 +55,7 @@ export class MvccStore {
 
   /** Every live key and its lease, for rebuilding the lessor after a restart. */
   *liveKeys(): Generator<KeyValue> {
-    for (const [name, history] of this.keys) if (!history.isTombstone) yield this.latestOf(name, history);
+    for (const [name, history] of this.keys.entries()) if (!history.isTombstone) yield this.latestOf(name, history);
   }
 
   private restore(): void {
@@ -104,9 +104,7 @@ export class MvccStore {
     const isFromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
     const to = isFromKey ? undefined : keyString(rangeEnd);
     if (to !== undefined && to <= from) return;
-    this.sorted.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name) => {
-      const history = this.keys.get(name);
-      if (history === undefined) return true;
+    this.keys.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name, history) => {
       const kv = this.valueAt(name, history, rev);
       return kv === null ? true : visit(kv);
     });
@@ -181,8 +179,7 @@ export class MvccStore {
       return history;
     }
     const created = new KeyHistory(main, sub, tombstone);
-    this.keys.set(name, created);
-    this.sorted.insert(name);
+    this.keys.insert(name, created);
     return created;
   }
 
@@ -227,13 +224,15 @@ export class MvccStore {
    * Slabs are never written twice at one offset, so views handed out earlier stay valid.
    */
   private relocateValues(): void {
-    for (const history of this.keys.values()) {
+    this.keys.forEachInRange('', undefined, (_name, history) => {
       const slab = history.valueSlab;
-      if (slab === null || !this.values.isSparse(slab)) continue;
-      const bytes = slab.view(history.valueOffset, history.valueLength);
-      this.values.release(slab, history.valueLength);
-      this.placeValue(history, bytes);
-    }
+      if (slab !== null && this.values.isSparse(slab)) {
+        const bytes = slab.view(history.valueOffset, history.valueLength);
+        this.values.release(slab, history.valueLength);
+        this.placeValue(history, bytes);
+      }
+      return true;
+    });
   }
 
   /** Removes history below `rev`. The caller checked `rev` against compactRev and currentRev. */
@@ -243,14 +242,14 @@ export class MvccStore {
     this.backend.setMeta('compact_rev', rev);
     const emptied: string[] = [];
     const drop = (main: number, sub: number): void => this.backend.deleteKv(main, sub);
-    for (const [name, history] of this.keys) {
+    this.keys.forEachInRange('', undefined, (name, history) => {
       if (history.compact(rev, drop)) emptied.push(name);
-    }
+      return true;
+    });
     for (const name of emptied) {
       const history = this.keys.get(name);
       if (history?.valueSlab != null) this.values.release(history.valueSlab, history.valueLength);
-      this.keys.delete(name);
-      this.sorted.remove(name);
+      this.keys.remove(name);
     }
     this.relocateValues();
   }
@@ -272,7 +271,7 @@ export class MvccStore {
   }
 
   keyCount(): number {
-    return this.sorted.size;
+    return this.keys.size;
   }
 
   /** Bytes of the newest values held in memory, and bytes their slabs hold beyond them. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KeyHistory } from '../../store/mvcc/key-index.js';
+import { SortedKeys } from '../../store/mvcc/sorted-keys.js';
 import { SHARED_VALUE_BYTES_MAX, SLAB_BYTES, ValueArena } from '../../store/mvcc/value-arena.js';
 
 /** put a@2, put a@3, delete a@4, put a@6: the example of etcd's key_index.go, in our packing. */
@@ -109,5 +110,39 @@ describe('ValueArena (issue #3)', () => {
     expect(arena.holeBytes).toBe(0);
     expect(arena.liveBytes).toBe(SLAB_BYTES);
     expect(() => arena.release(full, 1)).toThrow(/were live/);
+  });
+});
+
+describe('SortedKeys: the ordered map that is also the point lookup (issue #3)', () => {
+  const keyOf = (i: number): string => `k${String.fromCharCode(i % 256)}${i}`;
+
+  it('finds, orders and removes thousands of keys inserted in scrambled order', () => {
+    const map = new SortedKeys<number>();
+    const count = 5000;
+    // 7919 is prime and does not divide count, so this visits every index once, out of order.
+    for (let n = 0; n < count; n++) map.insert(keyOf((n * 7919) % count), (n * 7919) % count);
+    expect(map.size).toBe(count);
+    for (let i = 0; i < count; i++) expect(map.get(keyOf(i))).toBe(i);
+    expect(map.get('k')).toBeUndefined();
+    expect(() => map.insert(keyOf(42), 0)).toThrow(/absent/);
+    const order = [...map.entries()].map(([key]) => key);
+    const byBytes = [...order].sort((a, b) => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1')));
+    expect(order).toEqual(byBytes);
+    for (let i = 0; i < count; i += 2) expect(map.remove(keyOf(i))).toBe(true);
+    expect(map.remove(keyOf(0))).toBe(false);
+    expect(map.size).toBe(count / 2);
+    expect(map.get(keyOf(2))).toBeUndefined();
+    expect(map.get(keyOf(3))).toBe(3);
+  });
+
+  it('visits [from, to) in order and stops when asked', () => {
+    const map = new SortedKeys<string>();
+    for (const key of ['b', 'a\u00ff', 'a', 'c', 'a\u0000']) map.insert(key, `v${key}`);
+    const seen: string[] = [];
+    map.forEachInRange('a\u0000', 'c', (key, value) => seen.push(`${key}=${value}`) > 0);
+    expect(seen).toEqual(['a\u0000=va\u0000', 'a\u00ff=va\u00ff', 'b=vb']);
+    const firstTwo: string[] = [];
+    map.forEachInRange('', undefined, (key) => firstTwo.push(key) < 2);
+    expect(firstTwo).toEqual(['a', 'a\u0000']);
   });
 });

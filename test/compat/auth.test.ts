@@ -118,6 +118,8 @@ async function enforce(side: Side): Promise<void> {
   await side.run([...ALICE, 'endpoint', 'hashkv']);
   await side.run([...ALICE, 'alarm', 'list']);
   await side.run(['--user', 'bob:', 'get', '/cron/x']);
+  await side.run(['--user', 'bob:guess', 'get', '/cron/x']);
+  await side.run([...ROOT, 'auth', 'enable']);
   await side.run([...ROOT, 'role', 'delete', 'root']);
   await side.run([...ROOT, 'user', 'revoke-role', 'root', 'root']);
   await side.run([...ROOT, 'user', 'delete', 'root']);

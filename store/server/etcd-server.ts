@@ -304,22 +304,30 @@ export class EtcdServer {
     if (!this.node.hasReady()) return;
     const ready = this.node.ready();
     if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
-    const firstNew = ready.entries[0];
-    // An overwritten suffix is no longer the durable one.
-    if (firstNew !== undefined && firstNew.index <= this.durableIndex) this.durableIndex = firstNew.index - 1;
-    // Heartbeat and ReadIndex rounds carry nothing to store: no transaction for them.
-    if (ready.hardState !== null || ready.entries.length > 0) this.backend.transaction(() => this.persist(ready));
-    const writtenUpTo = this.storage.lastIndex();
-    // A leader's appends and heartbeats may leave before its own fsync (Raft thesis §10.2.1): the
-    // followers' disks and the leader's then work in parallel. Everything else waits for the fsync.
+    // A leader's appends and heartbeats may leave before its own write and fsync (Raft thesis
+    // §10.2.1): the followers' disks and the leader's then work in parallel. Nothing acts on a
+    // commit before the leader's fsync either way: commits come out of the next Ready, and there
+    // is one Ready in flight. Everything else waits for the fsync.
     const early = this.node.status().role === 'leader' ? ready.messages.filter((m) => m.type === 'app' || m.type === 'heartbeat') : [];
     const late = early.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== 'app' && m.type !== 'heartbeat');
     this.transport?.send(early);
+    const firstNew = ready.entries[0];
+    // An overwritten suffix is no longer the durable one.
+    if (firstNew !== undefined && firstNew.index <= this.durableIndex) this.durableIndex = firstNew.index - 1;
     // Committed entries already on this member's disk need not wait for this Ready's fsync: they
-    // are applied (in a transaction written after this Ready's entries) and answered now. Under
-    // load every Ready carries new entries, and waiting would add one fsync to every commit.
+    // are applied in the same transaction that stores the Ready and answered now. Under load every
+    // Ready carries new entries, and waiting would add an fsync to every commit.
     const split = this.durablePrefix(ready.committed);
-    if (split > 0) this.applyAndAnswer(ready.committed.slice(0, split));
+    const store = ready.hardState !== null || ready.entries.length > 0;
+    // Heartbeat and ReadIndex rounds carry nothing to store: no transaction for them.
+    if (store || split > 0) {
+      const settles = this.backend.transaction(() => {
+        if (store) this.persist(ready);
+        return split > 0 ? this.applyCommitted(ready.committed.slice(0, split)) : [];
+      });
+      if (split > 0) this.answerApplied(settles);
+    }
+    const writtenUpTo = this.storage.lastIndex();
     const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
     this.inflight++;
     this.lastStep = Promise.all([this.lastStep, durable]).then(
@@ -361,7 +369,10 @@ export class EtcdServer {
 
   /** Applies committed entries in one transaction, then tells watchers and proposers. */
   private applyAndAnswer(committed: readonly Entry[]): void {
-    const settles = this.backend.transaction(() => this.applyCommitted(committed));
+    this.answerApplied(this.backend.transaction(() => this.applyCommitted(committed)));
+  }
+
+  private answerApplied(settles: readonly (() => void)[]): void {
     this.dbSizeBytes = this.backend.sizes().sizeBytes;
     this.watchHub.notify(this.applier.takeEvents());
     this.lessor.startTimers(performance.now());

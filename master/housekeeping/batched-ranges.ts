@@ -10,8 +10,6 @@ export interface RangeRead {
   readonly key: Buffer;
   readonly rangeEnd: Buffer;
   readonly keysOnly?: boolean;
-  /** Only the last key of the range (its newest slot). */
-  readonly lastOnly?: boolean;
 }
 
 /** Ops per txn: under etcd's default limit of 128 operations per txn. */
@@ -22,7 +20,6 @@ function rangeOp(read: RangeRead): IRequestOp {
     request_range: {
       key: read.key, range_end: read.rangeEnd,
       ...(read.keysOnly === true ? { keys_only: true } : {}),
-      ...(read.lastOnly === true ? { limit: 1, sort_target: 'Key', sort_order: 'Descend' } : {}),
     },
   };
 }

@@ -1,9 +1,9 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { runKey, runsPrefix, prefixEnd, slotId } from '../../shared/keys.js';
+import { parseRunKey, runKey, runsPrefix, prefixEnd, slotId } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import type { CompiledSchedule } from '../../shared/job/schedule.js';
 import { recordNotStarted } from '../../shared/history/write.js';
-import { runIdFor, decodeRunRecord, type RunRecord } from '../../shared/history/records.js';
+import { runIdFor, type RunRecord } from '../../shared/history/records.js';
 import { jitterOffsetMs, nextSlotMs } from '../planner/slots.js';
 import { MISSED_MARGIN_MS, ON_TIME_GRACE_MS } from '../planner/catch-up.js';
 
@@ -24,11 +24,11 @@ export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: n
   return checkedUntilFrom(spec, response.kvs[0], nowMs);
 }
 
-/** checkedUntil from the job's newest run record (the last key under its runs prefix), if any. */
+/** checkedUntil from the job's newest run key (the last key under its runs prefix), if any. */
 export function checkedUntilFrom(spec: JobSpec, newest: IKeyValue | undefined, nowMs: number): number {
-  const record = newest === undefined ? undefined : decodeRunRecord(newest.value.toString());
-  const slotMs = record === undefined ? Number.NaN : Date.parse(record.slot);
-  if (!Number.isFinite(slotMs)) return nowMs;
+  // The key names the slot, so keys-only reads suffice.
+  const slotMs = newest === undefined ? undefined : parseRunKey(newest.key.toString())?.slotMs;
+  if (slotMs === undefined) return nowMs;
   return Math.max(slotMs, nowMs - spec.history.ageMs);
 }
 

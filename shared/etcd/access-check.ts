@@ -7,6 +7,7 @@ export class StoreAccessError extends Error {
 }
 
 const USER_EMPTY = 'etcdserver: user name is empty';
+const AUTH_NOT_ENABLED = 'etcdserver: authentication is not enabled';
 
 function describe(err: unknown, what: string, user: string | undefined): Error {
   const who = user === undefined ? 'without a user' : `as user ${user}`;
@@ -15,6 +16,11 @@ function describe(err: unknown, what: string, user: string | undefined): Error {
   if (err instanceof Error && err.message.includes(USER_EMPTY)) {
     return new StoreAccessError(
       `the store requires authentication: pass --user and --password (or ETCRON_USER and ETCRON_PASSWORD)`,
+    );
+  }
+  if (err instanceof Error && err.message.includes(AUTH_NOT_ENABLED) && user !== undefined) {
+    return new StoreAccessError(
+      `user ${user} was given but the store does not have auth enabled: drop --user (or ETCRON_USER)`,
     );
   }
   return err instanceof Error ? err : new Error(String(err));

@@ -86,6 +86,7 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
    * its count limit by the slots of one interval until the next trim.
    */
   const TRIMS_PER_SECOND_MAX = 200;
+  const TRIMS_PER_PASS_MAX = 200;
   /** Writes (or trims) in flight at once: each is independent and compare-guarded. */
   const JOBS_CONCURRENT_MAX = 8;
   const effectiveTrimIntervalMs = (): number => Math.max(trimIntervalMs, (jobs.size / TRIMS_PER_SECOND_MAX) * 1000);
@@ -143,14 +144,16 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }
   };
 
-  const trimJob = async (job: JobState, nowMs: number): Promise<void> => {
+  const isTrimDue = (job: JobState, nowMs: number): boolean => {
     const trimEveryMs = effectiveTrimIntervalMs();
     // Spread jobs over the interval (stable per job) instead of trimming all of them in one pass.
     job.lastTrimMs ??= nowMs - (stableHash(job.spec.name) % trimEveryMs);
-    if (nowMs - job.lastTrimMs >= trimEveryMs) {
-      job.lastTrimMs = nowMs;
-      counters.trimmed += await trimHistory(client, job.spec, nowMs);
-    }
+    return nowMs - job.lastTrimMs >= trimEveryMs;
+  };
+
+  const trimJob = async (job: JobState, nowMs: number): Promise<void> => {
+    job.lastTrimMs = nowMs;
+    counters.trimmed += await trimHistory(client, job.spec, nowMs);
   };
 
   const pass = async (): Promise<void> => {
@@ -164,9 +167,11 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       // Nothing advanced past what was recorded: the next pass looks at the same slots again.
       logger.warn({ err }, 'missed-slot pass failed');
     }
-    const all = [...jobs.values()];
-    for (let i = 0; i < all.length && !stopped; i += JOBS_CONCURRENT_MAX) {
-      await Promise.all(all.slice(i, i + JOBS_CONCURRENT_MAX).map((job) => trimJob(job, nowMs).catch((err: unknown) => {
+    // A bounded number per pass, so a slow pass does not make the next one slower still; the jobs
+    // left over are due first next time (their lastTrimMs is older).
+    const due = [...jobs.values()].filter((job) => isTrimDue(job, nowMs)).slice(0, TRIMS_PER_PASS_MAX);
+    for (let i = 0; i < due.length && !stopped; i += JOBS_CONCURRENT_MAX) {
+      await Promise.all(due.slice(i, i + JOBS_CONCURRENT_MAX).map((job) => trimJob(job, nowMs).catch((err: unknown) => {
         logger.warn({ err, job: job.spec.name }, 'history trim failed');
       })));
     }

@@ -104,7 +104,10 @@ export class WatchHub {
       if (event.type === 'put' ? watcher.noPut : watcher.noDelete) continue;
       if (!inRange(event.kv.key, watcher.key, watcher.rangeEnd)) continue;
       let prevKv: KeyValue | null = null;
-      if (watcher.prevKv) {
+      // As etcd: a create event (create revision = mod revision) has no prev_kv, even when the
+      // key was deleted and created again within one revision and so existed just before it.
+      const isCreate = event.type === 'put' && event.kv.createRevision === event.kv.modRevision;
+      if (watcher.prevKv && !isCreate) {
         if (!previous.has(event)) previous.set(event, this.kv.previousOf(event.kv.key, event.kv.modRevision));
         prevKv = previous.get(event) ?? null;
       }

@@ -52,6 +52,8 @@ export class PeerTransport {
     'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
   });
   private readonly links = new Map<MemberId, PeerLink>();
+  /** The last TLS failure logged per peer: a refused handshake repeats on every reconnect. */
+  private readonly tlsFailures = new Map<MemberId, string>();
   private closed = false;
 
   constructor(
@@ -171,6 +173,17 @@ export class PeerTransport {
     return link;
   }
 
+  /**
+   * A handshake the peer refused (or we refused: its certificate did not verify) would otherwise
+   * show only as an unreachable peer. Logged once per distinct reason, as etcd logs rejections.
+   */
+  private noteTlsFailure(peer: MemberId, details: string): void {
+    const reason = details.replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, ''); // grpc-js stamps the time
+    if (!/SSL|TLS|certificate/i.test(reason) || this.tlsFailures.get(peer) === reason) return;
+    this.tlsFailures.set(peer, reason);
+    this.log.warn({ peer: peer.toString(16), err: reason }, 'peer TLS handshake failed');
+  }
+
   /** Sends messages, grouped per destination, each group as one frame on that peer's stream. */
   send(messages: readonly Message[]): void {
     if (this.closed || messages.length === 0) return;
@@ -191,6 +204,7 @@ export class PeerTransport {
             if (link.stream === stream) link.stream = null;
             if (err !== null && !this.closed) {
               if (err.code === status.FAILED_PRECONDITION) this.log.error({ peer: peer.toString(16), err: err.details }, 'peer refused us');
+              this.noteTlsFailure(peer, err.details);
               this.onUnreachable(peer);
             }
           },

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
-import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
+import { authRefusal, checkSchedulerAccess } from '../shared/etcd/access-check.js';
 import { createEtcdClient, resolveCredentials, type EtcdCredentials } from '../shared/etcd/client.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { ClientTlsFiles } from '../shared/etcd/client-tls.js';
@@ -60,7 +60,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   });
   const startedAtMs = clock.nowMs();
   const user = options.credentials?.user ?? resolveCredentials(undefined, undefined)?.user;
-  await probeStore(client, logger).then(() => checkSchedulerAccess(client, user)).catch((err: unknown) => {
+  await probeStore(client, logger, user).then(() => checkSchedulerAccess(client, user)).catch((err: unknown) => {
     client.close();
     throw err;
   });
@@ -140,7 +140,7 @@ function statusRoute(client: Etcd3, id: string, startedAtMs: number, isLeader: (
 const STORE_PROBE_TIMEOUT_MS = 8_000;
 const STORE_PROBE_INTERVAL_MS = 250;
 
-async function probeStore(client: Etcd3, logger: Logger): Promise<void> {
+async function probeStore(client: Etcd3, logger: Logger, user: string | undefined): Promise<void> {
   const deadline = Date.now() + STORE_PROBE_TIMEOUT_MS;
   let lastError: unknown = undefined;
   // Bounded: one attempt per interval until the deadline.
@@ -151,6 +151,9 @@ async function probeStore(client: Etcd3, logger: Logger): Promise<void> {
       await client.maintenance.status({ deadline });
       return;
     } catch (err) {
+      // Missing, unneeded or wrong credentials: waiting will not help.
+      const refusal = authRefusal(err, user);
+      if (refusal !== null) throw refusal;
       // The first failure says why (refused, unknown host); later ones only say "circuit open".
       lastError ??= err;
       await new Promise((resolve) => setTimeout(resolve, STORE_PROBE_INTERVAL_MS));

@@ -8,22 +8,38 @@ export class StoreAccessError extends Error {
 
 const USER_EMPTY = 'etcdserver: user name is empty';
 const AUTH_NOT_ENABLED = 'etcdserver: authentication is not enabled';
+const AUTH_FAILED = 'etcdserver: authentication failed';
 
-function describe(err: unknown, what: string, user: string | undefined): Error {
-  const who = user === undefined ? 'without a user' : `as user ${user}`;
-  if (err instanceof EtcdPermissionDeniedError)
-    return new StoreAccessError(`permission denied ${what} ${who}`);
-  if (err instanceof Error && err.message.includes(USER_EMPTY)) {
+/**
+ * A refusal that waiting will not cure, in words for the operator: credentials missing, given
+ * for a store without auth, or wrong. Null for any other error.
+ */
+export function authRefusal(err: unknown, user: string | undefined): StoreAccessError | null {
+  const message = err instanceof Error ? err.message : '';
+  if (message.includes(USER_EMPTY)) {
     return new StoreAccessError(
-      `the store requires authentication: pass --user and --password (or ETCRON_USER and ETCRON_PASSWORD)`,
+      'the store requires authentication: pass --user and --password (or ETCRON_USER and ETCRON_PASSWORD)',
     );
   }
-  if (err instanceof Error && err.message.includes(AUTH_NOT_ENABLED) && user !== undefined) {
+  if (message.includes(AUTH_NOT_ENABLED) && user !== undefined) {
     return new StoreAccessError(
       `user ${user} was given but the store does not have auth enabled: drop --user (or ETCRON_USER)`,
     );
   }
-  return err instanceof Error ? err : new Error(String(err));
+  if (message.includes(AUTH_FAILED)) {
+    return new StoreAccessError(
+      `authentication failed for user ${user ?? ''}: wrong user or password`,
+    );
+  }
+  return null;
+}
+
+function describe(err: unknown, what: string, user: string | undefined): Error {
+  const who = user === undefined ? 'without a user' : `as user ${user}`;
+  if (err instanceof EtcdPermissionDeniedError) {
+    return new StoreAccessError(`permission denied ${what} ${who}`);
+  }
+  return authRefusal(err, user) ?? (err instanceof Error ? err : new Error(String(err)));
 }
 
 /**

@@ -40,8 +40,8 @@ export class MvccStore {
   currentRev = 1;
   /** The compaction point; -1 until the first compaction. Reads below it fail. */
   compactRev = -1;
-  /** Every key with a revision above the compaction point (tombstones included), in key order. */
-  private readonly keys = new SortedKeys<KeyHistory>();
+  private readonly keys = new Map<string, KeyHistory>();
+  private readonly sorted = new SortedKeys();
   private readonly values = new ValueArena();
   private attachments: LeaseAttachments = noAttachments;
 
@@ -55,7 +55,7 @@ export class MvccStore {
 
   /** Every live key and its lease, for rebuilding the lessor after a restart. */
   *liveKeys(): Generator<KeyValue> {
-    for (const [name, history] of this.keys.entries()) if (!history.isTombstone) yield this.latestOf(name, history);
+    for (const [name, history] of this.keys) if (!history.isTombstone) yield this.latestOf(name, history);
   }
 
   private restore(): void {
@@ -104,7 +104,9 @@ export class MvccStore {
     const isFromKey = rangeEnd.length === 1 && rangeEnd[0] === 0;
     const to = isFromKey ? undefined : keyString(rangeEnd);
     if (to !== undefined && to <= from) return;
-    this.keys.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name, history) => {
+    this.sorted.forEachInRange(from === ZERO_KEY && isFromKey ? '' : from, to, (name) => {
+      const history = this.keys.get(name);
+      if (history === undefined) return true;
       const kv = this.valueAt(name, history, rev);
       return kv === null ? true : visit(kv);
     });
@@ -179,7 +181,8 @@ export class MvccStore {
       return history;
     }
     const created = new KeyHistory(main, sub, tombstone);
-    this.keys.insert(name, created);
+    this.keys.set(name, created);
+    this.sorted.insert(name);
     return created;
   }
 
@@ -224,15 +227,13 @@ export class MvccStore {
    * Slabs are never written twice at one offset, so views handed out earlier stay valid.
    */
   private relocateValues(): void {
-    this.keys.forEachInRange('', undefined, (_name, history) => {
+    for (const history of this.keys.values()) {
       const slab = history.valueSlab;
-      if (slab !== null && this.values.isSparse(slab)) {
-        const bytes = slab.view(history.valueOffset, history.valueLength);
-        this.values.release(slab, history.valueLength);
-        this.placeValue(history, bytes);
-      }
-      return true;
-    });
+      if (slab === null || !this.values.isSparse(slab)) continue;
+      const bytes = slab.view(history.valueOffset, history.valueLength);
+      this.values.release(slab, history.valueLength);
+      this.placeValue(history, bytes);
+    }
   }
 
   /** Removes history below `rev`. The caller checked `rev` against compactRev and currentRev. */
@@ -242,14 +243,14 @@ export class MvccStore {
     this.backend.setMeta('compact_rev', rev);
     const emptied: string[] = [];
     const drop = (main: number, sub: number): void => this.backend.deleteKv(main, sub);
-    this.keys.forEachInRange('', undefined, (name, history) => {
+    for (const [name, history] of this.keys) {
       if (history.compact(rev, drop)) emptied.push(name);
-      return true;
-    });
+    }
     for (const name of emptied) {
       const history = this.keys.get(name);
       if (history?.valueSlab != null) this.values.release(history.valueSlab, history.valueLength);
-      this.keys.remove(name);
+      this.keys.delete(name);
+      this.sorted.remove(name);
     }
     this.relocateValues();
   }
@@ -271,7 +272,7 @@ export class MvccStore {
   }
 
   keyCount(): number {
-    return this.keys.size;
+    return this.sorted.size;
   }
 
   /** Bytes of the newest values held in memory, and bytes their slabs hold beyond them. */

@@ -9,6 +9,8 @@
 ARG BASE_IMAGE=node:20-bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
+# Lets the e2e test remove superseded build stages (test/support/docker-compose.ts).
+LABEL org.etcron.stage=build
 WORKDIR /src
 COPY . .
 RUN sh scripts/docker-deps.sh && node scripts/docker-app.mjs /src /out/app \

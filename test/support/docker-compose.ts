@@ -82,11 +82,27 @@ const IMAGE_BUILD_TIMEOUT_MS = 240_000;
  * Layers stay cached between runs, so an unchanged tree builds in seconds.
  */
 export async function buildImageOffline(tag: string): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const previous = await imageId(tag);
   await runChecked(['bash', join(REPO_ROOT, 'scripts', 'docker-base-image.sh'), BASE_IMAGE_TAG], { timeoutMs: 120_000 });
   await runChecked(
     ['docker', 'build', '-q', '--build-arg', `BASE_IMAGE=${BASE_IMAGE_TAG}`, '-t', tag, REPO_ROOT],
     { timeoutMs: IMAGE_BUILD_TIMEOUT_MS },
   );
+  // Each changed tree leaves the previous image and build stage behind (about 300 MB); the newest
+  // build stage stays as the layer cache. Images still in use are kept by Docker, so errors pass.
+  if (previous !== undefined && previous !== (await imageId(tag))) {
+    await runCommand(['docker', 'image', 'rm', previous], { timeoutMs: 60_000 });
+  }
+  await runCommand(
+    ['docker', 'image', 'prune', '-f', '--filter', 'label=org.etcron.stage=build', '--filter', `until=${startedAt}`],
+    { timeoutMs: 60_000 },
+  );
+}
+
+async function imageId(tag: string): Promise<string | undefined> {
+  const result = await runCommand(['docker', 'image', 'inspect', '--format', '{{.Id}}', tag], { timeoutMs: 20_000 });
+  return result.code === 0 ? result.stdout.trim() : undefined;
 }
 
 export async function imageSizeBytes(tag: string): Promise<number> {

@@ -103,7 +103,8 @@ export class KeyHistory {
   }
 
   private olderAt(index: number): KeyRevision {
-    return { main: this.mainOf(index), sub: this.subOf(index), tombstone: this.isTombstoneAt(index) };
+    const tombstone = this.isTombstoneAt(index);
+    return { main: this.mainOf(index), sub: this.subOf(index), tombstone };
   }
 
   /** Revision `index` counting from the oldest; the newest is index revisionCount - 1. */

@@ -55,7 +55,9 @@ export class MvccStore {
 
   /** Every live key and its lease, for rebuilding the lessor after a restart. */
   *liveKeys(): Generator<KeyValue> {
-    for (const [name, history] of this.keys) if (!history.isTombstone) yield this.latestOf(name, history);
+    for (const [name, history] of this.keys) {
+      if (!history.isTombstone) yield this.latestOf(name, history);
+    }
   }
 
   private restore(): void {
@@ -170,10 +172,11 @@ export class MvccStore {
     assert(rev === this.currentRev + 1, `revision must grow by one: ${this.currentRev} -> ${rev}`);
     this.currentRev = rev;
     this.backend.setMeta('current_rev', rev);
-    if (this.values.holeBytes > this.values.liveBytes + ARENA_HOLE_BYTES_SLACK) this.relocateValues();
+    const holeBytesMax = this.values.liveBytes + ARENA_HOLE_BYTES_SLACK;
+    if (this.values.holeBytes > holeBytesMax) this.relocateValues();
   }
 
-  /** The history of `name` with (main, sub) appended as its newest revision; new keys are indexed. */
+  /** The history of `name` with (main, sub) appended as its newest revision; indexes new keys. */
   private historyFor(name: string, main: number, sub: number, tombstone: boolean): KeyHistory {
     const history = this.keys.get(name);
     if (history !== undefined) {
@@ -191,8 +194,11 @@ export class MvccStore {
     const slab = history.valueSlab;
     const value = kv === null ? EMPTY : kv.value;
     // A put that kept the value (ignore_value) hands back a view of the bytes already held.
-    const isSameBytes = slab !== null && value.buffer === slab.bytes.buffer &&
-      value.byteOffset === slab.bytes.byteOffset + history.valueOffset && value.length === history.valueLength;
+    const isSameBytes =
+      slab !== null &&
+      value.buffer === slab.bytes.buffer &&
+      value.byteOffset === slab.bytes.byteOffset + history.valueOffset &&
+      value.length === history.valueLength;
     if (!isSameBytes) {
       if (slab !== null) this.values.release(slab, history.valueLength);
       this.placeValue(history, value);

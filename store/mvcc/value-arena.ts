@@ -54,7 +54,8 @@ export class ValueArena {
   store(value: Uint8Array): ValueSlab | null {
     const length = value.length;
     if (length === 0) return null;
-    const slab = length > SHARED_VALUE_BYTES_MAX ? this.newSlab(length, false) : this.slabWithRoom(length);
+    const slab =
+      length > SHARED_VALUE_BYTES_MAX ? this.newSlab(length, false) : this.slabWithRoom(length);
     slab.bytes.set(value, slab.used);
     slab.used += length;
     slab.liveBytes += length;

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { KeyHistory } from '../../store/mvcc/key-index.js';
 import { SortedKeys } from '../../store/mvcc/sorted-keys.js';
-import { SHARED_VALUE_BYTES_MAX, SLAB_BYTES, ValueArena } from '../../store/mvcc/value-arena.js';
+import {
+  SHARED_VALUE_BYTES_MAX, SLAB_BYTES, ValueArena, type ValueSlab,
+} from '../../store/mvcc/value-arena.js';
 
 /** put a@2, put a@3, delete a@4, put a@6: the example of etcd's key_index.go, in our packing. */
 function example(): KeyHistory {
@@ -83,7 +85,8 @@ describe('ValueArena (issue #3)', () => {
 
   it('reads back every value intact across slab boundaries', () => {
     const arena = new ValueArena();
-    const placed: { slab: NonNullable<ReturnType<ValueArena['store']>>; offset: number; value: Buffer }[] = [];
+    type Placed = { slab: ValueSlab; offset: number; value: Buffer };
+    const placed: Placed[] = [];
     for (let i = 0; i < 3 * (SLAB_BYTES / 1000); i++) {
       const value = Buffer.from(`${i}:`.padEnd(1000, String.fromCharCode(65 + (i % 26))));
       const slab = arena.store(value);
@@ -91,10 +94,12 @@ describe('ValueArena (issue #3)', () => {
       if (slab !== null) placed.push({ slab, offset: slab.used - value.length, value });
     }
     expect(new Set(placed.map((p) => p.slab)).size).toBeGreaterThan(2);
-    for (const p of placed) expect(p.slab.view(p.offset, p.value.length).equals(p.value)).toBe(true);
+    for (const p of placed) {
+      expect(p.slab.view(p.offset, p.value.length).equals(p.value)).toBe(true);
+    }
   });
 
-  it('counts holes, marks half-empty slabs sparse, and stops counting slabs with nothing live', () => {
+  it('counts holes, marks half-empty slabs sparse, forgets slabs with nothing live', () => {
     const arena = new ValueArena();
     const value = Buffer.alloc(1024, 7);
     const slabs = [];
@@ -121,7 +126,7 @@ describe('SortedKeys: the ordered key set behind range reads', () => {
     return seen;
   };
 
-  it('orders and removes thousands of keys inserted in scrambled order, across chunk splits', () => {
+  it('orders and removes thousands of keys inserted out of order, across chunk splits', () => {
     const keys = new SortedKeys();
     const count = 5000;
     // 7919 is prime and does not divide count, so this visits every index once, out of order.
@@ -129,7 +134,8 @@ describe('SortedKeys: the ordered key set behind range reads', () => {
     expect(keys.insert(keyOf(42))).toBe(false);
     expect(keys.size).toBe(count);
     const order = all(keys);
-    const byBytes = [...order].sort((a, b) => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1')));
+    const bytesOf = (key: string): Buffer => Buffer.from(key, 'latin1');
+    const byBytes = [...order].sort((a, b) => Buffer.compare(bytesOf(a), bytesOf(b)));
     expect(order).toEqual(byBytes);
     for (let i = 0; i < count; i += 2) expect(keys.remove(keyOf(i))).toBe(true);
     expect(keys.remove(keyOf(0))).toBe(false);

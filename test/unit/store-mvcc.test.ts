@@ -302,7 +302,7 @@ describe('Values in memory (issue #3)', () => {
   const valueOf = (key: string, round: number, sizeBytes: number): string =>
     `${key}@${round}:`.padEnd(sizeBytes, String.fromCharCode(97 + (round % 26)));
 
-  it('moves values out of sparse slabs at compaction; every value, old or new, reads back intact', () => {
+  it('moves values out of sparse slabs at compaction; every value reads back intact', () => {
     const h = open();
     const keys = Array.from({ length: 600 }, (_, i) => `k${String(i).padStart(4, '0')}`);
     for (const k of keys) h.ok(put(k, valueOf(k, 0, 1000)));
@@ -314,7 +314,7 @@ describe('Values in memory (issue #3)', () => {
     h.ok({ type: 'compact', revision: h.kv.currentRev });
     const after = h.kv.valueMemory();
     expect(after.liveBytes).toBe(600 * 1000);
-    // The old slabs were a tenth live: their values moved, and only the current slab's tail is free.
+    // The old slabs were a tenth live: their values moved; only the current slab's tail is free.
     expect(after.holeBytes).toBeLessThan(SLAB_BYTES);
     const expected = (k: string, i: number): string => valueOf(k, isOverwritten(i) ? 1 : 0, 1000);
     keys.forEach((k, i) => expect(h.get(k)?.value.toString()).toBe(expected(k, i)));
@@ -328,24 +328,31 @@ describe('Values in memory (issue #3)', () => {
     const h = open();
     const valueBytes = 4096;
     const perSlab = SLAB_BYTES / valueBytes;
-    // Each slab gets one value that stays and values of a hot key that are soon overwritten: without
-    // relocation every slab would stay alive for one value.
+    // Each slab gets one value that stays and values of a hot key that are soon overwritten:
+    // without relocation every slab would stay alive for one value.
     const slabs = Math.ceil((ARENA_HOLE_BYTES_SLACK * 1.25) / SLAB_BYTES);
     for (let s = 0; s < slabs; s++) {
       h.ok(put(`pin${s}`, valueOf(`pin${s}`, s, valueBytes)));
-      for (let i = 1; i < perSlab; i++) h.ok(put('hot', valueOf('hot', s * perSlab + i, valueBytes)));
+      for (let i = 1; i < perSlab; i++) {
+        h.ok(put('hot', valueOf('hot', s * perSlab + i, valueBytes)));
+      }
       const memory = h.kv.valueMemory();
-      expect(memory.holeBytes).toBeLessThanOrEqual(memory.liveBytes + ARENA_HOLE_BYTES_SLACK + SLAB_BYTES);
+      const holeBytesMax = memory.liveBytes + ARENA_HOLE_BYTES_SLACK + SLAB_BYTES;
+      expect(memory.holeBytes).toBeLessThanOrEqual(holeBytesMax);
     }
     expect(h.kv.valueMemory().liveBytes).toBe((slabs + 1) * valueBytes);
-    for (let s = 0; s < slabs; s++) expect(h.get(`pin${s}`)?.value.toString()).toBe(valueOf(`pin${s}`, s, valueBytes));
+    for (let s = 0; s < slabs; s++) {
+      expect(h.get(`pin${s}`)?.value.toString()).toBe(valueOf(`pin${s}`, s, valueBytes));
+    }
   });
 
   it('a put with ignore_value keeps the value it had', () => {
     const h = open();
     h.ok(put('k', 'kept'));
     h.ok({ type: 'lease-grant', id: 3n, ttlSeconds: 10 });
-    const request = { key: b('k'), value: none, lease: 3n, prevKv: false, ignoreValue: true, ignoreLease: false };
+    const request = {
+      key: b('k'), value: none, lease: 3n, prevKv: false, ignoreValue: true, ignoreLease: false,
+    };
     h.ok({ type: 'put', request });
     expect(h.get('k')).toMatchObject({ version: 2, lease: 3n });
     expect(h.get('k')?.value.toString()).toBe('kept');

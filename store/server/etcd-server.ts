@@ -310,7 +310,20 @@ export class EtcdServer {
     // is one Ready in flight. Everything else waits for the fsync.
     const early = this.node.status().role === 'leader' ? ready.messages.filter((m) => m.type === 'app' || m.type === 'heartbeat') : [];
     const late = early.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== 'app' && m.type !== 'heartbeat');
-    this.transport?.send(early);
+    this.inflight++;
+    if (early.length === 0 || this.transport === null) {
+      this.store(ready, late);
+      return;
+    }
+    this.transport.send(early);
+    // grpc-js hands a message to its socket after a few promise steps, and the socket write runs
+    // in the check phase: storing the Ready right now would hold the appends back until it is done.
+    setImmediate(() => this.store(ready, late));
+  }
+
+  /** Writes a Ready (and applies what is already durable), then finishes it after the fsync. */
+  private store(ready: Ready, late: readonly Message[]): void {
+    if (this.closed) return;
     const firstNew = ready.entries[0];
     // An overwritten suffix is no longer the durable one.
     if (firstNew !== undefined && firstNew.index <= this.durableIndex) this.durableIndex = firstNew.index - 1;
@@ -329,19 +342,27 @@ export class EtcdServer {
     }
     const writtenUpTo = this.storage.lastIndex();
     const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
-    this.inflight++;
+    const finish = (): void => {
+      this.inflight--;
+      if (this.closed) return;
+      if (split < ready.committed.length) this.applyAndAnswer(ready.committed.slice(split));
+      this.node.advance(ready);
+      if (ready.softState !== null) this.onSoftState(ready.softState.leader);
+      this.reads.answer(ready.readStates);
+      this.reads.release();
+      this.drain();
+    };
     this.lastStep = Promise.all([this.lastStep, durable]).then(
       () => {
-        this.inflight--;
         if (ready.mustSync) this.durableIndex = Math.max(this.durableIndex, writtenUpTo);
         if (this.closed) return;
-        this.transport?.send(late);
-        if (split < ready.committed.length) this.applyAndAnswer(ready.committed.slice(split));
-        this.node.advance(ready);
-        if (ready.softState !== null) this.onSoftState(ready.softState.leader);
-        this.reads.answer(ready.readStates);
-        this.reads.release();
-        this.drain();
+        if (late.length === 0 || this.transport === null) {
+          finish();
+          return;
+        }
+        // Acknowledgements leave before the next Ready is stored, for the same reason as above.
+        this.transport.send(late);
+        setImmediate(finish);
       },
       (err: unknown) => {
         // A failed fsync may have dropped pages: going on could acknowledge lost writes.

@@ -14,7 +14,7 @@ export function startStoreUnderTest(options: StartOptions = {}): Promise<StorePr
   return startStore(storeKindUnderTest(), options);
 }
 
-/** For suites that run on both stores in one `npm test` (e.g. test/scheduler/*-etcron.test.ts). */
+/** A store of the given kind, whatever ETCRON_TEST_STORE says. */
 export function startStore(kind: StoreKind, options: StartOptions = {}): Promise<StoreProcess> {
   return kind === 'etcron' ? startEtcronStore(options) : startEtcd(options);
 }

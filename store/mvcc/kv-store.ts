@@ -171,7 +171,8 @@ export class MvccStore {
   commitRevision(rev: number): void {
     assert(rev === this.currentRev + 1, `revision must grow by one: ${this.currentRev} -> ${rev}`);
     this.currentRev = rev;
-    this.backend.setMeta('current_rev', rev);
+    // Not stored per revision: every revision writes kv rows, and a restart takes the newest row's
+    // revision. Only a compaction can remove the newest rows (trailing tombstones): it stores it.
     const holeBytesMax = this.values.liveBytes + ARENA_HOLE_BYTES_SLACK;
     if (this.values.holeBytes > holeBytesMax) this.relocateValues();
   }
@@ -247,6 +248,7 @@ export class MvccStore {
     assert(rev > this.compactRev && rev <= this.currentRev, `bad compaction revision ${rev}`);
     this.compactRev = rev;
     this.backend.setMeta('compact_rev', rev);
+    this.backend.setMeta('current_rev', this.currentRev);
     const emptied: string[] = [];
     const drop = (main: number, sub: number): void => this.backend.deleteKv(main, sub);
     for (const [name, history] of this.keys) {

@@ -27,7 +27,7 @@
 //   cpu          CPU seconds used during the window by the store and by the workers together
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -154,17 +154,6 @@ async function stopChild(child, graceMs = 8_000) {
   clearTimeout(t);
 }
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** CPU seconds (user + system) of one process, from /proc. */
 function cpuSeconds(pid) {

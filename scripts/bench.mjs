@@ -11,7 +11,7 @@
 // Ctrl-C or SIGTERM. Every wait is bounded.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, readdirSync, lstatSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -189,17 +189,6 @@ function buildEtcron() {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function startCluster(subject, members) {
   const kind = kindOf(subject);

@@ -1,9 +1,21 @@
 import { assert } from '../../shared/assert.js';
 import type { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
+import { DeadlineHeap } from './deadline-heap.js';
 
 /** etcd refuses TTLs above this many seconds. */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
+
+/**
+ * How long after an expired lease was handed out for revocation it is handed out again, should the
+ * revoke not have been applied by then (a lost proposal, a leader change in between); etcd waits
+ * the same 3 s.
+ */
+export const EXPIRED_LEASE_RETRY_MS = 3_000;
+
+/** The deadline heap is rebuilt once it holds more than factor × leases + slack entries. */
+const STALE_ENTRIES_FACTOR = 4;
+const STALE_ENTRIES_SLACK = 1_024;
 
 export interface Lease {
   readonly id: bigint;
@@ -16,6 +28,8 @@ export interface Lease {
    * followers and for leases granted since the last promotion until the server starts their timer.
    */
   deadlineMs: number | null;
+  /** When the deadline heap next looks at this lease; entries with another time are stale. */
+  checkAtMs: number | null;
 }
 
 /**
@@ -26,11 +40,15 @@ export interface Lease {
  */
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
+  /** Deadlines of the leases this member expires, soonest first (primary only). */
+  private readonly deadlines = new DeadlineHeap();
+  /** Leases granted while primary that have no deadline yet (see startTimers). */
+  private readonly untimed = new Set<bigint>();
   private primary = false;
 
   constructor(private readonly backend: Backend, readonly minTtlSeconds: number) {
     for (const { id, ttl } of backend.allLeases()) {
-      this.leases.set(id, { id, ttlSeconds: ttl, keys: new Set(), deadlineMs: null });
+      this.leases.set(id, { id, ttlSeconds: ttl, keys: new Set(), deadlineMs: null, checkAtMs: null });
     }
   }
 
@@ -58,8 +76,10 @@ export class Lessor {
   grant(id: bigint, ttlSeconds: number): Lease {
     if (ttlSeconds > MAX_LEASE_TTL_SECONDS) throw new StoreError('lease-ttl-too-large');
     if (this.leases.has(id)) throw new StoreError('lease-exists');
-    const lease: Lease = { id, ttlSeconds: this.effectiveTtl(ttlSeconds), keys: new Set(), deadlineMs: null };
+    const ttl = this.effectiveTtl(ttlSeconds);
+    const lease: Lease = { id, ttlSeconds: ttl, keys: new Set(), deadlineMs: null, checkAtMs: null };
     this.leases.set(id, lease);
+    if (this.primary) this.untimed.add(id);
     this.backend.putLease(id, lease.ttlSeconds);
     return lease;
   }
@@ -69,6 +89,7 @@ export class Lessor {
     const lease = this.leases.get(id);
     if (lease === undefined) throw new StoreError('lease-not-found');
     this.leases.delete(id);
+    this.untimed.delete(id);
     this.backend.deleteLease(id);
     return [...lease.keys].sort();
   }
@@ -86,20 +107,33 @@ export class Lessor {
   /** Becomes the member that expires leases: every lease gets a fresh deadline. */
   promote(nowMs: number, extendMs: number): void {
     this.primary = true;
-    for (const lease of this.leases.values()) lease.deadlineMs = nowMs + lease.ttlSeconds * 1000 + extendMs;
+    this.deadlines.clear();
+    this.untimed.clear();
+    for (const lease of this.leases.values()) {
+      this.schedule(lease, nowMs + lease.ttlSeconds * 1000 + extendMs);
+    }
   }
 
   demote(): void {
     this.primary = false;
-    for (const lease of this.leases.values()) lease.deadlineMs = null;
+    this.deadlines.clear();
+    this.untimed.clear();
+    for (const lease of this.leases.values()) {
+      lease.deadlineMs = null;
+      lease.checkAtMs = null;
+    }
   }
 
   /** Gives leases granted since the last look their first deadline (primary only). */
   startTimers(nowMs: number): void {
-    if (!this.primary) return;
-    for (const lease of this.leases.values()) {
-      if (lease.deadlineMs === null) lease.deadlineMs = nowMs + lease.ttlSeconds * 1000;
+    if (!this.primary || this.untimed.size === 0) return;
+    for (const id of this.untimed) {
+      const lease = this.leases.get(id);
+      if (lease !== undefined && lease.deadlineMs === null) {
+        this.schedule(lease, nowMs + lease.ttlSeconds * 1000);
+      }
     }
+    this.untimed.clear();
   }
 
   /** A keep-alive: returns the TTL granted again, or 0 when the lease is unknown or expired. */
@@ -107,7 +141,12 @@ export class Lessor {
     const lease = this.leases.get(id);
     if (lease === undefined) return 0;
     if (lease.deadlineMs !== null && lease.deadlineMs <= nowMs) return 0;
-    lease.deadlineMs = nowMs + lease.ttlSeconds * 1000;
+    if (this.primary) {
+      this.untimed.delete(id);
+      this.schedule(lease, nowMs + lease.ttlSeconds * 1000);
+    } else {
+      lease.deadlineMs = nowMs + lease.ttlSeconds * 1000;
+    }
     return lease.ttlSeconds;
   }
 
@@ -117,13 +156,48 @@ export class Lessor {
     return Math.max(0, Math.floor((lease.deadlineMs - nowMs) / 1000));
   }
 
-  /** Leases past their deadline, oldest first, at most `limit`. */
+  /**
+   * Leases past their deadline, soonest deadline first, at most `limit`. Each is handed out once
+   * and then again every EXPIRED_LEASE_RETRY_MS until its revoke is applied; only heap entries
+   * that are due are visited, so a check with nothing due costs O(1) whatever the lease count.
+   */
   expired(nowMs: number, limit: number): bigint[] {
-    const out: { id: bigint; at: number }[] = [];
-    for (const lease of this.leases.values()) {
-      if (lease.deadlineMs !== null && lease.deadlineMs <= nowMs) out.push({ id: lease.id, at: lease.deadlineMs });
+    const out: bigint[] = [];
+    for (;;) {
+      if (out.length >= limit) break;
+      const next = this.deadlines.peek();
+      if (next === undefined || next.atMs > nowMs) break;
+      this.deadlines.pop();
+      const lease = this.leases.get(next.id);
+      if (lease === undefined || lease.checkAtMs !== next.atMs) continue;
+      out.push(lease.id);
+      lease.checkAtMs = nowMs + EXPIRED_LEASE_RETRY_MS;
+      this.deadlines.push({ atMs: lease.checkAtMs, id: lease.id });
     }
-    out.sort((a, b) => a.at - b.at);
-    return out.slice(0, limit).map((e) => e.id);
+    return out;
+  }
+
+  private schedule(lease: Lease, deadlineMs: number): void {
+    lease.deadlineMs = deadlineMs;
+    lease.checkAtMs = deadlineMs;
+    this.deadlines.push({ atMs: deadlineMs, id: lease.id });
+    // Every renewal leaves a stale entry behind until its time comes; a client renewing far more
+    // often than its TTL asks could pile them up, so past a bound the heap is rebuilt from the
+    // leases themselves.
+    if (this.deadlines.size > STALE_ENTRIES_FACTOR * this.leases.size + STALE_ENTRIES_SLACK) {
+      this.rebuildDeadlines();
+    }
+  }
+
+  private rebuildDeadlines(): void {
+    this.deadlines.clear();
+    for (const lease of this.leases.values()) {
+      if (lease.checkAtMs !== null) this.deadlines.push({ atMs: lease.checkAtMs, id: lease.id });
+    }
+  }
+
+  /** Heap entries, live and stale (for tests of the bound). */
+  get scheduledEntries(): number {
+    return this.deadlines.size;
   }
 }

@@ -12,7 +12,9 @@ const REVISION_MODE_INTERVAL_MS = 5 * 60 * 1000;
 /**
  * --auto-compaction-mode: periodic keeps `retention` of history (sampling the revision every tenth
  * of the retention and compacting to the oldest sample still inside it); revision keeps the last
- * `retention` revisions. Compactions go through the log like any client's.
+ * `retention` revisions. Compactions go through the log like any client's. Every member samples,
+ * but only the leader proposes (as etcd pauses its compactor on followers): three members each
+ * proposing the same compaction would apply it once and fail twice.
  */
 export class AutoCompactor {
   private readonly timer: NodeJS.Timeout;
@@ -39,6 +41,7 @@ export class AutoCompactor {
       target = current - this.config.retention;
     }
     if (target <= 0 || target <= this.server.kv.compactRev) return;
+    if (this.server.leaderId !== this.server.memberId) return;
     this.server.propose({ type: 'compact', revision: target }).then(
       () => this.log.info({ rev: target }, 'auto compaction done'),
       (err: unknown) => {

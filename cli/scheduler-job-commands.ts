@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseJobSpec, type JobSpec } from '../shared/job/index.js';
-import { CliError } from './scheduler-api-client.js';
+import { ApiRefusal, CliError, type ApiClient } from './scheduler-api-client.js';
 import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
 import { addJobFlags, specFromFlags, type JobFlagValues } from './scheduler-job-flags.js';
 import { durationText, printJson, renderTable } from './scheduler-format.js';
@@ -112,17 +112,64 @@ async function applyFile(flags: { file: string } & ClientFlags): Promise<void> {
   });
   if (problems.length > 0) throw new CliError(`invalid job spec in ${flags.file}; nothing applied\n${problems.join('\n')}`, 2);
   const client = apiClient(flags);
-  const results: unknown[] = [];
-  for (const input of inputs) {
-    const name = (input as { name: string }).name;
-    const result = (await client.put(path(name), input)) as { job: JobView | null; created: boolean; unchanged: boolean };
-    results.push(result);
-    if (flags.output === 'table') {
-      const what = result.created ? 'created' : result.unchanged ? 'unchanged' : 'updated';
-      process.stdout.write(`job ${name} ${what}${result.job === null ? '' : ` (revision ${result.job.modRevision})`}\n`);
+  const results: ApplyResult[] = [];
+  for (const chunk of applyChunks(inputs)) {
+    for (const result of await applyChunk(client, chunk)) {
+      results.push(result);
+      if (flags.output === 'table') {
+        const what = result.created ? 'created' : result.unchanged ? 'unchanged' : 'updated';
+        const revision = result.job === null ? '' : ` (revision ${result.job.modRevision})`;
+        process.stdout.write(`job ${result.name} ${what}${revision}\n`);
+      }
     }
   }
   if (flags.output === 'json') printJson(results);
+}
+
+interface ApplyResult {
+  readonly name: string;
+  readonly job: JobView | null;
+  readonly created: boolean;
+  readonly unchanged: boolean;
+}
+
+/** Jobs per `POST /v1/apply` (the master takes up to 1,000) and JSON bytes per request. */
+const APPLY_CHUNK_JOBS_MAX = 1_000;
+const APPLY_CHUNK_BYTES_MAX = 1024 * 1024;
+
+function applyChunks(inputs: readonly unknown[]): unknown[][] {
+  const chunks: unknown[][] = [];
+  let current: unknown[] = [];
+  let bytes = 0;
+  for (const input of inputs) {
+    const size = Buffer.byteLength(JSON.stringify(input));
+    if (current.length > 0 && (current.length >= APPLY_CHUNK_JOBS_MAX || bytes + size > APPLY_CHUNK_BYTES_MAX)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(input);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** One batched apply; a master without `/v1/apply` (an older version) gets one PUT per job. */
+async function applyChunk(client: ApiClient, chunk: readonly unknown[]): Promise<ApplyResult[]> {
+  try {
+    const answer = (await client.post('/v1/apply', { jobs: chunk })) as { results: ApplyResult[] };
+    return answer.results;
+  } catch (err) {
+    if (!(err instanceof ApiRefusal && err.code === 'ETCRON_NOT_FOUND')) throw err;
+  }
+  const results: ApplyResult[] = [];
+  for (const input of chunk) {
+    const name = (input as { name: string }).name;
+    const result = (await client.put(path(name), input)) as Omit<ApplyResult, 'name'>;
+    results.push({ name, ...result });
+  }
+  return results;
 }
 
 export function registerJobCommands(program: Command): void {

@@ -143,15 +143,21 @@ async function handle(
       response.destroy();
       return;
     }
-    sendJson(response, apiError.status, apiError.toJSON());
+    // The rest of an oversized body was never read: the connection cannot carry another request,
+    // and a client that pooled it would see its next request reset.
+    const isUnread = apiError.kind === 'body-too-large';
+    sendJson(response, apiError.status, apiError.toJSON(), isUnread ? { connection: 'close' } : {});
   }
 }
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
+function sendJson(
+  response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {},
+): void {
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
+    ...headers,
   });
   response.end(text);
 }

@@ -10,6 +10,7 @@ import {
 import { assertSafeInteger } from '../shared/assert.js';
 import { ApiError } from './errors.js';
 import { ok, type RequestContext, type Route, type RouteResult } from './http-server.js';
+import { applyJobs } from './job-apply-batch.js';
 
 /** How often pause/resume re-read and retry when another writer changed the job in between. */
 const READ_MODIFY_WRITE_ATTEMPTS_MAX = 5;
@@ -63,7 +64,7 @@ function parseStoredJson(text: string): { ok: true; spec: JobSpec } | { ok: fals
 }
 
 /** Validates a body into a spec, or throws 400 naming every bad field; nothing is written. */
-function specFromBody(body: unknown, nameFromPath?: string): JobSpec {
+export function specFromBody(body: unknown, nameFromPath?: string): JobSpec {
   let input = body;
   if (nameFromPath !== undefined && typeof body === 'object' && body !== null && !Array.isArray(body)) {
     const record = body as Record<string, unknown>;
@@ -215,6 +216,7 @@ export function jobRoutes(client: Etcd3): Route[] {
     { method: 'POST', path: '/v1/jobs', handler: (context) => createJob(client, context) },
     { method: 'GET', path: '/v1/jobs/:name', handler: (context) => getJob(client, context) },
     { method: 'PUT', path: '/v1/jobs/:name', handler: (context) => applyJob(client, context) },
+    { method: 'POST', path: '/v1/apply', handler: (context) => applyJobs(client, context) },
     { method: 'DELETE', path: '/v1/jobs/:name', handler: (context) => removeJob(client, context) },
     { method: 'POST', path: '/v1/jobs/:name/pause', handler: (context) => setJobPaused(client, context, true) },
     { method: 'POST', path: '/v1/jobs/:name/resume', handler: (context) => setJobPaused(client, context, false) },

@@ -171,6 +171,54 @@ describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
     expect(await client.get('/cron/jobs/json-job').exists()).toBe(true);
   });
 
+  it('applies 2,500 jobs in a few batched txns; a re-apply writes only what changed', { timeout: 120_000 }, async () => {
+    const file = join(dir, 'many.yaml');
+    const specs = (changed: number): string => Array.from({ length: 2_500 }, (_, i) =>
+      `- name: many-${i}\n  schedule: "@every ${10 + (i % 50)}s"\n  command: "echo ${i < changed ? 'v2' : 'v1'} ${i}"\n`,
+    ).join('');
+    writeFileSync(file, specs(0));
+    const before = await storeRevision();
+    const first = await runCli(['job', 'apply', '-f', file], env, 60_000);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout.match(/^job many-\d+ created \(revision \d+\)$/gm)).toHaveLength(2_500);
+    const stored = await client.getAll().prefix('/cron/jobs/many-').count();
+    expect(stored).toBe(2_500);
+    // One revision per txn of up to 100 jobs, not one per job.
+    const afterFirst = await storeRevision();
+    expect(afterFirst - before).toBeLessThanOrEqual(25);
+    writeFileSync(file, specs(120));
+    const second = await runCli(['job', 'apply', '-f', file, '-o', 'json'], env, 60_000);
+    expect(second.code, second.stderr).toBe(0);
+    const results = jsonOf<{ name: string; created: boolean; unchanged: boolean; job: { version: number } }[]>(second);
+    expect(results.filter((r) => !r.unchanged).map((r) => r.name))
+      .toEqual(Array.from({ length: 120 }, (_, i) => `many-${i}`));
+    expect(results.every((r) => !r.created)).toBe(true);
+    expect(results.find((r) => r.name === 'many-7')?.job.version).toBe(2);
+    expect(JSON.parse((await client.get('/cron/jobs/many-119').string()) ?? '{}')).toMatchObject({ command: 'echo v2 119' });
+    expect(JSON.parse((await client.get('/cron/jobs/many-120').string()) ?? '{}')).toMatchObject({ command: 'echo v1 120' });
+    await client.delete().prefix('/cron/jobs/many-').exec();
+  });
+
+  it('refuses a batched apply with a bad or repeated spec and writes nothing', async () => {
+    const revision = await storeRevision();
+    const post = (jobs: unknown): Promise<Response> => fetch(`${masterA.apiUrl}/v1/apply`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jobs }),
+    });
+    const good = { name: 'batch-good', schedule: '@hourly', command: 'true' };
+    const bad = await post([good, { name: 'batch-bad', schedule: 'every tuesday', command: 'true' }]);
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as { error: { code: string; fields: { field: string }[] } };
+    expect(badBody.error.code).toBe('ETCRON_INVALID_SPEC');
+    expect(badBody.error.fields.map((f) => f.field)).toContain('jobs[1].schedule');
+    const twice = await post([good, good]);
+    expect(twice.status).toBe(400);
+    expect(((await twice.json()) as { error: { message: string } }).error.message).toContain('appears twice');
+    expect((await post([])).status).toBe(400);
+    expect(await storeRevision()).toBe(revision);
+  });
+
   it('of concurrent creates of one job through two masters, exactly one wins', { timeout: 120_000 }, async () => {
     const attempts = 6;
     const results = await Promise.all(Array.from({ length: attempts }, (_, i) => runCli([

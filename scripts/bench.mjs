@@ -3,7 +3,7 @@
 // run, on this machine; prints ops/s, p50 and p99 side by side with the ratio, plus resident
 // memory and data-dir size after loading 200k keys of 256 B.
 //
-//   npm run bench [-- --quick] [--rows put,get,getser,txn,put1,mem] [--repeat N] [--json]
+//   npm run bench [-- --quick] [--rows put,get,getser,txn,put1,lease,watch,mem] [--repeat N] [--json]
 //                 [--subject etcron|etcd] [--members N] [--no-build]
 //
 // The load generator is bench/loadgen (etcd's own Go client, built offline by bench/build.sh).
@@ -24,7 +24,7 @@ let ETCRON = join(REPO, 'bin', 'etcron');
 
 const USAGE = `usage: npm run bench -- [options]
   --quick            fewer operations (a smoke run, ~1 min)
-  --rows LIST        comma-separated subset of: put,get,getser,txn,put1,mem (default: all)
+  --rows LIST        comma-separated subset of: put,get,getser,txn,put1,lease,watch,mem (default: all)
   --repeat N         run each subject N times, alternating which goes first; report medians
   --json             print the results as JSON instead of a table
   --subject S        what to compare against etcd: etcron (default) or etcd (noise check)
@@ -80,8 +80,8 @@ const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().sli
 // Rows
 
 const SIZE = opts.quick
-  ? { n64: 8_000, n1: 600, warm64: 500, warm1: 50, load: 20_000, rowCapS: 30, loadCapS: 120 }
-  : { n64: 40_000, n1: 3_000, warm64: 2_000, warm1: 200, load: 200_000, rowCapS: 90, loadCapS: 600 };
+  ? { n64: 8_000, n1: 600, nWatch: 300, warm64: 500, warm1: 50, load: 20_000, rowCapS: 30, loadCapS: 120 }
+  : { n64: 40_000, n1: 3_000, nWatch: 2_000, warm64: 2_000, warm1: 200, load: 200_000, rowCapS: 90, loadCapS: 600 };
 const KEYS = 1000;
 const VAL = 256;
 
@@ -91,6 +91,11 @@ const OPS_ROWS = {
   getser: { label: 'get (serializable), 64', op: 'getser', clients: 64, conns: 8, n: SIZE.n64, warmup: SIZE.warm64 },
   txn: { label: 'txn (compare+put), 64', op: 'txn', clients: 64, conns: 8, n: SIZE.n64, warmup: SIZE.warm64 },
   put1: { label: 'put, 1 client', op: 'put', clients: 1, conns: 1, n: SIZE.n1, warmup: SIZE.warm1 },
+  // Keep-alives cycling over 10,000 live leases: what lease bookkeeping costs at scale.
+  lease: { label: 'lease keep-alive, 10k leases, 64', op: 'lease', clients: 64, conns: 8, n: SIZE.n64, warmup: SIZE.warm64, keys: 10_000 },
+  // Events delivered per second to 1,000 watchers of one prefix (ops/s counts events, not puts;
+  // p50/p99 are put-to-event delivery latencies).
+  watch: { label: 'watch fan-out, 1,000 watchers (events/s)', op: 'watch', clients: 16, conns: 8, n: SIZE.nWatch, warmup: 0, extra: ['-watchers', '1000'] },
 };
 const ALL_ROWS = [...Object.keys(OPS_ROWS), 'mem'];
 const rows = opts.rows ?? ALL_ROWS;
@@ -296,8 +301,8 @@ async function runOpsRow(cluster, name) {
   const row = OPS_ROWS[name];
   const args = [
     '-op', row.op, '-clients', String(row.clients), '-conns', String(row.conns), '-n', String(row.n),
-    '-keys', String(KEYS), '-val', String(VAL), '-warmup', String(row.warmup),
-    '-prefix', `bench/${name}/`, '-duration', `${SIZE.rowCapS}s`, '-timeout', '10s',
+    '-keys', String(row.keys ?? KEYS), '-val', String(VAL), '-warmup', String(row.warmup),
+    '-prefix', `bench/${name}/`, '-duration', `${SIZE.rowCapS}s`, '-timeout', '10s', ...(row.extra ?? []),
   ];
   const r = await loadgen(cluster, args, (SIZE.rowCapS * 2 + 60) * 1000);
   checkAlive(cluster);

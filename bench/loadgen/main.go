@@ -3,6 +3,8 @@
 //
 //	loadgen -endpoints 127.0.0.1:2379 -op put|get|getser|txn -clients 64 -conns 8 -n 20000 -keys 1000 -val 256
 //	loadgen -endpoints 127.0.0.1:2379 -load 200000 -val 256      (writes 200000 distinct keys, op "load")
+//	loadgen -op lease -keys 10000 ...        (keep-alives cycling over 10000 live leases)
+//	loadgen -op watch -watchers 1000 -n 2000 (events/s delivered to 1000 watchers of one prefix)
 //
 // Every run is bounded: it stops after -n measured operations or after -duration, whichever
 // comes first, and every request carries a -timeout deadline.
@@ -52,6 +54,7 @@ type config struct {
 	warmup    int64
 	firstOnce sync.Once
 	firstErr  atomic.Value
+	leases    []clientv3.LeaseID
 }
 
 func fail(format string, args ...interface{}) {
@@ -61,7 +64,8 @@ func fail(format string, args ...interface{}) {
 
 func main() {
 	endpoints := flag.String("endpoints", "127.0.0.1:2379", "comma-separated host:port list")
-	op := flag.String("op", "put", "put | get (linearizable) | getser (serializable) | txn (compare version > 0, then put)")
+	op := flag.String("op", "put", "put | get (linearizable) | getser (serializable) | txn (compare version > 0, then put) | lease (keep-alive once over -keys leases) | watch (puts seen by -watchers)")
+	watchers := flag.Int("watchers", 1000, "for -op watch: prefix watchers, spread over the connections")
 	clients := flag.Int("clients", 64, "concurrent outstanding requests")
 	conns := flag.Int("conns", 8, "gRPC connections (clientv3 clients) shared by the workers")
 	n := flag.Int64("n", 20000, "measured operations")
@@ -77,7 +81,7 @@ func main() {
 	flag.Parse()
 
 	switch *op {
-	case "put", "get", "getser", "txn":
+	case "put", "get", "getser", "txn", "lease", "watch":
 	default:
 		fail("unknown -op %q", *op)
 	}
@@ -113,12 +117,19 @@ func main() {
 	}
 
 	var res result
-	if *load > 0 {
+	if cfg.op == "watch" {
+		if *watchers < 1 {
+			fail("-watchers must be positive")
+		}
+		res = cfg.runWatch(cs, *watchers)
+	} else if *load > 0 {
 		// Distinct keys 0..load-1, each written once; -duration bounds it as well.
 		cfg.op, cfg.n, cfg.keys, cfg.warmup = "put", *load, *load, 0
 		res = cfg.run(cs, "load")
 	} else {
-		if cfg.op != "put" {
+		if cfg.op == "lease" {
+			cfg.leases = cfg.seedLeases(cs)
+		} else if cfg.op != "put" {
 			cfg.seed(cs) // reads and txn compares need existing keys
 		}
 		if cfg.warmup > 0 {
@@ -208,6 +219,12 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 					_, err = c.Get(ctx, key)
 				case "getser":
 					_, err = c.Get(ctx, key, clientv3.WithSerializable())
+				case "lease":
+					var r *clientv3.LeaseKeepAliveResponse
+					r, err = c.KeepAliveOnce(ctx, cfg.leases[i%int64(len(cfg.leases))])
+					if err == nil && r.TTL <= 0 {
+						err = fmt.Errorf("lease %x expired during the run", int64(r.ID))
+					}
 				case "txn":
 					var r *clientv3.TxnResponse
 					r, err = c.Txn(ctx).
@@ -238,19 +255,9 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
-	pct := func(q float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		idx := int(math.Ceil(q*float64(len(all)))) - 1
-		if idx < 0 {
-			idx = 0
-		}
-		return math.Round(float64(all[idx])) / 1000
-	}
 	res := result{
 		Op: label, Clients: cfg.clients, Ops: done, Seconds: round3(secs),
-		OpsPerSec: math.Round(float64(done) / secs), P50Ms: pct(0.50), P99Ms: pct(0.99),
+		OpsPerSec: math.Round(float64(done) / secs), P50Ms: percentile(all, 0.50), P99Ms: percentile(all, 0.99),
 		Errors: errs, TimedOut: timedOut == 1,
 	}
 	if e, ok := cfg.firstErr.Load().(string); ok {

@@ -28,7 +28,19 @@ function setup() {
     });
     hub.notify([events]);
   };
-  return { kv, hub, write, close: () => backend.close() };
+  /** Several revisions applied together and announced in one notify, as a group commit does. */
+  const writeGroup = (revisions: ['put' | 'del', string][][]): void => {
+    const groups: MvccEvent[][] = backend.transaction(() => revisions.map((ops) => {
+      const txn = kv.beginWrite();
+      for (const [op, key] of ops) {
+        if (op === 'put') txn.put({ key: Buffer.from(key), value: Buffer.from('g'), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false });
+        else txn.deleteRange({ key: Buffer.from(key), rangeEnd: Buffer.alloc(0), prevKv: false });
+      }
+      return txn.end();
+    }));
+    hub.notify(groups);
+  };
+  return { kv, hub, write, writeGroup, close: () => backend.close() };
 }
 
 describe('WatchHub', () => {
@@ -65,6 +77,38 @@ describe('WatchHub', () => {
     write([['put', 'c'], ['put', 'b']]);
     write([['del', 'a'], ['del', 'c']]);
     expect(seen).toEqual(['delete:a']);
+    close();
+  });
+
+  it('hands each watcher one batch per group commit, in revision order, header at its last event', () => {
+    const { hub, write, writeGroup, close } = setup();
+    write([['put', 'x']]);
+    const all: WatchBatch[] = [];
+    const onlyA: WatchBatch[] = [];
+    const watch = (key: string, end: string, into: WatchBatch[]) => hub.add({
+      key: Buffer.from(key), rangeEnd: Buffer.from(end), startRev: 3, noPut: false, noDelete: false, prevKv: false,
+      deliver: (batch) => into.push(batch),
+    });
+    watch('a', 'z', all);
+    watch('a', '', onlyA);
+    writeGroup([[['put', 'a']], [['put', 'b'], ['put', 'c']], [['put', 'd']]]);
+    expect(all).toHaveLength(1);
+    expect(all[0]?.events.map((e) => `${e.kv.modRevision}:${e.kv.key.toString()}`)).toEqual(['3:a', '4:b', '4:c', '5:d']);
+    expect(all[0]?.headerRevision).toBe(5);
+    expect(onlyA).toHaveLength(1);
+    expect(onlyA[0]?.headerRevision).toBe(3);
+    // A watcher cancelled by an earlier delivery of the same group gets nothing more.
+    const late: WatchBatch[] = [];
+    const handle = hub.add({
+      key: Buffer.from('m'), rangeEnd: Buffer.from('n'), startRev: 6, noPut: false, noDelete: false, prevKv: false,
+      deliver: (batch) => late.push(batch),
+    });
+    hub.add({
+      key: Buffer.from('a'), rangeEnd: Buffer.from('b'), startRev: 6, noPut: false, noDelete: false, prevKv: false,
+      deliver: () => handle.cancel(),
+    });
+    writeGroup([[['put', 'a']], [['put', 'm']]]);
+    expect(late).toEqual([]);
     close();
   });
 });

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { ApiContext } from './context.js';
 import { kvService } from './kv-service.js';
 import { watchService } from './watch-service.js';
+import { watchResponseSerializer } from './watch-response-encoder.js';
 import { leaseService } from './lease-service.js';
 import { maintenanceService } from './maintenance-service.js';
 import { clusterService } from './cluster-service.js';
@@ -112,6 +113,12 @@ function hasEmptyBytesField(bytes: Buffer, fieldNumber: number): boolean {
   return false;
 }
 
+/** Event-carrying watch responses skip proto-loader (see watch-response-encoder.ts). */
+function withFastWatchResponses(definition: ServiceDefinition): ServiceDefinition {
+  const watch = definition['Watch'] as MethodDefinition<unknown, unknown>;
+  return { ...definition, Watch: { ...watch, responseSerialize: watchResponseSerializer(watch.responseSerialize) } };
+}
+
 /** grpc-js refuses larger messages itself; below this our decoder answers with Go's words. */
 const TRANSPORT_RECEIVE_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -119,7 +126,8 @@ export function createGrpcServer(ctx: ApiContext): Server {
   const root = loadEtcdProtos();
   const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
-    const definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
+    let definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
+    if (name === 'Watch') definition = withFastWatchResponses(definition);
     const counted = countedService(definition, impl); // grpc_server_*_total, gateway calls included
     server.addService(definition, counted);
     registerForGateway(server, definition, counted); // the JSON gateway calls the same handlers

@@ -3,8 +3,10 @@ import type { MvccEvent } from '../mvcc/types.js';
 import type { WatchBatch } from '../mvcc/watch-hub.js';
 import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
-import { bool, bytes, encodeEvent, int, type Wire } from './codec.js';
+import { bool, bytes, int, type Wire } from './codec.js';
+import { eventResponse } from './watch-response-encoder.js';
 import { refusedRequest } from './context.js';
+import { batchStreamWrites } from './batched-stream-writes.js';
 
 /** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
 const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
@@ -33,6 +35,7 @@ class WatchStream {
   constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
 
   start(): void {
+    batchStreamWrites(this.stream);
     this.stream.on('data', (request: Wire) => this.onRequest(request));
     const close = (): void => this.close();
     this.stream.on('end', () => {
@@ -129,26 +132,25 @@ class WatchStream {
 
   private deliver(id: number, batch: WatchBatch, fragment: boolean): void {
     const header = this.ctx.header(batch.headerRevision);
-    const events = batch.events.map(encodeEvent);
-    if (!fragment || events.length < 2 || approxSize(batch.events) <= FRAGMENT_BYTES_MAX) {
-      this.send({ header, watch_id: id, events });
+    if (!fragment || batch.events.length < 2 || approxSize(batch.events) <= FRAGMENT_BYTES_MAX) {
+      this.send(eventResponse(header, id, batch.events));
       return;
     }
-    let chunk: Wire[] = [];
+    let chunk: MvccEvent[] = [];
     let size = 0;
-    const chunks: Wire[][] = [];
-    batch.events.forEach((event, i) => {
+    const chunks: MvccEvent[][] = [];
+    for (const event of batch.events) {
       const eventSize = approxSize([event]);
       if (chunk.length > 0 && size + eventSize > FRAGMENT_BYTES_MAX) {
         chunks.push(chunk);
         chunk = [];
         size = 0;
       }
-      chunk.push(events[i] as Wire);
+      chunk.push(event);
       size += eventSize;
-    });
+    }
     if (chunk.length > 0) chunks.push(chunk);
-    chunks.forEach((part, i) => this.send({ header, watch_id: id, events: part, fragment: i < chunks.length - 1 }));
+    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
   }
 
   private cancel(id: number): void {

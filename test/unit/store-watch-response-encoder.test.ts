@@ -1,0 +1,66 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import { encodeEvent, type Wire } from '../../store/api/codec.js';
+import { eventResponse, watchResponseSerializer } from '../../store/api/watch-response-encoder.js';
+import type { KeyValue, MvccEvent } from '../../store/mvcc/types.js';
+import { seededRandom } from '../../shared/random.js';
+
+const protoDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'store', 'api', 'proto');
+const root = new protobuf.Root();
+root.resolvePath = (_origin, target) => join(protoDir, target);
+root.loadSync('rpc.proto', { keepCase: true });
+const WatchResponse = root.lookupType('etcdserverpb.WatchResponse');
+const toObject = (bytes: Buffer) => WatchResponse.toObject(WatchResponse.decode(bytes), { longs: String, bytes: String, defaults: true });
+/** What proto-loader would put on the wire (explicit zeros included: decoded with defaults, equal). */
+const reference = (wire: Wire): Buffer => Buffer.from(WatchResponse.encode(WatchResponse.fromObject(wire)).finish());
+
+const fast = watchResponseSerializer(() => { throw new Error('fallback used for an event response'); });
+
+function randomKv(random: ReturnType<typeof seededRandom>, modRevision: number): KeyValue {
+  const size = (max: number) => random.int(max);
+  return {
+    key: Buffer.from(Array.from({ length: 1 + size(80) }, () => random.int(256))),
+    createRevision: 1 + random.int(modRevision),
+    modRevision,
+    version: 1 + random.int(5),
+    value: Buffer.alloc(size(3) === 0 ? 0 : size(400), random.int(256)),
+    lease: random.int(3) === 0 ? 0n : BigInt(random.int(2 ** 31)) * 2n ** 32n + BigInt(random.int(2 ** 31)),
+  };
+}
+
+describe('watch response encoder', () => {
+  it('encodes event responses as proto-loader would, for random events', () => {
+    const random = seededRandom(4242);
+    for (let round = 0; round < 300; round++) {
+      const events: MvccEvent[] = Array.from({ length: 1 + random.int(6) }, (_, i) => {
+        const kv = randomKv(random, 10 + round * 10 + i);
+        const type = random.int(3) === 0 ? 'delete' : 'put';
+        const prevKv = random.int(2) === 0 ? null : randomKv(random, kv.modRevision - 1);
+        return { type, kv: type === 'delete' ? { ...kv, createRevision: 0, version: 0, value: Buffer.alloc(0), lease: 0n } : kv, prevKv };
+      });
+      const header = {
+        cluster_id: (2n ** 64n - 1n - BigInt(round)).toString(),
+        member_id: BigInt(random.int(2 ** 31) + 1).toString(),
+        revision: 1_000 + round,
+        raft_term: random.int(4),
+      };
+      const watchId = random.int(3) === 0 ? 0 : random.int(100_000);
+      const fragment = random.int(4) === 0;
+      const expected = { header, watch_id: watchId, events: events.map(encodeEvent), ...(fragment ? { fragment } : {}) };
+      const bytes = fast(eventResponse(header, watchId, events, fragment));
+      expect(toObject(bytes)).toEqual(toObject(reference(expected)));
+      // Encoding the same events again (cached KeyValue bytes) gives the same result.
+      expect(fast(eventResponse(header, watchId, events, fragment)).equals(bytes)).toBe(true);
+    }
+  });
+
+  it('leaves responses without events to the method serializer', () => {
+    const seen: unknown[] = [];
+    const serializer = watchResponseSerializer((value) => { seen.push(value); return Buffer.from([1]); });
+    const created = { header: {}, watch_id: 3, created: true };
+    expect(serializer(created)).toEqual(Buffer.from([1]));
+    expect(seen).toEqual([created]);
+  });
+});

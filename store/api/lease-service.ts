@@ -5,6 +5,8 @@ import type { ApiContext } from './context.js';
 import { refusedRequest, toServiceError, unary } from './context.js';
 import { big, bool, int, type Wire } from './codec.js';
 
+type RenewOutcome = { readonly ok: true; readonly ttl: number } | { readonly ok: false; readonly err: unknown };
+
 /** etcdserverpb.Lease: grant and revoke go through the log; keep-alives stay on the leader. */
 export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
@@ -37,11 +39,14 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
         }
         const id = big(w['ID']);
         const header = ctx.header();
-        const renewed = id === 0n ? Promise.resolve(0) : server.keepAlive(id);
-        previous = previous.then(() => renewed).then(
-          (ttl) => { stream.write({ header, ID: id.toString(), TTL: ttl }); },
-          (err: unknown) => { stream.destroy(toServiceError(err, ctx.log) as Error); },
-        );
+        // Settled at once into a value: a renewal that fails while an earlier one is still
+        // forwarded would otherwise be a rejection nobody handles yet, which ends the process.
+        const renewed: Promise<RenewOutcome> = (id === 0n ? Promise.resolve(0) : server.keepAlive(id))
+          .then((ttl) => ({ ok: true, ttl }), (err: unknown) => ({ ok: false, err }));
+        previous = previous.then(() => renewed).then((outcome) => {
+          if (outcome.ok) stream.write({ header, ID: id.toString(), TTL: outcome.ttl });
+          else stream.destroy(toServiceError(outcome.err, ctx.log) as Error);
+        });
       });
       // Half-close ends the stream once the renewals already received are answered, as in etcd.
       stream.on('end', () => void previous.then(() => stream.end()));

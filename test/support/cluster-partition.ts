@@ -17,6 +17,12 @@ interface Tracked {
   isDropping: boolean;
 }
 
+/** Delays chunks on every link by a uniform draw in [minMs, maxMs], keeping each direction in order. */
+export interface LinkDelay {
+  readonly minMs: number;
+  readonly maxMs: number;
+}
+
 /** Connections per proxy are few (a handful of streams per peer); this bounds a leak. */
 const CONNECTIONS_MAX = 2_000;
 
@@ -24,6 +30,7 @@ export class PeerProxies {
   private readonly servers: Server[] = [];
   private readonly connections = new Set<Tracked>();
   private readonly isolated = new Set<number>();
+  private linkDelay: LinkDelay | null = null;
 
   constructor(
     private readonly listenPorts: readonly number[],
@@ -50,9 +57,18 @@ export class PeerProxies {
     }
   }
 
+  /**
+   * Delays every byte on every link (a slow network, not a lossy one): each chunk is passed on
+   * after a delay drawn from the range, never before an earlier chunk of the same direction.
+   */
+  delayAll(delay: LinkDelay): void {
+    this.linkDelay = delay;
+  }
+
   /** Restores every link; connections that were dropping bytes are reset so members redial. */
   heal(): void {
     this.isolated.clear();
+    this.linkDelay = null;
     for (const tracked of [...this.connections]) {
       if (tracked.isDropping) {
         tracked.client.destroy();
@@ -91,8 +107,17 @@ export class PeerProxies {
     const tracked: Tracked = { source, target, client, upstream, isDropping: this.isCut(source, target) };
     this.connections.add(tracked);
     const pipe = (from: Socket, to: Socket): void => {
+      let lastAtMs = 0;
       from.on('data', (chunk: Buffer) => {
-        if (!tracked.isDropping) to.write(chunk);
+        if (tracked.isDropping) return;
+        const delay = this.linkDelay;
+        if (delay === null && lastAtMs <= Date.now()) {
+          to.write(chunk);
+          return;
+        }
+        const drawnMs = delay === null ? 0 : delay.minMs + Math.random() * (delay.maxMs - delay.minMs);
+        lastAtMs = Math.max(lastAtMs, Date.now() + drawnMs);
+        setTimeout(() => { if (!to.destroyed) to.write(chunk); }, lastAtMs - Date.now());
       });
       from.on('close', () => {
         this.connections.delete(tracked);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompatClient, child, int, text, type Outcome } from './compat-client.js';
 import { ETCD_BINARY, ETCRON_BIN } from './etcd-process.js';
-import { PeerProxies } from './cluster-partition.js';
+import { PeerProxies, type LinkDelay } from './cluster-partition.js';
 import { freePort, waitFor } from './ports.js';
 
 export type ClusterSubject = 'etcd' | 'etcron';
@@ -328,6 +328,25 @@ export class Cluster {
   }
 
   /** Restores every peer link. */
+  /** Members the test left running whose process has exited anyway (a crash), with their logs. */
+  unexpectedExits(): string[] {
+    const out: string[] = [];
+    this.members.forEach((member, index) => {
+      const spawned = this.children[index];
+      if (this.states[index] !== 'running' && this.states[index] !== 'paused') return;
+      if (spawned !== null && spawned !== undefined && spawned.exitCode === null && spawned.signalCode === null) return;
+      const code = spawned?.exitCode ?? spawned?.signalCode ?? 'unknown';
+      out.push(`${member.name} exited (${String(code)}):\n${readFileSync(member.logPath, 'utf8').slice(-3_000)}`);
+    });
+    return out;
+  }
+
+  /** Delays every peer link (see PeerProxies.delayAll) until heal(). */
+  delayPeerLinks(delay: LinkDelay): void {
+    if (this.proxies === null) throw new Error('delayPeerLinks needs a cluster started withPeerProxies');
+    this.proxies.delayAll(delay);
+  }
+
   heal(): void {
     if (this.proxies === null) throw new Error('heal needs a cluster started withPeerProxies');
     this.proxies.heal();

@@ -97,10 +97,17 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
         call.write({ header: ctx.header(), kv: encodeKv(now) });
         if (++sent >= OBSERVE_UPDATES_MAX) call.end();
       };
-      const watcher = server.watch({
+      // Only changes matter, not each event: a watcher overtaken by a compaction (after a
+      // snapshot install) reports the leader as it is now and watches on from there.
+      const watchFromNow = (): { cancel(): void } => server.watch({
         key: prefix, rangeEnd: prefixEnd(prefix), startRev: server.kv.currentRev + 1, noPut: false, noDelete: false, prevKv: false,
         deliver: report,
+        compacted: () => {
+          watcher = watchFromNow();
+          report();
+        },
       });
+      let watcher = watchFromNow();
       call.on('cancelled', () => watcher.cancel());
       call.on('close', () => watcher.cancel());
       server.readBarrier().then(report, (err: unknown) => {

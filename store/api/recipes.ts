@@ -42,7 +42,10 @@ function cancelledError(): Error {
   return Object.assign(new Error('context canceled'), { code: status.CANCELLED });
 }
 
-/** Resolves at the first deletion of `key` from revision `fromRev` on; rejects if the caller leaves. */
+/**
+ * Resolves at the first deletion of `key` from revision `fromRev` on, or when that history was
+ * compacted (the caller looks again); rejects if the caller leaves.
+ */
 export function waitForDelete(server: EtcdServer, key: Buffer, fromRev: number, call: Call): Promise<void> {
   return new Promise((resolve, reject) => {
     const onCancel = (): void => {
@@ -53,6 +56,11 @@ export function waitForDelete(server: EtcdServer, key: Buffer, fromRev: number, 
       key, rangeEnd: EMPTY, startRev: fromRev, noPut: true, noDelete: false, prevKv: false,
       deliver: () => {
         watcher.cancel();
+        call.off('cancelled', onCancel);
+        resolve();
+      },
+      // The deletion may be among the compacted revisions: the caller reads the key again.
+      compacted: () => {
         call.off('cancelled', onCancel);
         resolve();
       },

@@ -95,7 +95,7 @@ class WatchStream {
     const startRev = startRevRequested === 0 ? server.kv.currentRev + 1 : startRevRequested;
     this.send({ header: this.ctx.header(), watch_id: id, created: true });
     if (startRevRequested !== 0 && startRev < server.kv.compactRev) {
-      this.send({ header: { cluster_id: server.config.clusterId.toString(), member_id: server.memberId.toString(), raft_term: server.term }, watch_id: id, canceled: true, compact_revision: server.kv.compactRev });
+      this.sendCompacted(id, server.kv.compactRev);
       return;
     }
     const fragment = bool(w['fragment']);
@@ -108,6 +108,10 @@ class WatchStream {
       deliver: (batch) => {
         entry.sentSinceProgress = true;
         this.deliver(id, batch, fragment);
+      },
+      compacted: (compactRevision) => {
+        this.watchers.delete(id);
+        this.sendCompacted(id, compactRevision);
       },
     });
     entry.cancel = handle.cancel;
@@ -151,6 +155,13 @@ class WatchStream {
     }
     if (chunk.length > 0) chunks.push(chunk);
     chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
+  }
+
+  /** etcd's answer to a watcher whose revisions were compacted: canceled, no header revision. */
+  private sendCompacted(id: number, compactRevision: number): void {
+    const server = this.ctx.server;
+    const header = { cluster_id: server.config.clusterId.toString(), member_id: server.memberId.toString(), raft_term: server.term };
+    this.send({ header, watch_id: id, canceled: true, compact_revision: compactRevision });
   }
 
   private cancel(id: number): void {

@@ -17,6 +17,12 @@ export interface WatcherSpec {
   readonly noDelete: boolean;
   readonly prevKv: boolean;
   readonly deliver: (batch: WatchBatch) => void;
+  /**
+   * Called, and the watcher dropped, when revisions it has not seen yet were compacted away
+   * before it read them (a watcher catching up, or one re-syncing after a snapshot install), as
+   * etcd cancels such a watcher with the compaction revision instead of skipping them.
+   */
+  readonly compacted: (compactRevision: number) => void;
 }
 
 interface Watcher extends WatcherSpec {
@@ -34,7 +40,8 @@ const CATCH_UP_ROWS_MAX = 1000;
  * Delivers every change to the watchers that asked for it, once and in revision order. A watcher
  * whose start revision is in the past is "unsynced": it replays history from the backend in
  * bounded steps, one per event-loop turn, and joins the synced group in the same turn in which it
- * reaches the current revision, so nothing is missed or repeated at the hand-over.
+ * reaches the current revision, so nothing is missed or repeated at the hand-over. One that a
+ * compaction overtakes is told so and dropped.
  */
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
@@ -158,6 +165,12 @@ export class WatchHub {
   private catchUpStep(): void {
     for (const watcher of [...this.unsynced]) {
       if (watcher.closed) continue;
+      if (watcher.nextRev < this.kv.compactRev) {
+        watcher.closed = true;
+        this.unsynced.delete(watcher);
+        watcher.compacted(this.kv.compactRev);
+        continue;
+      }
       const batch = this.kv.eventsFrom(watcher.nextRev, CATCH_UP_ROWS_MAX);
       const events = batch.events.filter((e) => e.kv.modRevision >= watcher.nextRev);
       const mine = this.select(watcher, events);

@@ -9,6 +9,7 @@ import type { MvccEvent } from '../../store/mvcc/types.js';
 import { waitFor } from '../support/ports.js';
 
 const dirs: string[] = [];
+const unexpectedCompaction = (rev: number): void => { throw new Error(`unexpected compaction at ${rev}`); };
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
 
 function setup() {
@@ -48,7 +49,7 @@ describe('WatchHub', () => {
     const { hub, write, kv, close } = setup();
     for (let i = 0; i < 30; i++) write([['put', `k${i % 3}`]]);
     const batches: WatchBatch[] = [];
-    hub.add({ key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRev: 5, noPut: false, noDelete: false, prevKv: true, deliver: (batch) => batches.push(batch) });
+    hub.add({ compacted: unexpectedCompaction, key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRev: 5, noPut: false, noDelete: false, prevKv: true, deliver: (batch) => batches.push(batch) });
     // Writes that race with the catch-up must appear exactly once.
     for (let i = 0; i < 10; i++) write([['put', 'k1'], ['del', 'k2']]);
     await waitFor('catch-up to reach the current revision', () => {
@@ -72,7 +73,7 @@ describe('WatchHub', () => {
   it('applies NOPUT / NODELETE filters and range bounds', () => {
     const { hub, write, close } = setup();
     const seen: string[] = [];
-    hub.add({ key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRev: 2, noPut: true, noDelete: false, prevKv: false, deliver: (b) => seen.push(...b.events.map((e) => `${e.type}:${e.kv.key.toString()}`)) });
+    hub.add({ compacted: unexpectedCompaction, key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRev: 2, noPut: true, noDelete: false, prevKv: false, deliver: (b) => seen.push(...b.events.map((e) => `${e.type}:${e.kv.key.toString()}`)) });
     write([['put', 'a']]);
     write([['put', 'c'], ['put', 'b']]);
     write([['del', 'a'], ['del', 'c']]);
@@ -85,7 +86,7 @@ describe('WatchHub', () => {
     write([['put', 'x']]);
     const all: WatchBatch[] = [];
     const onlyA: WatchBatch[] = [];
-    const watch = (key: string, end: string, into: WatchBatch[]) => hub.add({
+    const watch = (key: string, end: string, into: WatchBatch[]) => hub.add({ compacted: unexpectedCompaction,
       key: Buffer.from(key), rangeEnd: Buffer.from(end), startRev: 3, noPut: false, noDelete: false, prevKv: false,
       deliver: (batch) => into.push(batch),
     });
@@ -99,16 +100,42 @@ describe('WatchHub', () => {
     expect(onlyA[0]?.headerRevision).toBe(3);
     // A watcher cancelled by an earlier delivery of the same group gets nothing more.
     const late: WatchBatch[] = [];
-    const handle = hub.add({
+    const handle = hub.add({ compacted: unexpectedCompaction,
       key: Buffer.from('m'), rangeEnd: Buffer.from('n'), startRev: 6, noPut: false, noDelete: false, prevKv: false,
       deliver: (batch) => late.push(batch),
     });
-    hub.add({
+    hub.add({ compacted: unexpectedCompaction,
       key: Buffer.from('a'), rangeEnd: Buffer.from('b'), startRev: 6, noPut: false, noDelete: false, prevKv: false,
       deliver: () => handle.cancel(),
     });
     writeGroup([[['put', 'a']], [['put', 'm']]]);
     expect(late).toEqual([]);
+    close();
+  });
+
+  it('cancels a catching-up watcher that a compaction overtakes, after delivering what it read', async () => {
+    const { hub, write, kv, close } = setup();
+    for (let i = 0; i < 2_500; i++) write([['put', `c${i % 10}`]]);
+    const seen: number[] = [];
+    const compactedAt: number[] = [];
+    hub.add({
+      key: Buffer.from('c'), rangeEnd: Buffer.from('d'), startRev: 2, noPut: false, noDelete: false, prevKv: false,
+      deliver: (batch) => {
+        seen.push(...batch.events.map((e) => e.kv.modRevision));
+        // After the first step (at most 1,000 rows) history up to revision 2,000 goes.
+        if (compactedAt.length === 0 && kv.compactRev < 0) kv.compact(2_000);
+      },
+      compacted: (rev) => compactedAt.push(rev),
+    });
+    await waitFor('the compaction to reach the watcher', () => (compactedAt.length > 0 ? true : undefined));
+    expect(compactedAt).toEqual([2_000]);
+    // What it had read was contiguous from its start; nothing after the gap was delivered.
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen).toEqual(Array.from({ length: seen.length }, (_, i) => 2 + i));
+    expect(seen.at(-1)).toBeLessThan(2_000);
+    write([['put', 'c0']]);
+    expect(seen.at(-1)).toBeLessThan(2_000);
+    expect(hub.size).toBe(0);
     close();
   });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { hashKeyValues } from '../mvcc/kv-hash.js';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AuthError } from '../auth/errors.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -65,9 +65,11 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
       return {};
     }),
 
+    // Both hash the key-value history only, so members holding the same data agree (a hash of
+    // the SQLite file would differ by each member's own vote and page layout).
     Hash: unary(ctx, async (_w, call) => {
       await requireRoot(call);
-      return { header: ctx.header(), hash: crc32(server.backend.db.serialize()) };
+      return { header: ctx.header(), hash: hashKeyValues(() => server.backend.scanAll(), Number.MAX_SAFE_INTEGER, -1) };
     }),
 
     HashKV: unary(ctx, async (w, call) => {
@@ -77,18 +79,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
       if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
       if (requested > server.kv.currentRev) throw new StoreError('future-rev');
       const rev = requested === 0 ? server.kv.currentRev : requested;
-      let hash = crc32('key');
-      for (const row of server.backend.scanAll()) {
-        if (row.main > rev) break;
-        const revBytes = Buffer.alloc(17);
-        revBytes.writeBigUInt64BE(BigInt(row.main), 0);
-        revBytes[8] = 0x5f;
-        revBytes.writeBigUInt64BE(BigInt(row.sub), 9);
-        hash = crc32(revBytes, hash);
-        hash = crc32(row.key, hash);
-        if (row.value !== null) hash = crc32(row.value, hash);
-      }
-      return { header: ctx.header(), hash, compact_revision: server.kv.compactRev };
+      return { header: ctx.header(), hash: hashKeyValues(() => server.backend.scanAll(), rev, server.kv.compactRev), compact_revision: server.kv.compactRev };
     }),
 
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {

@@ -1,5 +1,6 @@
 import type { KeyValue, MvccEvent } from '../mvcc/types.js';
 import type { Wire } from './codec.js';
+import { ProtoWriter } from '../wire/proto-writer.js';
 
 /**
  * A hand-written protobuf encoder for event-carrying WatchResponses. A put seen by 1,000 watchers
@@ -29,85 +30,6 @@ export function watchResponseSerializer(fallback: (value: unknown) => Buffer): (
   };
 }
 
-// Wire types: 0 varint, 2 length-delimited.
-const tag = (field: number, wireType: number): number => (field << 3) | wireType;
-
-class ByteWriter {
-  private readonly parts: Buffer[] = [];
-  private scratch = Buffer.allocUnsafe(64);
-  private used = 0;
-
-  varint(value: number | bigint): void {
-    this.reserve(10);
-    if (typeof value === 'number' && value >= 0 && value <= Number.MAX_SAFE_INTEGER) {
-      let rest = value;
-      while (rest >= 0x80) {
-        this.scratch[this.used++] = (rest % 0x80) | 0x80;
-        rest = Math.floor(rest / 0x80);
-      }
-      this.scratch[this.used++] = rest;
-      return;
-    }
-    // Negative int64s are written as their two's complement over 64 bits (ten bytes).
-    let rest = BigInt.asUintN(64, BigInt(value));
-    while (rest >= 0x80n) {
-      this.scratch[this.used++] = Number(rest & 0x7fn) | 0x80;
-      rest >>= 7n;
-    }
-    this.scratch[this.used++] = Number(rest);
-  }
-
-  /** A varint field, left out when zero. */
-  uintField(field: number, value: number | bigint): void {
-    if (value === 0 || value === 0n) return;
-    this.varint(tag(field, 0));
-    this.varint(value);
-  }
-
-  bytesField(field: number, bytes: Buffer): void {
-    if (bytes.length === 0) return;
-    this.varint(tag(field, 2));
-    this.varint(bytes.length);
-    this.raw(bytes);
-  }
-
-  /** A length-delimited field holding already-encoded bytes, written even when empty. */
-  messageField(field: number, bytes: Buffer): void {
-    this.varint(tag(field, 2));
-    this.varint(bytes.length);
-    this.raw(bytes);
-  }
-
-  raw(bytes: Buffer): void {
-    if (bytes.length <= 32) {
-      this.reserve(bytes.length);
-      bytes.copy(this.scratch, this.used);
-      this.used += bytes.length;
-      return;
-    }
-    this.flush();
-    this.parts.push(bytes);
-  }
-
-  finish(): Buffer {
-    this.flush();
-    return this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
-  }
-
-  private reserve(bytes: number): void {
-    if (this.used + bytes <= this.scratch.length) return;
-    this.flush();
-    if (bytes > this.scratch.length) this.scratch = Buffer.allocUnsafe(bytes);
-  }
-
-  private flush(): void {
-    if (this.used === 0) return;
-    this.parts.push(Buffer.from(this.scratch.subarray(0, this.used)));
-    this.scratch = Buffer.allocUnsafe(64);
-    this.used = 0;
-  }
-}
-
 /** Encoded KeyValues, by object: every watcher's copy of an event shares the store's KeyValue. */
 const putKvBytes = new WeakMap<KeyValue, Buffer>();
 const deleteKvBytes = new WeakMap<KeyValue, Buffer>();
@@ -119,7 +41,7 @@ function keyValueBytes(kv: KeyValue, isDelete: boolean): Buffer {
   const cache = isDelete ? deleteKvBytes : putKvBytes;
   const cached = cache.get(kv);
   if (cached !== undefined) return cached;
-  const out = new ByteWriter();
+  const out = new ProtoWriter();
   out.bytesField(1, kv.key);
   if (isDelete) {
     // A delete event's kv carries only the key and the deletion's revision, as etcd's.
@@ -138,7 +60,7 @@ function keyValueBytes(kv: KeyValue, isDelete: boolean): Buffer {
 
 function eventBytes(event: MvccEvent): Buffer {
   const isDelete = event.type === 'delete';
-  const out = new ByteWriter();
+  const out = new ProtoWriter();
   out.uintField(1, isDelete ? 1 : 0);
   out.messageField(2, keyValueBytes(event.kv, isDelete));
   if (event.prevKv !== null) out.messageField(3, keyValueBytes(event.prevKv, false));
@@ -153,7 +75,7 @@ function eventField(event: MvccEvent): Buffer {
     const cached = cache.get(event.kv);
     if (cached !== undefined) return cached;
   }
-  const out = new ByteWriter();
+  const out = new ProtoWriter();
   out.messageField(11, eventBytes(event));
   const bytes = out.finish();
   if (isCacheable) cache.set(event.kv, bytes);
@@ -170,7 +92,7 @@ function headerBytes(header: Wire): Buffer {
   const raftTerm = Number(header['raft_term'] ?? 0);
   const key = `${clusterId}/${memberId}/${revision}/${raftTerm}`;
   if (lastHeader !== null && lastHeader.key === key) return lastHeader.bytes;
-  const out = new ByteWriter();
+  const out = new ProtoWriter();
   out.uintField(1, BigInt(clusterId));
   out.uintField(2, BigInt(memberId));
   out.uintField(3, revision);
@@ -181,7 +103,7 @@ function headerBytes(header: Wire): Buffer {
 }
 
 function encodeEventResponse(response: EventResponse, events: readonly MvccEvent[]): Buffer {
-  const out = new ByteWriter();
+  const out = new ProtoWriter();
   out.messageField(1, headerBytes(response['header'] as Wire));
   out.uintField(2, Number(response['watch_id'] ?? 0));
   if (response['fragment'] === true) out.uintField(7, 1);

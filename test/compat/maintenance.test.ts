@@ -118,4 +118,52 @@ describe(`maintenance details of the ${subjectKind()} store`, () => {
       expect({ path, ...right }).toEqual({ path, ...left });
     }
   });
+
+  it('HashKV: the same hash as etcd 3.4 for the same history, before and after compactions', async () => {
+    const hashes = async (store: StoreProcess, which: string): Promise<string[]> => {
+      const client = new CompatClient(store.endpoint);
+      const b = (name: string): Buffer => Buffer.from(`hashkv/${name}`);
+      const ok = async (outcome: Promise<{ ok: boolean }>): Promise<void> => {
+        expect((await outcome).ok, which).toBe(true);
+      };
+      const hashAt = async (revision: number): Promise<string> => {
+        const outcome = await client.hashKv({ revision: String(revision) });
+        if (!outcome.ok) throw new Error(`${which}: HashKV ${revision}: ${outcome.message}`);
+        return `${revision}: ${text(outcome.value, 'hash')} compact ${int(outcome.value, 'compact_revision')}`;
+      };
+      try {
+        // Revisions 2-7 on a fresh store; the lease has a fixed ID, as IDs are the server's choice.
+        await ok(client.put({ key: b('a'), value: Buffer.from('1') }));
+        await ok(client.put({ key: b('b'), value: Buffer.alloc(300, 7) }));
+        await ok(client.put({ key: b('a'), value: Buffer.from('2') }));
+        await ok(client.deleteRange({ key: b('b') }));
+        await ok(client.leaseGrant({ TTL: '600', ID: '777001' }));
+        await ok(client.put({ key: b('c'), value: Buffer.alloc(0), lease: '777001' }));
+        await ok(client.txn({ compare: [], failure: [], success: [
+          { request_put: { key: b('x'), value: Buffer.from('x') } },
+          { request_put: { key: b('y'), value: Buffer.from('y') } },
+          { request_delete_range: { key: b('a') } },
+        ] }));
+        const out: string[] = [];
+        for (let rev = 1; rev <= 7; rev++) out.push(await hashAt(rev));
+        await ok(client.compact({ revision: '6' }));
+        await ok(client.put({ key: b('d'), value: Buffer.from('d') }));
+        out.push(await hashAt(0), await hashAt(7), await hashAt(8));
+        await ok(client.compact({ revision: '8' }));
+        out.push(await hashAt(0));
+        return out;
+      } finally {
+        client.close();
+      }
+    };
+    const [freshReference, freshSubject] = await Promise.all([startReference(), startSubject()]);
+    try {
+      const [expected, actual] = await Promise.all([
+        hashes(freshReference, 'etcd'), hashes(freshSubject, subjectKind()),
+      ]);
+      expect(actual).toEqual(expected);
+    } finally {
+      await disposeStores(freshReference, freshSubject);
+    }
+  });
 });

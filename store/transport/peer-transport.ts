@@ -42,6 +42,19 @@ interface PeerLink {
 }
 
 /**
+ * A peer connection that stops carrying bytes without closing (a blackholing middlebox, a
+ * half-open connection) would hold a Raft stream forever: writes queue and nothing fails. Both
+ * ends ping every 2 s while connected and drop a connection whose ping is not answered within
+ * 3 s, so such a link is replaced within about 5 s, as etcd's 5 s peer read timeout does.
+ */
+const PEER_KEEPALIVE_OPTIONS = {
+  'grpc.keepalive_time_ms': 2_000,
+  'grpc.keepalive_timeout_ms': 3_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 1_000,
+} as const;
+
+/**
  * Raft messages between members over gRPC on the peer URLs. One client stream per peer keeps
  * messages in order; a broken stream is reported to Raft as 'unreachable' and reopened on the
  * next send. Frames from another cluster or an unknown member are refused with a clear error.
@@ -50,6 +63,7 @@ export class PeerTransport {
   private readonly server = new Server({
     'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
     'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
+    ...PEER_KEEPALIVE_OPTIONS,
   });
   private readonly links = new Map<MemberId, PeerLink>();
   /** The last TLS failure logged per peer: a refused handshake repeats on every reconnect. */
@@ -167,6 +181,7 @@ export class PeerTransport {
       'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
+      ...PEER_KEEPALIVE_OPTIONS,
     });
     link = { client, stream: null };
     this.links.set(peer, link);

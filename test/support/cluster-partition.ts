@@ -65,12 +65,20 @@ export class PeerProxies {
     this.linkDelay = delay;
   }
 
-  /** Restores every link; connections that were dropping bytes are reset so members redial. */
-  heal(): void {
+  /**
+   * Restores every link. By default connections that were dropping bytes are reset so members
+   * redial; with `resetConnections: false` they carry bytes again from where they are, the bytes
+   * dropped meanwhile lost (a middlebox that blackholed a live connection and let it go): the
+   * members must notice the broken stream themselves.
+   */
+  heal(options: { readonly resetConnections?: boolean } = {}): void {
     this.isolated.clear();
     this.linkDelay = null;
     for (const tracked of [...this.connections]) {
-      if (tracked.isDropping) {
+      if (!tracked.isDropping) continue;
+      if (options.resetConnections === false) {
+        tracked.isDropping = false;
+      } else {
         tracked.client.destroy();
         tracked.upstream.destroy();
       }

@@ -347,9 +347,9 @@ export class Cluster {
     this.proxies.delayAll(delay);
   }
 
-  heal(): void {
+  heal(options: { readonly resetConnections?: boolean } = {}): void {
     if (this.proxies === null) throw new Error('heal needs a cluster started withPeerProxies');
-    this.proxies.heal();
+    this.proxies.heal(options);
   }
 
   /** Peer connections whose dialing member the proxies could not identify. */

@@ -35,7 +35,7 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
     Put: unary(ctx, async (w, call) => {
       const request = decodePut(w);
       checkPut(request, ctx.limits);
-      server.checkQuota();
+      await server.checkQuota();
       const result = await server.propose({ type: 'put', request, auth: await ctx.caller(call) });
       if (result.type !== 'put') throw new Error('unexpected apply result');
       const out: Wire = { header: ctx.header(result.revision) };
@@ -54,7 +54,7 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
     Txn: unary(ctx, async (w, call) => {
       const request = decodeTxn(w);
       checkTxn(request, ctx.limits);
-      if (txnHasPut(request)) server.checkQuota();
+      if (txnHasPut(request)) await server.checkQuota();
       if (txnIsReadOnly(request)) {
         // Read-only txns need no consensus, as in etcd; they still see one consistent revision.
         await server.readBarrier();

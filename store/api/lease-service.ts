@@ -14,7 +14,7 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
     LeaseGrant: unary(ctx, async (w, call) => {
       const ttl = int(w['TTL']);
       if (ttl > MAX_LEASE_TTL_SECONDS) throw new StoreError('lease-ttl-too-large');
-      server.checkQuota();
+      await server.checkQuota();
       const requested = big(w['ID']);
       const id = requested === 0n ? server.nextLeaseId() : requested;
       const result = await server.propose({ type: 'lease-grant', id, ttlSeconds: ttl, auth: await ctx.caller(call) });

@@ -603,12 +603,16 @@ export class EtcdServer {
     return this.applier.alarms();
   }
 
-  /** Raises NOSPACE (through the log) when the backend has grown past the quota. */
-  checkQuota(): void {
-    if (this.applier.hasAlarm('nospace')) throw new StoreError('no-space');
-    if (this.config.quotaBackendBytes <= 0 || this.dbSizeBytes <= this.config.quotaBackendBytes) return;
-    void this.propose({ type: 'alarm', activate: true, memberId: this.memberId, alarm: 'nospace' }).catch(() => {});
-    throw new StoreError('no-space');
+  /**
+   * Null while a write may go ahead. Past the quota, a promise that raises NOSPACE through the
+   * log and then rejects with no-space: as in etcd, the alarm is in place (AlarmList shows it)
+   * by the time the refused client hears of it.
+   */
+  checkQuota(): Promise<never> | null {
+    if (this.applier.hasAlarm('nospace')) return Promise.reject(new StoreError('no-space'));
+    if (this.config.quotaBackendBytes <= 0 || this.dbSizeBytes <= this.config.quotaBackendBytes) return null;
+    const raise = this.propose({ type: 'alarm', activate: true, memberId: this.memberId, alarm: 'nospace' });
+    return raise.then(() => undefined, () => undefined).then(() => { throw new StoreError('no-space'); });
   }
 
   latest(key: Buffer): KeyValue | null {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
-import { printJson, renderTable } from './scheduler-format.js';
+import { durationText, printJson, renderTable } from './scheduler-format.js';
+import { ApiClient } from './scheduler-api-client.js';
 
 interface LockRow {
   readonly job: string;
@@ -54,15 +55,44 @@ export function registerInspectCommands(program: Command): void {
       ));
     }));
 
-  withClientOptions(program.command('status').description('the master answering, the elected leader and the store revision'))
+  withClientOptions(program.command('status').description('the master answering, the elected leader, the store revision and housekeeping health'))
     .action(action(async (flags: ClientFlags) => {
-      const result = (await apiClient(flags).get('/v1/status')) as {
-        master: string; isLeader: boolean; leader: { id?: string; api?: string } | null; revision: number;
-      };
+      const result = (await apiClient(flags).get('/v1/status')) as StatusView;
+      // Housekeeping runs on the leader: a standby's answer is completed from the leader's own.
+      if (!result.isLeader && result.leader?.api !== undefined) {
+        const fromLeader = await new ApiClient([result.leader.api]).get('/v1/status')
+          .then((answer) => (answer as StatusView).housekeeping ?? null, () => null);
+        result.housekeeping = fromLeader;
+      }
       if (flags.output === 'json') return printJson(result);
       process.stdout.write(renderTable(
-        ['MASTER', 'IS_LEADER', 'LEADER', 'LEADER_API', 'REVISION'],
-        [[result.master, result.isLeader, result.leader?.id, result.leader?.api, result.revision]],
+        ['MASTER', 'IS_LEADER', 'LEADER', 'LEADER_API', 'REVISION', 'HOUSEKEEPING'],
+        [[result.master, result.isLeader, result.leader?.id, result.leader?.api, result.revision,
+          housekeepingText(result.housekeeping ?? null)]],
       ));
     }));
+}
+
+interface HousekeepingView {
+  readonly state: string;
+  readonly startAttempts: number;
+  readonly lastError: string | null;
+  readonly lastPassAtMs: number | null;
+  readonly failingPasses: number;
+}
+
+interface StatusView {
+  master: string;
+  isLeader: boolean;
+  leader: { id?: string; api?: string } | null;
+  revision: number;
+  housekeeping?: HousekeepingView | null;
+}
+
+function housekeepingText(health: HousekeepingView | null): string {
+  if (health === null) return 'unknown';
+  const ago = health.lastPassAtMs === null ? 'no pass yet' : `last pass ${durationText(health.lastPassAtMs, Date.now())} ago`;
+  const failing = health.failingPasses > 0 ? `, ${health.failingPasses} failing passes` : '';
+  const error = health.lastError !== null && health.state !== 'running' ? `: ${health.lastError}` : '';
+  return `${health.state} (${ago}${failing})${error}`;
 }

@@ -1,11 +1,13 @@
 import type { Etcd3 } from 'etcd3';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../shared/log.js';
-import { startHousekeeping } from './housekeeping/index.js';
+import { startHousekeeping, type HousekeepingHealth } from './housekeeping/index.js';
 import type { LeaderTerm } from './election.js';
 
 /** Work only the elected master does; stop() returns once none of it runs any more. */
 export interface LeaderWork {
+  /** Health of the leader's housekeeping, for `etcron status`. */
+  health?(): HousekeepingHealth;
   stop(): Promise<void>;
 }
 
@@ -15,6 +17,7 @@ export function startLeaderWork(client: Etcd3, term: LeaderTerm, clock: Clock, l
   const housekeeping = startHousekeeping(client, { clock, logger: log });
   log.info('leader work started');
   return {
+    health: () => housekeeping.health(),
     async stop(): Promise<void> {
       await housekeeping.stop();
       log.info('leader work stopped');

@@ -10,6 +10,7 @@ import { readLeader, startElection, type LeaderTerm } from './election.js';
 import { startApiServer, ok, type Route } from './http-server.js';
 import { jobRoutes, revisionOf } from './job-routes.js';
 import { inspectRoutes } from './inspect-routes.js';
+import type { HousekeepingHealth } from './housekeeping/index.js';
 import { startLeaderWork, type LeaderWork } from './leader-work.js';
 
 /** Campaign keys of masters; the lowest create revision leads. */
@@ -73,7 +74,10 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   const api = await startApiServer(
     options.apiHost ?? DEFAULT_API_HOST,
     options.apiPort ?? DEFAULT_API_PORT,
-    [statusRoute(client, id, startedAtMs, () => isLeader()), ...jobRoutes(client), ...inspectRoutes(client, clock)],
+    [
+      statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
+      ...jobRoutes(client), ...inspectRoutes(client, clock),
+    ],
     root.child({ component: 'api' }),
   );
 
@@ -116,8 +120,14 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   };
 }
 
-/** GET /v1/status: which master answered, whether it leads, who leads, the store revision. */
-function statusRoute(client: Etcd3, id: string, startedAtMs: number, isLeader: () => boolean): Route {
+/**
+ * GET /v1/status: which master answered, whether it leads, who leads, the store revision, and on
+ * the leader the health of its housekeeping.
+ */
+function statusRoute(
+  client: Etcd3, id: string, startedAtMs: number, isLeader: () => boolean,
+  housekeeping: () => HousekeepingHealth | null,
+): Route {
   return {
     method: 'GET',
     path: '/v1/status',
@@ -131,6 +141,7 @@ function statusRoute(client: Etcd3, id: string, startedAtMs: number, isLeader: (
         leaderSinceRevision: leader?.createRevision ?? null,
         revision: revisionOf(status.header.revision, 'revision'),
         startedAt: new Date(startedAtMs).toISOString(),
+        housekeeping: housekeeping(),
       });
     },
   };

@@ -32,10 +32,27 @@ export interface HousekeepingStats {
   readonly passes: number;
 }
 
+/** What `etcron status` shows of the leader's housekeeping. */
+export interface HousekeepingHealth {
+  /** starting: first start not done; running: passes run; retrying: the last start failed. */
+  readonly state: 'starting' | 'running' | 'retrying';
+  readonly startAttempts: number;
+  readonly lastError: string | null;
+  readonly lastPassAtMs: number | null;
+  readonly lastPassMs: number | null;
+  /** Passes in a row whose missed-slot step failed (0 when the last one worked). */
+  readonly failingPasses: number;
+}
+
 export interface HousekeepingHandle {
   stats(): HousekeepingStats;
+  health(): HousekeepingHealth;
   stop(): Promise<void>;
 }
+
+/** Backoff between failed starts: from 250 ms, doubling, at most 10 s. */
+const START_RETRY_MS_MIN = 250;
+const START_RETRY_MS_MAX = 10_000;
 
 interface JobState {
   spec: JobSpec;
@@ -61,10 +78,14 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   let reaper: Reaper | undefined;
   let cache: PrefixCache | undefined;
   let workersCache: PrefixCache | undefined;
-  const membership = new WorkerMembership();
+  let membership = new WorkerMembership();
   let isLoadingWorkers = true;
   let timer: Timer | undefined;
   let stopped = false;
+  let health: HousekeepingHealth = {
+    state: 'starting', startAttempts: 0, lastError: null, lastPassAtMs: null, lastPassMs: null, failingPasses: 0,
+  };
+  const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
   const onJobPut = (key: string, kv: IKeyValue): void => {
     const parsed = deserializeJobSpec(kv.value.toString());
@@ -163,9 +184,11 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       const fresh = [...jobs.values()].filter((job) => job.checkedUntilMs === undefined);
       if (fresh.length > 0) await startJobs(fresh, nowMs);
       await recordMissed(nowMs);
+      health = { ...health, failingPasses: 0 };
     } catch (err) {
       // Nothing advanced past what was recorded: the next pass looks at the same slots again.
       logger.warn({ err }, 'missed-slot pass failed');
+      health = { ...health, failingPasses: health.failingPasses + 1, lastError: describe(err) };
     }
     // A bounded number per pass, so a slow pass does not make the next one slower still; the jobs
     // left over are due first next time (their lastTrimMs is older).
@@ -180,11 +203,56 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   const schedule = (): void => {
     if (stopped) return;
     timer = clock.setTimer(intervalMs, () => {
-      void pass().finally(schedule);
+      const passStartedMs = clock.nowMs();
+      void pass().finally(() => {
+        health = { ...health, lastPassAtMs: clock.nowMs(), lastPassMs: clock.nowMs() - passStartedMs };
+        schedule();
+      });
     });
   };
 
+  /** Undoes a start that failed part-way, so the next attempt opens everything afresh. */
+  const closeAll = async (): Promise<void> => {
+    await reaper?.stop();
+    await cache?.close();
+    await workersCache?.close();
+    reaper = undefined;
+    cache = undefined;
+    workersCache = undefined;
+    jobs.clear();
+    membership = new WorkerMembership();
+  };
+  let wakeRetry: (() => void) | undefined;
+
+  /**
+   * Opens the caches and the reaper, then schedules passes. A failed start (the store briefly
+   * away at election, an answer too large, a lost connection) is retried with backoff for as
+   * long as this master leads: housekeeping that stopped for good would leave lost runs
+   * unreaped and missed slots unrecorded while the master still said it led.
+   */
   const started = (async () => {
+    let retryMs = START_RETRY_MS_MIN;
+    while (!stopped) {
+      health = { ...health, startAttempts: health.startAttempts + 1 };
+      try {
+        await startOnce();
+        return;
+      } catch (err) {
+        logger.error({ err, retryMs }, 'housekeeping failed to start; retrying');
+        health = { ...health, state: 'retrying', lastError: describe(err) };
+        await closeAll().catch((closeErr: unknown) => logger.warn({ err: closeErr }, 'closing after a failed start'));
+        if (stopped) return;
+        await new Promise<void>((resolve) => {
+          wakeRetry = resolve;
+          timer = clock.setTimer(retryMs, resolve);
+        });
+        retryMs = Math.min(retryMs * 2, START_RETRY_MS_MAX);
+      }
+    }
+  })();
+
+  async function startOnce(): Promise<void> {
+    isLoadingWorkers = true;
     // Who is registered, before any pass: broadcast slots are accounted per registered worker.
     workersCache = await openPrefixCache(client, WORKERS_PREFIX, {
       put: (_key, kv) => {
@@ -201,15 +269,18 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }, logger);
     reaper = await startReaper(client, clock, logger, (job) => jobs.get(job)?.spec);
     if (stopped) return;
+    health = { ...health, state: 'running' };
     schedule();
     logger.info('housekeeping started');
-  })().catch((err: unknown) => logger.error({ err }, 'housekeeping failed to start'));
+  }
 
   return {
     stats: () => ({ ...counters, lost: reaper?.reaped() ?? 0 }),
+    health: () => health,
     stop: async () => {
       stopped = true;
       timer?.cancel();
+      wakeRetry?.();
       await started;
       await reaper?.stop();
       await cache?.close();

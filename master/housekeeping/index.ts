@@ -1,1 +1,1 @@
-export { startHousekeeping, type HousekeepingOptions, type HousekeepingHandle, type HousekeepingStats } from './housekeeping.js';
+export { startHousekeeping, type HousekeepingOptions, type HousekeepingHandle, type HousekeepingStats, type HousekeepingHealth } from './housekeeping.js';

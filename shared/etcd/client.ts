@@ -29,6 +29,10 @@ export function resolveEndpoints(options: EtcdClientOptions = {}): string[] {
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 
+/** clientv3's default MaxCallRecvMsgSize (math.MaxInt32). */
+const GRPC_RECEIVE_BYTES_MAX = 2 ** 31 - 1;
+const RECONNECT_BACKOFF_MS_MAX = 2_000;
+
 /** Consecutive failures after which a host is skipped, and for how long (several endpoints only). */
 const HOST_FAILURES_MAX = 3;
 const HOST_SKIP_MS = 1_000;
@@ -73,6 +77,14 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
     hosts,
     dialTimeout: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
     faultHandling: { host: () => hostPolicy(hosts.length === 1) },
+    // grpc-js refuses answers over 4 MiB by default; etcd's own client (clientv3) takes up to
+    // 2 GiB, and a page of run records with output tails can exceed 4 MiB.
+    // After an outage grpc-js waits up to 120 s between reconnects by default; a scheduler should
+    // be back within seconds of its store.
+    grpcOptions: {
+      'grpc.max_receive_message_length': GRPC_RECEIVE_BYTES_MAX,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS_MAX,
+    },
     ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
     ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),
   };

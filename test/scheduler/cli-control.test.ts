@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { ETCRON_BIN } from '../support/etcd-process.js';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { ETCRON_BIN, type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { apiGet, jsonOf, runCli, startMasterProcess, startWorkerProcess, type DaemonProcess } from './cli-harness.js';
 
@@ -13,7 +12,7 @@ interface LockRow { job: string; slot: string; runId: string; worker: string; fe
 interface RunRow { slot: string; runId: string; state: string; reason?: string; worker?: string }
 interface WorkerRow { id: string; tags: string[]; running: string[] }
 
-describe.skipIf(!hasEtcd())('controlling runs from the CLI', () => {
+describe.skipIf(!hasStoreUnderTest())('controlling runs from the CLI', () => {
   let store: StoreProcess;
   let master: DaemonProcess;
   let worker: DaemonProcess;

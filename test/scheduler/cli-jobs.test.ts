@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { freePort } from '../support/ports.js';
 import { jsonOf, runCli, startMasterProcess, type DaemonProcess } from './cli-harness.js';
 
@@ -20,7 +20,7 @@ interface JobView {
   spec: { schedule: string; timezone: string; paused: boolean; tags: string[]; command?: string; timeoutMs?: number };
 }
 
-describe.skipIf(!hasEtcd())('etcron job commands against a master', () => {
+describe.skipIf(!hasStoreUnderTest())('etcron job commands against a master', () => {
   let store: StoreProcess;
   let masterA: DaemonProcess;
   let masterB: DaemonProcess;

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
-import { ETCRON_BIN, hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { ETCRON_BIN, type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { jobKey, lockKey, runKey, slotId, workerKey } from '../../shared/keys.js';
 import { encodeRecord, runIdFor, type LockValue, type RunRecord, type WorkerInfo } from '../../shared/history/index.js';
@@ -27,7 +27,7 @@ interface LockRow { job: string; slot: string; worker: string; fence: number; tt
 interface RunRow { slot: string; state: string; worker?: string; fence?: number; exitCode?: number }
 interface TimelineRow { type: string; revision: number; slot: string; worker: string; fence: number; cause?: string }
 
-describe.skipIf(!hasEtcd())('locks, history and timeline at past revisions', () => {
+describe.skipIf(!hasStoreUnderTest())('locks, history and timeline at past revisions', () => {
   let store: StoreProcess;
   let master: DaemonProcess;
   let client: Etcd3;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { startElection, readLeader, type Election, type LeaderTerm } from '../../master/election.js';
 import { systemClock } from '../../shared/clock.js';
@@ -18,7 +18,7 @@ interface Candidate {
   readonly terms: LeaderTerm[];
 }
 
-describe.skipIf(!hasEtcd())('master election on real etcd', () => {
+describe.skipIf(!hasStoreUnderTest())('master election on real etcd', () => {
   let store: StoreProcess;
   let client: Etcd3;
   const clients: Etcd3[] = [];

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
@@ -18,7 +18,7 @@ const PAUSE_MS = 10_000;
  * worker. One worker is SIGSTOPped past the on-time grace (5 s) but within its lease, so it stays
  * registered while its slots go by; on resume it does not run the slots that are too late.
  */
-describe.skipIf(!hasEtcd())('broadcast jobs: missed slots per worker', () => {
+describe.skipIf(!hasStoreUnderTest())('broadcast jobs: missed slots per worker', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let housekeeping: HousekeepingHandle;

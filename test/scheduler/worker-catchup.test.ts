@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, historyRecords, putJob, quietLogger } from '../support/scheduler-fixtures.js';
 import { startWorker, type WorkerHandle } from '../../worker/index.js';
 import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
 
 /** notes/scheduler.md promise 4 and reliability.md section 6 "Catch-up": window and cap honoured. */
-describe.skipIf(!hasEtcd())('catch-up after downtime', () => {
+describe.skipIf(!hasStoreUnderTest())('catch-up after downtime', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let housekeeping: HousekeepingHandle;

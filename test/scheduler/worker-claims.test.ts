@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, duplicates, historyRecords, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
 import { startWorker, type WorkerHandle } from '../../worker/index.js';
@@ -10,7 +10,7 @@ import { readLocks, readLockTimeline } from '../../shared/history/read.js';
 import { claimRun } from '../../worker/claimer/claim.js';
 import { GRPCDeadlineExceededError } from 'etcd3';
 
-describe.skipIf(!hasEtcd())('worker claims on a real store', () => {
+describe.skipIf(!hasStoreUnderTest())('worker claims on a real store', () => {
   let store: StoreProcess;
   let client: Etcd3;
   const dir = tempDir('etcron-claims-');
@@ -90,7 +90,7 @@ describe.skipIf(!hasEtcd())('worker claims on a real store', () => {
   });
 });
 
-describe.skipIf(!hasEtcd())('claim with an unknown outcome (reply lost after commit)', () => {
+describe.skipIf(!hasStoreUnderTest())('claim with an unknown outcome (reply lost after commit)', () => {
   let store: StoreProcess;
   let client: Etcd3;
 

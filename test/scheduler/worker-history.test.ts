@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { clientFor, historyRecords, putJob } from '../support/scheduler-fixtures.js';
 import { trimHistory } from '../../master/housekeeping/trim.js';
 import { recordMissedSlots } from '../../master/housekeeping/missed.js';
@@ -14,7 +14,7 @@ import type { JobSpec } from '../../shared/job/spec.js';
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
 /** History is bounded by count and age, never trims a live run, and reads back at old revisions. */
-describe.skipIf(!hasEtcd())('history trimming and missed slots', () => {
+describe.skipIf(!hasStoreUnderTest())('history trimming and missed slots', () => {
   let store: StoreProcess;
   let client: Etcd3;
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, percentile, putJob, quietLogger } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
@@ -19,7 +19,7 @@ const SECONDS = 15;
  * under load (one record per slot, every slot started or recorded with a reason) and prints
  * throughput, lateness and store revisions per start.
  */
-describe.skipIf(!hasEtcd())('worker load', () => {
+describe.skipIf(!hasStoreUnderTest())('worker load', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let housekeeping: HousekeepingHandle;

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { clientFor, historyRecords, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
@@ -14,7 +14,7 @@ import { startHousekeeping, type HousekeepingHandle } from '../../master/houseke
 const TTL_SECONDS = 3;
 
 /** notes/reliability.md section 5, test 4: keepalive loss (the worker's path to the store is cut). */
-describe.skipIf(!hasEtcd())('worker cut off from the store', () => {
+describe.skipIf(!hasStoreUnderTest())('worker cut off from the store', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let proxy: TcpProxy;

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, historyRecords, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
 import { isProcessAlive } from '../support/worker-processes.js';
@@ -12,7 +12,7 @@ import { readLocks } from '../../shared/history/read.js';
 import type { RunRecord } from '../../shared/history/records.js';
 
 /** Overlap policies, timeouts, retries, kill and output tail, each on its own job (notes/scheduler.md). */
-describe.skipIf(!hasEtcd())('worker run policies', () => {
+describe.skipIf(!hasStoreUnderTest())('worker run policies', () => {
   let store: StoreProcess;
   let client: Etcd3;
   const workers: WorkerHandle[] = [];
@@ -132,7 +132,7 @@ describe.skipIf(!hasEtcd())('worker run policies', () => {
   });
 });
 
-describe.skipIf(!hasEtcd())('worker control requests', () => {
+describe.skipIf(!hasStoreUnderTest())('worker control requests', () => {
   let store: StoreProcess;
   let client: Etcd3;
   const workers: WorkerHandle[] = [];

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, isProcessAlive, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
@@ -35,7 +35,7 @@ function readAttempts(file: string): AttemptLine[] {
  * Issue 5 / notes/scheduler.md promise 3: a failed or lost run is retried by policy on another
  * live worker, claimed once per (job, slot, attempt). Real worker processes; a real SIGKILL.
  */
-describe.skipIf(!hasEtcd())('retries on any worker', () => {
+describe.skipIf(!hasStoreUnderTest())('retries on any worker', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let housekeeping: HousekeepingHandle;

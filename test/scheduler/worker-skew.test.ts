@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { clientFor, duplicates, historyRecords, putJob, tempDir } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
@@ -14,7 +14,7 @@ const SLOTS = 25;
 const SETTLE_MS = 5_000 + SKEW_MS + 1_000;
 
 /** notes/reliability.md section 5, test 2, with the brief's ±2 s: skewed clocks never run a slot twice. */
-describe.skipIf(!hasEtcd())('worker clock skew', () => {
+describe.skipIf(!hasStoreUnderTest())('worker clock skew', () => {
   let store: StoreProcess;
   let client: Etcd3;
   const dir = tempDir('etcron-skew-');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { hasEtcd, type StoreProcess } from '../support/etcd-process.js';
-import { startStoreUnderTest } from '../support/store-under-test.js';
+import { type StoreProcess } from '../support/etcd-process.js';
+import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { clientFor, historyRecords, putJob, quietLogger } from '../support/scheduler-fixtures.js';
@@ -13,7 +13,7 @@ import { jobKey } from '../../shared/keys.js';
  * edited and the store was compacted past the worker's last revision, the worker re-reads and
  * resumes: it runs the added job, stops the deleted one, and follows the edit.
  */
-describe.skipIf(!hasEtcd())('worker job watch across a disconnect and compaction', () => {
+describe.skipIf(!hasStoreUnderTest())('worker job watch across a disconnect and compaction', () => {
   let store: StoreProcess;
   let client: Etcd3;
   let proxy: TcpProxy;

@@ -1,4 +1,4 @@
-import { startEtcd, startEtcronStore, type StartOptions, type StoreProcess } from './etcd-process.js';
+import { hasEtcd, startEtcd, startEtcronStore, type StartOptions, type StoreProcess } from './etcd-process.js';
 
 /**
  * The store scheduler tests run against: real etcd by default, the bundled store with
@@ -8,6 +8,14 @@ export type StoreKind = 'etcd' | 'etcron';
 
 export function storeKindUnderTest(): StoreKind {
   return process.env['ETCRON_TEST_STORE'] === 'etcron' ? 'etcron' : 'etcd';
+}
+
+/**
+ * Whether the store under test can be started: the bundled store always can; real etcd must be
+ * installed (and under CI=true its absence fails instead of skipping, see hasEtcd).
+ */
+export function hasStoreUnderTest(): boolean {
+  return storeKindUnderTest() === 'etcron' || hasEtcd();
 }
 
 export function startStoreUnderTest(options: StartOptions = {}): Promise<StoreProcess> {

@@ -13,8 +13,9 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
-  const port = await freePort();
+/** `port` reopens a proxy on the port of one closed earlier (a store that comes back). */
+export async function startTcpProxy(targetHost: string, targetPort: number, port?: number): Promise<TcpProxy> {
+  port ??= await freePort();
   const sockets = new Set<Socket>();
   let isBlackholed = false;
   const server: Server = createServer((client) => {
@@ -34,7 +35,10 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     pipe(client, upstream);
     pipe(upstream, client);
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
   return {
     endpoint: `127.0.0.1:${port}`,
     blackhole: () => { isBlackholed = true; },

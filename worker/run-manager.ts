@@ -9,6 +9,7 @@ import {
   type AttemptSummary, type RetryRequest, type RunRecord, type RunState,
 } from '../shared/history/records.js';
 import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
+import { fitOutputTail } from './executor/fit-output-tail.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
 import type { Session } from './session.js';
@@ -47,6 +48,11 @@ const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
 /** Finish reports retried while the lease lives (network blips, leader changes). */
 const FINISH_ATTEMPTS_MAX = 50;
+/**
+ * The JSON-encoded output tail in a run record is kept under this, well below etcd's default
+ * --max-request-bytes (1.5 MiB) with room for the rest of the record and earlier attempts.
+ */
+const OUTPUT_TAIL_ENCODED_BYTES_MAX = 1024 * 1024;
 const FINISH_RETRY_PAUSE_MS = 200;
 /** How often a live run's output tail is written to its run record (for `job logs --follow`). */
 const OUTPUT_FLUSH_MS = 1_000;
@@ -154,11 +160,18 @@ export class RunManager {
       ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
       ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
     });
+    const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
+    if (result.ok && !session.isAlive()) {
+      // The claim was answered after this worker lost its lease: the lock goes with the lease and
+      // the reaper records the run lost (its retry may already run elsewhere); starting it here
+      // would run it under an abandoned lease, possibly beside that retry.
+      log.warn({ fence: result.fence }, 'claim answered after the lease was lost; not starting');
+      return false;
+    }
     if (result.ok) {
       this.start(request, result);
       return true;
     }
-    const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
     if (result.reason === 'busy') return this.onBusy(request, attempt, previousRunModRevision, result.holders.map((h) => h.runId));
     if (result.reason === 'taken') log.debug('slot already claimed');
     else log.warn({ err: result.error, reason: result.reason }, 'claim failed');
@@ -250,7 +263,7 @@ export class RunManager {
     let flushed = '';
     const flush = (): void => {
       if (run.finishing || run.lockDeleted) return;
-      const tail = run.process.outputTail();
+      const tail = fitOutputTail(run.process.outputTail(), OUTPUT_TAIL_ENCODED_BYTES_MAX);
       if (tail === flushed) {
         this.clock.setTimer(OUTPUT_FLUSH_MS, flush);
         return;
@@ -299,7 +312,7 @@ export class RunManager {
       : reason;
     const endedAtMs = this.clock.nowMs();
     const record: RunRecord = {
-      ...run.record, state, endedAtMs, outputTail: exit.outputTail,
+      ...run.record, state, endedAtMs, outputTail: fitOutputTail(exit.outputTail, OUTPUT_TAIL_ENCODED_BYTES_MAX),
       ...(exit.exitCode === null ? {} : { exitCode: exit.exitCode }),
       ...(exit.signal === null ? {} : { signal: exit.signal }),
       ...(finalReason === undefined ? {} : { reason: finalReason }),
@@ -340,8 +353,9 @@ export class RunManager {
    * from may have moved the run's modRevision while the lock is still ours.
    */
   private async reportFinish(
-    run: LiveRun, record: RunRecord, session: Session, retry?: { readonly key: string; readonly request: RetryRequest },
+    run: LiveRun, finalRecord: RunRecord, session: Session, retry?: { readonly key: string; readonly request: RetryRequest },
   ): Promise<FencedResult> {
+    let record = finalRecord;
     for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX; attempt++) {
       this.counters.progressWrites++;
       const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true, retry);
@@ -354,6 +368,12 @@ export class RunManager {
         }
         if (!current.lockIsOurs || current.record.runId !== run.claim.record.runId) return result;
         run.runModRevision = current.modRevision;
+        continue;
+      }
+      if (isTooLarge(result.error) && record.outputTail !== undefined && record.outputTail.length > 0) {
+        // A store with a lower request limit than etcd's default: the run still ends, and its
+        // lock is released, without the output.
+        record = { ...record, outputTail: '', reason: `${record.reason ?? record.state}; output not recorded: ${String(result.error)}` };
         continue;
       }
       if (!session.isAlive()) return result;
@@ -391,4 +411,10 @@ export class RunManager {
       new Promise<void>((resolve) => this.clock.setTimer(SHUTDOWN_WAIT_MS_MAX, resolve)),
     ]);
   }
+}
+
+/** etcd's refusal of a request over --max-request-bytes (grpc RESOURCE_EXHAUSTED or its text). */
+function isTooLarge(error: unknown): boolean {
+  const text = error instanceof Error ? error.message : String(error);
+  return /request is too large|larger than max|RESOURCE_EXHAUSTED/i.test(text);
 }

@@ -10,6 +10,7 @@ import { isProcessAlive } from '../support/worker-processes.js';
 import { startWorker, type WorkerHandle } from '../../worker/index.js';
 import { readLocks } from '../../shared/history/read.js';
 import type { RunRecord } from '../../shared/history/records.js';
+import { TRUNCATED_MARKER } from '../../worker/executor/fit-output-tail.js';
 
 /** Overlap policies, timeouts, retries, kill and output tail, each on its own job (notes/scheduler.md). */
 describe.skipIf(!hasStoreUnderTest())('worker run policies', () => {
@@ -108,6 +109,25 @@ describe.skipIf(!hasStoreUnderTest())('worker run policies', () => {
     expect(fences[1]!).toBeGreaterThan(fences[0]!);
     expect(fences[2]!).toBeGreaterThan(fences[1]!);
     await client.delete().key('/cron/jobs/flaky');
+  });
+
+  it('a run printing 1 MiB of binary output ends with a cut tail, releases its lock, and the next Forbid slot runs', { timeout: 60_000 }, async () => {
+    const starts = join(dir.path, 'binary-starts');
+    await putJob(client, {
+      name: 'binary', schedule: '* * * * * *', overlap: 'Forbid', outputTailBytesMax: 1024 * 1024,
+      command: `echo "$ETCRON_SLOT" >> ${starts}; head -c 1048576 /dev/urandom; echo; echo "end-of-$ETCRON_SLOT"`,
+    });
+    // Two finished runs, each slot started once (the job's own record of its starts).
+    const records = await until('binary', 'two finished runs', (rs) => rs.filter((r) => r.state === 'succeeded').length >= 2, 30_000);
+    const started = readFileSync(starts, 'utf8').trim().split('\n');
+    expect(new Set(started).size).toBe(started.length);
+    expect(started.length).toBeGreaterThanOrEqual(2);
+    const run = records.find((r) => r.state === 'succeeded')!;
+    expect(run.outputTail?.startsWith(TRUNCATED_MARKER)).toBe(true);
+    expect(run.outputTail).toContain(`end-of-${run.slot}`);
+    expect(Buffer.byteLength(JSON.stringify(run.outputTail))).toBeLessThanOrEqual(1024 * 1024);
+    await client.delete().key('/cron/jobs/binary');
+    await waitFor('no lock left', async () => ((await readLocks(client, { job: 'binary' })).locks.length === 0 ? true : undefined), 15_000);
   });
 
   it('kill (deleting the run\'s lock key) stops the run and records it killed; the output tail is bounded', async () => {

@@ -1,5 +1,6 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { JOBS_PREFIX, jobKey, validateJobName } from '../shared/keys.js';
+import { JOBS_PREFIX, RETRIES_PREFIX, jobKey, validateJobName } from '../shared/keys.js';
+import { purgeHistory } from './housekeeping/trim.js';
 import {
   deserializeJobSpec,
   parseJobSpec,
@@ -177,14 +178,25 @@ async function removeJob(client: Etcd3, context: RequestContext): Promise<RouteR
   const txn = expected === undefined
     ? client.if(key, 'Create', '>', 0)
     : client.if(key, 'Mod', '==', expected);
-  const res = await txn.then(client.delete().key(key)).else(client.get(key)).commit();
+  // Its pending retries go with it, in the same txn: no worker may start an attempt of a job
+  // that no longer exists.
+  const res = await txn
+    .then(client.delete().key(key), client.delete().prefix(`${RETRIES_PREFIX}${name}/`))
+    .else(client.get(key))
+    .commit();
   if (!res.succeeded) {
     const exists = (res.responses[0]?.response_range.kvs.length ?? 0) > 0;
     if (!exists) throw new ApiError('job-not-found', `job ${JSON.stringify(name)} not found`);
     throw new ApiError('conflict', `job ${name} changed since mod revision ${expected ?? 0}`);
   }
-  context.log.info({ job: name, rev: revisionOf(res.header.revision, 'revision') }, 'job deleted');
-  return ok({ deleted: name, revision: revisionOf(res.header.revision, 'revision') });
+  const revision = revisionOf(res.header.revision, 'revision');
+  // Its history goes too (it stays readable at earlier revisions until compaction).
+  const purged = await purgeHistory(client, name).catch((err: unknown) => {
+    context.log.warn({ err, job: name }, 'history of a deleted job not purged');
+    return 0;
+  });
+  context.log.info({ job: name, rev: revision, purged }, 'job deleted');
+  return ok({ deleted: name, revision, purgedRuns: purged });
 }
 
 async function setJobPaused(client: Etcd3, context: RequestContext, paused: boolean): Promise<RouteResult> {

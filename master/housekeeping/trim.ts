@@ -41,6 +41,11 @@ export async function trimHistory(client: Etcd3, spec: JobSpec, nowMs: number): 
     if (missedAfterMs(spec, slotMs) + TRIM_PROTECT_SLACK_MS > nowMs) break;
     victims.push(kv);
   }
+  return deleteUnchanged(client, victims);
+}
+
+/** Deletes each key unless it changed since read, in txns of TRIM_BATCH_KEYS; returns how many went. */
+async function deleteUnchanged(client: Etcd3, victims: readonly IKeyValue[]): Promise<number> {
   let deleted = 0;
   for (let i = 0; i < victims.length; i += TRIM_BATCH_KEYS) {
     const batch = victims.slice(i, i + TRIM_BATCH_KEYS);
@@ -49,6 +54,34 @@ export async function trimHistory(client: Etcd3, spec: JobSpec, nowMs: number): 
       success: batch.map((kv) => deleteOp(kv.key.toString())),
     });
     if (outcome.succeeded) deleted += batch.length;
+  }
+  return deleted;
+}
+
+/** Pages of run records read per step of a purge, and the bound on steps. */
+const PURGE_PAGE_KEYS = 500;
+const PURGE_PAGES_MAX = 1_000;
+
+/**
+ * After `job rm`: deletes every final run record of the job. Records of runs still live stay for
+ * their worker to finish (a run record deleted under it would make its finish report look
+ * fenced and leave its lock behind). The job is gone, so no worker starts a slot whose record
+ * went; a job created again under the name starts afresh.
+ */
+export async function purgeHistory(client: Etcd3, job: string): Promise<number> {
+  const prefix = runsPrefix(job);
+  let from = Buffer.from(prefix);
+  let deleted = 0;
+  for (let page = 0; page < PURGE_PAGES_MAX; page++) {
+    const response = await client.kv.range({ key: from, range_end: prefixEnd(prefix), limit: PURGE_PAGE_KEYS });
+    const finals = response.kvs.filter((kv) => {
+      const record = decodeRunRecord(kv.value.toString());
+      return record === undefined || !isLiveState(record.state);
+    });
+    deleted += await deleteUnchanged(client, finals);
+    const last = response.kvs[response.kvs.length - 1];
+    if (!response.more || last === undefined) break;
+    from = Buffer.concat([last.key, Buffer.from([0])]);
   }
   return deleted;
 }

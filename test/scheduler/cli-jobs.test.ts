@@ -6,6 +6,7 @@ import { Etcd3 } from 'etcd3';
 import { type StoreProcess } from '../support/etcd-process.js';
 import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { freePort } from '../support/ports.js';
+import { retryKey, runKey, runsPrefix } from '../../shared/keys.js';
 import { jsonOf, runCli, startMasterProcess, type DaemonProcess } from './cli-harness.js';
 
 // CLI round trips through real `etcron master` processes on a real store (issue #5, "CLI" and
@@ -217,6 +218,32 @@ describe.skipIf(!hasStoreUnderTest())('etcron job commands against a master', ()
     expect(((await twice.json()) as { error: { message: string } }).error.message).toContain('appears twice');
     expect((await post([])).status).toBe(400);
     expect(await storeRevision()).toBe(revision);
+  });
+
+  it('rm removes the job, its pending retries and its final history; live runs keep their record', async () => {
+    const add = await runCli(['job', 'add', 'gone', '--schedule', '@hourly', '--command', 'true'], env);
+    expect(add.code, add.stderr).toBe(0);
+    const record = (slotMs: number, state: string): string => JSON.stringify({
+      job: 'gone', slot: new Date(slotMs).toISOString(), runId: `gone@${new Date(slotMs).toISOString()}#1`,
+      state, attempt: 1, worker: 'w1', leaseId: '1', endedAtMs: slotMs + 1_000,
+    });
+    const hour = 3_600_000;
+    const base = Date.UTC(2026, 0, 1);
+    for (let i = 0; i < 120; i++) await client.put(runKey('gone', base + i * hour)).value(record(base + i * hour, i % 3 === 0 ? 'failed' : 'succeeded'));
+    await client.put(runKey('gone', base + 200 * hour)).value(record(base + 200 * hour, 'running'));
+    await client.put(retryKey('gone', base)).value('{"job":"gone","attempt":2}');
+    const before = await storeRevision();
+    const rm = await runCli(['job', 'rm', 'gone', '-o', 'json'], env);
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(jsonOf<{ purgedRuns: number }>(rm).purgedRuns).toBe(120);
+    expect(await client.get(retryKey('gone', base)).exists()).toBe(false);
+    const left = await client.getAll().prefix(runsPrefix('gone')).keys();
+    expect(left).toEqual([runKey('gone', base + 200 * hour)]);
+    // History as it stood before the rm is still there to read.
+    const past = await runCli(['job', 'history', 'gone', '--rev', String(before), '--limit', '200', '-o', 'json'], env);
+    expect(past.code, past.stderr).toBe(0);
+    expect(JSON.stringify(jsonOf<unknown>(past)).match(/"state"/g)?.length).toBe(121);
+    await client.delete().prefix(runsPrefix('gone')).exec();
   });
 
   it('of concurrent creates of one job through two masters, exactly one wins', { timeout: 120_000 }, async () => {

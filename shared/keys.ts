@@ -26,6 +26,11 @@ export const LOCKS_PREFIX = '/cron/lock/';
  * run record's: any worker claims the next attempt with a compare on it (docs/scheduler.md).
  */
 export const RETRIES_PREFIX = '/cron/retry/';
+/**
+ * The leading master's housekeeping watermark: every slot of every job that existed at `revision`
+ * is recorded up to `checkedUntilMs`. A new leader resumes from it (housekeeping.ts).
+ */
+export const HOUSEKEEPING_WATERMARK_KEY = '/cron/master/housekeeping';
 
 /** Job and worker names: bytes allowed in one key segment. `/` would let one job's prefix cover another's. */
 export const NAME_BYTES_MAX = 128;

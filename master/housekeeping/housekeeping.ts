@@ -1,7 +1,7 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { systemClock, type Clock, type Timer } from '../../shared/clock.js';
 import { createLogger, type Logger } from '../../shared/log.js';
-import { JOBS_PREFIX, WORKERS_PREFIX } from '../../shared/keys.js';
+import { HOUSEKEEPING_WATERMARK_KEY, JOBS_PREFIX, WORKERS_PREFIX } from '../../shared/keys.js';
 import { decodeWorkerInfo } from '../../shared/history/records.js';
 import { WorkerMembership } from './worker-membership.js';
 import { deserializeJobSpec } from '../../shared/job/parse.js';
@@ -50,12 +50,30 @@ export interface HousekeepingHandle {
   stop(): Promise<void>;
 }
 
+interface Watermark {
+  readonly checkedUntilMs: number;
+  readonly revision: number;
+}
+
+function decodeWatermark(text: string | null): Watermark | undefined {
+  if (text === null) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<Watermark>;
+    const isValid = Number.isSafeInteger(value.checkedUntilMs) && Number.isSafeInteger(value.revision);
+    return isValid ? { checkedUntilMs: value.checkedUntilMs as number, revision: value.revision as number } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Backoff between failed starts: from 250 ms, doubling, at most 10 s. */
 const START_RETRY_MS_MIN = 250;
 const START_RETRY_MS_MAX = 10_000;
 
 interface JobState {
   spec: JobSpec;
+  /** The job key's create_revision: whether the job existed when a watermark was written. */
+  createRevision: number;
   schedule: CompiledSchedule;
   /** Memoized: every pass asks for the slot after the same checkedUntil until that slot's deadline. */
   nextSlot: (afterMs: number) => number | null;
@@ -95,7 +113,8 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     const name = key.slice(JOBS_PREFIX.length);
     const existing = jobs.get(name);
     jobs.set(name, {
-      spec: parsed.spec, schedule: compiled.schedule, nextSlot: memoNextSlot(compiled.schedule),
+      spec: parsed.spec, createRevision: Number(kv.create_revision),
+      schedule: compiled.schedule, nextSlot: memoNextSlot(compiled.schedule),
       ...(existing?.lastTrimMs === undefined ? {} : { lastTrimMs: existing.lastTrimMs }),
       ...(existing?.checkedUntilMs === undefined ? {} : { checkedUntilMs: existing.checkedUntilMs }),
     });
@@ -124,8 +143,25 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }));
     fresh.forEach((job, index) => {
       const found = keys[index] ?? [];
-      job.checkedUntilMs = checkedUntilFrom(job.spec, found[found.length - 1], nowMs);
+      const fromRecords = checkedUntilFrom(job.spec, found[found.length - 1], nowMs);
+      // A job the previous leader covered resumes from its watermark: a slot older than the
+      // newest record may still lack one (it was not past its deadline when that leader went).
+      const covered = watermark !== undefined && job.createRevision <= watermark.revision ? watermark : undefined;
+      job.checkedUntilMs = covered === undefined
+        ? fromRecords
+        : Math.max(Math.min(covered.checkedUntilMs, fromRecords), nowMs - job.spec.history.ageMs);
     });
+  };
+
+  /** Read once at start; written after each pass whose missed-slot step succeeded. */
+  let watermark: Watermark | undefined;
+  let writtenWatermarkMs = 0;
+  const saveWatermark = async (revision: number): Promise<void> => {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const job of jobs.values()) lowest = Math.min(lowest, job.checkedUntilMs ?? Number.NEGATIVE_INFINITY);
+    if (!Number.isFinite(lowest) || lowest <= writtenWatermarkMs) return;
+    await client.put(HOUSEKEEPING_WATERMARK_KEY).value(JSON.stringify({ checkedUntilMs: lowest, revision }));
+    writtenWatermarkMs = lowest;
   };
 
   /**
@@ -180,10 +216,13 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   const pass = async (): Promise<void> => {
     counters.passes++;
     const nowMs = clock.nowMs();
+    // Every job that existed at this revision is in `jobs` now.
+    const jobsRevision = cache?.revision() ?? 0;
     try {
       const fresh = [...jobs.values()].filter((job) => job.checkedUntilMs === undefined);
       if (fresh.length > 0) await startJobs(fresh, nowMs);
       await recordMissed(nowMs);
+      await saveWatermark(jobsRevision);
       health = { ...health, failingPasses: 0 };
     } catch (err) {
       // Nothing advanced past what was recorded: the next pass looks at the same slots again.
@@ -268,6 +307,7 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       delete: (key) => { jobs.delete(key.slice(JOBS_PREFIX.length)); },
     }, logger);
     reaper = await startReaper(client, clock, logger, (job) => jobs.get(job)?.spec);
+    watermark = decodeWatermark(await client.get(HOUSEKEEPING_WATERMARK_KEY).string());
     if (stopped) return;
     health = { ...health, state: 'running' };
     schedule();

@@ -46,6 +46,8 @@ interface LiveRun {
 /** How often a BufferOne slot re-checks whether the running one has ended. */
 const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
+/** How often a clean stop looks whether the claims in flight have been answered. */
+const DRAIN_POLL_MS = 20;
 /** Finish reports retried while the lease lives (network blips, leader changes). */
 const FINISH_ATTEMPTS_MAX = 50;
 /**
@@ -62,6 +64,8 @@ export class RunManager {
   private readonly live = new Map<string, LiveRun>();
   private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0 };
   private inFlight = 0;
+  /** Set by a clean stop: no new claims, and a claim answered meanwhile is closed, not started. */
+  private draining = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -151,7 +155,7 @@ export class RunManager {
 
   private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
-    if (this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
+    if (this.draining || this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
     const result = await claimRun(this.client, {
       spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,
@@ -166,6 +170,10 @@ export class RunManager {
       // the reaper records the run lost (its retry may already run elsewhere); starting it here
       // would run it under an abandoned lease, possibly beside that retry.
       log.warn({ fence: result.fence }, 'claim answered after the lease was lost; not starting');
+      return false;
+    }
+    if (result.ok && this.draining) {
+      await this.closeUnstarted(result);
       return false;
     }
     if (result.ok) {
@@ -402,7 +410,31 @@ export class RunManager {
     else run.process.stop('lease-lost', 0);
   }
 
+  /**
+   * A claim won while the worker stops cleanly: the run is recorded `killed` before it started
+   * and its lock released in one fenced write, so the slot is explained and nothing was run.
+   */
+  private async closeUnstarted(claim: Claimed): Promise<void> {
+    const record: RunRecord = {
+      ...claim.record, state: 'killed', fence: claim.fence, endedAtMs: this.clock.nowMs(),
+      reason: 'worker shut down before the run started',
+    };
+    const result = await writeFenced(this.client, claim, record, true).catch(() => undefined);
+    if (result === undefined || !result.ok) {
+      this.logger.warn({ job: claim.record.job, slot: claim.record.slot }, 'closing a claim won during shutdown failed');
+    }
+  }
+
   async stopAll(cause: StopCause): Promise<void> {
+    if (cause === 'shutdown') {
+      // Claims already sent either start before the runs are stopped below or are closed
+      // unstarted; none may start a process after the client is closed.
+      this.draining = true;
+      const deadlineMs = this.clock.nowMs() + SHUTDOWN_WAIT_MS_MAX;
+      while (this.inFlight > 0 && this.clock.nowMs() < deadlineMs) {
+        await new Promise<void>((resolve) => this.clock.setTimer(DRAIN_POLL_MS, resolve));
+      }
+    }
     const runs = [...this.live.values()];
     for (const run of runs) run.process.stop(cause, cause === 'lease-lost' ? 0 : run.spec.killGraceMs);
     // Wait (bounded) for the exits and their fenced finish reports before the caller closes the client.

@@ -27,6 +27,7 @@ interface WorkerFlags extends DaemonFlags {
   readonly tags?: string;
   readonly takeoverDelay?: string;
   readonly clockOffset?: string;
+  readonly metricsAddr?: string;
 }
 
 /** "1s", "500ms" or a bare number of milliseconds (the flag says ms). */
@@ -41,14 +42,14 @@ function parseMs(flag: string, value: string | undefined, min: number, max: numb
 }
 
 /** "127.0.0.1:7070", "http://127.0.0.1:7070" or ":7070" → host and port. */
-export function parseListenAddress(value: string): { host: string; port: number } {
+export function parseListenAddress(value: string, flag = '--api'): { host: string; port: number } {
   const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
   const colon = text.lastIndexOf(':');
   const host = colon <= 0 ? DEFAULT_API_HOST : text.slice(0, colon).replace(/^\[|\]$/g, '');
   const portText = colon < 0 ? text : text.slice(colon + 1);
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || !Number.isSafeInteger(port) || port > 65_535) {
-    throw new CliError(`--api: expected host:port to listen on (got ${JSON.stringify(value)})`);
+    throw new CliError(`${flag}: expected host:port to listen on (got ${JSON.stringify(value)})`);
   }
   return { host, port };
 }
@@ -124,13 +125,17 @@ export function registerDaemonCommands(program: Command): void {
   daemonOptions(program.command('worker').description('run a scheduler worker: claims due slots and runs jobs'))
     .option('--tags <a,b>', 'routing tags: the worker runs jobs whose tags it all has')
     .option('--takeover-delay <ms>', 'how long after a slot a non-preferred worker tries the claim (default 1000)')
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics (default: off)')
     .addOption(new Option('--clock-offset <ms>', 'shift this worker\'s wall clock (clock-skew tests)').hideHelp())
     .action(action(async (flags: WorkerFlags) => {
       const ttl = parseLeaseTtl(flags.leaseTtl);
       const takeoverDelayMs = parseMs('--takeover-delay', flags.takeoverDelay, 0, 600_000);
       const clockOffsetMs = parseMs('--clock-offset', flags.clockOffset, -3_600_000, 3_600_000);
       const logger = createLogger(flags.logLevel, { process: 'worker' });
+      const metricsListen = flags.metricsAddr === undefined ? undefined : parseListenAddress(flags.metricsAddr, '--metrics-addr');
       const tags = flags.tags?.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+      // Before the worker: a busy --metrics-addr fails the start before any slot is claimed.
+      const metrics = metricsListen === undefined ? undefined : await startWorkerMetrics(metricsListen, logger);
       const { startWorker } = await import('../worker/index.js');
       const worker = await startWorker({
         logger,
@@ -147,5 +152,18 @@ export function registerDaemonCommands(program: Command): void {
       const signal = await untilSignal();
       logger.info({ signal }, 'stopping');
       await worker.stop();
+      await metrics?.close();
     }));
+}
+
+async function startWorkerMetrics(
+  listen: { host: string; port: number },
+  logger: ReturnType<typeof createLogger>,
+): Promise<{ close(): Promise<void> }> {
+  const { startMetricsServer } = await import('../shared/metrics/metrics-server.js');
+  const server = await startMetricsServer(listen.host, listen.port, logger).catch((err: unknown) => {
+    throw new CliError(`--metrics-addr: cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  process.stdout.write(`metrics at ${server.url}\n`);
+  return server;
 }

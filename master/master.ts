@@ -11,6 +11,7 @@ import { startApiServer, ok, type Route } from './http-server.js';
 import { jobRoutes, revisionOf } from './job-routes.js';
 import { inspectRoutes } from './inspect-routes.js';
 import type { HousekeepingHealth } from './housekeeping/index.js';
+import { metricsRoute } from './metrics-route.js';
 import { startLeaderWork, type LeaderWork } from './leader-work.js';
 
 /** Campaign keys of masters; the lowest create revision leads. */
@@ -77,6 +78,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     [
       statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
       ...jobRoutes(client), ...inspectRoutes(client, clock),
+      metricsRoute(() => isLeader()),
     ],
     root.child({ component: 'api' }),
   );

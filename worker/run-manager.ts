@@ -17,6 +17,7 @@ import { WORKER_LIMITS } from './options.js';
 import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
 import { startDeadlineMs } from '../master/planner/catch-up.js';
 import { compileSchedule } from '../shared/job/schedule.js';
+import { schedulerMetrics } from '../shared/metrics/scheduler-metrics.js';
 
 export interface LaunchRequest {
   readonly spec: JobSpec;
@@ -164,6 +165,7 @@ export class RunManager {
       ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
       ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
     });
+    schedulerMetrics.claims.inc({ result: result.ok ? 'won' : result.reason });
     const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
     if (result.ok && !session.isAlive()) {
       // The claim was answered after this worker lost its lease: the lock goes with the lease and
@@ -177,6 +179,7 @@ export class RunManager {
       return false;
     }
     if (result.ok) {
+      if (attempt > 1) schedulerMetrics.retriesClaimed.inc();
       this.start(request, result);
       return true;
     }
@@ -249,6 +252,7 @@ export class RunManager {
       ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
     }, this.clock, log);
     this.counters.runsStarted++;
+    this.countStart(request, claim);
     const running: RunRecord = { ...claim.record, state: 'running', fence: claim.fence, startedAtMs: this.clock.nowMs() };
     const run: LiveRun = {
       spec, claim, process, writes: Promise.resolve(), runModRevision: claim.runModRevision, record: running,
@@ -264,6 +268,14 @@ export class RunManager {
     run.done = process.exited.then((exit) => this.finish(request, run, exit)).catch((err: unknown) => {
       log.error({ err }, 'finishing run failed');
     });
+  }
+
+  private countStart(request: LaunchRequest, claim: Claimed): void {
+    schedulerMetrics.runsStarted.inc();
+    if (claim.record.attempt !== 1) return;
+    const { spec, slotMs } = request;
+    const plannedMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
+    schedulerMetrics.startLatenessSeconds.observe(Math.max(0, this.clock.nowMs() - plannedMs) / 1000);
   }
 
   /** Fenced progress writes of the output tail while the run lives, only when it changed. */
@@ -310,6 +322,7 @@ export class RunManager {
     await run.writes;
     const { spec, claim } = run;
     const { state, reason } = this.finalState(exit);
+    schedulerMetrics.runsFinished.inc({ state });
     const attempt = claim.record.attempt;
     const retry = isRetryable(state, attempt, spec.retries);
     const backoffMs = retryBackoffMs(spec.retries, attempt);

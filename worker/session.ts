@@ -1,6 +1,7 @@
 import type { Etcd3, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IDuplexStream } from 'etcd3';
 import type { Clock, Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/log.js';
+import { schedulerMetrics } from '../shared/metrics/scheduler-metrics.js';
 
 /**
  * A worker's lease, kept alive by hand so that the worker knows, by its own monotonic clock, the
@@ -48,6 +49,7 @@ export async function openSession(client: Etcd3, ttlSeconds: number, clock: Cloc
     watchdogTimer?.cancel();
     stream?.end();
     stream = undefined;
+    if (cause !== 'closed') schedulerMetrics.leaseLosses.inc({ cause });
     if (cause !== 'closed') log.warn({ cause, overdueMs: clock.monotonicMs() - deadlineMs }, 'lease lost');
     for (const listener of listeners) listener(cause);
   };
@@ -65,7 +67,9 @@ export async function openSession(client: Etcd3, ttlSeconds: number, clock: Cloc
       stream = s;
       s.on('data', (response: ILeaseKeepAliveResponse) => {
         const sentMs = pendingSends.shift();
-        if (Number(response.TTL) <= 0) return lose('expired');
+        const isExpired = Number(response.TTL) <= 0;
+        schedulerMetrics.leaseRenewals.inc({ result: isExpired ? 'expired' : 'ok' });
+        if (isExpired) return lose('expired');
         if (sentMs !== undefined) deadlineMs = Math.max(deadlineMs, sentMs + Number(response.TTL) * 1000);
       });
       const drop = (err?: unknown): void => {

@@ -15,6 +15,7 @@ import { recordNotStarted } from '../../shared/history/write.js';
 import { prefixEnd, runKey, runsPrefix } from '../../shared/keys.js';
 import { trimHistory } from './trim.js';
 import { memoNextSlot, stableHash } from '../planner/slots.js';
+import { observePass } from './pass-metrics.js';
 
 export interface HousekeepingOptions {
   readonly clock?: Clock;
@@ -213,8 +214,10 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     counters.trimmed += await trimHistory(client, job.spec, nowMs);
   };
 
-  const pass = async (): Promise<void> => {
+  /** Resolves false when the missed-slot part failed (etcron_housekeeping_passes_total). */
+  const pass = async (): Promise<boolean> => {
     counters.passes++;
+    let isOk = true;
     const nowMs = clock.nowMs();
     // Every job that existed at this revision is in `jobs` now.
     const jobsRevision = cache?.revision() ?? 0;
@@ -228,6 +231,7 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       // Nothing advanced past what was recorded: the next pass looks at the same slots again.
       logger.warn({ err }, 'missed-slot pass failed');
       health = { ...health, failingPasses: health.failingPasses + 1, lastError: describe(err) };
+      isOk = false;
     }
     // A bounded number per pass, so a slow pass does not make the next one slower still; the jobs
     // left over are due first next time (their lastTrimMs is older).
@@ -237,13 +241,14 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
         logger.warn({ err, job: job.spec.name }, 'history trim failed');
       })));
     }
+    return isOk;
   };
 
   const schedule = (): void => {
     if (stopped) return;
     timer = clock.setTimer(intervalMs, () => {
       const passStartedMs = clock.nowMs();
-      void pass().finally(() => {
+      void observePass(pass).finally(() => {
         health = { ...health, lastPassAtMs: clock.nowMs(), lastPassMs: clock.nowMs() - passStartedMs };
         schedule();
       });

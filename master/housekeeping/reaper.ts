@@ -7,6 +7,7 @@ import type { JobSpec } from '../../shared/job/spec.js';
 import { putOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
 import { readRun } from '../../shared/history/read.js';
 import { readRanges } from './batched-ranges.js';
+import { schedulerMetrics } from '../../shared/metrics/scheduler-metrics.js';
 import { runKey } from '../../shared/keys.js';
 import {
   decodeLockValue, decodeRunRecord, encodeRecord, isLiveState, isRetryable, retryBackoffMs, summarizeAttempt,
@@ -96,6 +97,7 @@ export async function startReaper(
     });
     if (outcome.succeeded) {
       reapedCount++;
+      schedulerMetrics.runsLost.inc({ reason: 'lease-ended' });
       log.info({ job, slot: run.value.slot, worker: run.value.worker, fence: run.value.fence }, 'run marked lost');
     }
   };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseJobSpec, type JobSpec } from '../shared/job/index.js';
+import { chunkBySize } from '../shared/chunks.js';
 import { ApiRefusal, CliError, type ApiClient } from './scheduler-api-client.js';
 import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
 import { addJobFlags, specFromFlags, type JobFlagValues } from './scheduler-job-flags.js';
@@ -138,21 +139,7 @@ const APPLY_CHUNK_JOBS_MAX = 1_000;
 const APPLY_CHUNK_BYTES_MAX = 1024 * 1024;
 
 function applyChunks(inputs: readonly unknown[]): unknown[][] {
-  const chunks: unknown[][] = [];
-  let current: unknown[] = [];
-  let bytes = 0;
-  for (const input of inputs) {
-    const size = Buffer.byteLength(JSON.stringify(input));
-    if (current.length > 0 && (current.length >= APPLY_CHUNK_JOBS_MAX || bytes + size > APPLY_CHUNK_BYTES_MAX)) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(input);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  return chunkBySize(inputs, APPLY_CHUNK_JOBS_MAX, APPLY_CHUNK_BYTES_MAX, (input) => Buffer.byteLength(JSON.stringify(input)));
 }
 
 /** One batched apply; a master without `/v1/apply` (an older version) gets one PUT per job. */

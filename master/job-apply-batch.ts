@@ -1,5 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import { jobKey } from '../shared/keys.js';
+import { chunkBySize } from '../shared/chunks.js';
 import { serializeJobSpec, type JobSpec } from '../shared/job/index.js';
 import { getOp, putOp, rangeResult, runTxn, type CompareSpec } from '../shared/etcd/txn.js';
 import { ApiError, type FieldError } from './errors.js';
@@ -90,21 +91,7 @@ function validateAll(body: unknown): Planned[] {
 }
 
 function splitIntoBatches(planned: readonly Planned[]): Planned[][] {
-  const batches: Planned[][] = [];
-  let current: Planned[] = [];
-  let bytes = 0;
-  for (const job of planned) {
-    const size = Buffer.byteLength(job.text);
-    if (current.length > 0 && (current.length >= JOBS_PER_TXN_MAX || bytes + size > SPEC_BYTES_PER_TXN_MAX)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(job);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return chunkBySize(planned, JOBS_PER_TXN_MAX, SPEC_BYTES_PER_TXN_MAX, (job) => Buffer.byteLength(job.text));
 }
 
 async function applyBatch(client: Etcd3, batch: readonly Planned[]): Promise<ApplyResult[]> {

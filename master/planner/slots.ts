@@ -43,19 +43,46 @@ export function utcOffsetMs(timezone: string, instantMs: number): number {
   return asUtc - Math.floor(instantMs / 1000) * 1000;
 }
 
-/** True when `instantMs` shows a wall time that already occurred earlier the same night (fall back). */
-export function isRepeatedWallTime(timezone: string, instantMs: number): boolean {
-  if (timezone === 'UTC') return false;
-  // Look back further than any DST shift (Lord Howe shifts 30 minutes; most zones one hour).
-  const shiftMs = utcOffsetMs(timezone, instantMs - 3 * 3_600_000) - utcOffsetMs(timezone, instantMs);
-  if (shiftMs <= 0) return false;
-  return wallTime(timezone, instantMs - shiftMs) === wallTime(timezone, instantMs);
+/** How far back a DST shift is looked for (Lord Howe shifts 30 minutes; most zones one hour). */
+const SHIFT_LOOKBACK_MS = 3 * 3_600_000;
+
+/** The DST shift that makes wall times repeat at `instantMs`, in ms, or 0 when none does. */
+function fallBackShiftMs(timezone: string, instantMs: number): number {
+  if (timezone === 'UTC') return 0;
+  const shiftMs = utcOffsetMs(timezone, instantMs - SHIFT_LOOKBACK_MS) - utcOffsetMs(timezone, instantMs);
+  if (shiftMs <= 0) return 0;
+  return wallTime(timezone, instantMs - shiftMs) === wallTime(timezone, instantMs) ? shiftMs : 0;
 }
 
-/** Iterations allowed while skipping repeated wall times: the repeated hour has at most 3600 second-slots. */
-const REPEATED_SKIP_MAX = 3_601;
+/** True when `instantMs` shows a wall time that already occurred earlier the same night (fall back). */
+export function isRepeatedWallTime(timezone: string, instantMs: number): boolean {
+  return fallBackShiftMs(timezone, instantMs) > 0;
+}
 
-/** The first slot strictly after `afterMs`, or null if the schedule never fires again. */
+/**
+ * The first instant after `instantMs` (a repeated wall time) whose wall time is not repeated: the
+ * end of the fall-back window, found by bisection over at most the shift (whole seconds, since
+ * wall times are compared to the second), instead of asking croner for every slot inside it.
+ */
+function endOfRepeatedWindowMs(timezone: string, instantMs: number): number {
+  let low = instantMs; // repeated
+  let high = instantMs + fallBackShiftMs(timezone, instantMs); // past the window
+  while (high - low > 1_000) {
+    const middle = low + Math.floor((high - low) / 2_000) * 1_000;
+    if (isRepeatedWallTime(timezone, middle)) low = middle;
+    else high = middle;
+  }
+  return high;
+}
+
+/** Candidates looked at while skipping repeated wall times: one jump per window, a few windows. */
+const REPEATED_SKIP_MAX = 8;
+
+/**
+ * The first slot strictly after `afterMs`, or null if the schedule never fires again. A candidate
+ * in the repeated hour of a fall-back night moves the cursor to the end of that hour, so a
+ * per-second job costs a few croner calls there, not 3,600.
+ */
 export function nextSlotMs(schedule: CompiledSchedule, afterMs: number): number | null {
   if (schedule.kind === 'every') {
     return (Math.floor(afterMs / schedule.everyMs) + 1) * schedule.everyMs;
@@ -67,7 +94,7 @@ export function nextSlotMs(schedule: CompiledSchedule, afterMs: number): number 
     const nextMs = next.getTime();
     assert(nextMs > cursor, `croner went backwards: ${nextMs} <= ${cursor}`);
     if (!isRepeatedWallTime(schedule.timezone, nextMs)) return nextMs;
-    cursor = nextMs;
+    cursor = endOfRepeatedWindowMs(schedule.timezone, nextMs) - 1;
   }
   return null;
 }

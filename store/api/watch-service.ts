@@ -7,6 +7,7 @@ import { bool, bytes, int, type Wire } from './codec.js';
 import { eventResponse } from './watch-response-encoder.js';
 import { refusedRequest } from './context.js';
 import { batchStreamWrites } from './batched-stream-writes.js';
+import { chunkBySize } from '../../shared/chunks.js';
 
 /** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
 const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
@@ -140,20 +141,7 @@ class WatchStream {
       this.send(eventResponse(header, id, batch.events));
       return;
     }
-    let chunk: MvccEvent[] = [];
-    let size = 0;
-    const chunks: MvccEvent[][] = [];
-    for (const event of batch.events) {
-      const eventSize = approxSize([event]);
-      if (chunk.length > 0 && size + eventSize > FRAGMENT_BYTES_MAX) {
-        chunks.push(chunk);
-        chunk = [];
-        size = 0;
-      }
-      chunk.push(event);
-      size += eventSize;
-    }
-    if (chunk.length > 0) chunks.push(chunk);
+    const chunks = chunkBySize(batch.events, Number.POSITIVE_INFINITY, FRAGMENT_BYTES_MAX, (event) => approxSize([event]));
     chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
   }
 

@@ -49,6 +49,21 @@ describe('planner: slot maths', () => {
     expect(iso(slots).at(-1)).toBe('2026-11-01T07:00:10.000Z');
   });
 
+  it('crosses the repeated hour of a fall-back night with a few croner calls, not one per second', () => {
+    const schedule = compiled('* * * * * *', NY);
+    if (schedule.kind !== 'cron') throw new Error('expected a cron schedule');
+    let calls = 0;
+    const cron = schedule.cron;
+    const counted = { ...schedule, cron: { nextRun: (date: Date) => { calls++; return cron.nextRun(date); } } } as unknown as CompiledSchedule;
+    // 01:59:59 EDT; the next wall time not seen before is 02:00:00 EST.
+    expect(nextSlotMs(counted, Date.parse('2026-11-01T05:59:59Z'))).toBe(Date.parse('2026-11-01T07:00:00Z'));
+    expect(calls).toBeLessThanOrEqual(3);
+    // From inside the repeated hour (01:20 EST) too.
+    calls = 0;
+    expect(nextSlotMs(counted, Date.parse('2026-11-01T06:20:00Z'))).toBe(Date.parse('2026-11-01T07:00:00Z'));
+    expect(calls).toBeLessThanOrEqual(3);
+  });
+
   it('aligns @every slots to the epoch so that every worker computes the same ones', () => {
     const schedule = compiled('@every 10s');
     expect(nextSlotMs(schedule, Date.parse('2026-01-01T00:00:03.500Z'))).toBe(Date.parse('2026-01-01T00:00:10Z'));

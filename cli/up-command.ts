@@ -94,6 +94,7 @@ export function registerUpCommand(program: Command): void {
         `  store   ${clientUrl}   (data in ${dataDir})`,
         `  master  ${master.apiUrl}`,
         `  worker  ${worker.id}`,
+        `  web UI  ${master.apiUrl}/`,
         '',
         'Try:',
         '  etcron job add hello --schedule "*/5 * * * * *" --command "date >> /tmp/etcron-hello.txt"',

@@ -120,10 +120,13 @@ async function writeControl(client: Etcd3, key: string, value: RunNowRequest): P
 }
 
 async function listWorkers(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
-  const [registered, locks] = await Promise.all([readWorkers(client), readLocks(client)]);
+  // ?rev=: workers and their runs as they were then (lease TTLs are known only now).
+  const rev = revisionQuery(context);
+  const at = rev === undefined ? {} : { revision: rev };
+  const [registered, locks] = await Promise.all([readWorkers(client, at), readLocks(client, at)]);
   const ttls = new Map<string, number>();
   await Promise.all(registered.workers.map(async (w) => {
-    if (w.leaseId === '0') return;
+    if (w.leaseId === '0' || rev !== undefined) return;
     ttls.set(w.leaseId, Number((await client.leaseClient.leaseTimeToLive({ ID: w.leaseId })).TTL));
   }));
   const running = new Map<string, string[]>();

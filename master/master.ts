@@ -12,6 +12,8 @@ import { jobRoutes, revisionOf } from './job-routes.js';
 import { inspectRoutes } from './inspect-routes.js';
 import type { HousekeepingHealth } from './housekeeping/index.js';
 import { metricsRoute } from './metrics-route.js';
+import { overviewRoute } from './overview-route.js';
+import { uiRoutes } from './ui-routes.js';
 import { startLeaderWork, type LeaderWork } from './leader-work.js';
 
 /** Campaign keys of masters; the lowest create revision leads. */
@@ -78,7 +80,8 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     [
       statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
       ...jobRoutes(client), ...inspectRoutes(client, clock),
-      metricsRoute(() => isLeader()),
+      metricsRoute(() => isLeader()), overviewRoute(client, clock),
+      ...uiRoutes(root.child({ component: 'ui' })),
     ],
     root.child({ component: 'api' }),
   );

@@ -29,8 +29,12 @@ function copy(path) {
 }
 
 mkdirSync(target, { recursive: true });
-// The .proto files are read at run time from the source tree's place (store/api/grpc-server.ts).
-const APP_PATHS = ['package.json', 'bin', 'dist', join('store', 'api', 'proto'), join('scripts', 'docker-healthcheck.mjs')];
+// The .proto files and the web UI are read at run time from the source tree's place
+// (store/api/grpc-server.ts, master/ui-routes.ts).
+const APP_PATHS = [
+  'package.json', 'bin', 'dist', join('store', 'api', 'proto'), join('master', 'ui', 'assets'),
+  join('scripts', 'docker-healthcheck.mjs'),
+];
 for (const path of APP_PATHS) copy(path);
 const lock = JSON.parse(readFileSync(join(source, 'package-lock.json'), 'utf8'));
 let count = 0;

@@ -64,6 +64,12 @@ describe('etcron up from a clean clone (issue #6)', () => {
     // Measured on a shared 2-core machine: noisy, for orientation only.
     console.info(`clean clone: build finished to first job run ${((Date.now() - builtAtMs) / 1000).toFixed(1)} s`);
     await waitFor('three runs', () => (traceLines(trace).length >= 3 ? true : undefined), 30_000, 100);
+    // The web UI's files ship in the tree and are served by the master with no build of their own.
+    const ui = await fetch(`http://127.0.0.1:${apiPort}/ui/`);
+    expect(await ui.text()).toContain('<script type="module" src="/ui/app.js"></script>');
+    const app = await fetch(`http://127.0.0.1:${apiPort}/ui/app.js`);
+    expect(app.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await app.text()).toContain('function jobsPage()');
 
     const succeeded = (json: string): number =>
       (JSON.parse(json) as { runs: { state: string }[] }).runs.filter((r) => r.state === 'succeeded').length;

@@ -30,8 +30,8 @@ function render(container, ...nodes) {
   again?.focus();
 }
 
-/** Calls load now and every POLL_MS until stopped; `now()` reloads at once (after an action). */
-function poller(load, isLive = () => true) {
+/** Calls load now and every interval until stopped; `now()` reloads at once (after an action). */
+function poller(load, isLive = () => true, intervalMs = () => POLL_MS) {
   let timer;
   let stopped = false;
   const tick = async () => {
@@ -41,7 +41,7 @@ function poller(load, isLive = () => true) {
     } catch (err) {
       say(errorText(err), 'error');
     }
-    if (!stopped && isLive()) timer = setTimeout(tick, POLL_MS);
+    if (!stopped && isLive()) timer = setTimeout(tick, intervalMs());
   };
   void tick();
   return { stop: () => { stopped = true; clearTimeout(timer); }, now: () => void tick() };
@@ -95,12 +95,17 @@ function actionButtons(name, paused, reload, liveLocks = 0) {
 
 // ---- Jobs -------------------------------------------------------------------------------------
 
+/** The overview reads each job's latest run: with many jobs, poll less often. */
+const overviewPollMs = (jobs) => Math.max(POLL_MS, jobs * 10);
+
 function jobsPage() {
   const body = h('div', { class: 'card' });
+  let jobCount = 0;
   replace(main, h('h1', {}, 'Jobs'), body);
   const poll = poller(async () => {
     await refreshStatus();
     const data = await api.overview();
+    jobCount = data.jobs.length;
     if (data.jobs.length === 0) {
       const example = 'etcron job add NAME --schedule … --command …';
       render(body, h('p', {}, 'No jobs yet. Add one with ', h('code', {}, example), '.'));
@@ -113,7 +118,7 @@ function jobsPage() {
     data.truncated
       ? h('p', { class: 'muted' }, `Showing the first ${data.jobs.length} jobs.`)
       : null);
-  });
+  }, () => true, () => overviewPollMs(jobCount));
   return { dispose: poll.stop };
 }
 
@@ -301,7 +306,7 @@ function historyTable(name, runs, rev) {
   return h('table', {},
     headRow(['Slot', 'State', 'Attempt', 'Worker', 'Fence', 'Started', 'Duration', 'Reason']),
     h('tbody', {}, runs.map((r) => h('tr', { class: 'run-row' },
-      h('td', {}, h('a', { href: `${runHref(name, r.slot)}${suffix}` }, r.slot)),
+      h('td', {}, h('a', { href: `${runHref(name, r.slot)}${suffix}`, class: 'nowrap' }, r.slot)),
       h('td', {}, badge(r.state)),
       h('td', {}, String(r.attempt)),
       h('td', {}, r.worker ?? '—'),

@@ -27,18 +27,19 @@ export function replace(el, ...children) {
   appendChildren(el, children);
 }
 
-/** "2026-12-05 06:01:02" in the browser's time zone; the ISO instant in the title. */
+/** "2026-12-05 06:01:02" (today: "06:01:02") in the browser's time zone; ISO in the title. */
 export function timeCell(ms) {
   if (ms === undefined || ms === null) return h('span', { class: 'muted' }, '—');
   const date = new Date(ms);
   return h('time', { datetime: date.toISOString(), title: date.toISOString() },
-    formatLocal(date), h('span', { class: 'muted' }, ` (${relative(ms)})`));
+    formatLocal(date), h('span', { class: 'muted rel' }, relative(ms)));
 }
 
 export function formatLocal(date) {
   const pad = (n) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} `
-    + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return date.toDateString() === new Date().toDateString() ? time : `${day} ${time}`;
 }
 
 export function relative(ms) {

@@ -99,6 +99,7 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   let workersCache: PrefixCache | undefined;
   let membership = new WorkerMembership();
   let isLoadingWorkers = true;
+  let isLoadingJobs = true;
   let timer: Timer | undefined;
   let stopped = false;
   let health: HousekeepingHealth = {
@@ -113,8 +114,12 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     if (!compiled.ok) return;
     const name = key.slice(JOBS_PREFIX.length);
     const existing = jobs.get(name);
+    // A job created while this housekeeper runs has no slots before now: run records left by an
+    // earlier job of the same name must not make it look back (and record days of missed slots).
+    const isCreatedNow = !isLoadingJobs && existing === undefined && Number(kv.version) === 1;
     jobs.set(name, {
       spec: parsed.spec, createRevision: Number(kv.create_revision),
+      ...(isCreatedNow ? { checkedUntilMs: clock.nowMs() } : {}),
       schedule: compiled.schedule, nextSlot: memoNextSlot(compiled.schedule),
       ...(existing?.lastTrimMs === undefined ? {} : { lastTrimMs: existing.lastTrimMs }),
       ...(existing?.checkedUntilMs === undefined ? {} : { checkedUntilMs: existing.checkedUntilMs }),
@@ -307,10 +312,12 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }, logger);
     isLoadingWorkers = false;
     // Jobs first: the reaper's start-up sweep needs their retry policies.
+    isLoadingJobs = true;
     cache = await openPrefixCache(client, JOBS_PREFIX, {
       put: onJobPut,
       delete: (key) => { jobs.delete(key.slice(JOBS_PREFIX.length)); },
     }, logger);
+    isLoadingJobs = false;
     reaper = await startReaper(client, clock, logger, (job) => jobs.get(job)?.spec);
     watermark = decodeWatermark(await client.get(HOUSEKEEPING_WATERMARK_KEY).string());
     if (stopped) return;

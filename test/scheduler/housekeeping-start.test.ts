@@ -4,7 +4,7 @@ import type { StoreProcess } from '../support/etcd-process.js';
 import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
-import { clientFor, putJob, quietLogger } from '../support/scheduler-fixtures.js';
+import { clientFor, historyRecords, putJob, quietLogger } from '../support/scheduler-fixtures.js';
 import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
 import { createEtcdClient } from '../../shared/etcd/client.js';
 import { runKey } from '../../shared/keys.js';
@@ -66,5 +66,20 @@ describe.skipIf(!hasStoreUnderTest())('housekeeping start failures', () => {
     }, 20_000, 100);
     expect(reaped.state).toBe('lost');
     await waitFor('a pass after the start', () => (housekeeping?.health().lastPassAtMs !== null ? true : undefined), 10_000, 50);
+  });
+
+  it('looks back nowhere for a job created while it runs, whatever records its name has', async () => {
+    const running = housekeeping as HousekeepingHandle;
+    // Left by an earlier job of the same name, three days ago.
+    const staleMs = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 72 * 3_600_000;
+    await client.put(runKey('hk-new', staleMs)).value(JSON.stringify({
+      job: 'hk-new', slot: new Date(staleMs).toISOString(), runId: `hk-new@${new Date(staleMs).toISOString()}#1`,
+      state: 'succeeded', attempt: 1, worker: 'w-old', endedAtMs: staleMs + 1_000,
+    }));
+    await putJob(client, { name: 'hk-new', schedule: '@hourly', command: 'true' });
+    const passes = running.stats().passes;
+    await waitFor('three passes after the job appeared', () => (running.stats().passes >= passes + 3 ? true : undefined), 10_000, 50);
+    const records = await historyRecords(client, 'hk-new');
+    expect(records.map((record) => record.state)).toEqual(['succeeded']);
   });
 });

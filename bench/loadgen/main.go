@@ -155,6 +155,19 @@ func (cfg *config) noteErr(err error) {
 
 // seed writes every key of the key space once, with the same concurrency as the run.
 func (cfg *config) seed(cs []*clientv3.Client) {
+	errs, done := cfg.forEachKey(cs, func(ctx context.Context, c *clientv3.Client, i int64) error {
+		_, err := c.Put(ctx, cfg.key(i), cfg.value)
+		return err
+	})
+	if errs > 0 || done < cfg.keys {
+		fail("seeding %d keys: %d errors, first: %v", cfg.keys, errs, cfg.firstErr.Load())
+	}
+}
+
+// forEachKey calls fn once for each index of the key space, cfg.clients at a time, each call
+// with a cfg.timeout deadline, all within cfg.duration; it returns the failed calls and the
+// indexes reached.
+func (cfg *config) forEachKey(cs []*clientv3.Client, fn func(context.Context, *clientv3.Client, int64) error) (int64, int64) {
 	var next int64 = -1
 	var errs int64
 	var wg sync.WaitGroup
@@ -169,7 +182,7 @@ func (cfg *config) seed(cs []*clientv3.Client) {
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
-				_, err := c.Put(ctx, cfg.key(i), cfg.value)
+				err := fn(ctx, c, i)
 				cancel()
 				if err != nil {
 					atomic.AddInt64(&errs, 1)
@@ -179,9 +192,11 @@ func (cfg *config) seed(cs []*clientv3.Client) {
 		}(cs[w%len(cs)])
 	}
 	wg.Wait()
-	if errs > 0 {
-		fail("seeding %d keys: %d errors, first: %v", cfg.keys, errs, cfg.firstErr.Load())
+	reached := atomic.LoadInt64(&next)
+	if reached > cfg.keys {
+		reached = cfg.keys
 	}
+	return errs, reached
 }
 
 // run performs cfg.n operations (or fewer if cfg.duration passes) with cfg.clients workers.

@@ -22,33 +22,14 @@ const leaseTTLSeconds = 600
 // cycles through them.
 func (cfg *config) seedLeases(cs []*clientv3.Client) []clientv3.LeaseID {
 	ids := make([]clientv3.LeaseID, cfg.keys)
-	var next int64 = -1
-	var errs int64
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(cfg.duration)
-	for w := 0; w < cfg.clients; w++ {
-		wg.Add(1)
-		go func(c *clientv3.Client) {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				i := atomic.AddInt64(&next, 1)
-				if i >= cfg.keys {
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
-				r, err := c.Grant(ctx, leaseTTLSeconds)
-				cancel()
-				if err != nil {
-					atomic.AddInt64(&errs, 1)
-					cfg.noteErr(err)
-					continue
-				}
-				ids[i] = r.ID
-			}
-		}(cs[w%len(cs)])
-	}
-	wg.Wait()
-	if errs > 0 || atomic.LoadInt64(&next) < cfg.keys {
+	errs, done := cfg.forEachKey(cs, func(ctx context.Context, c *clientv3.Client, i int64) error {
+		r, err := c.Grant(ctx, leaseTTLSeconds)
+		if err == nil {
+			ids[i] = r.ID
+		}
+		return err
+	})
+	if errs > 0 || done < cfg.keys {
 		fail("granting %d leases: %d errors, first: %v", cfg.keys, errs, cfg.firstErr.Load())
 	}
 	return ids

@@ -136,6 +136,12 @@ describe.skipIf(!isDockerReady && !isCi)('docker compose stack (issue #6)', () =
     await waitForMoreRuns(stack, 'the first run with one worker', 1);
     figures['job add to first run'] = `${((Date.now() - started) / 1000).toFixed(1)} s`;
     await waitForMoreRuns(stack, 'two more runs with one worker', 2);
+    // The image carries the web UI's files, and the masters serve them and /metrics (#13).
+    const api = `http://127.0.0.1:${ports.api[0]}`;
+    const app = await fetch(`${api}/ui/app.js`, { signal: AbortSignal.timeout(5_000) });
+    expect(app.status).toBe(200);
+    const metrics = await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    expect(await metrics.text()).toContain('etcron_master_leader');
 
     const workersBefore = new Set((await readRuns(stack)).map((r) => r.worker));
     started = Date.now();

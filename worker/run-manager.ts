@@ -49,6 +49,12 @@ const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
 /** How often a clean stop looks whether the claims in flight have been answered. */
 const DRAIN_POLL_MS = 20;
+/**
+ * How long a clean stop waits for claims in flight: they answer in milliseconds while the store
+ * is there, and the whole stop must fit a container's stop timeout (Docker: 10 s). A claim
+ * answered later is not started (draining) and, its lease revoked, recorded lost by the reaper.
+ */
+const DRAIN_WAIT_MS_MAX = 2_000;
 /** Finish reports retried while the lease lives (network blips, leader changes). */
 const FINISH_ATTEMPTS_MAX = 50;
 /**
@@ -443,7 +449,7 @@ export class RunManager {
       // Claims already sent either start before the runs are stopped below or are closed
       // unstarted; none may start a process after the client is closed.
       this.draining = true;
-      const deadlineMs = this.clock.nowMs() + SHUTDOWN_WAIT_MS_MAX;
+      const deadlineMs = this.clock.nowMs() + DRAIN_WAIT_MS_MAX;
       while (this.inFlight > 0 && this.clock.nowMs() < deadlineMs) {
         await new Promise<void>((resolve) => this.clock.setTimer(DRAIN_POLL_MS, resolve));
       }

@@ -33,6 +33,18 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
 /** clientv3's default MaxCallRecvMsgSize (math.MaxInt32). */
 const GRPC_RECEIVE_BYTES_MAX = 2 ** 31 - 1;
 const RECONNECT_BACKOFF_MS_MAX = 2_000;
+/**
+ * Unary calls without a deadline of their own get this one. A store that never answers (a member
+ * cut off mid-call, a connection that died without a FIN) must turn into an error the caller
+ * retries on another endpoint, not a campaign or a worker loop parked forever.
+ */
+export const UNARY_DEADLINE_MS_DEFAULT = 15_000;
+/**
+ * Pings on idle connections find a dead peer that sent no FIN. etcd refuses pings more often than
+ * every 5 s (--grpc-keepalive-min-time), so stay above that.
+ */
+const KEEPALIVE_TIME_MS = 10_000;
+const KEEPALIVE_TIMEOUT_MS = 5_000;
 
 /** Consecutive failures after which a host is skipped, and for how long (several endpoints only). */
 const HOST_FAILURES_MAX = 3;
@@ -78,6 +90,7 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
     hosts,
     dialTimeout: options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
     faultHandling: { host: () => hostPolicy(hosts.length === 1) },
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + UNARY_DEADLINE_MS_DEFAULT }),
     // grpc-js refuses answers over 4 MiB by default; etcd's own client (clientv3) takes up to
     // 2 GiB, and a page of run records with output tails can exceed 4 MiB.
     // After an outage grpc-js waits up to 120 s between reconnects by default; a scheduler should
@@ -87,6 +100,9 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
       interceptors: [storeRequestTiming],
       'grpc.max_receive_message_length': GRPC_RECEIVE_BYTES_MAX,
       'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS_MAX,
+      'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      'grpc.keepalive_permit_without_calls': 1,
     },
     ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
     ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),

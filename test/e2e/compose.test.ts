@@ -183,10 +183,14 @@ describe.skipIf(!isDockerReady && !isCi)('docker compose stack (issue #6)', () =
       return statuses.find((s) => s?.isLeader === true);
     }, 30_000, 250);
     await stack.run(['stop', '--timeout', '5', leading.master]);
+    let lastStatuses: (MasterStatus | undefined)[] = [];
     await waitFor('the standby master to take over', async () => {
-      const statuses = await Promise.all(ports.api.map(masterStatus));
-      return statuses.some((s) => s?.isLeader === true && s.master !== leading.master) ? true : undefined;
-    }, 45_000, 250);
+      lastStatuses = await Promise.all(ports.api.map(masterStatus));
+      return lastStatuses.some((s) => s?.isLeader === true && s.master !== leading.master) ? true : undefined;
+    }, 45_000, 250).catch(async (err: unknown) => {
+      const detail = await stack.explain(['master1', 'master2'], 25);
+      throw new Error(`${String(err)}; statuses ${JSON.stringify(lastStatuses)}\n${detail}`);
+    });
     await waitForMoreRuns(stack, 'runs after the master failover', 3);
 
     // Let housekeeping account for the newest slots we check, then compare file and history.

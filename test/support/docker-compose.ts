@@ -140,6 +140,25 @@ export class ComposeProject {
     return out.split('\n').map((s) => s.trim()).filter((s) => s.length > 0);
   }
 
+  /**
+   * Restart counts and the last log lines of some services, short enough to go into a failed
+   * assertion's message (CI shows that, and may cut a long stderr).
+   */
+  async explain(services: readonly string[], tailLines: number): Promise<string> {
+    const parts: string[] = [];
+    for (const service of services) {
+      for (const id of await this.containerIds(service).catch(() => [])) {
+        const state = await runCommand(
+          ['docker', 'inspect', '--format', '{{.State.Status}} restarts={{.RestartCount}} exit={{.State.ExitCode}}', id],
+          { timeoutMs: 20_000 },
+        );
+        const logs = await runCommand(['docker', 'logs', '--tail', String(tailLines), id], { timeoutMs: 20_000 });
+        parts.push(`--- ${service} ${id.slice(0, 12)}: ${state.stdout.trim()}\n${logs.stdout}${logs.stderr}`);
+      }
+    }
+    return parts.join('\n');
+  }
+
   /** The state of every container and the last lines of their logs, to explain a failure. */
   async describe(tailLines: number): Promise<string> {
     const ps = await this.run(['ps'], 30_000).catch((err: unknown) => String(err));

@@ -9,6 +9,7 @@ import type { EtcdServer } from '../server/etcd-server.js';
 import type { Wire } from './codec.js';
 import { STORE_ERROR_WIRE } from './grpc-status.js';
 import type { Limits } from './validate.js';
+import { LeaderRequiredStreams, noLeaderError, requiresLeader } from './require-leader.js';
 
 /** What every kind of call (unary or streaming) has: metadata, peer, TLS details, deadline. */
 export type ServerSurfaceCall = Pick<ServerUnaryCall<unknown, unknown>, 'metadata' | 'getPeer' | 'getAuthContext' | 'getDeadline' | 'getPath'>;
@@ -22,7 +23,12 @@ export class ApiContext {
    */
   certificateCommonName: ((call: ServerSurfaceCall) => string | undefined) | null = null;
 
-  constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {}
+  /** Streams opened with clientv3's WithRequireLeader, ended when this member loses its leader. */
+  readonly leaderStreams: LeaderRequiredStreams;
+
+  constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {
+    this.leaderStreams = new LeaderRequiredStreams(server, server.config.electionMs);
+  }
 
   /** Who sent this call, as this member knows now (see resolveCaller); throws AuthError. */
   callerNow(call: ServerSurfaceCall): RequestAuth {
@@ -76,6 +82,14 @@ export function toServiceError(err: unknown, log: Logger): Partial<ServiceError>
   return { code: status.INTERNAL, details: err instanceof Error ? err.message : String(err), metadata: new Metadata() };
 }
 
+/**
+ * Ends a server stream with an error status. grpc-js sends a stream's status from its 'error'
+ * event; destroy(err) would close it without one and leave the client waiting for ever.
+ */
+export function failStream(stream: NodeJS.EventEmitter, err: Partial<ServiceError>): void {
+  stream.emit('error', err);
+}
+
 /** Marks a request the decoder refused; the handler answers with the failure instead. */
 export const DECODE_FAILURE = '__etcronDecodeFailure';
 
@@ -104,6 +118,10 @@ export function unary(
     const refused = refusedRequest(call.request);
     if (refused !== null) {
       callback(refused, null);
+      return;
+    }
+    if (requiresLeader(call.metadata) && ctx.server.raftStatus().leader === 0n) {
+      callback(noLeaderError(), null);
       return;
     }
     let result: Promise<Wire> | Wire;

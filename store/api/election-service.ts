@@ -1,7 +1,7 @@
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { KeyValue } from '../mvcc/types.js';
 import type { ApiContext } from './context.js';
-import { refusedRequest, toServiceError, unary } from './context.js';
+import { failStream, refusedRequest, toServiceError, unary } from './context.js';
 import { big, bytes, encodeKv, int, type Wire } from './codec.js';
 import { EMPTY, asUnknown, prefixEnd, rangeOf, unknownError, waitForOlderKeys } from './recipes.js';
 
@@ -83,9 +83,10 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
     Observe: (call: ServerWritableStream<Wire, Wire>) => {
       const refused = refusedRequest(call.request);
       if (refused !== null) {
-        call.destroy(refused as Error);
+        failStream(call, refused);
         return;
       }
+      if (!ctx.leaderStreams.admit(call)) return;
       const name = bytes(call.request['name']);
       const prefix = Buffer.concat([name, Buffer.from('/')]);
       let last: KeyValue | undefined;
@@ -112,7 +113,7 @@ export function electionService(ctx: ApiContext): UntypedServiceImplementation {
       call.on('close', () => watcher.cancel());
       server.readBarrier().then(report, (err: unknown) => {
         watcher.cancel();
-        call.destroy(toServiceError(err, ctx.log) as Error);
+        failStream(call, toServiceError(err, ctx.log));
       });
     },
 

@@ -2,7 +2,7 @@ import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grp
 import { MAX_LEASE_TTL_SECONDS } from '../lease/lessor.js';
 import { StoreError } from '../mvcc/errors.js';
 import type { ApiContext } from './context.js';
-import { refusedRequest, toServiceError, unary } from './context.js';
+import { failStream, refusedRequest, toServiceError, unary } from './context.js';
 import { big, bool, int, type Wire } from './codec.js';
 
 type RenewOutcome = { readonly ok: true; readonly ttl: number } | { readonly ok: false; readonly err: unknown };
@@ -31,10 +31,12 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
     LeaseKeepAlive: (stream: ServerDuplexStream<Wire, Wire>) => {
       // Answers go out in request order even when a renewal is forwarded to the leader.
       let previous: Promise<void> = Promise.resolve();
+      stream.on('error', () => {});
+      if (!ctx.leaderStreams.admit(stream)) return;
       stream.on('data', (w: Wire) => {
         const refused = refusedRequest(w);
         if (refused !== null) {
-          stream.destroy(refused as Error);
+          failStream(stream, refused);
           return;
         }
         const id = big(w['ID']);
@@ -45,12 +47,11 @@ export function leaseService(ctx: ApiContext): UntypedServiceImplementation {
           .then((ttl) => ({ ok: true, ttl }), (err: unknown) => ({ ok: false, err }));
         previous = previous.then(() => renewed).then((outcome) => {
           if (outcome.ok) stream.write({ header, ID: id.toString(), TTL: outcome.ttl });
-          else stream.destroy(toServiceError(outcome.err, ctx.log) as Error);
+          else failStream(stream, toServiceError(outcome.err, ctx.log));
         });
       });
       // Half-close ends the stream once the renewals already received are answered, as in etcd.
       stream.on('end', () => void previous.then(() => stream.end()));
-      stream.on('error', () => {});
     },
 
     LeaseTimeToLive: unary(ctx, async (w) => {

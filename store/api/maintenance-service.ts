@@ -6,7 +6,7 @@ import { StoreError } from '../mvcc/errors.js';
 import { ETCD_VERSION } from '../server/etcd-server.js';
 import type { AlarmKind } from '../server/requests.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
-import { toServiceError, unary } from './context.js';
+import { failStream, toServiceError, unary } from './context.js';
 import { big, int, type Wire } from './codec.js';
 
 const ALARM_NAMES: Record<AlarmKind, string> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
@@ -83,6 +83,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     }),
 
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
+      if (!ctx.leaderStreams.admit(call)) return;
       const send = (): void => {
         // A consistent copy of the whole database, taken between two applied batches.
         const data = server.backend.db.serialize();
@@ -95,7 +96,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
         call.end();
       };
       requireRoot(call).then(send).catch((err: unknown) => {
-        call.destroy(toServiceError(err, ctx.log) as Error);
+failStream(call, toServiceError(err, ctx.log));
       });
     },
 

@@ -5,7 +5,7 @@ import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
 import { eventResponse } from './watch-response-encoder.js';
-import { refusedRequest } from './context.js';
+import { failStream, refusedRequest } from './context.js';
 import { batchStreamWrites } from './batched-stream-writes.js';
 import { chunkBySize } from '../../shared/chunks.js';
 
@@ -36,6 +36,7 @@ class WatchStream {
   constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
 
   start(): void {
+    if (!this.ctx.leaderStreams.admit(this.stream)) return;
     batchStreamWrites(this.stream);
     this.stream.on('data', (request: Wire) => this.onRequest(request));
     const close = (): void => this.close();
@@ -57,7 +58,7 @@ class WatchStream {
     const refused = refusedRequest(request);
     if (refused !== null) {
       this.close();
-      this.stream.destroy(refused as Error);
+      failStream(this.stream, refused);
       return;
     }
     switch (request['request_union']) {

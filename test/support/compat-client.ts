@@ -171,8 +171,8 @@ export class CompatClient {
   }
 
   /** Opens a LeaseKeepAlive stream. */
-  keepAliveStream(): ResponseStream {
-    return this.bidi('etcdserverpb.Lease', 'LeaseKeepAlive', {});
+  keepAliveStream(metadata: Readonly<Record<string, string>> = {}): ResponseStream {
+    return this.bidi('etcdserverpb.Lease', 'LeaseKeepAlive', metadata);
   }
 
   /** One LeaseKeepAlive round trip on a fresh stream. */

@@ -90,6 +90,8 @@ export class InProcessStream extends InProcessCall {
     private readonly sink: StreamSink,
   ) {
     super(request, metadata, peer, path);
+    // As grpc-js's server streams: a handler ends a stream with a status by emitting 'error'.
+    this.on('error', (err: Error) => this.destroy(err));
   }
 
   write(response: unknown): boolean {

@@ -2,6 +2,7 @@ import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { loadClientTls, resolveClientTlsFiles, type ClientTlsFiles } from './client-tls.js';
 import { resolveCredentials, type EtcdCredentials } from './credentials.js';
 import { storeRequestTiming } from './request-metrics.js';
+import { requireLeaderOnStreams } from './require-leader.js';
 
 export { resolveCredentials, type EtcdCredentials };
 
@@ -95,9 +96,10 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
     // 2 GiB, and a page of run records with output tails can exceed 4 MiB.
     // After an outage grpc-js waits up to 120 s between reconnects by default; a scheduler should
     // be back within seconds of its store.
-    // The interceptor times requests for etcron_store_request_duration_seconds (/metrics).
+    // Interceptors: requests timed for etcron_store_request_duration_seconds (/metrics); watches
+    // and keep-alives require a leader (shared/etcd/require-leader.ts).
     grpcOptions: {
-      interceptors: [storeRequestTiming],
+      interceptors: [storeRequestTiming, requireLeaderOnStreams],
       'grpc.max_receive_message_length': GRPC_RECEIVE_BYTES_MAX,
       'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS_MAX,
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,

@@ -18,6 +18,7 @@ import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
 import { startDeadlineMs } from '../master/planner/catch-up.js';
 import { compileSchedule } from '../shared/job/schedule.js';
 import { schedulerMetrics } from '../shared/metrics/scheduler-metrics.js';
+import type { RunGuard } from './executor/run-guard.js';
 
 export interface LaunchRequest {
   readonly spec: JobSpec;
@@ -80,6 +81,8 @@ export class RunManager {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly benchNoopExecutor = false,
+    /** Kills the runs' process groups at the lease deadline if this worker cannot (frozen). */
+    private readonly guard: RunGuard | null = null,
   ) {}
 
   stats(): { runsStarted: number; reportsRejected: number; progressWrites: number } {
@@ -265,13 +268,18 @@ export class RunManager {
       lockDeleted: false, finishing: false, done: Promise.resolve(),
     };
     this.live.set(claim.lockKey, run);
+    const pgid = process.pid;
+    if (pgid !== undefined) this.guard?.track(pgid);
     log.debug({ pid: process.pid }, 'run started');
     this.counters.progressWrites++;
     run.writes = writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, running, false).then((r) => {
       if (r.ok) run.runModRevision = r.runModRevision;
     });
     this.scheduleOutputFlush(run);
-    run.done = process.exited.then((exit) => this.finish(request, run, exit)).catch((err: unknown) => {
+    run.done = process.exited.then((exit) => {
+      if (pgid !== undefined) this.guard?.untrack(pgid);
+      return this.finish(request, run, exit);
+    }).catch((err: unknown) => {
       log.error({ err }, 'finishing run failed');
     });
   }

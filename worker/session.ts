@@ -19,6 +19,8 @@ export interface Session {
   /** Milliseconds until the local deadline; negative once lost. */
   remainingMs(): number;
   onLost(listener: (cause: SessionLossCause) => void): void;
+  /** Called with remainingMs() whenever a renewal moves the deadline. */
+  onRenewed(listener: (remainingMs: number) => void): void;
   /** Stops keepalives and revokes the lease (deleting every key bound to it). */
   close(): Promise<void>;
 }
@@ -38,6 +40,7 @@ export async function openSession(client: Etcd3, ttlSeconds: number, clock: Cloc
   let connecting = false;
   const pendingSends: number[] = [];
   const listeners: ((cause: SessionLossCause) => void)[] = [];
+  const renewalListeners: ((remainingMs: number) => void)[] = [];
   let keepaliveTimer: Timer | undefined;
   let watchdogTimer: Timer | undefined;
   const log = logger.child({ leaseId });
@@ -70,7 +73,10 @@ export async function openSession(client: Etcd3, ttlSeconds: number, clock: Cloc
         const isExpired = Number(response.TTL) <= 0;
         schedulerMetrics.leaseRenewals.inc({ result: isExpired ? 'expired' : 'ok' });
         if (isExpired) return lose('expired');
-        if (sentMs !== undefined) deadlineMs = Math.max(deadlineMs, sentMs + Number(response.TTL) * 1000);
+        if (sentMs === undefined) return;
+        deadlineMs = Math.max(deadlineMs, sentMs + Number(response.TTL) * 1000);
+        const remainingMs = deadlineMs - DEADLINE_SAFETY_MS - clock.monotonicMs();
+        for (const listener of renewalListeners) listener(remainingMs);
       });
       const drop = (err?: unknown): void => {
         if (stream === s) stream = undefined;
@@ -115,6 +121,7 @@ export async function openSession(client: Etcd3, ttlSeconds: number, clock: Cloc
     isAlive: () => alive && clock.monotonicMs() < deadlineMs - DEADLINE_SAFETY_MS,
     remainingMs: () => (alive ? deadlineMs - DEADLINE_SAFETY_MS - clock.monotonicMs() : -1),
     onLost: (listener) => { listeners.push(listener); },
+    onRenewed: (listener) => { renewalListeners.push(listener); },
     close: async () => {
       lose('closed');
       await client.leaseClient.leaseRevoke({ ID: leaseId }).catch(() => undefined);

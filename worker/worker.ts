@@ -15,6 +15,7 @@ import { revisionOf } from '../shared/etcd/txn.js';
 import { jitterOffsetMs, memoNextSlot } from '../master/planner/slots.js';
 import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
 import { openSession, type Session } from './session.js';
+import { startRunGuard, type RunGuard } from './executor/run-guard.js';
 import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.js';
 import { preferredWorker } from './preferred.js';
 import { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';
@@ -77,7 +78,12 @@ const SESSION_RETRY_MS = 500;
 
 export async function startWorker(options: WorkerOptions = {}): Promise<WorkerHandle> {
   const worker = new Worker(options);
-  await worker.start();
+  try {
+    await worker.start();
+  } catch (err) {
+    worker.abandon();
+    throw err;
+  }
   return { id: worker.id, stats: () => worker.stats(), stop: () => worker.stop() };
 }
 
@@ -95,6 +101,7 @@ class Worker {
   private readonly liveWorkers = new Map<string, WorkerInfo>();
   private readonly caches: PrefixCache[] = [];
   private readonly runs: RunManager;
+  private readonly guard: RunGuard;
   private session: Session | undefined;
   private tickTimer: Timer | undefined;
   private stopping = false;
@@ -125,7 +132,8 @@ class Worker {
     assert(this.leaseTtlSeconds >= WORKER_LIMITS.leaseTtlSecondsMin && this.leaseTtlSeconds <= WORKER_LIMITS.leaseTtlSecondsMax,
       `leaseTtlSeconds must be within [${WORKER_LIMITS.leaseTtlSecondsMin}, ${WORKER_LIMITS.leaseTtlSecondsMax}]`);
     this.takeoverDelayMs = options.takeoverDelayMs ?? WORKER_DEFAULTS.takeoverDelayMs;
-    this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false);
+    this.guard = startRunGuard(this.logger);
+    this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false, this.guard);
   }
 
   stats(): WorkerStats {
@@ -161,6 +169,16 @@ class Worker {
     this.logger.info({ tags: this.tags, leaseTtlSeconds: this.leaseTtlSeconds }, 'worker started');
   }
 
+  /** After a failed start: nothing runs yet; what was opened is let go. */
+  abandon(): void {
+    this.stopping = true;
+    this.tickTimer?.cancel();
+    for (const cache of this.caches) void Promise.resolve(cache.close()).catch(() => undefined);
+    void this.session?.close().finally(() => this.client.close());
+    if (this.session === undefined) this.client.close();
+    this.guard.close();
+  }
+
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -169,6 +187,7 @@ class Worker {
     await Promise.all(this.caches.map((c) => c.close()));
     await this.session?.close();
     this.client.close();
+    this.guard.close();
     this.logger.info('worker stopped');
   }
 
@@ -178,7 +197,15 @@ class Worker {
       id: this.id, tags: this.tags, hostname: hostname(), pid: process.pid, startedAtMs: this.clock.nowMs(),
       leaseId: session.leaseId, leaseTtlSeconds: session.ttlSeconds,
     };
-    await this.client.kv.put({ key: Buffer.from(workerKey(this.id)), value: Buffer.from(encodeRecord(info)), lease: session.leaseId });
+    try {
+      await this.client.kv.put({ key: Buffer.from(workerKey(this.id)), value: Buffer.from(encodeRecord(info)), lease: session.leaseId });
+    } catch (err) {
+      // Not registered, so not usable: give the lease back instead of renewing it for ever.
+      await session.close();
+      throw err;
+    }
+    this.guard.setDeadline(session.remainingMs());
+    session.onRenewed((remainingMs) => this.guard.setDeadline(remainingMs));
     session.onLost((cause) => {
       if (cause === 'closed') return;
       this.counters.leaseLosses++;

@@ -131,4 +131,32 @@ describe.skipIf(!hasStoreUnderTest())('retries on any worker', () => {
     expect(lines.filter((l) => l.attempt > 2)).toEqual([]);
     expect(housekeeping.stats().lost).toBeGreaterThanOrEqual(1);
   }, 40_000);
+  it('retries a run whose worker is SIGSTOPped only after attempt 1 stopped running (from the job\'s own ticks)', async () => {
+    const file = join(dir.path, 'paused');
+    // Attempt 1 writes a tick every 50 ms for up to 30 s (bounded); any tick after attempt 2's start is an overlap.
+    const ticking = `i=0; while [ $i -lt 600 ]; do echo "1 $ETCRON_WORKER $$ $(date +%s%3N) tick" >> ${file}; sleep 0.05; i=$((i+1)); done`;
+    await putJob(client, {
+      name: 'retry-paused', schedule: '0 0 1 1 *', retries: { count: 1, backoffInitialMs: 200 },
+      command: jobCommand(file, ticking),
+    });
+    const slotMs = await runNow('retry-paused');
+    const first = await waitFor('attempt 1 to start', () => readAttempts(file).find((l) => l.attempt === 1), 15_000);
+    await waitFor('attempt 1 to tick', () => readAttempts(file).some((l) => l.phase === 'tick') ? true : undefined, 5_000, 20);
+    const victim = workers.find((w) => w.id === first.worker)!;
+    victim.signal('SIGSTOP');
+    try {
+      const run = await finalRecord('retry-paused', slotMs, 2);
+      const lines = readAttempts(file);
+      const secondStart = lines.find((l) => l.attempt === 2 && l.phase === 'start');
+      expect(secondStart?.worker).not.toBe(victim.id);
+      const ticks = lines.filter((l) => l.attempt === 1 && l.phase === 'tick');
+      const lastTick = Math.max(...ticks.map((l) => l.atMs));
+      console.log(`retry after SIGSTOP: attempt 1's last tick ${secondStart!.atMs - lastTick} ms before attempt 2 started`);
+      expect(lastTick, 'attempt 1 still ticked after attempt 2 started').toBeLessThan(secondStart!.atMs);
+      expect(isProcessAlive(first.pid)).toBe(false);
+      expect(run.previousAttempts?.[0]).toMatchObject({ attempt: 1, state: 'lost', worker: victim.id });
+    } finally {
+      victim.signal('SIGCONT');
+    }
+  }, 40_000);
 });

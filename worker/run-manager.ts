@@ -5,7 +5,7 @@ import { locksPrefix, prefixEnd, retryKey, runKey, slotId } from '../shared/keys
 import type { JobSpec } from '../shared/job/spec.js';
 import { deleteOp, getOp, rangeResult, revisionOf, runTxn } from '../shared/etcd/txn.js';
 import {
-  decodeRunRecord, isRetryable, retryBackoffMs, runIdFor, summarizeAttempt,
+  decodeRunRecord, isLiveState, isRetryable, retryBackoffMs, runIdFor, summarizeAttempt,
   type AttemptSummary, type RetryRequest, type RunRecord, type RunState,
 } from '../shared/history/records.js';
 import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
@@ -83,6 +83,8 @@ export class RunManager {
     private readonly benchNoopExecutor = false,
     /** Kills the runs' process groups at the lease deadline if this worker cannot (frozen). */
     private readonly guard: RunGuard | null = null,
+    /** The worker's session now (broadcast retries run under it). */
+    private readonly currentSession: () => Session | undefined = () => undefined,
   ) {}
 
   stats(): { runsStarted: number; reportsRejected: number; progressWrites: number } {
@@ -363,7 +365,7 @@ export class RunManager {
     if (!result.ok && result.reason === 'fenced') {
       if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
         // Killed on request while our lease lived: the run record is still ours to close.
-        await writeRunOnly(this.client, claim.runKey, run.runModRevision, record).catch(() => false);
+        if (!(await this.closeKilledRun(run, record, request.session))) log.warn({ state }, 'could not record the end of a killed run');
         return;
       }
       this.counters.reportsRejected++;
@@ -375,11 +377,41 @@ export class RunManager {
       return;
     }
     log.debug({ state, exitCode: exit.exitCode }, 'run finished');
-    if (retry && retriesHere && request.session.isAlive()) {
+    if (retry && retriesHere) {
       this.clock.setTimer(backoffMs, () => {
-        void this.claimAndRun(request, attempt + 1, result.runModRevision);
+        // A broadcast run is this worker's own: its retry goes out under whatever session the
+        // worker has by then (the one that ran attempt 1 may have been lost and replaced).
+        const session = this.currentSession();
+        if (session === undefined || !session.isAlive() || this.draining) {
+          log.warn({ attempt: attempt + 1 }, 'broadcast retry dropped: no live session');
+          schedulerMetrics.claims.inc({ result: 'retry-dropped' });
+          return;
+        }
+        void this.claimAndRun({ ...request, session }, attempt + 1, result.runModRevision);
       });
     }
+  }
+
+  /**
+   * The end of a run killed on request (its lock already deleted): written while our lease lives,
+   * retried on errors; a conflict is read back, since an earlier attempt may have landed unheard.
+   */
+  private async closeKilledRun(run: LiveRun, record: RunRecord, session: Session): Promise<boolean> {
+    for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX && session.isAlive(); attempt++) {
+      const written = await writeRunOnly(this.client, run.claim.runKey, run.runModRevision, record).catch(() => undefined);
+      if (written === true) return true;
+      if (written === false) {
+        const current = await this.readOwnRun(run).catch(() => undefined);
+        if (current === undefined || current.record.runId !== run.claim.record.runId) return false;
+        if (current.record.state === record.state && current.record.endedAtMs === record.endedAtMs) return true;
+        // Someone else closed it (the reaper, after our lease): theirs stands.
+        if (!isLiveState(current.record.state)) return false;
+        run.runModRevision = current.modRevision;
+        continue;
+      }
+      await new Promise<void>((resolve) => this.clock.setTimer(FINISH_RETRY_PAUSE_MS, resolve));
+    }
+    return false;
   }
 
   /**

@@ -133,7 +133,7 @@ class Worker {
       `leaseTtlSeconds must be within [${WORKER_LIMITS.leaseTtlSecondsMin}, ${WORKER_LIMITS.leaseTtlSecondsMax}]`);
     this.takeoverDelayMs = options.takeoverDelayMs ?? WORKER_DEFAULTS.takeoverDelayMs;
     this.guard = startRunGuard(this.logger);
-    this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false, this.guard);
+    this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false, this.guard, () => this.session);
   }
 
   stats(): WorkerStats {

@@ -3,7 +3,9 @@ import type { Etcd3 } from 'etcd3';
 import { type StoreProcess } from '../support/etcd-process.js';
 import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
-import { clientFor, percentile, putJob, quietLogger } from '../support/scheduler-fixtures.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { clientFor, duplicates, percentile, putJob, quietLogger, tempDir } from '../support/scheduler-fixtures.js';
 import { assertWorkerBuilt, spawnWorker, type WorkerProcess } from '../support/worker-processes.js';
 import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
 import { RUNS_PREFIX, prefixEnd } from '../../shared/keys.js';
@@ -24,6 +26,9 @@ describe.skipIf(!hasStoreUnderTest())('worker load', () => {
   let client: Etcd3;
   let housekeeping: HousekeepingHandle;
   const workers: WorkerProcess[] = [];
+  const dir = tempDir('etcron-load-');
+  /** Every run appends "<job> <slot> <worker>" here (one short O_APPEND write: lines never mix). */
+  const startsFile = join(dir.path, 'starts');
 
   beforeAll(async () => {
     assertWorkerBuilt();
@@ -38,6 +43,7 @@ describe.skipIf(!hasStoreUnderTest())('worker load', () => {
     client?.close();
     await store?.kill();
     store?.cleanup();
+    dir.remove();
   });
 
   async function allRuns(): Promise<RunRecord[]> {
@@ -49,7 +55,9 @@ describe.skipIf(!hasStoreUnderTest())('worker load', () => {
     for (const id of ['l1', 'l2', 'l3']) workers.push(await spawnWorker(id, store.endpoint, { ttlSeconds: 5 }));
     const revisionBefore = Number((await client.kv.range({ key: Buffer.from('/') })).header.revision);
     const begin = Date.now();
-    await Promise.all(Array.from({ length: JOBS }, (_, i) => putJob(client, { name: `load-${i}`, schedule: '* * * * * *', command: 'true' })));
+    await Promise.all(Array.from({ length: JOBS }, (_, i) => putJob(client, {
+      name: `load-${i}`, schedule: '* * * * * *', command: `echo "$ETCRON_JOB $ETCRON_SLOT $ETCRON_WORKER" >> ${startsFile}`,
+    })));
     const windowStart = Math.ceil((begin + 2_000) / 1000) * 1000;
     const windowEnd = windowStart + SECONDS * 1000;
     await waitFor('the load window and its deadlines to pass', () => (Date.now() > windowEnd + 11_000 ? true : undefined), (SECONDS + 30) * 1000, 250);
@@ -83,9 +91,21 @@ describe.skipIf(!hasStoreUnderTest())('worker load', () => {
       }
     }
     expect(notStarted.every((r) => r.reason !== undefined)).toBe(true);
+    // From the jobs' own output: no (job, slot) ran twice, every run that ran is recorded as run
+    // by the worker that ran it, and no slot recorded as not started ran.
+    const lines = (existsSync(startsFile) ? readFileSync(startsFile, 'utf8').split('\n') : []).filter((l) => l.length > 0);
+    const ranInWindow = lines.map((l) => l.split(' ')).filter(([, slot]) => Date.parse(slot ?? '') >= windowStart && Date.parse(slot ?? '') < windowEnd);
+    expect(duplicates(ranInWindow.map(([job, slot]) => `${job} ${slot}`)), 'slots that ran twice').toEqual([]);
+    const recordOf = new Map(runs.map((r) => [`${r.job} ${r.slot}`, r]));
+    for (const [job, slot, worker] of ranInWindow) {
+      const record = recordOf.get(`${job} ${slot}`);
+      expect(record?.startedAtMs, `${job} ${slot} ran without a started record`).toBeDefined();
+      expect(record?.worker, `${job} ${slot}`).toBe(worker);
+    }
+    expect(ranInWindow.length, 'runs in the job output vs started records').toBe(started.length);
     const lateness = started.map((r) => r.startedAtMs! - Date.parse(r.slot));
     const figures = {
-      startsPerSecond: started.length / SECONDS,
+      startsPerSecond: ranInWindow.length / SECONDS,
       notStarted: notStarted.length,
       latenessMs: { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: Math.max(...lateness) },
       // Store writes (revisions) per run over the whole test: claim, running, finish = 3.
@@ -95,6 +115,6 @@ describe.skipIf(!hasStoreUnderTest())('worker load', () => {
     console.log(JSON.stringify(figures));
     // One run record per (job, slot) by construction; every slot of the window has one.
     expect(runs.length).toBe(JOBS * SECONDS);
-    expect(started.length).toBeGreaterThan(JOBS * SECONDS * 0.9);
+    expect(ranInWindow.length).toBeGreaterThan(JOBS * SECONDS * 0.9);
   }, 90_000);
 });

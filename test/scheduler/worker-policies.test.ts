@@ -55,35 +55,77 @@ describe.skipIf(!hasStoreUnderTest())('worker run policies', () => {
     await client.delete().key('/cron/jobs/slow');
   });
 
-  it('Forbid skips a slot while the previous run holds its lock, recording why', async () => {
-    await putJob(client, { name: 'forbid', schedule: '* * * * * *', overlap: 'Forbid', command: 'sleep 2.5' });
-    const records = await until('forbid', 'a skipped slot', (rs) => rs.filter((r) => r.state === 'skipped').length >= 2 && rs.some((r) => r.state === 'succeeded'));
+  interface RunSpan { readonly slot: string; readonly startMs: number; endMs?: number; termMs?: number }
+
+  /** "start|end|term <slot> <ms>" lines that the policy jobs below append to their own file. */
+  function readSpans(file: string): RunSpan[] {
+    if (!existsSync(file)) return [];
+    const spans = new Map<string, RunSpan>();
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [phase, slot = '', at = ''] = line.trim().split(' ');
+      if (phase === 'start') spans.set(slot, { slot, startMs: Number(at) });
+      const span = spans.get(slot);
+      if (span !== undefined && phase === 'end') span.endMs = Number(at);
+      if (span !== undefined && phase === 'term') span.termMs = Number(at);
+    }
+    return [...spans.values()].sort((a, b) => a.startMs - b.startMs);
+  }
+
+  function spanCommand(file: string, body: string): string {
+    return `echo "start $ETCRON_SLOT $(date +%s%3N)" >> ${file}; ${body}; echo "end $ETCRON_SLOT $(date +%s%3N)" >> ${file}`;
+  }
+
+  it('Forbid skips a slot while the previous run holds its lock: the job itself never runs twice at once', async () => {
+    const file = join(dir.path, 'forbid');
+    await putJob(client, { name: 'forbid', schedule: '* * * * * *', overlap: 'Forbid', command: spanCommand(file, 'sleep 2.5') });
+    const records = await until('forbid', 'skipped slots and finished runs', (rs) =>
+      rs.filter((r) => r.state === 'skipped').length >= 2 && rs.filter((r) => r.state === 'succeeded').length >= 2);
+    await client.delete().key('/cron/jobs/forbid');
+    const spans = readSpans(file).filter((s) => s.endMs !== undefined);
+    expect(spans.length).toBeGreaterThanOrEqual(2);
+    // From the job's own output: each run started after the previous one had ended.
+    for (let i = 1; i < spans.length; i++) expect(spans[i]!.startMs, spans[i]!.slot).toBeGreaterThanOrEqual(spans[i - 1]!.endMs!);
     const skipped = records.filter((r) => r.state === 'skipped');
     expect(skipped[0]?.reason).toMatch(/overlap Forbid: forbid@.* still running/);
-    // Runs never overlap in time.
-    const ran = records.filter((r) => r.startedAtMs !== undefined && r.endedAtMs !== undefined).sort((a, b) => a.startedAtMs! - b.startedAtMs!);
-    for (let i = 1; i < ran.length; i++) expect(ran[i]!.startedAtMs!).toBeGreaterThanOrEqual(ran[i - 1]!.endedAtMs! - 50);
-    await client.delete().key('/cron/jobs/forbid');
+    const ranSlots = new Set(readSpans(file).map((s) => s.slot));
+    expect(skipped.filter((r) => ranSlots.has(r.slot)), 'slots recorded skipped that ran').toEqual([]);
   });
 
-  it('Replace kills the running run when the next slot starts', async () => {
-    await putJob(client, { name: 'replace', schedule: '@every 2s', overlap: 'Replace', command: 'sleep 30', killGraceMs: 100 });
-    const records = await until('replace', 'a replaced run', (rs) => rs.some((r) => r.state === 'killed'));
+  it('Replace stops the running run when the next slot starts: the old run gets SIGTERM as the new one starts', async () => {
+    const file = join(dir.path, 'replace');
+    const body = `trap 'echo "term $ETCRON_SLOT $(date +%s%3N)" >> ${file}; exit 143' TERM; sleep 30 & wait`;
+    await putJob(client, { name: 'replace', schedule: '@every 2s', overlap: 'Replace', command: spanCommand(file, body), killGraceMs: 1_000 });
+    const records = await until('replace', 'two replaced runs', (rs) => rs.filter((r) => r.state === 'killed').length >= 2);
+    await client.delete().key('/cron/jobs/replace');
     expect(records.find((r) => r.state === 'killed')?.reason).toContain('Replace');
+    const spans = readSpans(file);
+    const replaced = spans.filter((s) => s.termMs !== undefined);
+    expect(replaced.length).toBeGreaterThanOrEqual(2);
+    for (const old of replaced) {
+      const next = spans.find((s) => s.startMs >= old.startMs && s.slot !== old.slot);
+      expect(next, `a run that replaced ${old.slot}`).toBeDefined();
+      // The old run is told to stop around the new one's start (within the clock resolution and
+      // the store round trips of the claim), never long before or after.
+      expect(Math.abs(old.termMs! - next!.startMs), old.slot).toBeLessThan(3_000);
+      expect(old.endMs, 'a replaced run does not run to its end').toBeUndefined();
+    }
     const live = (await readLocks(client, { job: 'replace' })).locks;
     expect(live.length).toBeLessThanOrEqual(1);
-    await client.delete().key('/cron/jobs/replace');
   });
 
-  it('BufferOne runs a slot that came due during a run once that run ends', async () => {
-    const starts = join(dir.path, 'buffer-starts');
-    await putJob(client, { name: 'buffer', schedule: '@every 2s', overlap: 'BufferOne', command: `echo "$ETCRON_SLOT $(date +%s%3N)" >> ${starts}; sleep 3` });
-    await waitFor('3 buffered runs', () => (existsSync(starts) && readFileSync(starts, 'utf8').trim().split('\n').length >= 3 ? true : undefined), 20_000);
-    const lines = readFileSync(starts, 'utf8').trim().split('\n').map((l) => l.split(' '));
-    // Each later run started late (after the previous 3 s run), not skipped.
-    const late = lines.slice(1).map(([slot, at]) => Number(at) - Date.parse(slot ?? ''));
-    expect(late.some((ms) => ms > 500)).toBe(true);
+  it('BufferOne runs a slot that came due during a run once that run ends, never beside it', async () => {
+    const file = join(dir.path, 'buffer');
+    await putJob(client, { name: 'buffer', schedule: '@every 2s', overlap: 'BufferOne', command: spanCommand(file, 'sleep 3') });
+    await waitFor('3 finished buffered runs', () => (readSpans(file).filter((s) => s.endMs !== undefined).length >= 3 ? true : undefined), 20_000);
     await client.delete().key('/cron/jobs/buffer');
+    const spans = readSpans(file);
+    for (let i = 1; i < spans.length; i++) {
+      const previous = spans[i - 1]!;
+      if (previous.endMs === undefined) continue;
+      // From the job's own output: started after the previous run ended, although due before.
+      expect(spans[i]!.startMs, spans[i]!.slot).toBeGreaterThanOrEqual(previous.endMs);
+      expect(Date.parse(spans[i]!.slot), spans[i]!.slot).toBeLessThan(previous.endMs);
+    }
   });
 
   /** What the master's `job run` writes: a run-now request for the current instant. */

@@ -70,7 +70,7 @@ const OUTPUT_FLUSH_MS = 1_000;
 /** Claims slots, runs their processes and reports their ends, all fenced by the claim's revision. */
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
-  private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0 };
+  private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0, claimsAfterLeaseLoss: 0 };
   private inFlight = 0;
   /** Set by a clean stop: no new claims, and a claim answered meanwhile is closed, not started. */
   private draining = false;
@@ -87,7 +87,7 @@ export class RunManager {
     private readonly currentSession: () => Session | undefined = () => undefined,
   ) {}
 
-  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number } {
+  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number } {
     return { ...this.counters };
   }
 
@@ -182,6 +182,7 @@ export class RunManager {
       // The claim was answered after this worker lost its lease: the lock goes with the lease and
       // the reaper records the run lost (its retry may already run elsewhere); starting it here
       // would run it under an abandoned lease, possibly beside that retry.
+      this.counters.claimsAfterLeaseLoss++;
       log.warn({ fence: result.fence }, 'claim answered after the lease was lost; not starting');
       return false;
     }

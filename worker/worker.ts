@@ -39,6 +39,8 @@ export interface WorkerStats {
   readonly slotsDeferred: number;
   /** Due slots this worker found past their start deadline and left to housekeeping. */
   readonly slotsTooLate: number;
+  /** Claims won but answered after this worker's lease was lost, so not started. */
+  readonly claimsAfterLeaseLoss: number;
 }
 
 export interface WorkerHandle {

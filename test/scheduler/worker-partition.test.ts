@@ -87,4 +87,34 @@ describe.skipIf(!hasStoreUnderTest())('worker cut off from the store', () => {
     expect((await historyRecords(client, 'cut')).find((r) => r.slot === held.slot)?.state).toBe('lost');
     console.log(JSON.stringify({ killedAfterMs }));
   }, 60_000);
+  it('does not start a claim whose answer arrives after its lease was lost (answers held back past the TTL)', async () => {
+    await worker?.stop();
+    proxy.restore();
+    const starts = join(dir.path, 'late-claims');
+    await putJob(client, { name: 'late', schedule: '* * * * * *', command: `echo "$ETCRON_SLOT $ETCRON_FENCE" >> ${starts}` });
+    const late = await startWorker({ id: 'late-answers', client: { endpoints: proxy.endpoint }, leaseTtlSeconds: TTL_SECONDS, logger: quietLogger });
+    worker = late;
+    const startLines = (): string[][] => (existsSync(starts) ? readFileSync(starts, 'utf8').split('\n').filter((l) => l !== '').map((l) => l.split(' ')) : []);
+    await waitFor('two runs through the proxy', () => (startLines().length >= 2 ? true : undefined), 15_000);
+
+    // Requests still reach the store at once; every answer (claims, keep-alives) comes 2 TTLs late.
+    proxy.delayResponses(2 * TTL_SECONDS * 1000);
+    await waitFor('the worker to lose its lease by its own clock', () => (late.stats().leaseLosses >= 1 ? true : undefined), TTL_SECONDS * 1000 + 3_000, 50);
+    const startedAtLoss = late.stats().runsStarted;
+    await waitFor('a claim answered after the loss', () => (late.stats().claimsAfterLeaseLoss >= 1 ? true : undefined), 3 * TTL_SECONDS * 1000, 100);
+    // No session can be confirmed while every answer is late, so no process may start at all.
+    expect(late.stats().runsStarted, 'processes started after the lease was lost').toBe(startedAtLoss);
+    proxy.restore();
+    await client.delete().key('/cron/jobs/late');
+
+    // Every start in the job's own output belongs to a claim the worker started: its record has
+    // the same fence and a start time. A claim answered late left no start line.
+    const records = new Map((await historyRecords(client, 'late')).map((r) => [r.slot, r]));
+    for (const [slot = '', fence = ''] of startLines()) {
+      const record = records.get(slot);
+      expect(record?.fence, slot).toBe(Number(fence));
+      expect(record?.startedAtMs, slot).toBeDefined();
+    }
+    console.log(JSON.stringify({ claimsAfterLeaseLoss: late.stats().claimsAfterLeaseLoss, starts: startLines().length }));
+  }, 60_000);
 });

@@ -9,6 +9,8 @@ import { freePort } from './ports.js';
 export interface TcpProxy {
   readonly endpoint: string;
   blackhole(): void;
+  /** Holds every byte from the target back by `ms` (order kept); requests still go through at once. */
+  delayResponses(ms: number): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -18,13 +20,22 @@ export async function startTcpProxy(targetHost: string, targetPort: number, port
   port ??= await freePort();
   const sockets = new Set<Socket>();
   let isBlackholed = false;
+  let responseDelayMs = 0;
   const server: Server = createServer((client) => {
     const upstream = connect({ host: targetHost, port: targetPort });
     sockets.add(client);
     sockets.add(upstream);
-    const pipe = (from: Socket, to: Socket): void => {
+    const pipe = (from: Socket, to: Socket, isResponse: boolean): void => {
+      let lastReleaseMs = 0;
       from.on('data', (chunk: Buffer) => {
-        if (!isBlackholed) to.write(chunk);
+        if (isBlackholed) return;
+        if (!isResponse || responseDelayMs === 0) {
+          to.write(chunk);
+          return;
+        }
+        // Never before a chunk that arrived earlier: one release time per chunk, non-decreasing.
+        lastReleaseMs = Math.max(Date.now() + responseDelayMs, lastReleaseMs);
+        setTimeout(() => { if (!to.destroyed) to.write(chunk); }, lastReleaseMs - Date.now());
       });
       from.on('close', () => {
         sockets.delete(from);
@@ -32,8 +43,8 @@ export async function startTcpProxy(targetHost: string, targetPort: number, port
       });
       from.on('error', () => from.destroy());
     };
-    pipe(client, upstream);
-    pipe(upstream, client);
+    pipe(client, upstream, false);
+    pipe(upstream, client, true);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -42,8 +53,10 @@ export async function startTcpProxy(targetHost: string, targetPort: number, port
   return {
     endpoint: `127.0.0.1:${port}`,
     blackhole: () => { isBlackholed = true; },
+    delayResponses: (ms) => { responseDelayMs = ms; },
     restore: () => {
       isBlackholed = false;
+      responseDelayMs = 0;
       for (const socket of sockets) socket.destroy();
     },
     close: async () => {

@@ -2,6 +2,7 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { openWatchStream } from '../../shared/etcd/watch-stream.js';
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
+import { rangePages } from '../../shared/etcd/range-pages.js';
 import { LOCKS_PREFIX, RUNS_PREFIX, lockKey, parseRunKey, prefixEnd, retryKey } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import { putOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
@@ -200,19 +201,16 @@ export async function startReaper(
 
 /** Visits every live run record, page by page; returns the revision the sweep started at. */
 async function sweep(client: Etcd3, visit: (run: RunRecord, key: string) => Promise<void>): Promise<number> {
-  let key = Buffer.from(RUNS_PREFIX);
-  const end = prefixEnd(RUNS_PREFIX);
-  let revision: number | undefined;
-  for (let page = 0; page < SWEEP_PAGES_MAX; page++) {
-    const response = await client.kv.range({ key, range_end: end, limit: SWEEP_PAGE_KEYS, ...(revision === undefined ? {} : { revision }) });
-    revision ??= revisionOf(response.header.revision);
-    for (const kv of response.kvs) {
+  let revision = 0;
+  const pages = rangePages(client, {
+    key: Buffer.from(RUNS_PREFIX), rangeEnd: prefixEnd(RUNS_PREFIX), pageKeys: SWEEP_PAGE_KEYS, pagesMax: SWEEP_PAGES_MAX,
+  });
+  for await (const page of pages) {
+    revision = page.revision;
+    for (const kv of page.kvs) {
       const run = decodeRunRecord(kv.value.toString());
       if (run !== undefined && isLiveState(run.state)) await visit(run, kv.key.toString());
     }
-    const last = response.kvs[response.kvs.length - 1];
-    if (!response.more || last === undefined) break;
-    key = Buffer.concat([last.key, Buffer.from([0])]);
   }
-  return revision ?? 0;
+  return revision;
 }

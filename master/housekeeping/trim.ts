@@ -2,11 +2,14 @@ import type { Etcd3, IKeyValue } from 'etcd3';
 import { runKey, runsPrefix, prefixEnd } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import { deleteOp, revisionOf, runTxn } from '../../shared/etcd/txn.js';
+import { rangePages } from '../../shared/etcd/range-pages.js';
 import { decodeRunRecord, isLiveState } from '../../shared/history/records.js';
 import { missedAfterMs } from './missed.js';
 
 /** Keys deleted per txn: well under etcd's 128 ops per txn, counting one compare per delete. */
 const TRIM_BATCH_KEYS = 50;
+/** Run records per read while looking for what to trim. */
+const TRIM_READ_PAGE_KEYS = 20;
 /** Keys deleted per job per pass. */
 const TRIM_KEYS_PER_PASS_MAX = 500;
 /**
@@ -26,26 +29,34 @@ export async function trimHistory(client: Etcd3, spec: JobSpec, nowMs: number): 
   const oldestKey = head.kvs[0]?.key.toString();
   // The common case: under the count limit and nothing over age.
   if (excess === 0 && (oldestKey === undefined || oldestKey >= ageLimitKey)) return 0;
-  const oldest = await client.kv.range({
-    key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: Math.min(TRIM_KEYS_PER_PASS_MAX, Math.max(excess, TRIM_BATCH_KEYS)),
+  // Oldest first, a few records per read: each may carry an output tail of up to 1 MiB.
+  // Only what the delete needs is kept, not the records (their tails) themselves.
+  const victims: KeyVersion[] = [];
+  const pages = rangePages(client, {
+    key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix), pageKeys: TRIM_READ_PAGE_KEYS,
+    pagesMax: Math.ceil(TRIM_KEYS_PER_PASS_MAX / TRIM_READ_PAGE_KEYS),
   });
-  const victims: IKeyValue[] = [];
-  for (const [index, kv] of oldest.kvs.entries()) {
-    const key = kv.key.toString();
-    const overCount = index < excess;
-    const overAge = key < ageLimitKey;
-    if (!overCount && !overAge) break;
-    const record = decodeRunRecord(kv.value.toString());
-    if (record === undefined || isLiveState(record.state)) continue;
-    const slotMs = Date.parse(record.slot);
-    if (missedAfterMs(spec, slotMs) + TRIM_PROTECT_SLACK_MS > nowMs) break;
-    victims.push(kv);
+  let index = 0;
+  visiting: for await (const page of pages) {
+    for (const kv of page.kvs) {
+      const key = kv.key.toString();
+      const overCount = index++ < excess;
+      const overAge = key < ageLimitKey;
+      if (!overCount && !overAge) break visiting;
+      const record = decodeRunRecord(kv.value.toString());
+      if (record === undefined || isLiveState(record.state)) continue;
+      const slotMs = Date.parse(record.slot);
+      if (missedAfterMs(spec, slotMs) + TRIM_PROTECT_SLACK_MS > nowMs) break visiting;
+      victims.push({ key: kv.key, mod_revision: kv.mod_revision });
+    }
   }
   return deleteUnchanged(client, victims);
 }
 
 /** Deletes each key unless it changed since read, in txns of TRIM_BATCH_KEYS; returns how many went. */
-async function deleteUnchanged(client: Etcd3, victims: readonly IKeyValue[]): Promise<number> {
+type KeyVersion = Pick<IKeyValue, 'key' | 'mod_revision'>;
+
+async function deleteUnchanged(client: Etcd3, victims: readonly KeyVersion[]): Promise<number> {
   let deleted = 0;
   for (let i = 0; i < victims.length; i += TRIM_BATCH_KEYS) {
     const batch = victims.slice(i, i + TRIM_BATCH_KEYS);
@@ -70,18 +81,16 @@ const PURGE_PAGES_MAX = 1_000;
  */
 export async function purgeHistory(client: Etcd3, job: string): Promise<number> {
   const prefix = runsPrefix(job);
-  let from = Buffer.from(prefix);
   let deleted = 0;
-  for (let page = 0; page < PURGE_PAGES_MAX; page++) {
-    const response = await client.kv.range({ key: from, range_end: prefixEnd(prefix), limit: PURGE_PAGE_KEYS });
-    const finals = response.kvs.filter((kv) => {
+  const pages = rangePages(client, {
+    key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix), pageKeys: PURGE_PAGE_KEYS, pagesMax: PURGE_PAGES_MAX,
+  });
+  for await (const page of pages) {
+    const finals = page.kvs.filter((kv) => {
       const record = decodeRunRecord(kv.value.toString());
       return record === undefined || !isLiveState(record.state);
     });
     deleted += await deleteUnchanged(client, finals);
-    const last = response.kvs[response.kvs.length - 1];
-    if (!response.more || last === undefined) break;
-    from = Buffer.concat([last.key, Buffer.from([0])]);
   }
   return deleted;
 }

@@ -197,6 +197,11 @@ describe.skipIf(!hasStoreUnderTest())('etcron job commands against a master', ()
     expect(results.find((r) => r.name === 'many-7')?.job.version).toBe(2);
     expect(JSON.parse((await client.get('/cron/jobs/many-119').string()) ?? '{}')).toMatchObject({ command: 'echo v2 119' });
     expect(JSON.parse((await client.get('/cron/jobs/many-120').string()) ?? '{}')).toMatchObject({ command: 'echo v1 120' });
+    // `job list` reads the 2,500 definitions in pages, all at one revision: every job once, in order.
+    const listed = await runCli(['job', 'list', '-o', 'json'], env, 60_000);
+    expect(listed.code, listed.stderr).toBe(0);
+    const names = jsonOf<{ jobs: { name: string }[] }>(listed).jobs.map((j) => j.name).filter((n) => n.startsWith('many-'));
+    expect(names).toEqual(Array.from({ length: 2_500 }, (_, i) => `many-${i}`).sort());
     await client.delete().prefix('/cron/jobs/many-').exec();
   });
 

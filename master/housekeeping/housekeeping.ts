@@ -14,6 +14,7 @@ import { readRanges } from './batched-ranges.js';
 import { recordNotStarted } from '../../shared/history/write.js';
 import { prefixEnd, runKey, runsPrefix } from '../../shared/keys.js';
 import { trimHistory } from './trim.js';
+import { trimOrphans } from './orphans.js';
 import { memoNextSlot, stableHash } from '../planner/slots.js';
 import { observePass } from './pass-metrics.js';
 
@@ -24,6 +25,8 @@ export interface HousekeepingOptions {
   readonly intervalMs?: number;
   /** How often history is trimmed. Default 10 s. */
   readonly trimIntervalMs?: number;
+  /** How often run records of deleted jobs are looked for (and the old final ones deleted). Default 10 min. */
+  readonly orphanSweepIntervalMs?: number;
 }
 
 export interface HousekeepingStats {
@@ -92,6 +95,8 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
   const logger = (options.logger ?? createLogger('info')).child({ component: 'housekeeping' });
   const intervalMs = options.intervalMs ?? 1_000;
   const trimIntervalMs = options.trimIntervalMs ?? 10_000;
+  const orphanSweepIntervalMs = options.orphanSweepIntervalMs ?? 10 * 60_000;
+  let lastOrphanSweepMs: number | undefined;
   const jobs = new Map<string, JobState>();
   const counters = { missed: 0, trimmed: 0, passes: 0 };
   let reaper: Reaper | undefined;
@@ -245,6 +250,15 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
       await Promise.all(due.slice(i, i + JOBS_CONCURRENT_MAX).map((job) => trimJob(job, nowMs).catch((err: unknown) => {
         logger.warn({ err, job: job.spec.name }, 'history trim failed');
       })));
+    }
+    // The first sweep waits one interval: a new leader has enough to do at first.
+    lastOrphanSweepMs ??= nowMs;
+    if (!stopped && nowMs - lastOrphanSweepMs >= orphanSweepIntervalMs) {
+      lastOrphanSweepMs = nowMs;
+      counters.trimmed += await trimOrphans(client, (name) => jobs.has(name), nowMs).catch((err: unknown) => {
+        logger.warn({ err }, 'orphaned history sweep failed');
+        return 0;
+      });
     }
     return isOk;
   };

@@ -79,7 +79,8 @@ const PURGE_PAGES_MAX = 1_000;
  * fenced and leave its lock behind). The job is gone, so no worker starts a slot whose record
  * went; a job created again under the name starts afresh.
  */
-export async function purgeHistory(client: Etcd3, job: string): Promise<number> {
+export async function purgeHistory(client: Etcd3, job: string, options: { readonly endedBeforeMs?: number } = {}): Promise<number> {
+  const endedBeforeMs = options.endedBeforeMs ?? Number.POSITIVE_INFINITY;
   const prefix = runsPrefix(job);
   let deleted = 0;
   const pages = rangePages(client, {
@@ -88,7 +89,7 @@ export async function purgeHistory(client: Etcd3, job: string): Promise<number> 
   for await (const page of pages) {
     const finals = page.kvs.filter((kv) => {
       const record = decodeRunRecord(kv.value.toString());
-      return record === undefined || !isLiveState(record.state);
+      return record === undefined || (!isLiveState(record.state) && (record.endedAtMs ?? 0) < endedBeforeMs);
     });
     deleted += await deleteUnchanged(client, finals);
   }

@@ -67,6 +67,13 @@ export function describeMasterFailover(kind: StoreKind): void {
         'job', 'add', 'tick', '--schedule', '* * * * * *', '--command', `echo "$ETCRON_SLOT $ETCRON_WORKER" >> ${file}`,
       ], env);
       expect(add.code, add.stderr).toBe(0);
+      // A job no worker may run (no worker has its tag): each of its slots must be recorded missed
+      // by housekeeping, across the leader's SIGKILL (issue 12 item 4).
+      const unrouted = await runCli([
+        'job', 'add', 'unrouted', '--schedule', '* * * * * *', '--tags', 'absent', '--command', 'true',
+      ], env);
+      expect(unrouted.code, unrouted.stderr).toBe(0);
+      const unroutedFromMs = Math.ceil((Date.now() + 1_000) / 1000) * 1000;
       await waitFor('runs before the kill', () => (slotLines(file).length >= 3 ? true : undefined), 15_000);
 
       await leader.kill('SIGKILL');
@@ -84,7 +91,7 @@ export function describeMasterFailover(kind: StoreKind): void {
       const second = await runCli(['job', 'add', 'second', '--schedule', '@hourly', '--command', 'true'], env);
       expect(second.code, second.stderr).toBe(0);
       const list = jsonOf<{ jobs: { name: string }[] }>(await runCli(['job', 'list', '-o', 'json'], env));
-      expect(list.jobs.map((j) => j.name)).toEqual(['second', 'tick']);
+      expect(list.jobs.map((j) => j.name)).toEqual(['second', 'tick', 'unrouted']);
       const status = jsonOf<{ master: string; isLeader: boolean }>(await runCli(['status', '-o', 'json'], env));
       expect(status).toMatchObject({ master: standby === m1 ? 'm1' : 'm2', isLeader: true });
 
@@ -110,6 +117,19 @@ export function describeMasterFailover(kind: StoreKind): void {
       const fences = succeeded.map((r) => r.fence);
       expect(fences.every((f) => typeof f === 'number' && f > 0)).toBe(true);
       expect(new Set(fences).size).toBe(fences.length);
+
+      // Every slot of the unrouted job from its creation until 2 s after the kill is recorded
+      // missed: the slots the dead leader had not recorded yet are recorded by the new one.
+      const unroutedUntilMs = Math.floor((killedAt + 2_000) / 1000) * 1000;
+      const expectedSlots: string[] = [];
+      for (let slotMs = unroutedFromMs; slotMs <= unroutedUntilMs; slotMs += 1000) expectedSlots.push(new Date(slotMs).toISOString());
+      const missing = await waitFor('every slot of the unrouted job recorded missed', async () => {
+        const runs = (await apiGet<{ runs: RunRow[] }>(`${standby.apiUrl}/v1/jobs/unrouted/history?limit=200`)).runs;
+        const missed = new Set(runs.filter((r) => r.state === 'missed').map((r) => r.slot));
+        const left = expectedSlots.filter((slot) => !missed.has(slot));
+        return left.length === 0 ? left : undefined;
+      }, 30_000, 250);
+      expect(missing).toEqual([]);
     });
 
     it('job edits during a leader kill are neither lost nor duplicated', { timeout: 120_000 }, async () => {

@@ -7,6 +7,7 @@ import { ETCD_VERSION } from '../server/etcd-server.js';
 import type { AlarmKind } from '../server/requests.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { failStream, toServiceError, unary } from './context.js';
+import { writeEtcdSnapshot } from '../snapshot/etcd-snapshot.js';
 import { big, int, type Wire } from './codec.js';
 
 const ALARM_NAMES: Record<AlarmKind, string> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
@@ -85,8 +86,12 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
       if (!ctx.leaderStreams.admit(call)) return;
       const send = (): void => {
-        // A consistent copy of the whole database, taken between two applied batches.
-        const data = server.backend.db.serialize();
+        // etcd's own format (a bbolt file), built synchronously: one consistent state, taken
+        // between two applied batches.
+        const data = Buffer.concat(writeEtcdSnapshot({
+          rows: () => server.backend.scanAll(), compactRevision: server.kv.compactRev,
+          leases: server.backend.allLeases(), appliedIndex: server.raftStatus().applied,
+        }));
         const digest = createHash('sha256').update(data).digest();
         for (let at = 0; at < data.length; at += SNAPSHOT_CHUNK_BYTES) {
           const blob = data.subarray(at, Math.min(data.length, at + SNAPSHOT_CHUNK_BYTES));

@@ -34,7 +34,7 @@ export function hashKeyValues(
   return hash;
 }
 
-function revisionKey(row: KvRow): Buffer {
+export function revisionKey(row: Pick<KvRow, 'main' | 'sub' | 'tombstone'>): Buffer {
   const bytes = Buffer.alloc(row.tombstone ? 18 : 17);
   bytes.writeBigUInt64BE(BigInt(row.main), 0);
   bytes[8] = 0x5f;
@@ -43,7 +43,7 @@ function revisionKey(row: KvRow): Buffer {
   return bytes;
 }
 
-function keyValueBytes(row: KvRow): Buffer {
+export function keyValueBytes(row: KvRow): Buffer {
   const out = new ProtoWriter();
   out.bytesField(1, row.key);
   if (!row.tombstone) {

@@ -46,6 +46,9 @@ describe(`snapshot of the ${subjectKind()} store restored into etcd 3.4`, () => 
     ok(await etcdctl(subject, ['del', 'b']), 'del b');
     await put('a', '3');
     await put('c', Buffer.alloc(3000, 'x').toString());
+    // Values bigger than a page: nodes that span overflow pages.
+    await put('big1', Buffer.alloc(10_000, 'y').toString());
+    await put('big2', Buffer.alloc(9_000, 'z').toString());
     const granted = ok(await etcdctl(subject, ['lease', 'grant', '600']), 'lease grant');
     const leaseHex = /lease ([0-9a-f]+) granted/.exec(granted)?.[1] ?? '';
     await put('leased', 'v', '--lease', leaseHex);

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerStoreCommand } from './store-command.js';
 import { registerSchedulerCommands } from './scheduler-commands.js';
 import { registerUpCommand } from './up-command.js';
+import { registerSnapshotCommand } from './snapshot-command.js';
 
 const program = new Command();
 program
@@ -13,6 +14,7 @@ program
 registerStoreCommand(program);
 registerSchedulerCommands(program);
 registerUpCommand(program);
+registerSnapshotCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err);

@@ -20,8 +20,16 @@ export class MemoryLogStorage implements LogStorage {
     this.entryList = [{ index: 0, term: 0, type: 'normal', data: emptyData }];
   }
 
+  /** The configuration as applied beyond the snapshot, which a restart starts from. */
+  private appliedConfState: ConfState | null = null;
+
   initialState(): { hardState: HardState; confState: ConfState } {
-    return { hardState: this.hardState, confState: this.currentSnapshot.metadata.confState };
+    return { hardState: this.hardState, confState: this.appliedConfState ?? this.currentSnapshot.metadata.confState };
+  }
+
+  /** Records the configuration after an applied conf change (the server keeps it durable). */
+  setConfState(confState: ConfState): void {
+    this.appliedConfState = confState;
   }
 
   private offset(): number {

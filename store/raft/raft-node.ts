@@ -6,6 +6,8 @@ import { defaultMaxUncommittedEntriesBytes, readIndexPendingMax } from './limits
 import { RaftLog } from './raft-log.js';
 import { RaftStorageError } from './types.js';
 import type {
+  ConfChange,
+  ConfState,
   Entry,
   HardState,
   MemberId,
@@ -122,7 +124,11 @@ export class Raft implements RaftNode {
   private lead: MemberId = none;
   private role: RaftRole = 'follower';
   private readonly log: RaftLog;
-  private readonly voters: readonly MemberId[];
+  /** The configuration, each list sorted; a member joining a cluster starts with both empty. */
+  private voters: MemberId[];
+  private learners: MemberId[];
+  /** Index of the newest conf-change entry this leader appended; another waits for its apply. */
+  private pendingConfIndex = 0;
   private readonly progress = new Map<MemberId, Progress>();
   private votes = new Map<MemberId, boolean>();
   private messages: Message[] = [];
@@ -157,8 +163,8 @@ export class Raft implements RaftNode {
     this.id = config.id;
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.maxSizePerMsgBytes);
-    assert(confState.voters.length > 0, 'raft: no voters in the configuration');
-    this.voters = [...new Set(confState.voters)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    this.voters = sortedIds(confState.voters);
+    this.learners = sortedIds(confState.learners.filter((id) => !confState.voters.includes(id)));
     if (hardState.term !== 0 || hardState.commit !== 0 || hardState.vote !== none) {
       const { commit } = hardState;
       assert(
@@ -189,6 +195,46 @@ export class Raft implements RaftNode {
   propose(data: Uint8Array): StepResult {
     const entry: Entry = { term: 0, index: 0, type: 'normal', data };
     return this.step(makeMessage({ type: 'prop', to: this.id, entries: [entry] }));
+  }
+
+  proposeConfChange(data: Uint8Array): StepResult {
+    const entry: Entry = { term: 0, index: 0, type: 'conf-change', data };
+    return this.step(makeMessage({ type: 'prop', to: this.id, entries: [entry] }));
+  }
+
+  applyConfChange(change: ConfChange): ConfState {
+    const { id } = change;
+    const without = (ids: readonly MemberId[]): MemberId[] => ids.filter((x) => x !== id);
+    if (change.type === 'remove') {
+      this.voters = without(this.voters);
+      this.learners = without(this.learners);
+      // A leader removing itself keeps its own progress: it leads until its driver stops it.
+      if (id !== this.id) this.progress.delete(id);
+      this.votes.delete(id);
+    } else if (change.type === 'add-voter') {
+      this.learners = without(this.learners);
+      if (!this.voters.includes(id)) this.voters = sortedIds([...this.voters, id]);
+    } else if (!this.voters.includes(id) && !this.learners.includes(id)) {
+      // A voter is never demoted to a learner (etcd refuses that before proposing).
+      this.learners = sortedIds([...this.learners, id]);
+    }
+    if (this.role === 'leader' && change.type !== 'remove' && !this.progress.has(id)) {
+      const progress = new Progress(this.log.lastIndex() + 1, this.config.maxInflightMsgs);
+      progress.recentActive = true;
+      this.progress.set(id, progress);
+    }
+    // A leader that removed itself keeps leading until its driver stops it, as in etcd.
+    if (this.role === 'leader' && this.voters.includes(this.id)) {
+      if (this.leadTransferee !== none && !this.voters.includes(this.leadTransferee)) this.leadTransferee = none;
+      // Fewer voters may make a quorum of what is already replicated.
+      if (this.maybeCommit()) this.broadcastAppend();
+      else for (const member of this.members()) if (member !== this.id) this.sendAppend(member, false);
+    }
+    return this.confState();
+  }
+
+  confState(): ConfState {
+    return { voters: [...this.voters], learners: [...this.learners] };
   }
 
   readIndex(context: Uint8Array): StepResult {
@@ -304,7 +350,9 @@ export class Raft implements RaftNode {
 
   private stepMessage(message: Message): StepResult {
     if (message.term !== 0) {
-      if (message.from !== this.id && !this.voters.includes(message.from)) return unknownPeer;
+      // A member outside the configuration is refused (a removed one must not disrupt), except
+      // while this member is not in it itself: it is joining, and learns it from the leader.
+      if (message.from !== this.id && !this.isMember(message.from) && this.isMember(this.id)) return unknownPeer;
       if (message.term > this.term) {
         if (!this.acceptHigherTerm(message)) return ok;
       } else if (message.term < this.term) {
@@ -405,10 +453,10 @@ export class Raft implements RaftNode {
     this.votes = new Map();
     const lastIndex = this.log.lastIndex();
     this.progress.clear();
-    for (const voter of this.voters) {
+    for (const member of this.members()) {
       const progress = new Progress(lastIndex + 1, this.config.maxInflightMsgs);
-      if (voter === this.id) progress.match = lastIndex;
-      this.progress.set(voter, progress);
+      if (member === this.id) progress.match = lastIndex;
+      this.progress.set(member, progress);
     }
     this.readOnly = new ReadOnly();
     this.pendingReadIndexMessages = [];
@@ -452,6 +500,8 @@ export class Raft implements RaftNode {
     const self = this.selfProgress();
     self.becomeReplicate();
     self.recentActive = true;
+    // Entries of earlier terms may hold a conf change: none is admitted before they are applied.
+    this.pendingConfIndex = this.log.lastIndex();
     // An empty entry of the new term: committing it commits everything before it (Raft §5.4.2)
     // and lets ReadIndex start answering.
     this.appendEntries([{ term: 0, index: 0, type: 'normal', data: emptyBytes }]);
@@ -536,6 +586,7 @@ export class Raft implements RaftNode {
       case 'prop':
         if (this.leadTransferee !== none) return dropped; // a transfer is under way
         assert(message.entries.length > 0, 'raft: empty proposal');
+        if (!this.admitConfChange(message.entries)) return dropped;
         if (!this.admitUncommitted(message.entries)) return dropped;
         this.appendEntries(message.entries);
         this.broadcastAppend();
@@ -570,6 +621,21 @@ export class Raft implements RaftNode {
         return ok; // e.g. a late vote response after winning
     }
   };
+
+  /**
+   * At most one conf change is in the log and not yet applied: any two consecutive
+   * configurations then share a quorum (Raft §4.1). Records the index the new one will take.
+   */
+  private admitConfChange(entries: readonly Entry[]): boolean {
+    const at = entries.findIndex((entry) => entry.type === 'conf-change');
+    if (at < 0) return true;
+    if (this.pendingConfIndex > this.log.applied || entries.findIndex((e, i) => i > at && e.type === 'conf-change') >= 0) {
+      this.config.logger?.info({ member: String(this.id), pending: this.pendingConfIndex }, 'conf change refused: one is pending');
+      return false;
+    }
+    this.pendingConfIndex = this.log.lastIndex() + at + 1;
+    return true;
+  }
 
   /** One proposal is always admitted, so an entry larger than the limit can still commit. */
   private admitUncommitted(entries: readonly Entry[]): boolean {
@@ -735,18 +801,27 @@ export class Raft implements RaftNode {
   }
 
   private broadcastAppend(): void {
-    for (const voter of this.voters) if (voter !== this.id) this.sendAppend(voter, true);
+    for (const member of this.members()) if (member !== this.id) this.sendAppend(member, true);
+  }
+
+  private isMember(id: MemberId): boolean {
+    return this.voters.includes(id) || this.learners.includes(id);
+  }
+
+  /** Voters and learners: everyone the leader replicates to. */
+  private members(): MemberId[] {
+    return [...this.voters, ...this.learners];
   }
 
   private broadcastHeartbeat(context?: Uint8Array): void {
     const heartbeatContext = context ?? this.readOnly.lastPendingContext() ?? emptyBytes;
-    for (const voter of this.voters) {
-      if (voter === this.id) continue;
-      const progress = this.progress.get(voter);
-      assert(progress !== undefined, 'raft: voter without progress');
+    for (const member of this.members()) {
+      if (member === this.id) continue;
+      const progress = this.progress.get(member);
+      assert(progress !== undefined, 'raft: member without progress');
       // Never tell a follower to commit beyond what it is known to hold.
       const commit = Math.min(progress.match, this.log.committed);
-      this.send(makeMessage({ type: 'heartbeat', to: voter, commit, context: heartbeatContext }));
+      this.send(makeMessage({ type: 'heartbeat', to: member, commit, context: heartbeatContext }));
     }
   }
 
@@ -915,6 +990,9 @@ export class Raft implements RaftNode {
         answer = this.log.committed;
       } else {
         this.log.restore(snapshot);
+        // The snapshot carries the configuration as of its index.
+        this.voters = sortedIds(snapshot.metadata.confState.voters);
+        this.learners = sortedIds(snapshot.metadata.confState.learners);
         answer = this.log.lastIndex();
         this.config.logger?.info({ member: String(this.id), index, term }, 'restoring snapshot');
       }
@@ -972,4 +1050,8 @@ export class Raft implements RaftNode {
 /** Creates a Raft node from durable state: LogStorage.initialState() plus the applied index. */
 export function newRaftNode(config: RaftConfig): Raft {
   return new Raft(config);
+}
+
+function sortedIds(ids: readonly MemberId[]): MemberId[] {
+  return [...new Set(ids)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }

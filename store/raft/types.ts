@@ -109,11 +109,28 @@ export type StepResult =
   | { readonly ok: false; readonly reason: 'proposal-dropped' | 'unknown-peer' | 'stale-term' };
 
 /** The Raft core: synchronous, deterministic, no I/O, no clocks, no randomness of its own. */
+/**
+ * A change of the voter/learner configuration, applied by the driver once its 'conf-change'
+ * entry is committed (etcd's ConfChange; an update of a member's URLs changes no configuration).
+ */
+export interface ConfChange {
+  readonly type: 'add-voter' | 'add-learner' | 'remove';
+  readonly id: MemberId;
+}
+
 export interface RaftNode {
   readonly id: MemberId;
   tick(): void;
   step(message: Message): StepResult;
   propose(data: Uint8Array): StepResult;
+  /**
+   * Proposes a 'conf-change' entry with opaque `data`. Refused (proposal-dropped) while an earlier
+   * one is not applied yet: one change at a time, so any two configurations overlap in a quorum.
+   */
+  proposeConfChange(data: Uint8Array): StepResult;
+  /** Applies a committed conf change to the configuration; returns the new configuration. */
+  applyConfChange(change: ConfChange): ConfState;
+  confState(): ConfState;
   /** Asks for a linearizable read point; the answer arrives as a ReadState with this context. */
   readIndex(context: Uint8Array): StepResult;
   /** Starts a leadership transfer to `target` (etcdctl move-leader). */

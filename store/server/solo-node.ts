@@ -1,6 +1,6 @@
 import { assert } from '../../shared/assert.js';
 import type {
-  Entry, HardState, Message, RaftNode, RaftStatus, Ready, ReadState, Snapshot, StepResult,
+  ConfState, Entry, HardState, Message, RaftNode, RaftStatus, Ready, ReadState, Snapshot, StepResult,
 } from '../raft/types.js';
 
 /**
@@ -52,6 +52,19 @@ export class SoloNode implements RaftNode {
   propose(data: Uint8Array): StepResult {
     this.append(data);
     return { ok: true };
+  }
+
+  /** A one-member cluster changes no configuration: it is not a Raft group (see the class note). */
+  proposeConfChange(_data: Uint8Array): StepResult {
+    return { ok: false, reason: 'proposal-dropped' };
+  }
+
+  applyConfChange(): ConfState {
+    return this.confState();
+  }
+
+  confState(): ConfState {
+    return { voters: [this.id], learners: [] };
   }
 
   readIndex(context: Uint8Array): StepResult {

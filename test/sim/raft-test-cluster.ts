@@ -1,6 +1,7 @@
 import { seededRandom } from '../../shared/random.js';
 import { MemoryLogStorage, Raft, makeMessage } from '../../store/raft/index.js';
 import type {
+  ConfChange,
   ConfState,
   Entry,
   MemberId,
@@ -37,6 +38,8 @@ export interface TestClusterOptions {
 export interface TestMember {
   readonly id: MemberId;
   readonly storage: MemoryLogStorage;
+  /** The configuration as this member applied it. */
+  confState: ConfState;
   node: Raft | null;
   /** The state machine: payloads of applied entries (empty entries skipped), and its index. */
   applied: string[];
@@ -85,6 +88,7 @@ export class TestCluster {
       const member: TestMember = {
         id,
         storage,
+        confState: this.confState,
         node: null,
         applied: [],
         appliedIndex: 0,
@@ -94,6 +98,28 @@ export class TestCluster {
       this.members.set(id, member);
       this.start(member);
     }
+  }
+
+  /**
+   * A new member joining the cluster. It starts from the configuration it was told (the server
+   * takes it from --initial-cluster), without itself: it is not a member until the conf change
+   * that adds it is applied from the log or a snapshot.
+   */
+  addMember(id: MemberId, told: ConfState = this.confState): TestMember {
+    const member: TestMember = {
+      id, storage: new MemoryLogStorage(told), confState: told, node: null, applied: [], appliedIndex: 0,
+      readStates: [], snapshotsInstalled: 0,
+    };
+    this.members.set(id, member);
+    this.start(member);
+    return member;
+  }
+
+  /** Proposes a conf change through member `via` (as JSON; applied in drain()). */
+  proposeConfChange(via: MemberId, change: ConfChange): StepResult {
+    const result = this.node(via).proposeConfChange(encoder.encode(JSON.stringify({ type: change.type, id: String(change.id) })));
+    this.drain(via);
+    return result;
   }
 
   private start(member: TestMember): void {
@@ -147,6 +173,8 @@ export class TestCluster {
         };
         member.applied = state.applied;
         member.appliedIndex = state.index;
+        member.confState = ready.snapshot.metadata.confState;
+        member.storage.setConfState(member.confState);
         member.snapshotsInstalled++;
       }
       member.storage.append(ready.entries);
@@ -156,7 +184,14 @@ export class TestCluster {
         this.inbox.push(message);
       }
       for (const entry of ready.committed) {
-        if (entry.data.byteLength > 0) member.applied.push(decoder.decode(entry.data));
+        if (entry.type === 'conf-change') {
+          const change = JSON.parse(decoder.decode(entry.data)) as { type: ConfChange['type']; id: string };
+          member.confState = node.applyConfChange({ type: change.type, id: BigInt(change.id) });
+          member.storage.setConfState(member.confState);
+          member.applied.push(`conf ${change.type} ${change.id}`);
+        } else if (entry.data.byteLength > 0) {
+          member.applied.push(decoder.decode(entry.data));
+        }
         member.appliedIndex = entry.index;
       }
       member.readStates.push(...ready.readStates);
@@ -268,7 +303,7 @@ export class TestCluster {
     const member = this.member(id);
     const index = member.appliedIndex;
     const data = encoder.encode(JSON.stringify({ applied: member.applied, index }));
-    const snapshot = member.storage.createSnapshot(index, this.confState, data);
+    const snapshot = member.storage.createSnapshot(index, member.confState, data);
     member.storage.compact(index);
     this.node(id).compact(index, snapshot);
     return index;

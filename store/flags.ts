@@ -12,6 +12,8 @@ export interface StoreFlags {
   readonly initialCluster: string;
   readonly initialClusterState: 'new' | 'existing';
   readonly initialClusterToken: string;
+  /** Refuse membership changes that would leave too few started members for a quorum. */
+  readonly strictReconfigCheck: boolean;
   readonly autoCompactionMode: 'periodic' | 'revision';
   readonly autoCompactionRetention: string;
   readonly quotaBackendBytes: number;
@@ -64,6 +66,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'initial-cluster': { kind: 'string', defaultValue: '', help: 'initial cluster configuration, name=url,... (default "<name>=<initial-advertise-peer-urls>")' },
   'initial-cluster-state': { kind: 'string', defaultValue: 'new', help: 'initial cluster state ("new" or "existing")' },
   'initial-cluster-token': { kind: 'string', defaultValue: 'etcd-cluster', help: 'initial cluster token' },
+  'strict-reconfig-check': { kind: 'bool', defaultValue: 'true', help: 'reject reconfiguration requests that would cause quorum loss' },
   'auto-compaction-mode': { kind: 'string', defaultValue: 'periodic', help: '"periodic" or "revision"' },
   'auto-compaction-retention': { kind: 'string', defaultValue: '0', help: 'history to keep: hours or a duration (periodic), revisions (revision); 0 disables' },
   'quota-backend-bytes': { kind: 'int', defaultValue: '0', help: 'raise an alarm when the backend exceeds this size (0 = 2 GiB)' },
@@ -164,6 +167,7 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     initialCluster: get('initial-cluster') === '' ? initialAdvertisePeerUrls.map((u) => `${name}=${u}`).join(',') : get('initial-cluster'),
     initialClusterState: state,
     initialClusterToken: get('initial-cluster-token'),
+    strictReconfigCheck: bool('strict-reconfig-check'),
     autoCompactionMode: mode,
     autoCompactionRetention: get('auto-compaction-retention'),
     quotaBackendBytes: int('quota-backend-bytes'),

@@ -6,9 +6,15 @@ import { DEFAULT_QUOTA_BYTES, FlagError, parseRetention, type StoreFlags } from 
 import { clusterIdOf, parseInitialCluster } from './membership.js';
 import { resolveTls } from './tls/tls-config.js';
 import { EtcdServer, type MemberInfo } from './server/etcd-server.js';
+import { fetchClusterView } from './transport/peer-transport.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AutoCompactionConfig } from './server/auto-compactor.js';
 
 export { parseStoreFlags, FlagError, FLAG_SPECS } from './flags.js';
+
+/** How long a joining member waits for each existing member to describe the cluster. */
+const JOIN_FETCH_TIMEOUT_MS = 5_000;
 
 export interface RunningStore {
   readonly server: EtcdServer;
@@ -40,15 +46,40 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   const retention = parseRetention(flags.autoCompactionMode, flags.autoCompactionRetention);
   const autoCompaction: AutoCompactionConfig | null =
     retention <= 0 ? null : flags.autoCompactionMode === 'periodic' ? { mode: 'periodic', retentionMs: retention } : { mode: 'revision', retention };
-  const memberInfos: MemberInfo[] = members.map((m) => ({
+  let memberInfos: MemberInfo[] = members.map((m) => ({
     id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.id === self.id ? flags.advertiseClientUrls : [],
   }));
+  let selfId = self.id;
+  let clusterId = clusterIdOf(members.map((m) => m.id));
+  // Joining: the cluster says who is in it, under which IDs (the data dir keeps them afterwards).
+  if (flags.initialClusterState === 'existing' && !existsSync(join(flags.dataDir, 'member'))) {
+    const others = members.filter((m) => m.id !== self.id).flatMap((m) => m.peerUrls);
+    if (others.length === 0) throw new FlagError('--initial-cluster-state existing needs the other members in --initial-cluster');
+    const view = await fetchClusterView(others, peerTls, JOIN_FETCH_TIMEOUT_MS).catch((err: unknown) => {
+      throw new FlagError(err instanceof Error ? err.message : String(err));
+    });
+    const sameUrls = (a: readonly string[], b: readonly string[]): boolean => [...a].sort().join(',') === [...b].sort().join(',');
+    const mine = view.members.find((m) => sameUrls(m.peerUrls, self.peerUrls));
+    if (mine === undefined) {
+      throw new FlagError(`member ${flags.name} (${self.peerUrls.join(',')}) has not been added to cluster ${view.clusterId.toString(16)}; add it with "etcdctl member add" first`);
+    }
+    selfId = mine.id;
+    clusterId = view.clusterId;
+    memberInfos = view.members.map((m) => ({
+      id: m.id, name: m.id === mine.id ? flags.name : m.name, peerUrls: m.peerUrls, isLearner: m.isLearner,
+      clientUrls: m.id === mine.id ? flags.advertiseClientUrls : [],
+    }));
+    logger.info({ clusterId: clusterId.toString(16), memberId: selfId.toString(16), members: memberInfos.length }, 'joining an existing cluster');
+  }
+  let onRemoved: () => void = () => {};
   const server = new EtcdServer({
     name: flags.name,
     dataDir: flags.dataDir,
-    member: memberInfos.find((m) => m.id === self.id) as MemberInfo,
+    member: memberInfos.find((m) => m.id === selfId) as MemberInfo,
     members: memberInfos,
-    clusterId: clusterIdOf(members.map((m) => m.id)),
+    clusterId,
+    strictReconfigCheck: flags.strictReconfigCheck,
+    onRemoved: () => onRemoved(),
     listenPeerUrls: flags.listenPeerUrls,
     peerTls,
     quotaBackendBytes: flags.quotaBackendBytes === 0 ? DEFAULT_QUOTA_BYTES : flags.quotaBackendBytes,
@@ -76,7 +107,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   }
   const clientPorts = listeners.map((l) => l.port);
   logger.info({ clientUrls: flags.listenClientUrls, dataDir: flags.dataDir }, 'serving client requests');
-  return {
+  const running: RunningStore = {
     server,
     clientPorts,
     close: async () => {
@@ -88,4 +119,10 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
       server.close();
     },
   };
+  // As etcd: a member removed from its cluster stops serving and its process ends.
+  onRemoved = () => {
+    logger.warn('the member has been permanently removed from the cluster; exiting');
+    void running.close().finally(() => process.exit(0));
+  };
+  return running;
 }

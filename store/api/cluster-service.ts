@@ -1,7 +1,15 @@
+import { createHash } from 'node:crypto';
 import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ApiContext } from './context.js';
 import { unary } from './context.js';
 import { big, type Wire } from './codec.js';
+import { MemberChangeError } from '../server/membership-table.js';
+import type { EtcdServer, MemberInfo } from '../server/etcd-server.js';
+
+/** etcd 3.4 allows one learner at a time. */
+const LEARNERS_MAX = 1;
+/** A learner may be promoted once it holds at least this share of the leader's log. */
+const LEARNER_READY_RATIO = 0.9;
 
 function isHostPortUrl(raw: string): boolean {
   try {
@@ -12,36 +20,128 @@ function isHostPortUrl(raw: string): boolean {
   }
 }
 
-/** etcdserverpb.Cluster: the static membership of this cluster. */
+function refusal(code: status, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+const NOT_ENOUGH_STARTED = 'etcdserver: re-configuration failed due to not enough started members';
+
+function quorum(voters: number): number {
+  return Math.floor(voters / 2) + 1;
+}
+
+/** etcd's member ID for an added member: SHA-1 over its peer URLs, the cluster and the time. */
+function newMemberId(peerUrls: readonly string[], clusterId: bigint, nowMs: number): bigint {
+  const hash = createHash('sha1');
+  for (const url of [...peerUrls].sort()) hash.update(url);
+  hash.update(clusterId.toString(16));
+  hash.update(String(Math.floor(nowMs / 1000)));
+  return hash.digest().readBigUInt64BE(0);
+}
+
+function memberWire(m: MemberInfo): Wire {
+  return {
+    ID: m.id.toString(), name: m.name, peerURLs: [...m.peerUrls], clientURLs: [...m.clientUrls],
+    ...(m.isLearner === true ? { isLearner: true } : {}),
+  };
+}
+
+/**
+ * etcdserverpb.Cluster: the member list and runtime membership changes (MemberAdd, MemberRemove,
+ * MemberUpdate, MemberPromote), each through the Raft log as a conf-change entry, one at a time.
+ * With --strict-reconfig-check a change that would leave fewer started voters than a quorum is
+ * refused, as etcd does ("started": the member has published its name since it started).
+ */
 export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   const server = ctx.server;
   const members = (): Wire[] =>
-    server.members()
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((m) => ({ ID: m.id.toString(), name: m.name, peerURLs: [...m.peerUrls], clientURLs: [...m.clientUrls] }));
-  const unsupported = (): never => {
-    throw Object.assign(new Error('etcron: runtime membership changes are not supported; restart members with a new --initial-cluster'), { code: status.UNIMPLEMENTED });
-  };
-  // Requests etcd would refuse get etcd's refusal; valid ones reach the missing feature.
-  const checkUrls = (w: Wire): void => {
+    server.members().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(memberWire);
+  const isStrict = server.config.strictReconfigCheck !== false;
+  const checkUrls = (w: Wire, except?: bigint): string[] => {
     const urls = Array.isArray(w['peerURLs']) ? (w['peerURLs'] as unknown[]) : [];
     const valid = urls.length > 0 && urls.every((u) => typeof u === 'string' && isHostPortUrl(u));
-    if (!valid) throw Object.assign(new Error('etcdserver: given member URLs are invalid'), { code: status.INVALID_ARGUMENT });
-    const inUse = new Set(server.members().flatMap((m) => m.peerUrls));
-    if (urls.some((u) => inUse.has(u as string))) throw Object.assign(new Error('etcdserver: Peer URLs already exists'), { code: status.FAILED_PRECONDITION });
+    if (!valid) throw refusal(status.INVALID_ARGUMENT, 'etcdserver: given member URLs are invalid');
+    const inUse = new Set(server.members().filter((m) => m.id !== except).flatMap((m) => m.peerUrls));
+    if (urls.some((u) => inUse.has(u as string))) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: Peer URLs already exists');
+    return urls as string[];
   };
-  const checkMember = (w: Wire): void => {
+  const existing = (w: Wire): MemberInfo => {
     const id = big(w['ID']);
-    if (!server.members().some((m) => m.id === id)) throw Object.assign(new Error('etcdserver: member not found'), { code: status.NOT_FOUND });
+    const member = server.members().find((m) => m.id === id);
+    if (member === undefined) throw refusal(status.NOT_FOUND, 'etcdserver: member not found');
+    return member;
   };
+  const requireCluster = (): void => {
+    if (server.isSingleMember) {
+      throw refusal(status.FAILED_PRECONDITION, 'etcron: a one-member store runs without Raft and cannot change its membership; start it as a member of a cluster of two or more');
+    }
+  };
+  const change = async (request: Parameters<EtcdServer['proposeMemberChange']>[0]): Promise<void> => {
+    try {
+      await server.proposeMemberChange(request);
+    } catch (err) {
+      if (err instanceof MemberChangeError) {
+        throw refusal(err.kind === 'member-not-found' ? status.NOT_FOUND : status.FAILED_PRECONDITION, err.message);
+      }
+      throw err;
+    }
+  };
+  const startedVoters = (): MemberInfo[] => server.members().filter((m) => m.isLearner !== true && m.name !== '');
+  const voters = (): MemberInfo[] => server.members().filter((m) => m.isLearner !== true);
+
   return {
     MemberList: unary(ctx, () => ({ header: ctx.headerWithoutRevision(), members: members() })),
-    MemberAdd: unary(ctx, (w) => { checkUrls(w); return unsupported(); }),
-    MemberRemove: unary(ctx, (w) => { checkMember(w); return unsupported(); }),
-    MemberUpdate: unary(ctx, (w) => { checkMember(w); checkUrls(w); return unsupported(); }),
-    MemberPromote: unary(ctx, (w) => {
-      checkMember(w);
-      throw Object.assign(new Error('etcdserver: can only promote a learner member'), { code: status.FAILED_PRECONDITION });
+
+    MemberAdd: unary(ctx, async (w) => {
+      const peerUrls = checkUrls(w);
+      requireCluster();
+      const isLearner = w['isLearner'] === true;
+      if (isLearner && server.members().filter((m) => m.isLearner === true).length >= LEARNERS_MAX) {
+        throw refusal(status.FAILED_PRECONDITION, 'etcdserver: too many learner members in cluster');
+      }
+      // A new voter counts against the quorum at once, though it has not started yet.
+      if (isStrict && !isLearner && startedVoters().length < quorum(voters().length + 1)) {
+        throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
+      }
+      const id = newMemberId(peerUrls, server.config.clusterId, Date.now());
+      await change({ action: 'add', id, peerUrls, isLearner });
+      return {
+        header: ctx.headerWithoutRevision(),
+        member: { ID: id.toString(), peerURLs: peerUrls, ...(isLearner ? { isLearner: true } : {}) },
+        members: members(),
+      };
+    }),
+
+    MemberRemove: unary(ctx, async (w) => {
+      const member = existing(w);
+      requireCluster();
+      if (isStrict && member.isLearner !== true) {
+        const startedAfter = startedVoters().filter((m) => m.id !== member.id).length;
+        if (startedAfter < quorum(voters().length - 1)) throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
+      }
+      await change({ action: 'remove', id: member.id });
+      return { header: ctx.headerWithoutRevision(), members: members() };
+    }),
+
+    MemberUpdate: unary(ctx, async (w) => {
+      const member = existing(w);
+      const peerUrls = checkUrls(w, member.id);
+      requireCluster();
+      await change({ action: 'update', id: member.id, peerUrls });
+      return { header: ctx.headerWithoutRevision(), members: members() };
+    }),
+
+    MemberPromote: unary(ctx, async (w) => {
+      const member = existing(w);
+      if (member.isLearner !== true) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
+      requireCluster();
+      // Only the leader knows how far the learner got; followers let the change through.
+      const progress = server.matchIndexOf(member.id);
+      if (progress !== null && progress.match < progress.leaderMatch * LEARNER_READY_RATIO) {
+        throw refusal(status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member which is in sync with leader');
+      }
+      await change({ action: 'promote', id: member.id });
+      return { header: ctx.headerWithoutRevision(), members: members() };
     }),
   };
 }

@@ -10,10 +10,11 @@ import { StoreError } from '../mvcc/errors.js';
 import { MvccStore } from '../mvcc/kv-store.js';
 import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
 import { WatchHub, type WatcherSpec } from '../mvcc/watch-hub.js';
-import { newRaftNode } from '../raft/raft-node.js';
+import { Raft, newRaftNode } from '../raft/raft-node.js';
 import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
-import { PeerTransport } from '../transport/peer-transport.js';
+import { PeerTransport, type ClusterView } from '../transport/peer-transport.js';
+import { MemberChangeError, MembershipTable, decodeMemberChange, encodeMemberChange, type MemberChange } from './membership-table.js';
 import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
 import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
 import { WalCorruptError, checkWal } from '../wal/wal-check.js';
@@ -30,6 +31,7 @@ export interface MemberInfo {
   readonly name: string;
   readonly peerUrls: readonly string[];
   readonly clientUrls: readonly string[];
+  readonly isLearner?: boolean;
 }
 
 export interface ServerConfig {
@@ -48,6 +50,16 @@ export interface ServerConfig {
   /** How long an auth token lives unused (--auth-token-ttl); default 5 minutes. */
   readonly authTokenTtlMs?: number;
   readonly logger: Logger;
+  /** --strict-reconfig-check (default true): refuse changes that would endanger the quorum. */
+  readonly strictReconfigCheck?: boolean;
+  /** Called once this member's own removal from the cluster is applied: it must stop. */
+  readonly onRemoved?: () => void;
+}
+
+interface ConfWaiter {
+  resolve(): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
 }
 
 interface Waiter {
@@ -94,6 +106,10 @@ export class EtcdServer {
   readonly tokens: SimpleTokenStore;
   readonly watchHub: WatchHub;
   private readonly storage: SqliteLogStorage;
+  /** Voters, learners, their peer URLs and the removed IDs, as the log has made them. */
+  readonly membership: MembershipTable;
+  private readonly confWaiters = new Map<string, ConfWaiter>();
+  private nodeReady = false;
   private syncer: WalSyncer;
   private readonly node: RaftNode;
   private readonly transport: PeerTransport | null;
@@ -123,13 +139,19 @@ export class EtcdServer {
   /** etcd: a request waits at most 5 s + 2 election timeouts. */
   readonly proposalTimeoutMs: number;
 
-  constructor(readonly config: ServerConfig) {
-    this.log = config.logger.child({ component: 'server' });
-    this.proposalTimeoutMs = 5000 + 2 * config.electionMs;
-    const memberDir = join(config.dataDir, 'member');
-    prepareDataDir(config.dataDir, memberDir);
+  readonly config: ServerConfig;
+
+  constructor(initialConfig: ServerConfig) {
+    this.log = initialConfig.logger.child({ component: 'server' });
+    this.proposalTimeoutMs = 5000 + 2 * initialConfig.electionMs;
+    const memberDir = join(initialConfig.dataDir, 'member');
+    prepareDataDir(initialConfig.dataDir, memberDir);
     this.dbPath = join(memberDir, 'etcron.db');
     this.backend = openBackend(this.dbPath);
+    // The cluster and member IDs this data dir was created with win over what the flags say: a
+    // member that joined an existing cluster got both from the cluster, not from its flags.
+    const config = withStoredIdentity(this.backend, initialConfig);
+    this.config = config;
     this.syncer = new WalSyncer(`${this.dbPath}-wal`);
     const minTtl = Math.ceil((1.5 * config.electionMs) / 1000);
     this.lessor = new Lessor(this.backend, minTtl);
@@ -138,11 +160,11 @@ export class EtcdServer {
     this.applier = this.rebuildStateMachine();
     this.watchHub = new WatchHub(this.kv);
     this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;
-    const confState = { voters: config.members.map((m) => m.id), learners: [] };
-    this.storage = new SqliteLogStorage(this.backend, confState);
+    this.membership = new MembershipTable(this.backend, config.members.map((m) => ({ id: m.id, peerUrls: m.peerUrls, isLearner: m.isLearner === true })));
+    this.storage = new SqliteLogStorage(this.backend, () => this.membership.confState());
     this.replayUnapplied();
     const applied = this.backend.getMetaNumber('applied_index', 0);
-    if (config.members.length === 1) {
+    if (config.members.length === 1 && this.membership.list().length === 1) {
       this.node = new SoloNode(config.member.id, {
         term: this.backend.getMetaNumber('term', 1),
         lastIndex: this.storage.lastIndex(),
@@ -165,8 +187,8 @@ export class EtcdServer {
       });
       this.transport = new PeerTransport(
         config.member.id, config.clusterId,
-        config.members.filter((m) => m.id !== config.member.id).map((m) => ({ id: m.id, url: m.peerUrls[0] as string })),
-        { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r) },
+        this.peerAddresses(),
+        { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView() },
         (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
         (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
         config.logger.child({ component: 'transport' }),
@@ -175,6 +197,7 @@ export class EtcdServer {
       const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
       this.timers.push(tick);
     }
+    this.nodeReady = true;
     this.reads = new ReadIndexQueue(this.node, config.member.id, () => this.appliedIndex(), this.proposalTimeoutMs);
     const leaseTimer = setInterval(() => this.expireLeases(), LEASE_CHECK_INTERVAL_MS);
     leaseTimer.unref();
@@ -207,7 +230,7 @@ export class EtcdServer {
     if (upTo <= applied) return;
     const rows = this.backend.logRange(applied + 1, upTo + 1);
     this.backend.transaction(() => {
-      for (const row of rows) this.applyEntry({ index: row.idx, term: row.term, type: 'normal', data: row.data });
+      for (const row of rows) this.applyEntry({ index: row.idx, term: row.term, type: row.type === 1 ? 'conf-change' : 'normal', data: row.data });
       this.backend.setMeta('applied_index', upTo);
     });
     this.applier.takeEvents();
@@ -241,6 +264,8 @@ export class EtcdServer {
 
   private receive(message: Message): void {
     if (this.closed) return;
+    // A removed member must not disrupt the cluster (its ID is never reused).
+    if (this.membership.isRemoved(message.from)) return;
     this.node.step(message);
     this.scheduleDrain();
   }
@@ -430,7 +455,8 @@ export class EtcdServer {
 
   /** Applies one committed entry; returns how to answer its proposer, if it is waiting here. */
   private applyEntry(entry: Entry): (() => void) | null {
-    if (entry.data.length === 0 || entry.type !== 'normal') return null;
+    if (entry.type === 'conf-change') return this.applyMemberChange(entry);
+    if (entry.data.length === 0) return null;
     const requestId = requestIdOf(entry.data);
     const waiter = this.waiters.get(requestId);
     // The proposer applies the request object it holds; others decode the entry (same bytes).
@@ -471,10 +497,15 @@ export class EtcdServer {
       this.backend.setMeta('applied_index', index);
       this.backend.setMeta('snapshot_index', index);
       this.backend.setMeta('snapshot_term', term);
+      // The leader's file names the leader: this member keeps its own identity.
+      this.backend.setMeta('member_id', this.config.member.id.toString(16));
+      this.backend.setMeta('cluster_id', this.config.clusterId.toString(16));
       this.backend.truncateLogFrom(0);
     });
     this.syncer = new WalSyncer(`${this.dbPath}-wal`);
     this.storage.useBackend(this.backend);
+    this.membership.reload(this.backend);
+    this.transport?.setPeers(this.peerAddresses());
     this.lessor = new Lessor(this.backend, this.lessor.minTtlSeconds);
     this.kv = new MvccStore(this.backend);
     this.applier = this.rebuildStateMachine();
@@ -506,10 +537,86 @@ export class EtcdServer {
   /** Members with the names and client URLs they published (empty until a member has started). */
   members(): MemberInfo[] {
     const published = new Map(this.backend.memberAttributes().map((a) => [a.id, a]));
-    return this.config.members.map((m) => {
+    return this.membership.list().map((m) => {
       const attrs = published.get(m.id);
-      return { id: m.id, peerUrls: m.peerUrls, name: attrs?.name ?? '', clientUrls: attrs?.clientUrls ?? [] };
+      return { id: m.id, peerUrls: m.peerUrls, name: attrs?.name ?? '', clientUrls: attrs?.clientUrls ?? [], isLearner: m.isLearner };
     });
+  }
+
+  /** A one-member store runs without Raft (SoloNode) and cannot change its membership. */
+  get isSingleMember(): boolean {
+    return this.transport === null;
+  }
+
+  private peerAddresses(): { id: bigint; url: string }[] {
+    return this.membership.list()
+      .filter((m) => m.id !== this.config.member.id && m.peerUrls[0] !== undefined)
+      .map((m) => ({ id: m.id, url: m.peerUrls[0] as string }));
+  }
+
+  private clusterView(): ClusterView {
+    const names = new Map(this.backend.memberAttributes().map((a) => [a.id, a.name]));
+    return {
+      clusterId: this.config.clusterId,
+      members: this.membership.list().map((m) => ({ id: m.id, name: names.get(m.id) ?? '', peerUrls: m.peerUrls, isLearner: m.isLearner })),
+    };
+  }
+
+  /** Replication progress of a member, as this leader sees it (null on followers). */
+  matchIndexOf(id: bigint): { match: number; leaderMatch: number } | null {
+    if (!(this.node instanceof Raft)) return null;
+    const progress = this.node.progressOf(id);
+    const own = this.node.progressOf(this.memberId);
+    return progress === undefined || own === undefined ? null : { match: progress.match, leaderMatch: own.match };
+  }
+
+  /** Proposes a membership change; resolves once it is applied here (rejects if refused). */
+  proposeMemberChange(change: Omit<MemberChange, 'requestId'>): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('stopped'));
+    if (this.node.status().lead === 0n) return Promise.reject(new StoreError('no-leader'));
+    const requestId = `${this.memberId.toString(16)}-${(this.requestIdBase | ++this.requestCounter).toString(16)}`;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.confWaiters.delete(requestId)) reject(new StoreError('timeout'));
+      }, this.proposalTimeoutMs);
+      this.confWaiters.set(requestId, { resolve, reject, timer });
+      const result = this.node.proposeConfChange(encodeMemberChange({ ...change, requestId }));
+      if (!result.ok) {
+        // Another change is still being applied: etcd's answer when its own proposal is dropped.
+        this.confWaiters.delete(requestId);
+        clearTimeout(timer);
+        reject(new StoreError(result.reason === 'proposal-dropped' && this.node.status().lead !== 0n ? 'timeout' : 'no-leader'));
+        return;
+      }
+      this.scheduleDrain();
+    });
+  }
+
+  /** A committed 'conf-change' entry: the membership table, then Raft's configuration, then peers. */
+  private applyMemberChange(entry: Entry): (() => void) | null {
+    if (entry.data.length === 0) return null;
+    const change = decodeMemberChange(entry.data);
+    const waiter = this.confWaiters.get(change.requestId);
+    let failure: Error | null = null;
+    try {
+      const confChange = this.membership.apply(change);
+      // Replayed at start-up before the node exists: it then starts from the table.
+      if (confChange !== null && this.nodeReady) this.node.applyConfChange(confChange);
+      this.transport?.setPeers(this.peerAddresses());
+      this.log.info({ action: change.action, member: change.id.toString(16), index: entry.index }, 'membership changed');
+      if (change.action === 'remove' && change.id === this.memberId && this.nodeReady) {
+        this.log.warn('this member has been permanently removed from the cluster; stopping');
+        setImmediate(() => this.config.onRemoved?.());
+      }
+    } catch (err) {
+      if (!(err instanceof MemberChangeError)) throw err;
+      failure = err;
+    }
+    if (waiter === undefined) return null;
+    this.confWaiters.delete(change.requestId);
+    clearTimeout(waiter.timer);
+    const error = failure;
+    return error === null ? () => waiter.resolve() : () => waiter.reject(error);
   }
 
   /** A linearizable read point: resolves once this member has applied everything committed before it. */
@@ -622,7 +729,7 @@ export class EtcdServer {
   /** Leadership transfer (etcdctl move-leader). */
   moveLeader(target: bigint): void {
     if (this.node.status().lead !== this.memberId) throw new StoreError('not-leader');
-    if (!this.config.members.some((m) => m.id === target)) throw new StoreError('bad-leader-transferee');
+    if (this.membership.get(target)?.isLearner !== false) throw new StoreError('bad-leader-transferee');
     if (target === this.memberId) return;
     const result = this.node.transferLeadership(target);
     if (!result.ok) throw new StoreError('bad-leader-transferee');
@@ -641,6 +748,11 @@ export class EtcdServer {
       waiter.reject(new StoreError('stopped'));
     }
     this.waiters.clear();
+    for (const waiter of this.confWaiters.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new StoreError('stopped'));
+    }
+    this.confWaiters.clear();
     this.syncer.close();
     this.backend.close();
   }
@@ -681,4 +793,20 @@ function openBackend(path: string): Backend {
     }
     throw new DataDirError(`cannot open backend ${path}: ${message}`);
   }
+}
+
+/** Reads (or, on a new data dir, records) the cluster and member IDs this member runs with. */
+function withStoredIdentity(backend: Backend, config: ServerConfig): ServerConfig {
+  const storedCluster = backend.getMeta('cluster_id');
+  const storedMember = backend.getMeta('member_id');
+  if (typeof storedCluster !== 'string' || typeof storedMember !== 'string') {
+    backend.transaction(() => {
+      backend.setMeta('cluster_id', config.clusterId.toString(16));
+      backend.setMeta('member_id', config.member.id.toString(16));
+    });
+    return config;
+  }
+  const clusterId = BigInt(`0x${storedCluster}`);
+  const memberId = BigInt(`0x${storedMember}`);
+  return { ...config, clusterId, member: { ...config.member, id: memberId } };
 }

@@ -26,7 +26,7 @@ export interface LeaseRenewResponse {
   readonly error?: string;
 }
 
-export function encodeFrame(value: PeerFrame | LeaseRenewRequest | LeaseRenewResponse): Buffer {
+export function encodeFrame(value: object): Buffer {
   return serialize(value);
 }
 

@@ -20,7 +20,17 @@ const PEER_SERVICE: ServiceDefinition = {
     path: '/etcron.peer.Raft/Lease', requestStream: false, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
+  Members: {
+    path: '/etcron.peer.Raft/Members', requestStream: false, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
 };
+
+/** What a member joining with --initial-cluster-state existing learns from a peer. */
+export interface ClusterView {
+  readonly clusterId: bigint;
+  readonly members: readonly { readonly id: MemberId; readonly name: string; readonly peerUrls: readonly string[]; readonly isLearner: boolean }[];
+}
 
 /** Snapshots travel in one frame; the limit leaves room for a 2 GiB database. */
 const PEER_MESSAGE_BYTES_MAX = 2 ** 31 - 1;
@@ -29,6 +39,8 @@ export interface PeerHandlers {
   /** A message from a peer; the transport has already checked cluster and member IDs. */
   receive(message: Message): void;
   leaseRequest(request: LeaseRenewRequest): Promise<LeaseRenewResponse>;
+  /** The cluster as this member knows it, for members joining it. */
+  clusterView(): ClusterView;
 }
 
 export interface PeerAddress {
@@ -38,6 +50,7 @@ export interface PeerAddress {
 
 interface PeerLink {
   readonly client: Client;
+  readonly url: string;
   stream: ClientWritableStream<Buffer> | null;
 }
 
@@ -73,7 +86,7 @@ export class PeerTransport {
   constructor(
     private readonly self: MemberId,
     private readonly clusterId: bigint,
-    private readonly peers: readonly PeerAddress[],
+    private peers: readonly PeerAddress[],
     private readonly handlers: PeerHandlers,
     private readonly onUnreachable: (peer: MemberId) => void,
     /** Raft needs the fate of every snapshot it sent: delivered to the stream, or failed. */
@@ -85,6 +98,9 @@ export class PeerTransport {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
       Lease: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLease(call, callback)) as handleUnaryCall<Buffer, Buffer>,
+      Members: ((_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+        callback(null, encodeFrame(this.handlers.clusterView()));
+      }) as handleUnaryCall<Buffer, Buffer>,
     };
     this.server.addService(PEER_SERVICE, impl);
   }
@@ -183,7 +199,7 @@ export class PeerTransport {
       'grpc.max_reconnect_backoff_ms': 1000,
       ...PEER_KEEPALIVE_OPTIONS,
     });
-    link = { client, stream: null };
+    link = { client, url: address.url, stream: null };
     this.links.set(peer, link);
     return link;
   }
@@ -237,6 +253,21 @@ export class PeerTransport {
     }
   }
 
+  /**
+   * The members to talk to, after a membership change: links to members no longer listed (or
+   * listed under another URL) are closed; new ones are dialled on first use.
+   */
+  setPeers(peers: readonly PeerAddress[]): void {
+    this.peers = peers;
+    for (const [id, link] of this.links) {
+      const address = peers.find((p) => p.id === id);
+      if (address !== undefined && link.url === address.url) continue;
+      link.stream?.end();
+      link.client.close();
+      this.links.delete(id);
+    }
+  }
+
   /** Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). */
   leaseCall(leader: MemberId, request: Omit<LeaseRenewRequest, 'clusterId'>, timeoutMs: number): Promise<LeaseRenewResponse> {
     const link = this.link(leader);
@@ -258,4 +289,30 @@ export class PeerTransport {
     }
     this.server.forceShutdown();
   }
+}
+
+/**
+ * Asks the members at `peerUrls`, one after the other, for the cluster they form (a member
+ * joining with --initial-cluster-state existing). Resolves with the first answer.
+ */
+export async function fetchClusterView(peerUrls: readonly string[], tls: TlsMaterial | null, timeoutMs: number): Promise<ClusterView> {
+  const errors: string[] = [];
+  for (const url of peerUrls) {
+    const target = new URL(url);
+    const channel = target.protocol !== 'https:' ? credentials.createInsecure()
+      : tls === null ? credentials.createSsl() : credentials.createSsl(tls.ca, tls.key, tls.cert, { rejectUnauthorized: !tls.isSelfSigned });
+    const client = new Client(`${target.hostname}:${target.port}`, channel);
+    try {
+      return await new Promise<ClusterView>((resolve, reject) => {
+        client.makeUnaryRequest<Buffer, Buffer>('/etcron.peer.Raft/Members', identity, identity, Buffer.alloc(0), new Metadata(),
+          { deadline: Date.now() + timeoutMs },
+          (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<ClusterView>(value))));
+      });
+    } catch (err) {
+      errors.push(`${url}: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      client.close();
+    }
+  }
+  throw new Error(`could not retrieve the cluster from its members (${errors.join('; ')})`);
 }

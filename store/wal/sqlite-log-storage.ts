@@ -22,7 +22,8 @@ export class SqliteLogStorage implements LogStorage {
   private first = 1;
   private terms: number[] = []; // terms[i] is the term of entry first + i
 
-  constructor(private backend: Backend, private readonly confState: ConfState) {
+  /** `confState` reads the configuration as applied now (the membership table, kept durable). */
+  constructor(private backend: Backend, private readonly confState: () => ConfState) {
     this.load();
   }
 
@@ -60,7 +61,7 @@ export class SqliteLogStorage implements LogStorage {
         vote: typeof vote === 'string' && vote !== '' ? BigInt(vote) : 0n,
         commit: this.backend.getMetaNumber('commit', 0),
       },
-      confState: this.confState,
+      confState: this.confState(),
     };
   }
 
@@ -103,7 +104,7 @@ export class SqliteLogStorage implements LogStorage {
     } catch {
       throw new RaftStorageError('snapshot-temporarily-unavailable');
     }
-    this.cachedSnapshot = { metadata: { index: applied, term, confState: this.confState }, data: this.backend.db.serialize() };
+    this.cachedSnapshot = { metadata: { index: applied, term, confState: this.confState() }, data: this.backend.db.serialize() };
     return this.cachedSnapshot;
   }
 

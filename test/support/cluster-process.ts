@@ -91,7 +91,9 @@ const STARTS_PER_MEMBER_MAX = 50;
 
 export class Cluster {
   readonly subject: ClusterSubject;
-  readonly members: readonly Member[];
+  private readonly memberList: Member[];
+  /** Members removed from the cluster by a membership change: left out of --initial-cluster. */
+  private readonly removed = new Set<number>();
   readonly heartbeatIntervalMs: number;
   readonly electionTimeoutMs: number;
   private readonly rootDir: string;
@@ -111,7 +113,7 @@ export class Cluster {
     rootDir: string,
   ) {
     this.subject = options.subject ?? clusterSubject();
-    this.members = members;
+    this.memberList = [...members];
     this.rootDir = rootDir;
     this.token = `etcron-test-${process.pid}-${Date.now()}`;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 100;
@@ -174,8 +176,67 @@ export class Cluster {
     return cluster;
   }
 
+  get members(): readonly Member[] {
+    return this.memberList;
+  }
+
   get size(): number {
     return this.members.length;
+  }
+
+  /**
+   * A new member's ports and data dir, not started: its peer URL goes into `member add`, then
+   * startJoining() starts it with --initial-cluster-state existing.
+   */
+  async prepareMember(): Promise<Member> {
+    const index = this.memberList.length;
+    const taken = new Set(this.memberList.flatMap((m) => [m.clientPort, m.peerPort]));
+    const port = async (): Promise<number> => {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const candidate = await freePort();
+        if (!taken.has(candidate)) {
+          taken.add(candidate);
+          return candidate;
+        }
+      }
+      throw new Error('no unused free port in 50 attempts');
+    };
+    const clientPort = await port();
+    const peerPort = await port();
+    const dataDir = join(this.rootDir, `m${index + 1}`);
+    mkdirSync(dataDir, { recursive: true });
+    const member: Member = {
+      index, name: `m${index + 1}`, clientPort, peerPort,
+      endpoint: `127.0.0.1:${clientPort}`, clientUrl: `http://127.0.0.1:${clientPort}`,
+      peerUrl: `http://127.0.0.1:${peerPort}`, listenPeerUrl: `http://127.0.0.1:${peerPort}`,
+      dataDir, logPath: join(this.rootDir, `m${index + 1}.log`),
+    };
+    this.memberList.push(member);
+    this.children.push(null);
+    this.exits.push(null);
+    this.states.push('down');
+    this.starts.push(0);
+    return member;
+  }
+
+  /** Starts a prepared member that was added with `member add`: it joins the running cluster. */
+  async startJoining(index: number): Promise<void> {
+    this.spawnMember(index, 'existing');
+    await this.waitForClientPort(index);
+  }
+
+  /** Marks a member as removed by `member remove` (it then stays out of --initial-cluster). */
+  markRemoved(index: number): void {
+    this.removed.add(index);
+  }
+
+  /** Resolves once the member's process has ended by itself (a removed member stops). */
+  async waitForExit(index: number, timeoutMs: number): Promise<void> {
+    await waitFor(`member ${index} to exit`, () => {
+      const child = this.children[index];
+      return child === null || child === undefined || child.exitCode !== null || child.signalCode !== null ? true : undefined;
+    }, timeoutMs, 50);
+    this.states[index] = 'down';
   }
 
   get quorum(): number {
@@ -386,7 +447,7 @@ export class Cluster {
   }
 
   private initialCluster(): string {
-    return this.members.map((member) => `${member.name}=${member.peerUrl}`).join(',');
+    return this.members.filter((m) => !this.removed.has(m.index)).map((member) => `${member.name}=${member.peerUrl}`).join(',');
   }
 
   private spawnMember(index: number, clusterState: 'new' | 'existing'): void {

@@ -350,9 +350,11 @@ export class Raft implements RaftNode {
 
   private stepMessage(message: Message): StepResult {
     if (message.term !== 0) {
-      // A member outside the configuration is refused (a removed one must not disrupt), except
-      // while this member is not in it itself: it is joining, and learns it from the leader.
-      if (message.from !== this.id && !this.isMember(message.from) && this.isMember(this.id)) return unknownPeer;
+      // A campaign by a member outside the configuration is refused: a removed member must not
+      // force elections. Anything else is taken: a member whose configuration is behind (or that
+      // is joining) must still follow a leader it does not know yet.
+      const isCampaign = message.type === 'vote' || message.type === 'pre-vote';
+      if (isCampaign && message.from !== this.id && !this.isMember(message.from) && this.isMember(this.id)) return unknownPeer;
       if (message.term > this.term) {
         if (!this.acceptHigherTerm(message)) return ok;
       } else if (message.term < this.term) {

@@ -27,6 +27,7 @@ describe('raft simulation', () => {
     let unsyncedLost = 0;
     let snapshots = 0;
     let reads = 0;
+    let confChanges = 0;
     for (let seed = 1; seed <= seedCount; seed++) {
       const result = simulate({ seed });
       if (!result.ok) {
@@ -39,18 +40,20 @@ describe('raft simulation', () => {
       unsyncedLost += result.unsyncedLost;
       snapshots += result.snapshotsSent;
       reads += result.readsChecked;
+      confChanges += result.confChanges;
     }
     const seconds = (performance.now() - started) / 1000;
     console.log(
       `sim: ${seedCount} seeds in ${seconds.toFixed(1)} s, ${events} events, ${committed} committed, ` +
         `${crashes} crashes (${unsyncedLost} lost unsynced writes), ${snapshots} snapshots, ` +
-        `${reads} reads checked`,
+        `${reads} reads checked, ${confChanges} conf changes`,
     );
     // The sweep must exercise the paths it claims to: crashes, snapshots and reads happened.
     expect(crashes).toBeGreaterThan(0);
     expect(unsyncedLost).toBeGreaterThan(0);
     expect(snapshots).toBeGreaterThan(0);
     expect(reads).toBeGreaterThan(0);
+    expect(confChanges).toBeGreaterThan(0);
   }, 600_000);
 
   it('replays a seed exactly', () => {

@@ -3,6 +3,7 @@ import type { Random } from '../../shared/random.js';
 import { AssertionError } from '../../shared/assert.js';
 import { MemoryLogStorage, Raft, makeMessage } from '../../store/raft/index.js';
 import type {
+  ConfChange,
   ConfState,
   MemberId,
   Message,
@@ -38,6 +39,11 @@ export interface SimOptions {
   readonly faultPhaseMs?: number;
   /** Liveness budget after healing, in election timeouts. */
   readonly livenessElectionTimeouts?: number;
+}
+
+/** Membership chaos is drawn from its own stream, so the fault mixes of earlier seeds stay as they were. */
+function drawsMembershipChanges(seed: number): boolean {
+  return seededRandom(seed * 7 + 5).float() < 0.5;
 }
 
 /** The seed's fault mix ("swarm testing"): every run exercises a different blend. */
@@ -80,6 +86,8 @@ export interface SimResult {
   readonly unsyncedLost: number;
   readonly snapshotsSent: number;
   readonly readsChecked: number;
+  /** Conf changes the leader accepted (removals and re-additions of voters). */
+  readonly confChanges: number;
   /** A hash of the run's outcome: equal across two runs of one seed (determinism check). */
   readonly fingerprint: number;
   readonly trace: readonly string[];
@@ -96,7 +104,9 @@ interface Member {
   /** A Ready is being written (asynchronous disk); the next one waits. */
   writing: boolean;
   /** Commit and machine as of the last fsync: what survives a crash with loseUnsyncedWrites. */
-  synced: { commit: number; machine: MachineState };
+  synced: { commit: number; machine: MachineState; confState: ConfState };
+  /** The configuration as this member applied it (the server keeps it with its state). */
+  confState: ConfState;
 }
 
 function chooseMix(random: Random): FaultMix {
@@ -173,13 +183,20 @@ export class Simulation {
   private traceNext = 0;
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
+  /** Voters are removed and added back during the fault phase (one change at a time). */
+  private readonly membershipChanges: boolean;
+  private membershipChangesProposed = 0;
 
   constructor(private readonly options: SimOptions) {
+    this.membershipChanges = drawsMembershipChanges(options.seed);
     this.random = seededRandom(options.seed);
     // Separate streams, so adding a fault type does not shift the draws of the others.
     this.networkRandom = seededRandom(options.seed * 7 + 1);
     this.chaosRandom = seededRandom(options.seed * 7 + 2);
     this.mix = chooseMix(this.random);
+    // With pre-vote, as the server runs: without it, a member that was out of the configuration
+    // comes back with an inflated term and stalls the cluster for longer than the liveness budget.
+    this.membershipChanges = this.membershipChanges && this.mix.preVote;
     const voters: MemberId[] = [];
     for (let i = 1; i <= this.mix.size; i++) voters.push(BigInt(i));
     this.confState = { voters, learners: [] };
@@ -192,7 +209,8 @@ export class Simulation {
         machine: { index: 0, digest: 0 },
         tickIntervalMs: tickMs,
         writing: false,
-        synced: { commit: 0, machine: { index: 0, digest: 0 } },
+        synced: { commit: 0, machine: { index: 0, digest: 0 }, confState: this.confState },
+        confState: this.confState,
         random: seededRandom(options.seed * 7 + 3 + Number(id)),
       };
       this.members.push(member);
@@ -355,6 +373,8 @@ export class Simulation {
     if (ready.snapshot !== null) {
       member.storage.applySnapshot(ready.snapshot);
       member.machine = decodeMachine(ready.snapshot.data);
+      member.confState = ready.snapshot.metadata.confState;
+      member.storage.setConfState(member.confState);
       this.checker.installSnapshot(member.id, ready.snapshot, member.machine);
     }
     if (ready.entries.length > 0) {
@@ -378,6 +398,7 @@ export class Simulation {
       }
       const digest = chainDigest(member.machine.digest, 0, entry.data);
       member.machine = { index: entry.index, digest };
+      if (entry.type === 'conf-change') this.applyConfChange(member, node, entry.data);
       this.checker.checkApplied(member.id, entry.index, digest);
       this.noteProbe(member, entry.data);
     }
@@ -388,7 +409,23 @@ export class Simulation {
   }
 
   private markSynced(member: Member): void {
-    member.synced = { commit: member.storage.hardStateNow().commit, machine: member.machine };
+    member.synced = { commit: member.storage.hardStateNow().commit, machine: member.machine, confState: member.confState };
+  }
+
+  private applyConfChange(member: Member, node: Raft, data: Uint8Array): void {
+    const change = JSON.parse(this.decoder.decode(data)) as { type: ConfChange['type']; id: string };
+    member.confState = node.applyConfChange({ type: change.type, id: BigInt(change.id) });
+    member.storage.setConfState(member.confState);
+    // As the server does: a member that applied its own removal stops (until heal restarts it).
+    if (change.type === 'remove' && BigInt(change.id) === member.id && !this.healed) {
+      const life = member.life;
+      this.queue.push(this.now, () => {
+        if (member.node === null || member.life !== life) return;
+        this.record(`stop ${member.id} (removed)`);
+        member.node = null;
+        member.life++; // no automatic restart
+      });
+    }
   }
 
   private crash(member: Member, when: string): void {
@@ -403,6 +440,9 @@ export class Simulation {
       if (hardState.commit > member.synced.commit) this.unsyncedLost++;
       member.storage.setHardState({ ...hardState, commit: member.synced.commit });
       member.machine = member.synced.machine;
+      // The configuration goes back with the applied entries; they are applied again after restart.
+      member.confState = member.synced.confState;
+      member.storage.setConfState(member.confState);
       this.checker.lostUnsyncedCommit(member.id, member.synced.commit);
     }
     if (this.options.diskForgetsVote === true) {
@@ -459,8 +499,22 @@ export class Simulation {
       this.reportUnreachable(sender, senderLife, message.to);
     if (isLost || target === undefined || target.node === null) return;
     this.record(message);
-    target.node.step(message);
+    const result = target.node.step(message);
+    const isSenderOut = !target.confState.voters.includes(message.from) && !target.confState.learners.includes(message.from);
+    if (!result.ok && result.reason === 'unknown-peer' && isSenderOut) this.stopRemoved(sender, senderLife);
     this.drain(target);
+  }
+
+  /**
+   * A member that talks to a peer which no longer counts it a member learns it was removed and
+   * stops, as etcd's transport tells it; it comes back only when it is added again.
+   */
+  private stopRemoved(member: Member, life: number): void {
+    if (member.node === null || member.life !== life) return;
+    if (member.confState.voters.includes(member.id) && this.members.some((m) => m.node !== null && m.confState.voters.includes(member.id))) return;
+    this.record(`stop ${member.id} (told it was removed)`);
+    member.node = null;
+    member.life++;
   }
 
   /** Like a transport whose connection failed: the leader falls back to probing that member. */
@@ -495,6 +549,7 @@ export class Simulation {
       [this.mix.crashWeight, () => this.crashRandom()],
       [1, () => this.transferLeadership()],
       [this.mix.compaction ? 3 : 0, () => this.compactRandom()],
+      [this.membershipChanges ? 1 : 0, () => this.changeMembership()],
     ];
     const total = actions.reduce((sum, [weight]) => sum + weight, 0);
     let roll = random.float() * total;
@@ -629,7 +684,7 @@ export class Simulation {
     if (snapshotIndex <= member.storage.snapshot().metadata.index) return;
     const snapshot: Snapshot = member.storage.createSnapshot(
       snapshotIndex,
-      this.confState,
+      member.confState,
       encodeMachine(member.machine),
     );
     const compactIndex = Math.max(
@@ -641,6 +696,55 @@ export class Simulation {
     member.node.compact(compactIndex, snapshot);
     this.markSynced(member); // the server fsyncs a compaction
     this.record(`compact ${member.id} to ${compactIndex} (snapshot ${snapshotIndex})`);
+  }
+
+  /**
+   * Through the leader: adds back a member that is out of the configuration, or removes a
+   * follower while more than three voters remain. The leader refuses a second change while one is
+   * pending, as the server's would.
+   */
+  private changeMembership(): void {
+    const leader = this.liveMembers().find((member) => member.node?.status().role === 'leader');
+    if (leader === undefined || leader.node === null) return;
+    const voters = leader.confState.voters;
+    const out = this.members.find((member) => !voters.includes(member.id));
+    let change: ConfChange;
+    if (out !== undefined) {
+      change = { type: 'add-voter', id: out.id };
+    } else {
+      const followers = voters.filter((id) => id !== leader.id);
+      const victim = followers[this.chaosRandom.int(followers.length)];
+      // Three voters stay: two would need every message between them to commit anything, and
+      // the liveness budget after healing is sized for a quorum with one to spare.
+      if (victim === undefined || voters.length <= 3) return;
+      change = { type: 'remove', id: victim };
+    }
+    const result = leader.node.proposeConfChange(this.encoder.encode(JSON.stringify({ type: change.type, id: String(change.id) })));
+    if (result.ok) this.membershipChangesProposed++;
+    // A member added back runs again (it stopped when it learned of its removal).
+    if (result.ok && out !== undefined && out.node === null) this.restart(out);
+    this.record(`conf change ${change.type} ${change.id} via ${leader.id}: ${result.ok ? 'proposed' : 'refused'}`);
+    this.drain(leader);
+  }
+
+  /** After the faults: every member removed during them is added back, one change at a time. */
+  private restoreMembership(): void {
+    // A member may have stopped when told of a removal that was since undone: it runs again.
+    for (const member of this.members) if (member.node === null) this.restart(member);
+    if (this.livenessDone && this.everyoneInConfig()) return;
+    const leader = this.liveMembers().find((member) => member.node?.status().role === 'leader');
+    if (leader !== undefined && leader.node !== null && this.members.some((m) => !leader.confState.voters.includes(m.id))) {
+      this.changeMembership();
+    }
+    this.queue.push(this.now + electionTimeoutMs / 2, () => this.restoreMembership());
+  }
+
+  /** Every member is a voter in the configuration the newest leader applied. */
+  private everyoneInConfig(): boolean {
+    const leader = this.liveMembers()
+      .filter((member) => member.node?.status().role === 'leader')
+      .sort((a, b) => (b.node?.status().term ?? 0) - (a.node?.status().term ?? 0))[0];
+    return leader !== undefined && this.members.every((m) => leader.confState.voters.includes(m.id));
   }
 
   // ---- Liveness phase ---------------------------------------------------------------------
@@ -658,6 +762,7 @@ export class Simulation {
     this.cut.clear();
     this.record('heal all, restart all');
     for (const member of this.members) if (member.node === null) this.restart(member);
+    if (this.membershipChanges) this.restoreMembership();
     this.probe(0);
   }
 
@@ -693,6 +798,11 @@ export class Simulation {
 
   /** After the probe, every member must reach the same applied state once traffic settles. */
   private checkConverged(): void {
+    // A removal proposed just before the heal may commit after the probe: wait (bounded) until
+    // every member is back in the configuration, then for the traffic to settle.
+    for (let round = 0; this.membershipChanges && round < 40 && !this.everyoneInConfig(); round++) {
+      this.loopUntil(this.now + electionTimeoutMs / 2);
+    }
     this.loopUntil(this.now + 5 * electionTimeoutMs);
     const first = this.members[0] as Member;
     for (const member of this.members) {
@@ -774,6 +884,7 @@ export class Simulation {
       unsyncedLost: this.unsyncedLost,
       snapshotsSent: this.snapshotsSent,
       readsChecked: this.readsChecked,
+      confChanges: this.membershipChangesProposed,
       fingerprint,
       trace: this.formatTrace(),
     };

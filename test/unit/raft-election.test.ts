@@ -141,11 +141,11 @@ describe('raft election (Raft paper §5.2, §5.4.1)', () => {
     for (const id of [1n, 2n, 3n]) expect(cluster.member(id).applied).toEqual(['forwarded']);
   });
 
-  it('a message from a member outside the configuration is refused', () => {
+  it('a campaign by a member outside the configuration is refused', () => {
     const cluster = new TestCluster({ size: 3 });
     const result = cluster
       .node(1n)
-      .step(makeMessage({ type: 'heartbeat', to: 1n, from: 9n, term: 5 }));
+      .step(makeMessage({ type: 'vote', to: 1n, from: 9n, term: 5, index: 100, logTerm: 5 }));
     expect(result).toEqual({ ok: false, reason: 'unknown-peer' });
     expect(cluster.status(1n).term).toBe(0);
   });

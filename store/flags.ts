@@ -14,6 +14,14 @@ export interface StoreFlags {
   readonly initialClusterToken: string;
   /** Refuse membership changes that would leave too few started members for a quorum. */
   readonly strictReconfigCheck: boolean;
+  /** Applied entries between two trims of the Raft log. */
+  readonly snapshotCount: number;
+  readonly preVote: boolean;
+  /** gRPC streams one client connection may hold open at once (0: unlimited). */
+  readonly maxConcurrentStreams: number;
+  /** Extra URLs that serve /metrics and /health over plain HTTP (--listen-metrics-urls). */
+  readonly listenMetricsUrls: readonly string[];
+  readonly initialCorruptCheck: boolean;
   readonly autoCompactionMode: 'periodic' | 'revision';
   readonly autoCompactionRetention: string;
   readonly quotaBackendBytes: number;
@@ -67,6 +75,12 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'initial-cluster-state': { kind: 'string', defaultValue: 'new', help: 'initial cluster state ("new" or "existing")' },
   'initial-cluster-token': { kind: 'string', defaultValue: 'etcd-cluster', help: 'initial cluster token' },
   'strict-reconfig-check': { kind: 'bool', defaultValue: 'true', help: 'reject reconfiguration requests that would cause quorum loss' },
+  'snapshot-count': { kind: 'int', defaultValue: '100000', help: 'number of committed transactions between two trims of the Raft log' },
+  'pre-vote': { kind: 'bool', defaultValue: 'true', help: 'run a pre-vote before an election (etcd 3.4 defaults to false; etcron to true)' },
+  'max-concurrent-streams': { kind: 'int', defaultValue: '4294967295', help: 'maximum concurrent streams that each client connection can have open' },
+  'listen-metrics-urls': { kind: 'string', defaultValue: '', help: 'more URLs serving /metrics and /health (plain HTTP)' },
+  'enable-v2': { kind: 'bool', defaultValue: 'false', help: 'the v2 API: etcron serves v3 only, so only false is accepted' },
+  'experimental-initial-corrupt-check': { kind: 'bool', defaultValue: 'false', help: 'compare the key-value hash with the peers before serving' },
   'auto-compaction-mode': { kind: 'string', defaultValue: 'periodic', help: '"periodic" or "revision"' },
   'auto-compaction-retention': { kind: 'string', defaultValue: '0', help: 'history to keep: hours or a duration (periodic), revisions (revision); 0 disables' },
   'quota-backend-bytes': { kind: 'int', defaultValue: '0', help: 'raise an alarm when the backend exceeds this size (0 = 2 GiB)' },
@@ -168,6 +182,11 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     initialClusterState: state,
     initialClusterToken: get('initial-cluster-token'),
     strictReconfigCheck: bool('strict-reconfig-check'),
+    snapshotCount: int('snapshot-count'),
+    preVote: bool('pre-vote'),
+    maxConcurrentStreams: int('max-concurrent-streams'),
+    listenMetricsUrls: get('listen-metrics-urls').split(',').map((u) => u.trim()).filter((u) => u !== ''),
+    initialCorruptCheck: bool('experimental-initial-corrupt-check'),
     autoCompactionMode: mode,
     autoCompactionRetention: get('auto-compaction-retention'),
     quotaBackendBytes: int('quota-backend-bytes'),
@@ -182,6 +201,11 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     peerTls: tls('peer-'),
   };
   if (flags.authTokenTtlSeconds <= 0) throw new FlagError('--auth-token-ttl must be positive');
+  if (bool('enable-v2')) throw new FlagError('--enable-v2: etcron serves the v3 API only');
+  if (flags.snapshotCount <= 0) throw new FlagError('--snapshot-count must be positive');
+  for (const url of flags.listenMetricsUrls) {
+    if (!url.startsWith('http://')) throw new FlagError(`--listen-metrics-urls: only http:// URLs are supported, not ${url}`);
+  }
   if (flags.maxTxnOps <= 0) throw new FlagError('--max-txn-ops must be positive');
   if (flags.maxRequestBytes <= 0) throw new FlagError('--max-request-bytes must be positive');
   if (flags.heartbeatIntervalMs <= 0) throw new FlagError('--heartbeat-interval must be positive');

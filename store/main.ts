@@ -1,7 +1,8 @@
 import { createLogger } from '../shared/log.js';
 import { ApiContext } from './api/context.js';
 import { createGrpcServer } from './api/grpc-server.js';
-import { listenClients } from './api/client-listener.js';
+import { listenClients, listenMetrics } from './api/client-listener.js';
+import { createHttp1Handler } from './api/gateway/index.js';
 import { DEFAULT_QUOTA_BYTES, FlagError, parseRetention, type StoreFlags } from './flags.js';
 import { clusterIdOf, parseInitialCluster } from './membership.js';
 import { resolveTls } from './tls/tls-config.js';
@@ -79,6 +80,8 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     members: memberInfos,
     clusterId,
     strictReconfigCheck: flags.strictReconfigCheck,
+    snapshotCount: flags.snapshotCount,
+    preVote: flags.preVote,
     onRemoved: () => onRemoved(),
     listenPeerUrls: flags.listenPeerUrls,
     peerTls,
@@ -90,7 +93,12 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     logger,
   });
   const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));
-  const grpcServer = createGrpcServer(ctx);
+  const grpcServer = createGrpcServer(ctx, { maxConcurrentStreams: flags.maxConcurrentStreams });
+  if (flags.initialCorruptCheck) {
+    // etcd compares its hash with the peers' before serving; etcron's members compare hashes on
+    // request only (etcdctl endpoint hashkv), so say what the flag does not do here.
+    logger.warn('--experimental-initial-corrupt-check: no start-up comparison of hashes with the peers; use etcdctl endpoint hashkv --cluster');
+  }
   const listeners: { port: number; close(): void }[] = [];
   try {
     await server.listenPeers();
@@ -98,6 +106,18 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
       const parsed = new URL(url);
       const tls = parsed.protocol === 'https:' ? clientTls : null;
       listeners.push(await listenClients(grpcServer, ctx, parsed.hostname, Number(parsed.port), tls));
+    }
+  } catch (err) {
+    for (const l of listeners) l.close();
+    grpcServer.forceShutdown();
+    server.close();
+    throw err;
+  }
+  // --listen-metrics-urls: /metrics and /health on their own plain HTTP ports, as etcd serves them.
+  try {
+    for (const url of flags.listenMetricsUrls) {
+      const parsed = new URL(url);
+      listeners.push(await listenMetrics(createHttp1Handler(grpcServer, ctx), parsed.hostname, Number(parsed.port)));
     }
   } catch (err) {
     for (const l of listeners) l.close();

@@ -47,6 +47,25 @@ export function listenClients(
   });
 }
 
+/** A plain HTTP port that serves only /metrics and /health (--listen-metrics-urls). */
+export function listenMetrics(handler: ReturnType<typeof createHttp1Handler>, host: string, port: number): Promise<{ port: number; close(): void }> {
+  const http = createHttpServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/metrics' || path === '/health') {
+      handler(request, response);
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('404 page not found\n');
+  });
+  return new Promise((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, host, () => {
+      const address = http.address();
+      resolve({ port: typeof address === 'object' && address !== null ? address.port : port, close: () => http.close() });
+    });
+  });
+}
+
 function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServer): void {
   socket.once('data', (first: Buffer) => {
     // Put the bytes back and stop the flow: the next owner reads them from the buffer.

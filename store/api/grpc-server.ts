@@ -122,7 +122,10 @@ function withFastWatchResponses(definition: ServiceDefinition): ServiceDefinitio
 /** grpc-js refuses larger messages itself; below this our decoder answers with Go's words. */
 const TRANSPORT_RECEIVE_BYTES_MAX = 64 * 1024 * 1024;
 
-export function createGrpcServer(ctx: ApiContext): Server {
+/** etcd's default --max-concurrent-streams (math.MaxUint32): no limit. */
+const UNLIMITED_STREAMS = 4294967295;
+
+export function createGrpcServer(ctx: ApiContext, options: { readonly maxConcurrentStreams?: number } = {}): Server {
   const root = loadEtcdProtos();
   const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
@@ -140,6 +143,8 @@ export function createGrpcServer(ctx: ApiContext): Server {
     'grpc.keepalive_permit_without_calls': 1,
     // Channelz keeps per-call and per-session counters and timestamps that nothing here reads.
     'grpc.enable_channelz': 0,
+    ...(options.maxConcurrentStreams === undefined || options.maxConcurrentStreams >= UNLIMITED_STREAMS
+      ? {} : { 'grpc.max_concurrent_streams': options.maxConcurrentStreams }),
   });
   add('etcdserverpb', 'KV', kvService(ctx));
   add('etcdserverpb', 'Watch', watchService(ctx));

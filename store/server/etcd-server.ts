@@ -50,6 +50,10 @@ export interface ServerConfig {
   /** How long an auth token lives unused (--auth-token-ttl); default 5 minutes. */
   readonly authTokenTtlMs?: number;
   readonly logger: Logger;
+  /** --snapshot-count: applied entries between two trims of the Raft log (which keeps 5,000). */
+  readonly snapshotCount?: number;
+  /** --pre-vote (default true here): a member asks before it campaigns. */
+  readonly preVote?: boolean;
   /** --strict-reconfig-check (default true): refuse changes that would endanger the quorum. */
   readonly strictReconfigCheck?: boolean;
   /** Called once this member's own removal from the cluster is applied: it must stop. */
@@ -75,7 +79,7 @@ const LEASE_CHECK_INTERVAL_MS = 500;
 const LEASE_REVOKES_PER_CHECK = 1000;
 /** Raft log entries kept behind the applied index for followers that lag; older ones need a snapshot. */
 const LOG_ENTRIES_KEPT = 5000;
-/** How often (in applied entries) the log is trimmed. */
+/** How often (in applied entries) the log is trimmed by default; --snapshot-count sets it. */
 const LOG_COMPACT_EVERY = 1000;
 /** etcd refuses new proposals when this many wait. */
 export const PENDING_PROPOSALS_MAX = 5000;
@@ -180,7 +184,7 @@ export class EtcdServer {
         applied,
         maxSizePerMsgBytes: MAX_SIZE_PER_MSG_BYTES,
         maxInflightMsgs: MAX_INFLIGHT_MSGS,
-        preVote: true,
+        preVote: config.preVote ?? true,
         checkQuorum: true,
         random: systemRandom(),
         logger: config.logger.child({ component: 'raft' }),
@@ -205,6 +209,8 @@ export class EtcdServer {
     this.compactor = config.autoCompaction === null ? null : new AutoCompactor(config.autoCompaction, this, this.log);
     this.drain();
     this.log.info({ memberId: config.member.id.toString(16), rev: this.kv.currentRev, term: this.node.status().term, members: config.members.length }, 'member started');
+    // etcd logs this once the cluster version is known; etcron serves the 3.4 API from the start.
+    this.log.info({ capabilities: ['v3rpc'] }, `enabled capabilities for version ${ETCD_VERSION.split('.').slice(0, 2).join('.')}`);
   }
 
   /** Starts listening for peers (multi-member clusters only). */
@@ -445,7 +451,7 @@ export class EtcdServer {
     }
     if (appliedIndex >= 0) {
       this.backend.setMeta('applied_index', appliedIndex);
-      if (appliedIndex - this.logCompactedAt >= LOG_COMPACT_EVERY && appliedIndex > LOG_ENTRIES_KEPT) {
+      if (appliedIndex - this.logCompactedAt >= (this.config.snapshotCount ?? LOG_COMPACT_EVERY) && appliedIndex > LOG_ENTRIES_KEPT) {
         this.storage.compactTo(appliedIndex - LOG_ENTRIES_KEPT);
         this.logCompactedAt = appliedIndex;
       }
@@ -528,7 +534,10 @@ export class EtcdServer {
     if (this.published) return;
     this.published = true;
     const { id, name, clientUrls } = this.config.member;
-    this.propose({ type: 'member-attributes', id, name, clientUrls }).catch((err: unknown) => {
+    this.propose({ type: 'member-attributes', id, name, clientUrls }).then(() => {
+      // etcd's wording: tools (etcd's own e2e tests among them) wait for this line.
+      this.log.info({ memberId: id.toString(16), name, clientUrls }, 'published local member to cluster through raft');
+    }, (err: unknown) => {
       this.published = false;
       this.log.warn({ err }, 'publishing member attributes failed; will retry on the next leader change');
     });

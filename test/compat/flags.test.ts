@@ -1,0 +1,43 @@
+// The flags etcd's own tooling (its e2e framework among others) starts members with, on etcd 3.4
+// and on the subject side by side: the readiness lines tools wait for, /metrics and /health on
+// --listen-metrics-urls (and nothing else there), --max-concurrent-streams, --snapshot-count.
+import { afterAll, describe, expect, it } from 'vitest';
+import { disposeStores, startReference, startSubject, subjectKind } from '../support/compat-subject.js';
+import type { StoreProcess } from '../support/etcd-process.js';
+import { freePort, waitFor } from '../support/ports.js';
+
+/** etcd's e2e framework waits for both of these lines before it uses a member. */
+const READY_LINES = ['enabled capabilities for version', 'published'];
+
+describe(`etcd 3.4's start-up flags: ${subjectKind()} store against etcd 3.4`, () => {
+  const stores: (StoreProcess | undefined)[] = [];
+
+  afterAll(async () => {
+    await disposeStores(...stores);
+  });
+
+  it('starts with them, prints the readiness lines and serves /metrics and /health on the metrics URL', { timeout: 60_000 }, async () => {
+    const ports = [await freePort(), await freePort()];
+    const flags = (port: number): string[] => [
+      '--snapshot-count', '5', '--max-concurrent-streams', '100', '--experimental-initial-corrupt-check',
+      '--strict-reconfig-check=false', '--listen-metrics-urls', `http://127.0.0.1:${port}`,
+    ];
+    const [reference, subject] = await Promise.all([
+      startReference({ extraArgs: flags(ports[0] as number) }),
+      startSubject({ extraArgs: flags(ports[1] as number) }),
+    ]);
+    stores.push(reference, subject);
+    for (const [store, port] of [[reference, ports[0]], [subject, ports[1]]] as const) {
+      await waitFor(`${store.kind} to print its readiness lines`, () =>
+        (READY_LINES.every((line) => store.output().includes(line)) ? true : undefined), 20_000, 100);
+      const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(metrics.status, store.kind).toBe(200);
+      expect(await metrics.text(), store.kind).toContain('etcd_server_has_leader 1');
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      expect(health.status, store.kind).toBe(200);
+      expect(JSON.parse(await health.text()), store.kind).toEqual({ health: 'true' });
+      const gateway = await fetch(`http://127.0.0.1:${port}/v3/kv/range`, { method: 'POST', body: '{"key":"YQ=="}' });
+      expect(gateway.status, `${store.kind}: the metrics URL serves no API`).toBe(404);
+    }
+  });
+});

@@ -4,13 +4,10 @@
  * buckets included (bbolt keeps a small bucket inside its parent's value). Only what a restore
  * needs: top-level buckets and their key/value pairs in key order.
  */
-const MAGIC = 0xed0cdaed;
-const VERSION = 2;
-const PAGE_HEADER_BYTES = 16;
-const ELEMENT_BYTES = 16;
-const FLAG_BRANCH = 0x01;
-const FLAG_LEAF = 0x02;
-const ELEMENT_FLAG_BUCKET = 0x01;
+import {
+  BOLT_MAGIC, BOLT_VERSION, ELEMENT_BYTES, ELEMENT_FLAG_BUCKET, FLAG_BRANCH, FLAG_LEAF, PAGE_HEADER_BYTES, fnv1a64,
+} from './bbolt-format.js';
+
 const BUCKET_HEADER_BYTES = 16;
 /** Deeper than any real tree (bbolt's fan-out is in the hundreds): a loop in the file stops here. */
 const TREE_DEPTH_MAX = 64;
@@ -21,19 +18,11 @@ export class BoltFormatError extends Error {
 
 interface Meta { readonly pageSize: number; readonly root: bigint; readonly txid: bigint; readonly highWater: bigint }
 
-function fnv1a64(bytes: Buffer): bigint {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of bytes) {
-    hash ^= BigInt(byte);
-    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return hash;
-}
 
 function readMeta(file: Buffer, offset: number): Meta | null {
   if (file.length < offset + PAGE_HEADER_BYTES + 64) return null;
   const meta = file.subarray(offset + PAGE_HEADER_BYTES, offset + PAGE_HEADER_BYTES + 64);
-  if (meta.readUInt32LE(0) !== MAGIC || meta.readUInt32LE(4) !== VERSION) return null;
+  if (meta.readUInt32LE(0) !== BOLT_MAGIC || meta.readUInt32LE(4) !== BOLT_VERSION) return null;
   if (meta.readBigUInt64LE(56) !== fnv1a64(meta.subarray(0, 56))) return null;
   return { pageSize: meta.readUInt32LE(8), root: meta.readBigUInt64LE(16), highWater: meta.readBigUInt64LE(40), txid: meta.readBigUInt64LE(48) };
 }

@@ -11,19 +11,13 @@
  * distance from that element's header to its key. A node bigger than one page spans `overflow`
  * more pages. A bucket is a leaf element with flag 1 whose value is (root pgid u64, sequence u64).
  */
+import {
+  BOLT_MAGIC, BOLT_VERSION, ELEMENT_BYTES, ELEMENT_FLAG_BUCKET, FLAG_BRANCH, FLAG_FREELIST, FLAG_LEAF, FLAG_META, META_CHECKSUMMED_BYTES, PAGE_HEADER_BYTES, fnv1a64,
+} from './bbolt-format.js';
+
 export const BOLT_PAGE_SIZE = 4096;
 
-const MAGIC = 0xed0cdaed;
-const VERSION = 2;
-const PAGE_HEADER_BYTES = 16;
-const ELEMENT_BYTES = 16;
 const META_BYTES = 64;
-const META_CHECKSUMMED_BYTES = 56;
-const FLAG_BRANCH = 0x01;
-const FLAG_LEAF = 0x02;
-const FLAG_META = 0x04;
-const FLAG_FREELIST = 0x10;
-const ELEMENT_FLAG_BUCKET = 0x01;
 /** Element counts are u16. */
 const ELEMENTS_PER_PAGE_MAX = 0xffff;
 /** bbolt wants at least two keys per page where it can; a node closes only past this many bytes. */
@@ -131,22 +125,14 @@ function writeTree(sink: PageSink, entries: Iterable<LeafEntry>): bigint {
   return root.pgid;
 }
 
-function fnv1a64(bytes: Buffer): bigint {
-  let hash = 0xcbf29ce484222325n;
-  for (const byte of bytes) {
-    hash ^= BigInt(byte);
-    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return hash;
-}
 
 function metaPage(pgid: bigint, rootPgid: bigint, highWater: bigint, txid: bigint): Buffer {
   const page = Buffer.alloc(BOLT_PAGE_SIZE);
   page.writeBigUInt64LE(pgid, 0);
   page.writeUInt16LE(FLAG_META, 8);
   const meta = Buffer.alloc(META_BYTES);
-  meta.writeUInt32LE(MAGIC, 0);
-  meta.writeUInt32LE(VERSION, 4);
+  meta.writeUInt32LE(BOLT_MAGIC, 0);
+  meta.writeUInt32LE(BOLT_VERSION, 4);
   meta.writeUInt32LE(BOLT_PAGE_SIZE, 8);
   meta.writeUInt32LE(0, 12);
   meta.writeBigUInt64LE(rootPgid, 16);

@@ -89,6 +89,18 @@ const STATUS_TIMEOUT_MS = 1_500;
 /** Starts of one member's process over a cluster's life; a loop of restarts is a test bug. */
 const STARTS_PER_MEMBER_MAX = 50;
 
+/** A free port not in `taken` (the kernel may hand one out twice in a row once it is closed). */
+async function uniqueFreePort(taken: Set<number>): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort();
+    if (!taken.has(port)) {
+      taken.add(port);
+      return port;
+    }
+  }
+  throw new Error('no unused free port in 50 attempts');
+}
+
 export class Cluster {
   readonly subject: ClusterSubject;
   private readonly memberList: Member[];
@@ -131,17 +143,7 @@ export class Cluster {
     const rootDir = mkdtempSync(join(tmpdir(), `etcron-cluster-${subject}-`));
     const members: Member[] = [];
     const taken = new Set<number>();
-    // The kernel may hand the same free port out twice in a row once it is closed again.
-    const uniquePort = async (): Promise<number> => {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const port = await freePort();
-        if (!taken.has(port)) {
-          taken.add(port);
-          return port;
-        }
-      }
-      throw new Error('no unused free port in 50 attempts');
-    };
+    const uniquePort = (): Promise<number> => uniqueFreePort(taken);
     for (let index = 0; index < options.size; index++) {
       const clientPort = await uniquePort();
       const peerPort = await uniquePort();
@@ -191,16 +193,7 @@ export class Cluster {
   async prepareMember(): Promise<Member> {
     const index = this.memberList.length;
     const taken = new Set(this.memberList.flatMap((m) => [m.clientPort, m.peerPort]));
-    const port = async (): Promise<number> => {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const candidate = await freePort();
-        if (!taken.has(candidate)) {
-          taken.add(candidate);
-          return candidate;
-        }
-      }
-      throw new Error('no unused free port in 50 attempts');
-    };
+    const port = (): Promise<number> => uniqueFreePort(taken);
     const clientPort = await port();
     const peerPort = await port();
     const dataDir = join(this.rootDir, `m${index + 1}`);

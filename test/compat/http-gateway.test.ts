@@ -290,6 +290,7 @@ describe(`JSON gateway of the ${subjectKind()} store, against etcd 3.4`, () => {
       { name: 'keep-alive stream, bad first request', path: '/v3/lease/keepalive', body: '{bad' },
       { name: 'revoke', path: '/v3/lease/revoke', body: '{"ID":7000}' },
       { name: 'revoke again', path: '/v3/lease/revoke', body: '{"ID":7000}' },
+      { name: 'revoke through the kv alias', path: '/v3/kv/lease/revoke', body: '{"ID":7000}' },
       {
         name: 'the leased key went with it',
         path: '/v3/kv/range',

@@ -32,6 +32,7 @@ const TABLE: readonly (readonly [string, string])[] = [
   ['watch', '/etcdserverpb.Watch/Watch'],
   ['lease/grant', `${LEASE}LeaseGrant`],
   ['lease/revoke', `${LEASE}LeaseRevoke`],
+  ['kv/lease/revoke', `${LEASE}LeaseRevoke`],
   ['lease/keepalive', `${LEASE}LeaseKeepAlive`],
   ['lease/timetolive', `${LEASE}LeaseTimeToLive`],
   ['kv/lease/timetolive', `${LEASE}LeaseTimeToLive`],

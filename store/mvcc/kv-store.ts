@@ -41,6 +41,10 @@ export class MvccStore {
   /** The compaction point; -1 until the first compaction. Reads below it fail. */
   compactRev = -1;
   private readonly keys = new Map<string, KeyHistory>();
+  /** Keys whose newest revision is not a tombstone (etcd_debugging_mvcc_keys_total). */
+  private liveKeyCount = 0;
+  /** Put and DeleteRange operations applied, as etcd counts them (etcd_mvcc_put_total, _delete_total). */
+  readonly operations = { puts: 0, deletes: 0 };
   private readonly sorted = new SortedKeys();
   private readonly values = new ValueArena();
   private attachments: LeaseAttachments = noAttachments;
@@ -67,6 +71,7 @@ export class MvccStore {
       this.setLatest(history, row.tombstone ? null : rowToKv(row));
       if (row.main > this.currentRev) this.currentRev = row.main;
     }
+    for (const history of this.keys.values()) if (!history.isTombstone) this.liveKeyCount++;
     this.currentRev = Math.max(this.currentRev, this.backend.getMetaNumber('current_rev', 1));
     this.compactRev = this.backend.getMetaNumber('compact_rev', -1);
   }
@@ -151,7 +156,9 @@ export class MvccStore {
   recordWrite(kv: KeyValue, sub: number, tombstone: boolean): void {
     const name = keyString(kv.key);
     const known = this.keys.get(name);
-    const oldLease = known === undefined || known.isTombstone ? NO_LEASE : known.lease;
+    const wasLive = known !== undefined && !known.isTombstone;
+    const oldLease = wasLive ? known.lease : NO_LEASE;
+    if (wasLive !== !tombstone) this.liveKeyCount += tombstone ? -1 : 1;
     const history = this.historyFor(name, kv.modRevision, sub, tombstone);
     const row: KvRow = {
       main: kv.modRevision, sub, key: kv.key, value: tombstone ? null : kv.value,
@@ -283,6 +290,11 @@ export class MvccStore {
     return this.sorted.size;
   }
 
+  /** Keys that exist now (not deleted). */
+  liveKeyTotal(): number {
+    return this.liveKeyCount;
+  }
+
   /** Bytes of the newest values held in memory, and bytes their slabs hold beyond them. */
   valueMemory(): { liveBytes: number; holeBytes: number } {
     return { liveBytes: this.values.liveBytes, holeBytes: this.values.holeBytes };
@@ -315,6 +327,7 @@ export class WriteTxn {
   }
 
   put(request: PutRequest): PutResult {
+    this.store.operations.puts++;
     const previous = this.store.get(request.key);
     const value = request.ignoreValue ? (previous?.value ?? EMPTY) : request.value;
     const lease = request.ignoreLease ? (previous?.lease ?? 0n) : request.lease;
@@ -333,6 +346,7 @@ export class WriteTxn {
   }
 
   deleteRange(request: DeleteRangeRequest): DeleteRangeResult {
+    this.store.operations.deletes++;
     const doomed: KeyValue[] = [];
     this.store.visitLive(request.key, request.rangeEnd, Number.MAX_SAFE_INTEGER, (kv) => {
       doomed.push(kv);

@@ -39,5 +39,21 @@ describe(`etcd 3.4's start-up flags: ${subjectKind()} store against etcd 3.4`, (
       const gateway = await fetch(`http://127.0.0.1:${port}/v3/kv/range`, { method: 'POST', body: '{"key":"YQ=="}' });
       expect(gateway.status, `${store.kind}: the metrics URL serves no API`).toBe(404);
     }
+    // etcd's MVCC counters, as etcd's own metrics e2e test reads them: puts and deleted keys seen,
+    // and the number of live keys.
+    const mvcc = async (store: StoreProcess, port: number): Promise<string[]> => {
+      const put = (key: string): Promise<Response> => fetch(`${store.clientUrl}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: Buffer.from(key).toString('base64'), value: 'dg==' }) });
+      await put('k');
+      await put('1');
+      await put('2');
+      await fetch(`${store.clientUrl}/v3/kv/deleterange`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('1').toString('base64'), range_end: Buffer.from('3').toString('base64') }) });
+      // etcd updates some of these on its backend's 100 ms commit: wait, bounded, for the put count.
+      return waitFor(`${store.kind}'s mvcc counters`, async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const lines = text.split('\n').filter((l) => /^etcd_(mvcc_put_total|mvcc_delete_total|debugging_mvcc_keys_total) /.test(l));
+        return lines.includes('etcd_mvcc_put_total 3') ? lines.sort() : undefined;
+      }, 10_000, 100);
+    };
+    expect(await mvcc(subject, ports[1] as number)).toEqual(await mvcc(reference, ports[0] as number));
   });
 });

@@ -466,6 +466,9 @@ const REQUIRED_FAMILIES = [
   'etcd_server_version',
   'etcd_cluster_version',
   'etcd_debugging_mvcc_current_revision',
+  'etcd_mvcc_put_total',
+  'etcd_mvcc_delete_total',
+  'etcd_debugging_mvcc_keys_total',
 ];
 
 function families(text: string): Map<string, string> {

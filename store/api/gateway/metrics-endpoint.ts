@@ -67,6 +67,9 @@ function families(ctx: ApiContext): Family[] {
       'The revision of the last compaction in store.',
       () => server.kv.compactRev,
     ),
+    counter('etcd_mvcc_put_total', 'Total number of puts seen by this member.', () => server.kv.operations.puts),
+    counter('etcd_mvcc_delete_total', 'Total number of deletes seen by this member.', () => server.kv.operations.deletes),
+    gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', () => server.kv.liveKeyTotal()),
     counter(
       'etcd_server_leader_changes_seen_total',
       'The number of leader changes seen.',

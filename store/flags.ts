@@ -47,6 +47,8 @@ export interface TlsFlags {
   readonly trustedCaFile: string;
   readonly isClientCertAuth: boolean;
   readonly isAutoTls: boolean;
+  /** --client-crl-file (client side only): certificates it revokes fail the handshake. */
+  readonly crlFile: string;
 }
 
 export class FlagError extends Error {
@@ -96,6 +98,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS trusted CA cert file' },
   'client-cert-auth': { kind: 'bool', defaultValue: 'false', help: 'enable client cert authentication' },
   'auto-tls': { kind: 'bool', defaultValue: 'false', help: 'client TLS using generated certificates' },
+  'client-crl-file': { kind: 'string', defaultValue: '', help: 'path to the client certificate revocation list file (DER or PEM)' },
   'peer-cert-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS cert file' },
   'peer-key-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS key file' },
   'peer-trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS trusted CA file' },
@@ -157,6 +160,7 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     trustedCaFile: get(`${prefix}trusted-ca-file`),
     isClientCertAuth: bool(`${prefix}client-cert-auth`),
     isAutoTls: bool(`${prefix}auto-tls`),
+    crlFile: prefix === '' ? get('client-crl-file') : '',
   });
   const urls = (flag: string): string[] => {
     const list = get(flag).split(',').map((u) => u.trim()).filter((u) => u !== '');

@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../tls/tls-config.js';
+import { normalizeSerial } from '../tls/crl.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
 
@@ -99,6 +100,14 @@ function listenSecure(tls: TlsMaterial, injector: Injector, http: HttpServer, lo
     ALPNCallback: ({ protocols }) => chooseProtocol(protocols),
   }, (socket: TLSSocket) => {
     socket.on('error', () => socket.destroy());
+    // --client-crl-file, checked as etcd checks it: the presented certificate's serial number
+    // against the list after the handshake (the list's own dates are not looked at).
+    const serial = tls.revokedSerials === null ? undefined : socket.getPeerCertificate().serialNumber;
+    if (serial !== undefined && tls.revokedSerials?.has(normalizeSerial(serial)) === true) {
+      log.warn({ remote: socket.remoteAddress, serial }, 'rejected connection: certificate revoked');
+      socket.destroy();
+      return;
+    }
     // grpc-js's HTTP/2 server accepts a TLS socket only when ALPN chose h2, which every gRPC
     // client (Go, grpc-js) offers; anything else speaks HTTP/1.1.
     if (socket.alpnProtocol === 'h2') injector.injectConnection(socket);

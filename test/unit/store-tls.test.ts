@@ -13,7 +13,7 @@ const silent = pino({ level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'etcron-tls-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const noTls: TlsFlags = { certFile: '', keyFile: '', trustedCaFile: '', isClientCertAuth: false, isAutoTls: false };
+const noTls: TlsFlags = { certFile: '', keyFile: '', trustedCaFile: '', isClientCertAuth: false, isAutoTls: false, crlFile: '' };
 
 describe('TLS flags in Go flag syntax', () => {
   it('a boolean flag alone is true, =false turns it off, and it never takes the next argument', () => {

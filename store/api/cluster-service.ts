@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { ApiContext } from './context.js';
+import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { unary } from './context.js';
 import { big, type Wire } from './codec.js';
 import { MemberChangeError } from '../server/membership-table.js';
@@ -57,19 +57,25 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   const members = (): Wire[] =>
     server.members().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(memberWire);
   const isStrict = server.config.strictReconfigCheck !== false;
-  const checkUrls = (w: Wire, except?: bigint): string[] => {
+  const checkUrls = (w: Wire): string[] => {
     const urls = Array.isArray(w['peerURLs']) ? (w['peerURLs'] as unknown[]) : [];
     const valid = urls.length > 0 && urls.every((u) => typeof u === 'string' && isHostPortUrl(u));
     if (!valid) throw refusal(status.INVALID_ARGUMENT, 'etcdserver: given member URLs are invalid');
-    const inUse = new Set(server.members().filter((m) => m.id !== except).flatMap((m) => m.peerUrls));
-    if (urls.some((u) => inUse.has(u as string))) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: Peer URLs already exists');
     return urls as string[];
+  };
+  const checkUnused = (urls: readonly string[], except?: bigint): void => {
+    const inUse = new Set(server.members().filter((m) => m.id !== except).flatMap((m) => m.peerUrls));
+    if (urls.some((u) => inUse.has(u))) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: Peer URLs already exists');
   };
   const existing = (w: Wire): MemberInfo => {
     const id = big(w['ID']);
     const member = server.members().find((m) => m.id === id);
     if (member === undefined) throw refusal(status.NOT_FOUND, 'etcdserver: member not found');
     return member;
+  };
+  // As etcd: membership changes need the root role once auth is on (checked after the URLs).
+  const requireAdmin = async (call: ServerSurfaceCall): Promise<void> => {
+    server.applier.auth.checkAdmin(await ctx.caller(call));
   };
   const requireCluster = (): void => {
     if (server.isSingleMember) {
@@ -92,8 +98,10 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   return {
     MemberList: unary(ctx, () => ({ header: ctx.headerWithoutRevision(), members: members() })),
 
-    MemberAdd: unary(ctx, async (w) => {
+    MemberAdd: unary(ctx, async (w, call) => {
       const peerUrls = checkUrls(w);
+      await requireAdmin(call);
+      checkUnused(peerUrls);
       requireCluster();
       const isLearner = w['isLearner'] === true;
       if (isLearner && server.members().filter((m) => m.isLearner === true).length >= LEARNERS_MAX) {
@@ -112,7 +120,8 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       };
     }),
 
-    MemberRemove: unary(ctx, async (w) => {
+    MemberRemove: unary(ctx, async (w, call) => {
+      await requireAdmin(call);
       const member = existing(w);
       requireCluster();
       if (isStrict && member.isLearner !== true) {
@@ -123,15 +132,18 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       return { header: ctx.headerWithoutRevision(), members: members() };
     }),
 
-    MemberUpdate: unary(ctx, async (w) => {
+    MemberUpdate: unary(ctx, async (w, call) => {
+      const peerUrls = checkUrls(w);
+      await requireAdmin(call);
       const member = existing(w);
-      const peerUrls = checkUrls(w, member.id);
+      checkUnused(peerUrls, member.id);
       requireCluster();
       await change({ action: 'update', id: member.id, peerUrls });
       return { header: ctx.headerWithoutRevision(), members: members() };
     }),
 
-    MemberPromote: unary(ctx, async (w) => {
+    MemberPromote: unary(ctx, async (w, call) => {
+      await requireAdmin(call);
       const member = existing(w);
       if (member.isLearner !== true) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
       requireCluster();

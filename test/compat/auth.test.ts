@@ -119,6 +119,10 @@ async function enforce(side: Side): Promise<void> {
   await side.run([...ALICE, 'defrag']);
   await side.run([...ALICE, 'endpoint', 'hashkv']);
   await side.run([...ALICE, 'alarm', 'list']);
+  // Membership changes need root.
+  await side.run([...ALICE, 'member', 'add', 'newbie', '--peer-urls=http://127.0.0.1:1']);
+  await side.run([...ALICE, 'member', 'remove', 'deadbeef']);
+  await side.run([...ALICE, 'member', 'update', 'deadbeef', '--peer-urls=http://127.0.0.1:2']);
   // Refused at once, as etcd does: a snapshot is the whole keyspace (it once hung here).
   await side.run([...ALICE, 'snapshot', 'save', join(tmpdir(), 'etcron-auth-refused-snapshot.db')]);
   await side.run(['--user', 'bob:', 'get', '/cron/x']);

@@ -14,7 +14,7 @@ export interface StoreFlags {
   readonly initialClusterToken: string;
   /** Refuse membership changes that would leave too few started members for a quorum. */
   readonly strictReconfigCheck: boolean;
-  /** Applied entries between two trims of the Raft log. */
+  /** Applied entries between two trims of the Raft log; 0 for etcron's default. */
   readonly snapshotCount: number;
   readonly preVote: boolean;
   /** gRPC streams one client connection may hold open at once (0: unlimited). */
@@ -77,7 +77,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'initial-cluster-state': { kind: 'string', defaultValue: 'new', help: 'initial cluster state ("new" or "existing")' },
   'initial-cluster-token': { kind: 'string', defaultValue: 'etcd-cluster', help: 'initial cluster token' },
   'strict-reconfig-check': { kind: 'bool', defaultValue: 'true', help: 'reject reconfiguration requests that would cause quorum loss' },
-  'snapshot-count': { kind: 'int', defaultValue: '100000', help: 'number of committed transactions between two trims of the Raft log' },
+  'snapshot-count': { kind: 'int', defaultValue: '0', help: 'committed entries between two trims of the Raft log (0: every 1,000, keeping 5,000 for slow followers)' },
   'pre-vote': { kind: 'bool', defaultValue: 'true', help: 'run a pre-vote before an election (etcd 3.4 defaults to false; etcron to true)' },
   'max-concurrent-streams': { kind: 'int', defaultValue: '4294967295', help: 'maximum concurrent streams that each client connection can have open' },
   'listen-metrics-urls': { kind: 'string', defaultValue: '', help: 'more URLs serving /metrics and /health (plain HTTP)' },
@@ -206,7 +206,7 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
   };
   if (flags.authTokenTtlSeconds <= 0) throw new FlagError('--auth-token-ttl must be positive');
   if (bool('enable-v2')) throw new FlagError('--enable-v2: etcron serves the v3 API only');
-  if (flags.snapshotCount <= 0) throw new FlagError('--snapshot-count must be positive');
+  if (flags.snapshotCount < 0) throw new FlagError('--snapshot-count must not be negative');
   for (const url of flags.listenMetricsUrls) {
     if (!url.startsWith('http://')) throw new FlagError(`--listen-metrics-urls: only http:// URLs are supported, not ${url}`);
   }

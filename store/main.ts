@@ -80,7 +80,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     members: memberInfos,
     clusterId,
     strictReconfigCheck: flags.strictReconfigCheck,
-    snapshotCount: flags.snapshotCount,
+    ...(flags.snapshotCount > 0 ? { snapshotCount: flags.snapshotCount } : {}),
     preVote: flags.preVote,
     onRemoved: () => onRemoved(),
     listenPeerUrls: flags.listenPeerUrls,

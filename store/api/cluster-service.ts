@@ -77,11 +77,6 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   const requireAdmin = async (call: ServerSurfaceCall): Promise<void> => {
     server.applier.auth.checkAdmin(await ctx.caller(call));
   };
-  const requireCluster = (): void => {
-    if (server.isSingleMember) {
-      throw refusal(status.FAILED_PRECONDITION, 'etcron: a one-member store runs without Raft and cannot change its membership; start it as a member of a cluster of two or more');
-    }
-  };
   const change = async (request: Parameters<EtcdServer['proposeMemberChange']>[0]): Promise<void> => {
     try {
       await server.proposeMemberChange(request);
@@ -102,13 +97,16 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       const peerUrls = checkUrls(w);
       await requireAdmin(call);
       checkUnused(peerUrls);
-      requireCluster();
+      await server.becomeRaftGroup();
       const isLearner = w['isLearner'] === true;
       if (isLearner && server.members().filter((m) => m.isLearner === true).length >= LEARNERS_MAX) {
         throw refusal(status.FAILED_PRECONDITION, 'etcdserver: too many learner members in cluster');
       }
-      // A new voter counts against the quorum at once, though it has not started yet.
-      if (isStrict && !isLearner && startedVoters().length < quorum(voters().length + 1)) {
+      // A new voter counts against the quorum at once, though it has not started yet; etcd lets
+      // a one-member cluster add a second member all the same (how a cluster grows from one).
+      const started = startedVoters().length;
+      const isSecond = started === 1 && voters().length === 1;
+      if (isStrict && !isLearner && !isSecond && started < quorum(voters().length + 1)) {
         throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
       }
       const id = newMemberId(peerUrls, server.config.clusterId, Date.now());
@@ -123,7 +121,7 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
     MemberRemove: unary(ctx, async (w, call) => {
       await requireAdmin(call);
       const member = existing(w);
-      requireCluster();
+      await server.becomeRaftGroup();
       if (isStrict && member.isLearner !== true) {
         const startedAfter = startedVoters().filter((m) => m.id !== member.id).length;
         if (startedAfter < quorum(voters().length - 1)) throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
@@ -137,7 +135,7 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       await requireAdmin(call);
       const member = existing(w);
       checkUnused(peerUrls, member.id);
-      requireCluster();
+      await server.becomeRaftGroup();
       await change({ action: 'update', id: member.id, peerUrls });
       return { header: ctx.headerWithoutRevision(), members: members() };
     }),
@@ -146,7 +144,7 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       await requireAdmin(call);
       const member = existing(w);
       if (member.isLearner !== true) throw refusal(status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member');
-      requireCluster();
+      await server.becomeRaftGroup();
       // Only the leader knows how far the learner got; followers let the change through.
       const progress = server.matchIndexOf(member.id);
       if (progress !== null && progress.match < progress.leaderMatch * LEARNER_READY_RATIO) {

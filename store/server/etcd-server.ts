@@ -115,9 +115,11 @@ export class EtcdServer {
   private readonly confWaiters = new Map<string, ConfWaiter>();
   private nodeReady = false;
   private syncer: WalSyncer;
-  private readonly node: RaftNode;
-  private readonly transport: PeerTransport | null;
-  private readonly reads: ReadIndexQueue;
+  private node: RaftNode;
+  private transport: PeerTransport | null;
+  private reads: ReadIndexQueue;
+  /** Set while a one-member store turns into a Raft group: no Ready is taken meanwhile. */
+  private isSwitching = false;
   private readonly waiters = new Map<bigint, Waiter>();
   private proposals: { requestId: bigint; data: Uint8Array }[] = [];
   private readonly requestIdBase: bigint;
@@ -176,30 +178,9 @@ export class EtcdServer {
       });
       this.transport = null;
     } else {
-      this.node = newRaftNode({
-        id: config.member.id,
-        electionTicks: Math.max(2, Math.round(config.electionMs / config.heartbeatMs)),
-        heartbeatTicks: 1,
-        storage: this.storage,
-        applied,
-        maxSizePerMsgBytes: MAX_SIZE_PER_MSG_BYTES,
-        maxInflightMsgs: MAX_INFLIGHT_MSGS,
-        preVote: config.preVote ?? true,
-        checkQuorum: true,
-        random: systemRandom(),
-        logger: config.logger.child({ component: 'raft' }),
-      });
-      this.transport = new PeerTransport(
-        config.member.id, config.clusterId,
-        this.peerAddresses(),
-        { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView() },
-        (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
-        (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
-        config.logger.child({ component: 'transport' }),
-        config.peerTls,
-      );
-      const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
-      this.timers.push(tick);
+      const raft = this.startRaft(applied);
+      this.node = raft.node;
+      this.transport = raft.transport;
     }
     this.nodeReady = true;
     this.reads = new ReadIndexQueue(this.node, config.member.id, () => this.appliedIndex(), this.proposalTimeoutMs);
@@ -218,6 +199,64 @@ export class EtcdServer {
     await this.transport?.listen(this.config.listenPeerUrls);
   }
 
+  /** The Raft core, its peer transport and its tick, over this member's log. */
+  private startRaft(applied: number): { node: RaftNode; transport: PeerTransport } {
+    const config = this.config;
+    const node = newRaftNode({
+      id: config.member.id,
+      electionTicks: Math.max(2, Math.round(config.electionMs / config.heartbeatMs)),
+      heartbeatTicks: 1,
+      storage: this.storage,
+      applied,
+      maxSizePerMsgBytes: MAX_SIZE_PER_MSG_BYTES,
+      maxInflightMsgs: MAX_INFLIGHT_MSGS,
+      preVote: config.preVote ?? true,
+      checkQuorum: true,
+      random: systemRandom(),
+      logger: config.logger.child({ component: 'raft' }),
+    });
+    const transport = new PeerTransport(
+      config.member.id, config.clusterId,
+      this.peerAddresses(),
+      { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView() },
+      (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
+      (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
+      config.logger.child({ component: 'transport' }),
+      config.peerTls,
+    );
+    const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
+    this.timers.push(tick);
+    return { node, transport };
+  }
+
+  /**
+   * A one-member store runs without Raft (SoloNode). Before its first membership change it turns
+   * into a Raft group of one, from the same durable log: it waits until no Ready is in flight,
+   * starts the core (which elects itself at once), listens on its peer URLs, and waits until the
+   * new leader has applied its first entry, after which the core admits a conf change.
+   */
+  async becomeRaftGroup(): Promise<void> {
+    if (!(this.node instanceof SoloNode) || this.isSwitching) return;
+    this.isSwitching = true;
+    try {
+      await pollUntil(() => this.inflight === 0, SWITCH_WAIT_MS, 'the last Ready to finish');
+      const applied = this.backend.getMetaNumber('applied_index', 0);
+      const raft = this.startRaft(applied);
+      this.node = raft.node;
+      this.transport = raft.transport;
+      this.reads.close(new StoreError('timeout'));
+      this.reads = new ReadIndexQueue(this.node, this.config.member.id, () => this.appliedIndex(), this.proposalTimeoutMs);
+      this.node.campaign();
+      this.log.info({ term: this.node.status().term }, 'a one-member store now runs Raft, for a membership change');
+    } finally {
+      this.isSwitching = false;
+    }
+    this.scheduleDrain();
+    await this.transport?.listen(this.config.listenPeerUrls);
+    const target = this.node.status().lastIndex;
+    await pollUntil(() => this.node.status().applied >= target, SWITCH_WAIT_MS, 'the new leader to apply its first entry');
+  }
+
   /** (Re)builds the lease attachments and the applier over the current kv and lessor. */
   private rebuildStateMachine(): Applier {
     for (const kv of this.kv.liveKeys()) {
@@ -232,7 +271,7 @@ export class EtcdServer {
     const applied = this.backend.getMetaNumber('applied_index', 0);
     const commit = Math.min(this.backend.getMetaNumber('commit', 0), this.storage.lastIndex());
     // A single member commits what it appended; several members may only apply what was committed.
-    const upTo = this.config.members.length === 1 ? this.storage.lastIndex() : commit;
+    const upTo = this.membership.list().length === 1 ? this.storage.lastIndex() : commit;
     if (upTo <= applied) return;
     const rows = this.backend.logRange(applied + 1, upTo + 1);
     this.backend.transaction(() => {
@@ -329,7 +368,7 @@ export class EtcdServer {
   }
 
   private drain(): void {
-    if (this.closed || this.inflight >= this.maxInflight()) return;
+    if (this.closed || this.isSwitching || this.inflight >= this.maxInflight()) return;
     this.flushProposals();
     this.reads.flush();
     if (!this.node.hasReady()) return;
@@ -589,15 +628,19 @@ export class EtcdServer {
         if (this.confWaiters.delete(requestId)) reject(new StoreError('timeout'));
       }, this.proposalTimeoutMs);
       this.confWaiters.set(requestId, { resolve, reject, timer });
-      const result = this.node.proposeConfChange(encodeMemberChange({ ...change, requestId }));
-      if (!result.ok) {
-        // Another change is still being applied: etcd's answer when its own proposal is dropped.
-        this.confWaiters.delete(requestId);
-        clearTimeout(timer);
-        reject(new StoreError(result.reason === 'proposal-dropped' && this.node.status().lead !== 0n ? 'timeout' : 'no-leader'));
-        return;
-      }
-      this.scheduleDrain();
+      const data = encodeMemberChange({ ...change, requestId });
+      // The core admits one change at a time (and none before a new leader applied its first
+      // entry): a refused proposal is tried again until the request times out, as etcd's waits.
+      const attempt = (): void => {
+        if (!this.confWaiters.has(requestId)) return;
+        const result = this.node.proposeConfChange(data);
+        if (result.ok) {
+          this.scheduleDrain();
+          return;
+        }
+        setTimeout(attempt, CONF_CHANGE_RETRY_MS);
+      };
+      attempt();
     });
   }
 
@@ -818,4 +861,19 @@ function withStoredIdentity(backend: Backend, config: ServerConfig): ServerConfi
   const clusterId = BigInt(`0x${storedCluster}`);
   const memberId = BigInt(`0x${storedMember}`);
   return { ...config, clusterId, member: { ...config.member, id: memberId } };
+}
+
+/** How often a refused conf change (another one pending) is proposed again. */
+const CONF_CHANGE_RETRY_MS = 20;
+
+/** How long a one-member store waits for each step of becoming a Raft group. */
+const SWITCH_WAIT_MS = 5_000;
+
+/** Resolves once `done()` holds, checking every few milliseconds; rejects after `timeoutMs`. */
+async function pollUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > deadline) throw new StoreError('timeout', `waited ${timeoutMs} ms for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }

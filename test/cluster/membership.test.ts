@@ -116,3 +116,40 @@ describe(`3 ${clusterSubject()} members: add a learner, promote it, remove the l
     }, 20_000, 200);
   });
 });
+
+describe(`1 ${clusterSubject()} member grows to 2, then 3`, () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ size: 1 });
+  });
+
+  afterAll(async () => {
+    await cluster?.teardown();
+  });
+
+  it('adds voters to a one-member store one at a time, and keeps every write', { timeout: 120_000 }, async () => {
+    onTestFailed(() => { console.error(cluster.logTails(30)); });
+    const first = cluster.endpoints();
+    expect((await run(ETCDCTL_BINARY, [`--endpoints=${first.join(',')}`, 'put', 'before', 'x'])).stdout).toContain('OK');
+    for (let added = 0; added < 2; added++) {
+      const joining = await cluster.prepareMember();
+      await waitFor(`member add of ${joining.name}`, async () => {
+        const { stdout } = await run(ETCDCTL_BINARY, [`--endpoints=${cluster.endpoints().filter((e) => e !== joining.endpoint).join(',')}`,
+          '--command-timeout=10s', 'member', 'add', joining.name, `--peer-urls=${joining.peerUrl}`]);
+        return stdout.includes('added to cluster') ? true : undefined;
+      }, 30_000, 500).catch((err: unknown) => { throw err; });
+      await cluster.startJoining(joining.index);
+      await waitFor(`${joining.name} to serve the first write`, async () => {
+        const { stdout } = await run(ETCDCTL_BINARY, [`--endpoints=${joining.endpoint}`, 'get', 'before', '--print-value-only']);
+        return stdout.trim() === 'x' ? true : undefined;
+      }, 30_000, 200).catch((err: unknown) => { throw err; });
+    }
+    const { stdout } = await run(ETCDCTL_BINARY, [`--endpoints=${cluster.endpoints().join(',')}`, 'member', 'list']);
+    expect(stdout.trim().split('\n').filter((l) => l.includes(', started, '))).toHaveLength(3);
+    await waitFor('a write with three voters', async () => {
+      const put = await run(ETCDCTL_BINARY, [`--endpoints=${cluster.endpoints().join(',')}`, 'put', 'after', 'y']).catch(() => ({ stdout: '' }));
+      return put.stdout.includes('OK') ? true : undefined;
+    }, 20_000, 200);
+  });
+});

@@ -24,7 +24,7 @@ export function clusterSubject(): ClusterSubject {
 }
 
 export interface ClusterOptions {
-  readonly size: 3 | 5;
+  readonly size: 1 | 3 | 5;
   readonly subject?: ClusterSubject;
   readonly heartbeatIntervalMs?: number;
   readonly electionTimeoutMs?: number;

@@ -40,10 +40,9 @@ class WatchStream {
     batchStreamWrites(this.stream);
     this.stream.on('data', (request: Wire) => this.onRequest(request));
     const close = (): void => this.close();
-    this.stream.on('end', () => {
-      close();
-      this.stream.end();
-    });
+    // As etcd: a client's half-close ends no watch; the stream lives until the client cancels
+    // it or goes away (etcd waits for the stream's context, not for the end of its requests).
+    this.stream.on('end', () => {});
     this.stream.on('error', close);
     this.stream.on('cancelled', close);
     this.progressTimer = setInterval(() => this.progressTick(), PROGRESS_NOTIFY_MS);

@@ -77,6 +77,7 @@ interface StreamCall {
   end(...args: unknown[]): unknown;
   destroy(err?: unknown): unknown;
   on(event: string, listener: () => void): unknown;
+  prependListener(event: string, listener: (err: unknown) => void): unknown;
 }
 
 /** Wraps one handler so each call counts as started, then as handled with its final code. */
@@ -116,6 +117,9 @@ function countedHandler(
       return destroy(err);
     };
     call.on('cancelled', () => finish(status.CANCELLED));
+    // A handler fails a stream by emitting 'error' (failStream); grpc-js's own listener then ends
+    // the stream, which would count as OK: count the error's code first.
+    call.prependListener('error', (err: unknown) => finish(codeOf(err)));
     handle(call);
   }) as UntypedHandleCall;
 }

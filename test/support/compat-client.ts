@@ -257,6 +257,11 @@ export class ResponseStream {
     this.call.end();
     this.call.cancel();
   }
+
+  /** The client's half-close only: no more requests, the stream stays open. */
+  halfClose(): void {
+    this.call.end();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

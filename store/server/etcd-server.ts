@@ -591,11 +591,6 @@ export class EtcdServer {
     });
   }
 
-  /** A one-member store runs without Raft (SoloNode) and cannot change its membership. */
-  get isSingleMember(): boolean {
-    return this.transport === null;
-  }
-
   private peerAddresses(): { id: bigint; url: string }[] {
     return this.membership.list()
       .filter((m) => m.id !== this.config.member.id && m.peerUrls[0] !== undefined)

@@ -124,15 +124,13 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     const fromEnv = env[envName(flag)];
     if (fromEnv !== undefined) given.set(flag, fromEnv);
   }
-  const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const match = /^--?([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
     if (match === null) throw new FlagError(`unexpected argument "${arg}"; etcron store takes only flags (see --help)`);
     const flag = match[1] as string;
     if (!(flag in FLAG_SPECS)) throw new FlagError(`flag provided but not defined: -${flag}`);
-    if (seen.has(flag)) throw new FlagError(`flag -${flag} given twice`);
-    seen.add(flag);
+    // As Go's flag package (and so etcd): a flag given again overrides the earlier value.
     let value = match[2];
     // As Go's flag package: a boolean flag alone means true and never takes the next argument.
     if (value === undefined && (FLAG_SPECS[flag] as FlagSpec).kind === 'bool') value = 'true';

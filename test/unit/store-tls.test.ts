@@ -20,6 +20,9 @@ describe('TLS flags in Go flag syntax', () => {
     expect(parseStoreFlags(['--client-cert-auth'], {}).clientTls.isClientCertAuth).toBe(true);
     expect(parseStoreFlags(['-peer-auto-tls=false'], {}).peerTls.isAutoTls).toBe(false);
     expect(parseStoreFlags(['--auto-tls', '--name', 'n1'], {})).toMatchObject({ name: 'n1', clientTls: { isAutoTls: true } });
+    // As Go's flag package: a flag given twice keeps the later value (etcd's e2e tests repeat some).
+    expect(parseStoreFlags(['--client-cert-auth', '--name', 'a', '--client-cert-auth=false', '--name', 'b'], {}))
+      .toMatchObject({ name: 'b', clientTls: { isClientCertAuth: false } });
     expect(() => parseStoreFlags(['--client-cert-auth', 'true'], {})).toThrow('unexpected argument "true"');
   });
 

@@ -6,6 +6,8 @@ import { getOp, putOp, rangeResult, runTxn, type CompareSpec } from '../shared/e
 import { ApiError, type FieldError } from './errors.js';
 import { ok, type RequestContext, type RouteResult } from './http-server.js';
 import { revisionOf, specFromBody, type JobView } from './job-routes.js';
+import { withCreationTime } from './job-created-at.js';
+import type { Clock } from '../shared/clock.js';
 
 /**
  * `POST /v1/apply`: create or replace many jobs in few store requests. One PUT per job cost a
@@ -38,14 +40,14 @@ interface Planned {
   readonly text: string;
 }
 
-export async function applyJobs(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+export async function applyJobs(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
   const planned = validateAll(context.body);
   const batches = splitIntoBatches(planned);
   const results: ApplyResult[][] = new Array<ApplyResult[]>(batches.length);
   let next = 0;
   const runner = async (): Promise<void> => {
     for (let index = next++; index < batches.length; index = next++) {
-      results[index] = await applyBatch(client, batches[index] as Planned[]);
+      results[index] = await applyBatch(client, clock, batches[index] as Planned[]);
     }
   };
   await Promise.all(Array.from({ length: Math.min(TXNS_IN_FLIGHT_MAX, batches.length) }, runner));
@@ -94,14 +96,20 @@ function splitIntoBatches(planned: readonly Planned[]): Planned[][] {
   return chunkBySize(planned, JOBS_PER_TXN_MAX, SPEC_BYTES_PER_TXN_MAX, (job) => Buffer.byteLength(job.text));
 }
 
-async function applyBatch(client: Etcd3, batch: readonly Planned[]): Promise<ApplyResult[]> {
+async function applyBatch(client: Etcd3, clock: Clock, batch: readonly Planned[]): Promise<ApplyResult[]> {
   const reads = batch.map((job) => getOp(jobKey(job.spec.name)));
   for (let attempt = 0; attempt < BATCH_ATTEMPTS_MAX; attempt++) {
     const read = await runTxn(client, { compare: [], success: reads });
     const current = batch.map((_, index) => rangeResult(read, index)[0]);
+    // What each job is stored as depends on what is stored now (its creation instant).
+    const nowMs = clock.nowMs();
+    const toStore: Planned[] = batch.map((job, index) => {
+      const spec = withCreationTime(job.spec, current[index], nowMs);
+      return { spec, text: serializeJobSpec(spec) };
+    });
     const compare: CompareSpec[] = [];
     const changed = new Set<number>();
-    batch.forEach((job, index) => {
+    toStore.forEach((job, index) => {
       const kv = current[index];
       if (kv !== undefined && kv.value.toString() === job.text) return;
       changed.add(index);
@@ -112,12 +120,12 @@ async function applyBatch(client: Etcd3, batch: readonly Planned[]): Promise<App
     });
     let rev = 0;
     if (changed.size > 0) {
-      const success = [...changed].map((index) => putOp(jobKey((batch[index] as Planned).spec.name), (batch[index] as Planned).text));
+      const success = [...changed].map((index) => putOp(jobKey((toStore[index] as Planned).spec.name), (toStore[index] as Planned).text));
       const outcome = await runTxn(client, { compare, success });
       if (!outcome.succeeded) continue;
       rev = outcome.revision;
     }
-    return batch.map((job, index) => {
+    return toStore.map((job, index) => {
       const kv = current[index];
       const isChanged = changed.has(index);
       const base = kv === undefined

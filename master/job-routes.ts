@@ -13,6 +13,8 @@ import { assertSafeInteger } from '../shared/assert.js';
 import { ApiError } from './errors.js';
 import { ok, type RequestContext, type Route, type RouteResult } from './http-server.js';
 import { applyJobs } from './job-apply-batch.js';
+import { withCreationTime } from './job-created-at.js';
+import type { Clock } from '../shared/clock.js';
 
 /** How often pause/resume re-read and retry when another writer changed the job in between. */
 const READ_MODIFY_WRITE_ATTEMPTS_MAX = 5;
@@ -116,8 +118,8 @@ async function readJob(client: Etcd3, name: string, rev?: number): Promise<IKeyV
   return res.kvs[0];
 }
 
-async function createJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
-  const spec = specFromBody(context.body);
+async function createJob(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
+  const spec = withCreationTime(specFromBody(context.body), undefined, clock.nowMs());
   const key = jobKey(spec.name);
   // create_revision == 0: of two concurrent creates exactly one wins; the other learns it lost.
   const res = await client
@@ -135,12 +137,13 @@ async function createJob(client: Etcd3, context: RequestContext): Promise<RouteR
  * Apply: create or replace. The write compares on the mod_revision read just before (or on the
  * caller's `?modRevision=`), so a concurrent edit is reported instead of silently overwritten.
  */
-async function applyJob(client: Etcd3, context: RequestContext): Promise<RouteResult> {
+async function applyJob(client: Etcd3, clock: Clock, context: RequestContext): Promise<RouteResult> {
   const name = nameParam(context);
-  const spec = specFromBody(context.body, name);
+  const input = specFromBody(context.body, name);
   const expected = revisionQuery(context, 'modRevision');
   const key = jobKey(name);
   const current = await readJob(client, name);
+  const spec = withCreationTime(input, current, clock.nowMs());
   const currentModRevision = current === undefined ? 0 : revisionOf(current.mod_revision, 'mod_revision');
   if (expected !== undefined && expected !== currentModRevision) {
     throw new ApiError('conflict', `job ${name} is at mod revision ${currentModRevision}, not ${expected}`);
@@ -236,13 +239,13 @@ async function setJobPaused(client: Etcd3, context: RequestContext, paused: bool
   throw new ApiError('conflict', `job ${name} kept changing; try again`);
 }
 
-export function jobRoutes(client: Etcd3): Route[] {
+export function jobRoutes(client: Etcd3, clock: Clock): Route[] {
   return [
     { method: 'GET', path: '/v1/jobs', handler: (context) => listJobs(client, context) },
-    { method: 'POST', path: '/v1/jobs', handler: (context) => createJob(client, context) },
+    { method: 'POST', path: '/v1/jobs', handler: (context) => createJob(client, clock, context) },
     { method: 'GET', path: '/v1/jobs/:name', handler: (context) => getJob(client, context) },
-    { method: 'PUT', path: '/v1/jobs/:name', handler: (context) => applyJob(client, context) },
-    { method: 'POST', path: '/v1/apply', handler: (context) => applyJobs(client, context) },
+    { method: 'PUT', path: '/v1/jobs/:name', handler: (context) => applyJob(client, clock, context) },
+    { method: 'POST', path: '/v1/apply', handler: (context) => applyJobs(client, clock, context) },
     { method: 'DELETE', path: '/v1/jobs/:name', handler: (context) => removeJob(client, context) },
     { method: 'POST', path: '/v1/jobs/:name/pause', handler: (context) => setJobPaused(client, context, true) },
     { method: 'POST', path: '/v1/jobs/:name/resume', handler: (context) => setJobPaused(client, context, false) },

@@ -79,7 +79,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     options.apiPort ?? DEFAULT_API_PORT,
     [
       statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
-      ...jobRoutes(client), ...inspectRoutes(client, clock),
+      ...jobRoutes(client, clock), ...inspectRoutes(client, clock),
       metricsRoute(() => isLeader()), overviewRoute(client, clock),
       ...uiRoutes(root.child({ component: 'ui' })),
     ],

@@ -9,7 +9,7 @@ import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedul
 import type { JobSpec } from '../../shared/job/spec.js';
 import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
 import { startReaper, type Reaper } from './reaper.js';
-import { checkedUntilFrom, notStartedRecord, slotsPastDeadline } from './missed.js';
+import { creationCursorMs, notStartedRecord, resumeCheckedUntil, slotsPastDeadline } from './missed.js';
 import { readRanges } from './batched-ranges.js';
 import { recordNotStarted } from '../../shared/history/write.js';
 import { prefixEnd, runKey, runsPrefix } from '../../shared/keys.js';
@@ -121,10 +121,13 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     const existing = jobs.get(name);
     // A job created while this housekeeper runs has no slots before now: run records left by an
     // earlier job of the same name must not make it look back (and record days of missed slots).
+    // It starts from its creation stamp, not from when this watch saw it: a slot in between that
+    // no worker started (none may run the job, say) still gets its record.
     const isCreatedNow = !isLoadingJobs && existing === undefined && Number(kv.version) === 1;
+    const nowMs = clock.nowMs();
     jobs.set(name, {
       spec: parsed.spec, createRevision: Number(kv.create_revision),
-      ...(isCreatedNow ? { checkedUntilMs: clock.nowMs() } : {}),
+      ...(isCreatedNow ? { checkedUntilMs: Math.max(creationCursorMs(parsed.spec, nowMs) ?? nowMs, nowMs - parsed.spec.history.ageMs) } : {}),
       schedule: compiled.schedule, nextSlot: memoNextSlot(compiled.schedule),
       ...(existing?.lastTrimMs === undefined ? {} : { lastTrimMs: existing.lastTrimMs }),
       ...(existing?.checkedUntilMs === undefined ? {} : { checkedUntilMs: existing.checkedUntilMs }),
@@ -154,13 +157,8 @@ export function startHousekeeping(client: Etcd3, options: HousekeepingOptions = 
     }));
     fresh.forEach((job, index) => {
       const found = keys[index] ?? [];
-      const fromRecords = checkedUntilFrom(job.spec, found[found.length - 1], nowMs);
-      // A job the previous leader covered resumes from its watermark: a slot older than the
-      // newest record may still lack one (it was not past its deadline when that leader went).
       const covered = watermark !== undefined && job.createRevision <= watermark.revision ? watermark : undefined;
-      job.checkedUntilMs = covered === undefined
-        ? fromRecords
-        : Math.max(Math.min(covered.checkedUntilMs, fromRecords), nowMs - job.spec.history.ageMs);
+      job.checkedUntilMs = resumeCheckedUntil(job.spec, found[found.length - 1], covered?.checkedUntilMs, nowMs);
     });
   };
 

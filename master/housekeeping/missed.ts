@@ -1,5 +1,5 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { parseRunKey, runKey, runsPrefix, prefixEnd, slotId } from '../../shared/keys.js';
+import { parseRunKey, runKey, slotId } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import type { CompiledSchedule } from '../../shared/job/schedule.js';
 import { recordNotStarted } from '../../shared/history/write.js';
@@ -15,21 +15,36 @@ export function missedAfterMs(spec: JobSpec, slotMs: number): number {
   return slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs) + Math.max(spec.catchUp.windowMs, ON_TIME_GRACE_MS) + MISSED_MARGIN_MS;
 }
 
-/** Where a new housekeeper resumes: just after the newest recorded slot, never before the history age limit. */
-export async function initialCheckedUntil(client: Etcd3, spec: JobSpec, nowMs: number): Promise<number> {
-  const prefix = runsPrefix(spec.name);
-  const response = await client.kv.range({
-    key: Buffer.from(prefix), range_end: prefixEnd(prefix), limit: 1, sort_target: 'Key', sort_order: 'Descend',
-  });
-  return checkedUntilFrom(spec, response.kvs[0], nowMs);
-}
-
 /** checkedUntil from the job's newest run key (the last key under its runs prefix), if any. */
 export function checkedUntilFrom(spec: JobSpec, newest: IKeyValue | undefined, nowMs: number): number {
   // The key names the slot, so keys-only reads suffice.
   const slotMs = newest === undefined ? undefined : parseRunKey(newest.key.toString())?.slotMs;
   if (slotMs === undefined) return nowMs;
   return Math.max(slotMs, nowMs - spec.history.ageMs);
+}
+
+/**
+ * The cursor just before the job's first slot, if the master stamped its creation: slots after
+ * it are the job's. Clamped to now, so a writer's clock ahead of ours hides no slot.
+ */
+export function creationCursorMs(spec: JobSpec, nowMs: number): number | undefined {
+  return spec.createdAtMs === undefined ? undefined : Math.min(spec.createdAtMs - 1, nowMs);
+}
+
+/**
+ * Where a new housekeeper resumes a job. A job the previous leader covered (its watermark was
+ * written after the job existed) resumes from that watermark; any other job from its creation,
+ * since no earlier leader may have looked at it at all (it was created just before that leader
+ * died). Either way a slot older than the newest record may lack one: it was not yet past its
+ * deadline when the previous leader went. Without a creation stamp, the newest record (or now)
+ * is all there is. Never before the history age limit, nor before the job existed.
+ */
+export function resumeCheckedUntil(spec: JobSpec, newest: IKeyValue | undefined, coveredUntilMs: number | undefined, nowMs: number): number {
+  const fromRecords = checkedUntilFrom(spec, newest, nowMs);
+  const created = creationCursorMs(spec, nowMs);
+  const lookBackTo = coveredUntilMs ?? created;
+  const from = lookBackTo === undefined ? fromRecords : Math.min(lookBackTo, fromRecords);
+  return Math.max(from, nowMs - spec.history.ageMs, created ?? Number.NEGATIVE_INFINITY);
 }
 
 /**

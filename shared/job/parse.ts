@@ -14,6 +14,7 @@ export type JobSpecResult = { ok: true; spec: JobSpec } | { ok: false; errors: r
 const TOP_FIELDS = [
   'name', 'schedule', 'timezone', 'command', 'argv', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
   'catchUp', 'tags', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
+  'createdAtMs',
 ] as const;
 const RETRY_FIELDS = ['count', 'backoffInitialMs', 'backoffMaxMs', 'backoffMultiplier'] as const;
 const CATCH_UP_FIELDS = ['windowMs', 'max'] as const;
@@ -125,6 +126,10 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   const jitterMs = c.duration(input['jitterMs'], 'jitterMs', JOB_DEFAULTS.jitterMs, 0);
   const broadcast = c.boolean(input['broadcast'], 'broadcast');
   const paused = c.boolean(input['paused'], 'paused');
+  const createdAtInput = input['createdAtMs'];
+  if (createdAtInput !== undefined && !(Number.isSafeInteger(createdAtInput) && (createdAtInput as number) >= 0)) {
+    c.fail('createdAtMs', 'must be a non-negative integer (ms since the epoch)');
+  }
 
   if (c.errors.length > 0 || !name.ok || !schedule.ok || overlap === undefined || command === undefined) {
     return { ok: false, errors: c.errors };
@@ -139,6 +144,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     killGraceMs, retries, overlap: overlap satisfies OverlapPolicy, catchUp, tags: [...tags].sort(), broadcast, paused,
     history, outputTailBytesMax, jitterMs,
+    ...(typeof createdAtInput === 'number' ? { createdAtMs: createdAtInput } : {}),
   };
   return { ok: true, spec };
 }

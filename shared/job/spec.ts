@@ -50,6 +50,12 @@ export interface JobSpec {
   readonly outputTailBytesMax: number;
   /** Runs start at slot + a deterministic offset in [0, jitterMs]; the slot id stays nominal. */
   readonly jitterMs: number;
+  /**
+   * When the job was first created (wall ms, the writing master's clock), stamped by the master
+   * and kept across edits; a value in the input is replaced. A new leader records missed slots
+   * from here for a job that has no records yet. Absent on jobs written around the master.
+   */
+  readonly createdAtMs?: number;
 }
 
 export const JOB_DEFAULTS = {

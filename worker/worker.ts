@@ -8,6 +8,7 @@ import {
   JOBS_PREFIX, LOCKS_PREFIX, RETRIES_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, lockKey, validateWorkerId, workerKey,
 } from '../shared/keys.js';
 import { deserializeJobSpec } from '../shared/job/parse.js';
+import { creationCursorMs } from '../shared/job/creation.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
 import type { JobSpec } from '../shared/job/spec.js';
 import { decodeRetryRequest, decodeWorkerInfo, encodeRecord, type RetryRequest, type WorkerInfo } from '../shared/history/records.js';
@@ -247,11 +248,14 @@ class Worker {
     if (!compiled.ok) return;
     const existing = this.jobs.get(name);
     // Jobs found when the worker starts look back over their catch-up window (slots due while no
-    // worker ran); a job created while we watch starts from now: slots before it existed are not
-    // its own. An edited job keeps its cursor.
+    // worker ran); a job created while we watch starts from its creation stamp (or now): slots
+    // before it existed are not its own, and one due while the watch was delivering it is. An
+    // edited job keeps its cursor.
     const isCreatedNow = this.jobsLoaded && kv.version === '1';
-    const lookbackMs = isCreatedNow ? 0 : Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
-    const cursorMs = existing?.cursorMs ?? this.clock.nowMs() - lookbackMs;
+    const nowMs = this.clock.nowMs();
+    const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
+    const createdCursorMs = isCreatedNow ? creationCursorMs(parsed.spec, nowMs) ?? nowMs : Number.NEGATIVE_INFINITY;
+    const cursorMs = existing?.cursorMs ?? Math.max(nowMs - lookbackMs, createdCursorMs);
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, nextSlot: memoNextSlot(compiled.schedule) });
   }
 

@@ -9,7 +9,8 @@ import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedul
 import type { JobSpec } from '../../shared/job/spec.js';
 import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
 import { startReaper, type Reaper } from './reaper.js';
-import { creationCursorMs, notStartedRecord, resumeCheckedUntil, slotsPastDeadline } from './missed.js';
+import { notStartedRecord, resumeCheckedUntil, slotsPastDeadline } from './missed.js';
+import { creationCursorMs } from '../../shared/job/creation.js';
 import { readRanges } from './batched-ranges.js';
 import { recordNotStarted } from '../../shared/history/write.js';
 import { prefixEnd, runKey, runsPrefix } from '../../shared/keys.js';

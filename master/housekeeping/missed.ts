@@ -1,6 +1,7 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { parseRunKey, runKey, slotId } from '../../shared/keys.js';
 import type { JobSpec } from '../../shared/job/spec.js';
+import { creationCursorMs } from '../../shared/job/creation.js';
 import type { CompiledSchedule } from '../../shared/job/schedule.js';
 import { recordNotStarted } from '../../shared/history/write.js';
 import { runIdFor, type RunRecord } from '../../shared/history/records.js';
@@ -21,14 +22,6 @@ export function checkedUntilFrom(spec: JobSpec, newest: IKeyValue | undefined, n
   const slotMs = newest === undefined ? undefined : parseRunKey(newest.key.toString())?.slotMs;
   if (slotMs === undefined) return nowMs;
   return Math.max(slotMs, nowMs - spec.history.ageMs);
-}
-
-/**
- * The cursor just before the job's first slot, if the master stamped its creation: slots after
- * it are the job's. Clamped to now, so a writer's clock ahead of ours hides no slot.
- */
-export function creationCursorMs(spec: JobSpec, nowMs: number): number | undefined {
-  return spec.createdAtMs === undefined ? undefined : Math.min(spec.createdAtMs - 1, nowMs);
 }
 
 /**

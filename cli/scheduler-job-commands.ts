@@ -48,7 +48,7 @@ const path = (name: string, suffix = ''): string => `/v1/jobs/${encodeURICompone
 
 function commandText(spec: JobSpec | null): string {
   if (spec === null) return '';
-  const text = spec.command ?? (spec.argv ?? []).join(' ');
+  const text = spec.http === undefined ? spec.command ?? (spec.argv ?? []).join(' ') : `${spec.http.method} ${spec.http.url}`;
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 

@@ -9,6 +9,11 @@ import { CliError } from './scheduler-api-client.js';
 export interface JobFlagValues {
   readonly schedule?: string;
   readonly command?: string;
+  readonly httpUrl?: string;
+  readonly httpMethod?: string;
+  readonly httpHeader?: readonly string[];
+  readonly httpBody?: string;
+  readonly httpExpectStatus?: string;
   readonly timezone?: string;
   readonly env?: readonly string[];
   readonly cwd?: string;
@@ -32,7 +37,13 @@ export interface JobFlagValues {
 /** Spec field → the flag that sets it, to phrase errors in the user's own terms. */
 export const FLAG_FOR_FIELD: Readonly<Record<string, string>> = {
   schedule: '--schedule',
-  command: '--command',
+  command: '--command (or --http-url)',
+  http: '--http-url',
+  'http.url': '--http-url',
+  'http.method': '--http-method',
+  'http.headers': '--http-header',
+  'http.body': '--http-body',
+  'http.expectStatus': '--http-expect-status',
   timezone: '--timezone',
   env: '--env',
   cwd: '--cwd',
@@ -56,7 +67,12 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 export function addJobFlags(command: Command): Command {
   return command
     .requiredOption('--schedule <cron>', 'cron with optional seconds, a macro (@hourly) or "@every 10s"')
-    .requiredOption('--command <shell>', 'shell command, run with /bin/sh -c')
+    .option('--command <shell>', 'shell command, run with /bin/sh -c (or give --http-url)')
+    .option('--http-url <url>', 'run the job as an HTTP request to this URL, made by the worker')
+    .option('--http-method <method>', 'GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS (default GET)')
+    .option('--http-header <"Name: value">', 'request header (repeatable)', collect)
+    .option('--http-body <text>', 'request body')
+    .option('--http-expect-status <codes>', 'statuses that count as success, e.g. 200,204 (default any 2xx)')
     .option('--timezone <iana>', 'IANA time zone of the schedule (default UTC)')
     .option('--env <KEY=VALUE>', 'environment variable for the run (repeatable)', collect)
     .option('--cwd <dir>', 'working directory of the run')
@@ -89,6 +105,8 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
   };
   set('schedule', flags.schedule);
   set('command', flags.command);
+  const http = httpFromFlags(flags);
+  if (http !== undefined) spec['http'] = http;
   set('timezone', flags.timezone);
   if (flags.env !== undefined) {
     const env: Record<string, string> = {};
@@ -124,4 +142,29 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
   if (flags.outputTailBytes !== undefined) spec['outputTailBytesMax'] = numberIfInteger(flags.outputTailBytes);
   set('jitterMs', flags.jitter);
   return spec;
+}
+
+/** The `http` object from the --http-* flags; undefined without --http-url (the parser names what is missing). */
+function httpFromFlags(flags: JobFlagValues): Record<string, unknown> | undefined {
+  const rest = [flags.httpMethod, flags.httpHeader, flags.httpBody, flags.httpExpectStatus];
+  if (flags.httpUrl === undefined) {
+    if (rest.some((v) => v !== undefined)) throw new CliError('--http-method/--http-header/--http-body/--http-expect-status need --http-url');
+    return undefined;
+  }
+  const http: Record<string, unknown> = { url: flags.httpUrl };
+  if (flags.httpMethod !== undefined) http['method'] = flags.httpMethod;
+  if (flags.httpHeader !== undefined) {
+    const headers: Record<string, string> = {};
+    for (const line of flags.httpHeader) {
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new CliError(`http.headers (--http-header): expected "Name: value" (got ${JSON.stringify(line)})`);
+      headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+    }
+    http['headers'] = headers;
+  }
+  if (flags.httpBody !== undefined) http['body'] = flags.httpBody;
+  if (flags.httpExpectStatus !== undefined) {
+    http['expectStatus'] = flags.httpExpectStatus.split(',').map((s) => numberIfInteger(s.trim()));
+  }
+  return http;
 }

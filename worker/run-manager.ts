@@ -12,6 +12,7 @@ import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, ty
 import { fitOutputTail } from './executor/fit-output-tail.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
+import { runHeadersFrom, startHttpRequest } from './executor/http-request.js';
 import type { Session } from './session.js';
 import { WORKER_LIMITS } from './options.js';
 import { jitterOffsetMs, nextSlotMs } from '../master/planner/slots.js';
@@ -255,14 +256,8 @@ export class RunManager {
       ETCRON_WORKER: this.worker,
       ETCRON_ATTEMPT: String(claim.record.attempt),
     };
-    const argv = spec.argv ?? ['/bin/sh', '-c', spec.command ?? 'false'];
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
-    const isBenchNoop = this.benchNoopExecutor && spec.command === BENCH_NOOP_COMMAND;
-    const process = isBenchNoop ? startBenchNoop() : startProcess({
-      argv, env, killGraceMs: spec.killGraceMs, outputTailBytesMax: spec.outputTailBytesMax,
-      ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
-      ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
-    }, this.clock, log);
+    const process = this.launch(spec, env, log);
     this.counters.runsStarted++;
     this.countStart(request, claim);
     const running: RunRecord = { ...claim.record, state: 'running', fence: claim.fence, startedAtMs: this.clock.nowMs() };
@@ -285,6 +280,23 @@ export class RunManager {
     }).catch((err: unknown) => {
       log.error({ err }, 'finishing run failed');
     });
+  }
+
+  /** The run itself: a process group, or for an HTTP job a request made from this process. */
+  private launch(spec: JobSpec, env: Record<string, string>, log: Logger): RunningProcess {
+    if (spec.http !== undefined) {
+      return startHttpRequest({
+        request: spec.http, runHeaders: runHeadersFrom(env), outputTailBytesMax: spec.outputTailBytesMax,
+        ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+      }, this.clock, log);
+    }
+    if (this.benchNoopExecutor && spec.command === BENCH_NOOP_COMMAND) return startBenchNoop();
+    return startProcess({
+      argv: spec.argv ?? ['/bin/sh', '-c', spec.command ?? 'false'], env, killGraceMs: spec.killGraceMs,
+      outputTailBytesMax: spec.outputTailBytesMax,
+      ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+      ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+    }, this.clock, log);
   }
 
   private countStart(request: LaunchRequest, claim: Claimed): void {
@@ -321,15 +333,20 @@ export class RunManager {
   }
 
   private finalState(exit: ProcessExit): { state: RunState; reason?: string } {
+    const stopped = exit.inProcess === undefined ? 'process group killed' : 'request aborted';
     switch (exit.stopCause) {
-      case 'timeout': return { state: 'timeout', reason: 'timed out; process group killed' };
-      case 'lease-lost': return { state: 'killed', reason: 'worker lost its lease; process group killed' };
-      case 'killed': return { state: 'killed', reason: 'lock deleted (job kill); process group killed' };
+      case 'timeout': return { state: 'timeout', reason: `timed out; ${stopped}` };
+      case 'lease-lost': return { state: 'killed', reason: `worker lost its lease; ${stopped}` };
+      case 'killed': return { state: 'killed', reason: `lock deleted (job kill); ${stopped}` };
       case 'replaced': return { state: 'killed', reason: 'replaced by a newer slot (overlap Replace)' };
       case 'shutdown': return { state: 'killed', reason: 'worker shut down' };
       case undefined: break;
     }
     if (exit.spawnError !== undefined) return { state: 'failed', reason: `spawn failed: ${exit.spawnError}` };
+    if (exit.inProcess !== undefined) {
+      const { failure } = exit.inProcess;
+      return failure === undefined ? { state: 'succeeded' } : { state: 'failed', reason: failure };
+    }
     if (exit.exitCode === 0) return { state: 'succeeded' };
     return { state: 'failed', reason: exit.signal === null ? `exit code ${exit.exitCode}` : `signal ${exit.signal}` };
   }
@@ -353,6 +370,7 @@ export class RunManager {
       ...run.record, state, endedAtMs, outputTail: fitOutputTail(exit.outputTail, OUTPUT_TAIL_ENCODED_BYTES_MAX),
       ...(exit.exitCode === null ? {} : { exitCode: exit.exitCode }),
       ...(exit.signal === null ? {} : { signal: exit.signal }),
+      ...(exit.inProcess?.httpStatus === undefined ? {} : { httpStatus: exit.inProcess.httpStatus }),
       ...(finalReason === undefined ? {} : { reason: finalReason }),
     };
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });

@@ -46,6 +46,8 @@ export interface RunRecord {
   readonly endedAtMs?: number;
   readonly exitCode?: number;
   readonly signal?: string;
+  /** The response status of an HTTP job's request. */
+  readonly httpStatus?: number;
   /** The last outputTailBytesMax bytes of stdout and stderr, interleaved as received. */
   readonly outputTail?: string;
   /** True when the slot was run late because of catch-up after downtime. */

@@ -1,14 +1,15 @@
 import { validateJobName } from '../keys.js';
 import { Checker, isRecord, type Fields, type JobSpecIssue } from './checker.js';
 import { compileSchedule } from './schedule.js';
-import { JOB_DEFAULTS, JOB_LIMITS, OVERLAP_POLICIES, type JobSpec, type OverlapPolicy, type RetryPolicy } from './spec.js';
+import { parseHttpRequest } from './parse-http.js';
+import { JOB_DEFAULTS, JOB_LIMITS, OVERLAP_POLICIES, type HttpRequestSpec, type JobSpec, type OverlapPolicy, type RetryPolicy } from './spec.js';
 
 export type { JobSpecIssue } from './checker.js';
 
 export type JobSpecResult = { ok: true; spec: JobSpec } | { ok: false; errors: readonly JobSpecIssue[] };
 
 const TOP_FIELDS = [
-  'name', 'schedule', 'timezone', 'command', 'argv', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
+  'name', 'schedule', 'timezone', 'command', 'argv', 'http', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
   'catchUp', 'tags', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
   'createdAtMs',
 ] as const;
@@ -37,7 +38,9 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   if (cwd !== undefined && (typeof cwd !== 'string' || cwd.length === 0 || cwd.length > 4096)) {
     c.fail('cwd', 'must be a non-empty path');
   }
-  const timeoutMs = input['timeoutMs'] === undefined ? undefined : c.duration(input['timeoutMs'], 'timeoutMs', 0, 1);
+  const timeoutMs = input['timeoutMs'] === undefined
+    ? (input['http'] === undefined ? undefined : JOB_DEFAULTS.httpTimeoutMs)
+    : c.duration(input['timeoutMs'], 'timeoutMs', 0, 1);
   const killGraceMs = c.duration(input['killGraceMs'], 'killGraceMs', JOB_DEFAULTS.killGraceMs, 0);
   const retries = parseRetries(c, input['retries']);
 
@@ -91,11 +94,24 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   return { ok: true, spec };
 }
 
-function parseCommand(c: Checker, input: Fields): { command: string } | { argv: string[] } | undefined {
+/** Exactly one way to run the job: a shell command, an argv, or an HTTP request. */
+function parseCommand(c: Checker, input: Fields): { command: string } | { argv: string[] } | { http: HttpRequestSpec } | undefined {
   const command = input['command'];
   const argv = input['argv'];
-  if ((command === undefined) === (argv === undefined)) {
-    return c.fail(command === undefined ? 'command' : 'argv', 'exactly one of command and argv is required');
+  const http = input['http'];
+  const given = [command, argv, http].filter((v) => v !== undefined).length;
+  if (given !== 1) {
+    // None: ask for a command; several: name the one that is one too many.
+    const field = given === 0 ? 'command' : (command !== undefined && argv !== undefined ? 'argv' : 'http');
+    return c.fail(field, 'exactly one of command, argv and http is required');
+  }
+  if (http !== undefined) {
+    const request = parseHttpRequest(c, http);
+    if (input['env'] !== undefined && isRecord(input['env']) && Object.keys(input['env']).length > 0) {
+      c.fail('env', 'applies to command and argv jobs; an HTTP job sends headers instead');
+    }
+    if (input['cwd'] !== undefined) c.fail('cwd', 'applies to command and argv jobs only');
+    return request === undefined ? undefined : { http: request };
   }
   if (command !== undefined) {
     if (typeof command !== 'string' || command.trim().length === 0) return c.fail('command', 'must be a non-empty string');

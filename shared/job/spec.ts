@@ -22,6 +22,23 @@ export interface HistoryLimits {
   readonly ageMs: number;
 }
 
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+/**
+ * A job run as one HTTP request made by the worker itself (no process): the same claim, fence
+ * and record path as a command, the fence sent as a header so the target can refuse a stale run.
+ */
+export interface HttpRequestSpec {
+  readonly method: HttpMethod;
+  /** http:// or https:// (verified against the system's CAs). */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+  /** Statuses that count as success; absent means any 2xx. Redirects are not followed. */
+  readonly expectStatus?: readonly number[];
+}
+
 /** A validated, normalized job definition: the value stored under /cron/jobs/<name>. */
 export interface JobSpec {
   readonly name: string;
@@ -29,9 +46,10 @@ export interface JobSpec {
   readonly schedule: string;
   /** Canonical IANA zone name. */
   readonly timezone: string;
-  /** Exactly one of command (run by /bin/sh -c) and argv (run directly) is set. */
+  /** Exactly one of command (run by /bin/sh -c), argv (run directly) and http is set. */
   readonly command?: string;
   readonly argv?: readonly string[];
+  readonly http?: HttpRequestSpec;
   readonly env: Readonly<Record<string, string>>;
   readonly cwd?: string;
   /** Absent means no timeout. */
@@ -60,6 +78,8 @@ export interface JobSpec {
 
 export const JOB_DEFAULTS = {
   timezone: 'UTC',
+  /** An HTTP job given no timeoutMs gets this one: a request must not hang for ever. */
+  httpTimeoutMs: 60_000,
   killGraceMs: 5_000,
   retries: { count: 0, backoffInitialMs: 1_000, backoffMaxMs: 60_000, backoffMultiplier: 2 },
   overlap: 'Allow',
@@ -82,4 +102,7 @@ export const JOB_LIMITS = {
   historyCountMax: 100_000,
   outputTailBytesMax: 1024 * 1024,
   durationMsMax: 366 * 24 * 3_600_000,
+  httpUrlBytesMax: 8 * 1024,
+  httpHeadersBytesMax: 64 * 1024,
+  httpBodyBytesMax: 64 * 1024,
 } as const;

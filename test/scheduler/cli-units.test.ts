@@ -56,6 +56,19 @@ describe('flags', () => {
     expect(() => specFromFlags('x', { env: ['NOEQUALS'] })).toThrow(/KEY=VALUE/);
   });
 
+  it('maps the --http-* flags onto an HTTP job spec', () => {
+    const parsed = parseJobSpec(specFromFlags('hook', {
+      schedule: '@every 10s', httpUrl: 'http://127.0.0.1:8080/run', httpMethod: 'post',
+      httpHeader: ['Authorization: Bearer abc:def', 'X-Team:ops'], httpBody: '{}', httpExpectStatus: '200, 204',
+    }));
+    expect(parsed.ok && parsed.spec.http).toEqual({
+      method: 'POST', url: 'http://127.0.0.1:8080/run', headers: { authorization: 'Bearer abc:def', 'x-team': 'ops' },
+      body: '{}', expectStatus: [200, 204],
+    });
+    expect(() => specFromFlags('x', { schedule: '@hourly', httpMethod: 'POST' })).toThrow(/need --http-url/);
+    expect(() => specFromFlags('x', { schedule: '@hourly', httpUrl: 'http://a.test/', httpHeader: ['novalue'] })).toThrow(/Name: value/);
+  });
+
   it('reads API URLs from the flag, then ETCRON_API, then the default', () => {
     const saved = process.env['ETCRON_API'];
     try {

@@ -75,3 +75,49 @@ describe('key layout', () => {
     expect(validateJobName('a.b-c_1').ok).toBe(true);
   });
 });
+
+describe('HTTP job specs', () => {
+  const http = { name: 'hook', schedule: '@every 10s' };
+
+  it('normalizes a minimal request: GET, no headers, any 2xx, and a default timeout', () => {
+    const result = parseJobSpec({ ...http, http: { url: 'https://example.test/run' } });
+    expect(result.ok && result.spec.http).toEqual({ method: 'GET', url: 'https://example.test/run', headers: {} });
+    expect(result.ok && result.spec.timeoutMs).toBe(60_000);
+    if (result.ok) expect(deserializeJobSpec(serializeJobSpec(result.spec))).toEqual(result);
+  });
+
+  it('keeps method, lower-cased header names, body and sorted statuses', () => {
+    const result = parseJobSpec({
+      ...http, timeoutMs: '5s',
+      http: { method: 'post', url: 'http://127.0.0.1:9/x', headers: { Authorization: 'Bearer t' }, body: '{}', expectStatus: [204, 200, 204] },
+    });
+    expect(result.ok && result.spec.http).toEqual({
+      method: 'POST', url: 'http://127.0.0.1:9/x', headers: { authorization: 'Bearer t' }, body: '{}', expectStatus: [200, 204],
+    });
+    expect(result.ok && result.spec.timeoutMs).toBe(5_000);
+  });
+
+  it.each([
+    [{ url: 'ftp://example.test/' }, 'http.url'],
+    [{ url: 'not a url' }, 'http.url'],
+    [{ url: 'http://user:pw@example.test/' }, 'http.url'],
+    [{}, 'http.url'],
+    [{ url: 'http://a.test/', method: 'BREW' }, 'http.method'],
+    [{ url: 'http://a.test/', body: 'x' }, 'http.body'],
+    [{ url: 'http://a.test/', headers: { 'X-Etcron-Fence': '9' } }, 'http.headers.X-Etcron-Fence'],
+    [{ url: 'http://a.test/', headers: { Host: 'b.test' } }, 'http.headers.Host'],
+    [{ url: 'http://a.test/', headers: { 'bad name': 'x' } }, 'http.headers.bad name'],
+    [{ url: 'http://a.test/', headers: { 'X-A': 'a\r\nX-B: b' } }, 'http.headers.X-A'],
+    [{ url: 'http://a.test/', expectStatus: [99] }, 'http.expectStatus'],
+    [{ url: 'http://a.test/', redirect: true }, 'http.redirect'],
+  ])('rejects http %j naming %s', (request, field) => {
+    expect(fieldsOf({ ...http, http: request })).toEqual([field]);
+  });
+
+  it('takes exactly one of command, argv and http; env and cwd belong to processes', () => {
+    expect(fieldsOf({ ...http, command: 'true', http: { url: 'http://a.test/' } })).toEqual(['http']);
+    expect(fieldsOf({ ...http })).toEqual(['command']);
+    expect(fieldsOf({ ...http, env: { A: '1' }, http: { url: 'http://a.test/' } })).toEqual(['env']);
+    expect(fieldsOf({ ...http, cwd: '/tmp', http: { url: 'http://a.test/' } })).toEqual(['cwd']);
+  });
+});

@@ -35,6 +35,8 @@ export interface ProcessExit {
   readonly stopCause?: StopCause;
   readonly outputTail: string;
   readonly spawnError?: string;
+  /** Set for a run made in-process (an HTTP request): it has no exit code, only this outcome. */
+  readonly inProcess?: { readonly failure?: string; readonly httpStatus?: number };
 }
 
 export interface RunningProcess {

@@ -274,7 +274,7 @@ function jobHeader(job, reload, liveLocks) {
   if (spec === null) {
     return [h('h1', {}, job.name), h('p', { class: 'error' }, job.invalid ?? 'invalid spec')];
   }
-  const command = spec.command ?? (spec.argv ?? []).join(' ');
+  const command = spec.http ? `${spec.http.method} ${spec.http.url}` : spec.command ?? (spec.argv ?? []).join(' ');
   const row = (term, ...value) => [h('dt', {}, term), h('dd', {}, ...value)];
   return [
     h('div', { class: 'title' }, h('h1', {}, job.name), badge(spec.paused ? 'paused' : 'active')),

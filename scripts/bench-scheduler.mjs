@@ -3,7 +3,7 @@
 // member) and on real etcd (/usr/bin/etcd), one after the other in one run, side by side.
 //
 //   npm run bench:scheduler [-- --quick] [--duration S] [--jobs N] [--period S] [--workers N]
-//                           [--executor noop|shell] [--stores etcron,etcd] [--no-build] [--json]
+//                           [--executor noop|shell|http] [--stores etcron,etcd] [--no-build] [--json]
 //
 // Job mix: N jobs (default 10,000), job i is the cron `<i mod P>-59/P * * * * *` (P = --period, a
 // divisor of 60, default 60): every job starts once per P seconds and every second of the window
@@ -11,7 +11,9 @@
 // --period 10 gives 1,000/s). The executor defaults to the in-process no-op that exists for this
 // bench only (worker/executor/bench-noop.ts, command `etcron:bench-noop`): it measures the
 // scheduler, not process spawning; `--executor shell` runs `true` through the real process-group
-// executor instead. Workers and the housekeeper are real processes (this file, in worker or
+// executor instead; `--executor http` makes each run a real HTTP job (worker/executor/
+// http-request.ts) against a target server in this driver process, which counts the requests per
+// slot (duplicates at the target) and whose CPU is reported apart from the scheduler's. Workers and the housekeeper are real processes (this file, in worker or
 // housekeeper mode); everything listens on 127.0.0.1 and is killed at the end, also on failure
 // or Ctrl-C. Every wait is bounded.
 //
@@ -26,6 +28,7 @@
 //                own count of writes over the window (housekeeping included)
 //   cpu          CPU seconds used during the window by the store and by the workers together
 import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
@@ -81,7 +84,7 @@ const USAGE = `usage: npm run bench:scheduler -- [options]
   --jobs N           jobs defined (default 10000)
   --period S         each job starts every S seconds (a divisor of 60; default 60); rate = jobs/S
   --workers N        worker processes (default 3)
-  --executor E       noop (in-process, bench only; default) or shell (spawns \`true\`)
+  --executor E       noop (in-process, bench only; default), shell (spawns \`true\`) or http (a GET to a local target)
   --stores LIST      etcron,etcd (default both, in that order)
   --no-build         do not run \`npm run build\` first
   --json             print the results as JSON
@@ -109,7 +112,7 @@ function parseOptions(argv) {
     }
   }
   if (60 % o.periodS !== 0) die('--period must divide 60');
-  if (!['noop', 'shell'].includes(o.executor)) die('--executor must be noop or shell');
+  if (!['noop', 'shell', 'http'].includes(o.executor)) die('--executor must be noop, shell or http');
   for (const s of o.stores) if (!['etcron', 'etcd'].includes(s)) die(`unknown store ${s}`);
   return o;
 }
@@ -225,7 +228,7 @@ function jobSpecInput(i, o) {
   return {
     name: `bench-${String(i).padStart(6, '0')}`,
     schedule: `${second}-59/${o.periodS} * * * * *`,
-    command: o.executor === 'noop' ? NOOP_COMMAND : 'true',
+    ...(o.executor === 'http' ? { http: { url: `${o.targetUrl}/run` } } : { command: o.executor === 'noop' ? NOOP_COMMAND : 'true' }),
     history: { countMax: 5 },
   };
 }
@@ -280,9 +283,34 @@ function sumStats(children) {
   return total;
 }
 
+/**
+ * The HTTP jobs' target, in this process: answers 200 at once and counts requests per slot (job
+ * and slot headers), so a slot requested twice shows up whatever the records say.
+ */
+async function startTarget() {
+  const perSlot = new Map();
+  const server = createServer((req, res) => {
+    const slotKey = `${req.headers['x-etcron-job']} ${req.headers['x-etcron-slot']}`;
+    perSlot.set(slotKey, (perSlot.get(slotKey) ?? 0) + 1);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'));
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    requests: () => { let n = 0; for (const c of perSlot.values()) n += c; return n; },
+    duplicates: () => { let n = 0; for (const c of perSlot.values()) n += c - 1; return n; },
+    cpuSeconds: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; },
+    close: () => { server.closeAllConnections(); server.close(); },
+  };
+}
+
 async function runOne(kind, o, lib) {
   const dir = mkdtempSync(join(tmpdir(), `etcron-bench-sched-${kind}-`));
   tempDirs.add(dir);
+  const target = o.executor === 'http' ? await startTarget() : undefined;
+  if (target !== undefined) o = { ...o, targetUrl: target.url };
   const store = await startStore(kind, dir);
   const client = lib.createEtcdClient({ endpoints: store.endpoint });
   const children = [];
@@ -305,14 +333,14 @@ async function runOne(kind, o, lib) {
     const windowEndMs = windowStartMs + o.durationS * 1000;
     await sleep(windowStartMs - Date.now());
     const pids = { store: [store.child.pid], workers: workers.map((w) => w.child.pid) };
-    const cpuBefore = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0) };
+    const cpuBefore = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
     const revisionBefore = await currentRevision(client);
     const statsBefore = sumStats(workers);
     log(`${kind}: measuring ${o.durationS} s`);
     await sleep(windowEndMs - Date.now());
     const statsAfter = sumStats(workers);
     const revisionAfter = await currentRevision(client);
-    const cpuAfter = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0) };
+    const cpuAfter = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
     // Slots of the window reach their start deadline (5 s) plus housekeeping's margin (5 s); then
     // housekeeping records the ones not started. Wait for a record per slot, bounded.
     log(`${kind}: waiting for the window's deadlines and housekeeping`);
@@ -328,8 +356,10 @@ async function runOne(kind, o, lib) {
     for (const w of workers) await stopChild(w.child);
     await stopChild(housekeeper.child);
     runs = await readAllRuns(lib, client);
-    return summarize(kind, o, { runs, windowStartMs, windowEndMs, statsBefore, statsAfter, workers, revisionBefore, revisionAfter, cpuBefore, cpuAfter, defineMs, housekeeper, settleMs });
+    const targetFigures = target === undefined ? undefined : { requests: target.requests(), duplicates: target.duplicates() };
+    return summarize(kind, o, { runs, windowStartMs, windowEndMs, statsBefore, statsAfter, workers, revisionBefore, revisionAfter, cpuBefore, cpuAfter, defineMs, housekeeper, settleMs, targetFigures });
   } finally {
+    target?.close();
     for (const c of children) await stopChild(c.child);
     client.close();
     await stopChild(store.child);
@@ -392,7 +422,12 @@ function summarize(kind, o, m) {
     slotsDeferred: delta('slotsDeferred'),
     housekeepingSettleMs: m.settleMs,
     reportsRejected: stats.reportsRejected ?? 0,
-    cpuSeconds: { store: Number((m.cpuAfter.store - m.cpuBefore.store).toFixed(1)), workers: Number((m.cpuAfter.workers - m.cpuBefore.workers).toFixed(1)) },
+    cpuSeconds: {
+      store: Number((m.cpuAfter.store - m.cpuBefore.store).toFixed(1)), workers: Number((m.cpuAfter.workers - m.cpuBefore.workers).toFixed(1)),
+      target: Number((m.cpuAfter.target - m.cpuBefore.target).toFixed(1)),
+    },
+    cpuMsPerStart: Number(((m.cpuAfter.store - m.cpuBefore.store + m.cpuAfter.workers - m.cpuBefore.workers) * 1000 / Math.max(1, startsInWindow)).toFixed(2)),
+    target: m.targetFigures ?? null,
     housekeeping: m.housekeeper.stats ?? {},
   };
 }
@@ -426,6 +461,10 @@ function printTable(results, o, load) {
     ['records complete after ms', (r) => r.housekeepingSettleMs],
     ['cpu s store', (r) => r.cpuSeconds.store],
     ['cpu s workers', (r) => r.cpuSeconds.workers],
+    ['cpu ms/start (store+wkrs)', (r) => r.cpuMsPerStart],
+    ['target requests', (r) => r.target?.requests ?? '-'],
+    ['target duplicate requests', (r) => r.target?.duplicates ?? '-'],
+    ['cpu s target (driver)', (r) => (r.target === null ? '-' : r.cpuSeconds.target)],
     ['define jobs ms', (r) => r.defineJobsMs],
   ];
   const etcron = results.find((r) => r.store === 'etcron');

@@ -41,8 +41,11 @@ const RECONNECT_BACKOFF_MS_MAX = 2_000;
  */
 export const UNARY_DEADLINE_MS_DEFAULT = 15_000;
 /**
- * Pings on idle connections find a dead peer that sent no FIN. etcd refuses pings more often than
- * every 5 s (--grpc-keepalive-min-time), so stay above that.
+ * Pings find a dead peer that sent no FIN under a call that waits (a watch, a keep-alive stream,
+ * a slow unary call; idle connections are covered by the unary deadline). etcd refuses pings more
+ * often than every 5 s (--grpc-keepalive-min-time), and any ping on a connection without a call
+ * (its policy does not permit them): it answers those with GOAWAY too_many_pings, which grpc-js
+ * logs as an error and answers by halving its ping rate. So: every 10 s, and only under calls.
  */
 const KEEPALIVE_TIME_MS = 10_000;
 const KEEPALIVE_TIMEOUT_MS = 5_000;
@@ -104,7 +107,7 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
       'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS_MAX,
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
-      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.keepalive_permit_without_calls': 0,
     },
     ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
     ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),

@@ -65,6 +65,8 @@ const FINISH_ATTEMPTS_MAX = 50;
  */
 const OUTPUT_TAIL_ENCODED_BYTES_MAX = 1024 * 1024;
 const FINISH_RETRY_PAUSE_MS = 200;
+/** A run still going after this long gets its `running` record; shorter ones never do. */
+const RUNNING_WRITE_DELAY_MS = 500;
 /** How often a live run's output tail is written to its run record (for `job logs --follow`). */
 const OUTPUT_FLUSH_MS = 1_000;
 
@@ -269,10 +271,7 @@ export class RunManager {
     const pgid = process.pid;
     if (pgid !== undefined) this.guard?.track(pgid);
     log.debug({ pid: process.pid }, 'run started');
-    this.counters.progressWrites++;
-    run.writes = writeFenced(this.client, { ...claim, runModRevision: run.runModRevision }, running, false).then((r) => {
-      if (r.ok) run.runModRevision = r.runModRevision;
-    });
+    this.scheduleRunningWrite(run);
     this.scheduleOutputFlush(run);
     run.done = process.exited.then((exit) => {
       if (pgid !== undefined) this.guard?.untrack(pgid);
@@ -305,6 +304,24 @@ export class RunManager {
     const { spec, slotMs } = request;
     const plannedMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
     schedulerMetrics.startLatenessSeconds.observe(Math.max(0, this.clock.nowMs() - plannedMs) / 1000);
+  }
+
+  /**
+   * The `running` record (fence, start time) is written once the run has lasted
+   * RUNNING_WRITE_DELAY_MS: a run that ends sooner goes from `claimed` straight to its final
+   * record, one store write fewer per start for the short runs that make up most cron load
+   * (claim, finish: two writes instead of three). The final record carries the same fields.
+   */
+  private scheduleRunningWrite(run: LiveRun): void {
+    this.clock.setTimer(RUNNING_WRITE_DELAY_MS, () => {
+      if (run.finishing || run.lockDeleted) return;
+      run.writes = run.writes.then(async () => {
+        if (run.finishing) return;
+        this.counters.progressWrites++;
+        const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, run.record, false);
+        if (result.ok) run.runModRevision = result.runModRevision;
+      });
+    });
   }
 
   /** Fenced progress writes of the output tail while the run lives, only when it changed. */

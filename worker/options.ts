@@ -39,11 +39,16 @@ export const WORKER_LIMITS = {
   /** Runs of one worker that may be live at once; past this, due slots are left to other workers. */
   runsLiveMax: 256,
   /**
-   * Claims (and so spawns) in flight per worker. spawn() blocks the event loop for milliseconds
-   * each, so an unbounded burst (100 new jobs x a 5 s look-back = 500 claims) stalled workers for
-   * seconds and cost them their leases; past this bound, slots wait for the next tick.
+   * Claims in flight per worker, all kinds: the store round trip is most of a start's latency, so
+   * at 1,000 starts/s over 3 workers fewer than ~100 in flight each leave slots waiting.
    */
-  claimsInFlightMax: 32,
+  claimsInFlightMax: 128,
+  /**
+   * Claims of process jobs (and so spawns) in flight. spawn() blocks the event loop for
+   * milliseconds each, so an unbounded burst (100 new jobs x a 5 s look-back = 500 claims) stalled
+   * workers for seconds and cost them their leases; past this bound, slots wait for the next tick.
+   */
+  processClaimsInFlightMax: 32,
   /** Slots looked at per job per planning pass; a 1 s schedule after a day of downtime must not spin. */
   slotsPerPassMax: 1_000,
 } as const;

@@ -75,6 +75,7 @@ export class RunManager {
   private readonly live = new Map<string, LiveRun>();
   private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0, claimsAfterLeaseLoss: 0 };
   private inFlight = 0;
+  private processInFlight = 0;
   /** Set by a clean stop: no new claims, and a claim answered meanwhile is closed, not started. */
   private draining = false;
 
@@ -158,13 +159,21 @@ export class RunManager {
     return this.inFlight;
   }
 
+  /** Of those, the claims of jobs that spawn a process when won. */
+  processClaimsInFlight(): number {
+    return this.processInFlight;
+  }
+
   /** Claims the slot and, if won, runs it. Resolves true when this worker won the claim. */
   async claimAndRun(request: LaunchRequest, attempt = 1, previousRunModRevision?: number): Promise<boolean> {
+    const spawns = isProcessJob(request.spec) ? 1 : 0;
     this.inFlight++;
+    this.processInFlight += spawns;
     try {
       return await this.claimAndRunNow(request, attempt, previousRunModRevision);
     } finally {
       this.inFlight--;
+      this.processInFlight -= spawns;
     }
   }
 
@@ -224,7 +233,9 @@ export class RunManager {
       const startMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
       const giveUpMs = Math.min(next ?? slotMs, startDeadlineMs({ slotMs, startMs }, spec.catchUp.windowMs));
       // A waiting slot is not a claim in flight: it must not hold back other jobs' claims.
+      const spawns = isProcessJob(spec) ? 1 : 0;
       this.inFlight--;
+      this.processInFlight -= spawns;
       try {
         while (this.clock.nowMs() < giveUpMs && request.session.isAlive()) {
           await new Promise<void>((resolve) => this.clock.setTimer(BUFFER_POLL_MS, resolve));
@@ -232,6 +243,7 @@ export class RunManager {
         }
       } finally {
         this.inFlight++;
+        this.processInFlight += spawns;
       }
     }
     const slot = slotId(slotMs);
@@ -538,6 +550,11 @@ export class RunManager {
       new Promise<void>((resolve) => this.clock.setTimer(SHUTDOWN_WAIT_MS_MAX, resolve)),
     ]);
   }
+}
+
+/** Whether a won claim of this job spawns a process (HTTP jobs run in the worker itself). */
+export function isProcessJob(spec: JobSpec): boolean {
+  return spec.http === undefined;
 }
 
 /** etcd's refusal of a request over --max-request-bytes (grpc RESOURCE_EXHAUSTED or its text). */

@@ -20,7 +20,7 @@ import { startRunGuard, type RunGuard } from './executor/run-guard.js';
 import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.js';
 import { preferredWorker } from './preferred.js';
 import { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';
-import { RunManager } from './run-manager.js';
+import { RunManager, isProcessJob } from './run-manager.js';
 import { assert } from '../shared/assert.js';
 
 export interface WorkerStats {
@@ -289,6 +289,7 @@ class Worker {
       const job = this.jobs.get(retry.request.job);
       if (retry.isLaunched || job === undefined || job.spec.paused || job.spec.broadcast || !this.isEligible(job.spec, this.tags)) continue;
       if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) break;
+      if (isProcessJob(job.spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) continue;
       if (nowMs < retry.request.retryAtMs) {
         earliestMs = Math.min(earliestMs, retry.request.retryAtMs);
         continue;
@@ -440,6 +441,7 @@ class Worker {
   private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session): boolean {
     const spec = job.spec;
     if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
+    if (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) return false;
     const base = { spec, slotMs: slot.slotMs, session, catchUp };
     if (spec.broadcast) {
       this.counters.claimTxns++;

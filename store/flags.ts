@@ -1,3 +1,5 @@
+import { parseJwtOptions, type JwtOptions } from './auth/jwt-tokens.js';
+
 /**
  * etcd's command-line flags for `etcron store`, with etcd's names, meanings and defaults, in Go's
  * flag syntax (`-f v`, `--f v`, `-f=v`, `--f=v`) and as ETCD_* environment variables.
@@ -30,8 +32,8 @@ export interface StoreFlags {
   readonly heartbeatIntervalMs: number;
   readonly electionTimeoutMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'panic' | 'fatal';
-  /** --auth-token: only etcd's default, "simple", is supported. */
-  readonly authToken: 'simple';
+  /** --auth-token: etcd's "simple" (default) or "jwt,sign-method=…,priv-key=…,pub-key=…,ttl=…". */
+  readonly authToken: { readonly kind: 'simple' } | { readonly kind: 'jwt'; readonly options: JwtOptions };
   /** --auth-token-ttl: a simple token expires after this long unused. */
   readonly authTokenTtlSeconds: number;
   /** --cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls. */
@@ -91,7 +93,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'heartbeat-interval': { kind: 'int', defaultValue: '100', help: 'time (ms) of a heartbeat interval' },
   'election-timeout': { kind: 'int', defaultValue: '1000', help: 'time (ms) of an election timeout' },
   'log-level': { kind: 'string', defaultValue: 'info', help: 'debug, info, warn, error, panic or fatal' },
-  'auth-token': { kind: 'string', defaultValue: 'simple', help: 'type of auth token; only "simple" is supported' },
+  'auth-token': { kind: 'string', defaultValue: 'simple', help: 'auth token type: "simple" or "jwt,sign-method=RS256,priv-key=FILE,pub-key=FILE,ttl=5m"' },
   'auth-token-ttl': { kind: 'int', defaultValue: '300', help: 'time (in seconds) a simple auth token lives unused' },
   'cert-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS cert file' },
   'key-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS key file' },
@@ -217,12 +219,18 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
   return flags;
 }
 
-/** etcd also offers "jwt,<options>"; etcron has simple tokens only and says so rather than ignore it. */
-function authTokenOf(value: string): 'simple' {
+/** "simple", or "jwt,<options>" as etcd takes them (store/auth/jwt-tokens.ts); key files are read at start. */
+function authTokenOf(value: string): StoreFlags['authToken'] {
   const kind = value.split(',')[0];
-  if (kind === 'simple') return 'simple';
-  if (kind === 'jwt') throw new FlagError('--auth-token jwt is not supported by etcron; use --auth-token simple');
-  throw new FlagError(`unknown token type "${value}" for --auth-token (simple)`);
+  if (kind === 'simple') return { kind: 'simple' };
+  if (kind === 'jwt') {
+    try {
+      return { kind: 'jwt', options: parseJwtOptions(value) };
+    } catch (err) {
+      throw new FlagError(`--auth-token: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new FlagError(`unknown token type "${value}" for --auth-token (simple or jwt)`);
 }
 
 function checkUrl(flag: string, raw: string): void {

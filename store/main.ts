@@ -1,3 +1,4 @@
+import { JwtTokens } from './auth/jwt-tokens.js';
 import { createLogger } from '../shared/log.js';
 import { ApiContext } from './api/context.js';
 import { createGrpcServer } from './api/grpc-server.js';
@@ -90,6 +91,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     electionMs: flags.electionTimeoutMs,
     autoCompaction,
     authTokenTtlMs: flags.authTokenTtlSeconds * 1000,
+    ...(flags.authToken.kind === 'jwt' ? { jwt: new JwtTokens(flags.authToken.options) } : {}),
     logger,
   });
   const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));

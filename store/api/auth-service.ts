@@ -81,8 +81,12 @@ export function authService(ctx: ApiContext): UntypedServiceImplementation {
           name,
           tokenPrefix: newTokenPrefix(),
         });
-        if (checkedRevision === server.applier.auth.revision && result.kind === 'token')
-          return { header, token: result.token };
+        if (checkedRevision === server.applier.auth.revision && result.kind === 'token') {
+          // Under --auth-token jwt the answer is a JWT signed here (the simple token the apply
+          // made for every member is never handed out).
+          const token = server.jwt === null ? result.token : server.jwt.issue({ username: name, revision: checkedRevision });
+          return { header, token };
+        }
       }
       throw new AuthError('auth-old-revision');
     }),

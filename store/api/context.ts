@@ -33,7 +33,7 @@ export class ApiContext {
   /** Who sent this call, as this member knows now (see resolveCaller); throws AuthError. */
   callerNow(call: ServerSurfaceCall): RequestAuth {
     const commonName = this.certificateCommonName?.(call);
-    return resolveCaller(call.metadata, this.server.tokens, this.server.applier.auth, commonName);
+    return resolveCaller(call.metadata, this.server.tokens, this.server.applier.auth, commonName, this.server.jwt);
   }
 
   /**

@@ -3,6 +3,7 @@ import type { AuthStore } from './auth-store.js';
 import { AuthError } from './errors.js';
 import { ANONYMOUS, type RequestAuth } from './requests.js';
 import type { SimpleTokenStore } from './token-store.js';
+import type { JwtTokens } from './jwt-tokens.js';
 
 /**
  * Who sent a call, as etcd's AuthInfoFromCtx decides: the user of the token in the `token`
@@ -22,8 +23,15 @@ export function resolveCaller(
   tokens: SimpleTokenStore,
   store: AuthStore,
   certificateCommonName: string | undefined,
+  jwt: JwtTokens | null = null,
 ): RequestAuth {
   const token = tokenOf(metadata);
+  if (token !== undefined && jwt !== null) {
+    // The revision is the token's own: a token issued before an auth change is refused as old.
+    const claims = jwt.verify(token);
+    if (claims === null) throw new AuthError('invalid-auth-token');
+    return { username: claims.username, revision: claims.revision };
+  }
   if (token !== undefined) {
     const username = tokens.lookup(token);
     if (username === null) throw new AuthError('invalid-auth-token');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { systemRandom } from '../../shared/random.js';
 import { SimpleTokenStore } from '../auth/token-store.js';
+import type { JwtTokens } from '../auth/jwt-tokens.js';
 import { Lessor } from '../lease/lessor.js';
 import { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -49,6 +50,8 @@ export interface ServerConfig {
   readonly autoCompaction: AutoCompactionConfig | null;
   /** How long an auth token lives unused (--auth-token-ttl); default 5 minutes. */
   readonly authTokenTtlMs?: number;
+  /** --auth-token jwt: tokens are signed JWTs instead of simple tokens. */
+  readonly jwt?: JwtTokens;
   readonly logger: Logger;
   /** --snapshot-count: applied entries between two trims of the Raft log (which keeps 5,000). */
   readonly snapshotCount?: number;
@@ -108,6 +111,8 @@ export class EtcdServer {
   applier: Applier;
   /** Auth tokens this member knows; kept across snapshots, which replace the applier. */
   readonly tokens: SimpleTokenStore;
+  /** Set under --auth-token jwt: Authenticate answers with a JWT, and calls carry JWTs. */
+  readonly jwt: JwtTokens | null;
   readonly watchHub: WatchHub;
   private readonly storage: SqliteLogStorage;
   /** Voters, learners, their peer URLs and the removed IDs, as the log has made them. */
@@ -163,6 +168,7 @@ export class EtcdServer {
     this.lessor = new Lessor(this.backend, minTtl);
     this.kv = new MvccStore(this.backend);
     this.tokens = new SimpleTokenStore(undefined, config.authTokenTtlMs);
+    this.jwt = config.jwt ?? null;
     this.applier = this.rebuildStateMachine();
     this.watchHub = new WatchHub(this.kv);
     this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;

@@ -1,3 +1,4 @@
+import { openSslCipherList } from './tls/cipher-suites.js';
 import { parseJwtOptions, type JwtOptions } from './auth/jwt-tokens.js';
 
 /**
@@ -21,6 +22,8 @@ export interface StoreFlags {
   readonly preVote: boolean;
   /** gRPC streams one client connection may hold open at once (0: unlimited). */
   readonly maxConcurrentStreams: number;
+  /** --cipher-suites as an OpenSSL cipher list (TLS 1.3 suites kept); undefined keeps the defaults. */
+  readonly cipherList: string | undefined;
   /** Extra URLs that serve /metrics and /health over plain HTTP (--listen-metrics-urls). */
   readonly listenMetricsUrls: readonly string[];
   readonly initialCorruptCheck: boolean;
@@ -100,6 +103,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS trusted CA cert file' },
   'client-cert-auth': { kind: 'bool', defaultValue: 'false', help: 'enable client cert authentication' },
   'auto-tls': { kind: 'bool', defaultValue: 'false', help: 'client TLS using generated certificates' },
+  'cipher-suites': { kind: 'string', defaultValue: '', help: 'comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)' },
   'client-crl-file': { kind: 'string', defaultValue: '', help: 'path to the client certificate revocation list file (DER or PEM)' },
   'peer-cert-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS cert file' },
   'peer-key-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS key file' },
@@ -189,6 +193,7 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     snapshotCount: int('snapshot-count'),
     preVote: bool('pre-vote'),
     maxConcurrentStreams: int('max-concurrent-streams'),
+    cipherList: cipherListOf(get('cipher-suites')),
     listenMetricsUrls: get('listen-metrics-urls').split(',').map((u) => u.trim()).filter((u) => u !== ''),
     initialCorruptCheck: bool('experimental-initial-corrupt-check'),
     autoCompactionMode: mode,
@@ -231,6 +236,14 @@ function authTokenOf(value: string): StoreFlags['authToken'] {
     }
   }
   throw new FlagError(`unknown token type "${value}" for --auth-token (simple or jwt)`);
+}
+
+function cipherListOf(value: string): string | undefined {
+  try {
+    return openSslCipherList(value);
+  } catch (err) {
+    throw new FlagError(`--cipher-suites: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 function checkUrl(flag: string, raw: string): void {

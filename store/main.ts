@@ -1,3 +1,4 @@
+import tlsModule from 'node:tls';
 import { JwtTokens } from './auth/jwt-tokens.js';
 import { createLogger } from '../shared/log.js';
 import { ApiContext } from './api/context.js';
@@ -40,6 +41,10 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   for (const url of [...flags.listenClientUrls, ...flags.listenPeerUrls]) {
     if (!url.startsWith('http://') && !url.startsWith('https://')) throw new FlagError(`unix sockets are not supported: ${url}`);
   }
+  // --cipher-suites applies to every TLS listener and dialer of this member, client and peer, as
+  // in etcd: set once, before any TLS context exists (grpc-js builds its own from the default).
+  // (The module object is shared with every require('tls'); its typing calls the field read-only.)
+  if (flags.cipherList !== undefined) Object.assign(tlsModule, { DEFAULT_CIPHERS: flags.cipherList });
   const logger = createLogger(PINO_LEVELS[flags.logLevel], { member: flags.name });
   const tlsLog = logger.child({ component: 'tls' });
   const now = new Date();

@@ -1,6 +1,6 @@
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { MvccEvent } from '../mvcc/types.js';
-import type { WatchBatch } from '../mvcc/watch-hub.js';
+import type { WatchBatch, WatchHandle } from '../mvcc/watch-hub.js';
 import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
@@ -15,10 +15,19 @@ const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
 const PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
 
 interface StreamWatcher {
-  cancel(): void;
+  handle: WatchHandle | null;
   progressNotify: boolean;
   sentSinceProgress: boolean;
 }
+
+/**
+ * Bytes of event responses written to one stream and not yet taken by HTTP/2 (the client's flow
+ * control window is full: it stopped reading) beyond which its watchers are parked: sent nothing
+ * more until the queue has drained to half of this, then they catch up from the backend. A client
+ * that reads slowly so costs bounded memory, as etcd's slow watchers do, and misses nothing (or is
+ * cancelled with compact_revision if a compaction overtakes it).
+ */
+const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
 
 /** etcdserverpb.Watch: one bidirectional stream multiplexes many watchers. */
 export function watchService(ctx: ApiContext): UntypedServiceImplementation {
@@ -32,6 +41,9 @@ class WatchStream {
   private nextId = 0;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
+  /** Event bytes handed to the stream whose writes have not completed (see QUEUED_BYTES_MAX). */
+  private queuedBytes = 0;
+  private hasParked = false;
 
   constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
 
@@ -49,8 +61,27 @@ class WatchStream {
     this.progressTimer.unref();
   }
 
-  private send(response: Wire): void {
-    if (!this.closed) this.stream.write(response);
+  private send(response: Wire, bytes = 0): void {
+    if (this.closed) return;
+    if (bytes === 0) {
+      this.stream.write(response);
+      return;
+    }
+    this.queuedBytes += bytes;
+    this.stream.write(response, () => {
+      this.queuedBytes -= bytes;
+      if (this.hasParked && this.queuedBytes <= QUEUED_BYTES_MAX / 2) {
+        this.hasParked = false;
+        for (const watcher of this.watchers.values()) watcher.handle?.resume();
+      }
+    });
+  }
+
+  /** Whether more events may be queued on this stream; false parks the asking watcher. */
+  private isReady(): boolean {
+    if (this.queuedBytes < QUEUED_BYTES_MAX) return true;
+    this.hasParked = true;
+    return false;
   }
 
   private onRequest(request: Wire): void {
@@ -100,8 +131,9 @@ class WatchStream {
       return;
     }
     const fragment = bool(w['fragment']);
-    const entry: StreamWatcher = { cancel: () => {}, progressNotify: bool(w['progress_notify']), sentSinceProgress: false };
+    const entry: StreamWatcher = { handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false };
     const handle = server.watch({
+      isReady: () => this.isReady(),
       key, rangeEnd, startRev,
       noPut: filters.includes(0),
       noDelete: filters.includes(1),
@@ -115,7 +147,7 @@ class WatchStream {
         this.sendCompacted(id, compactRevision);
       },
     });
-    entry.cancel = handle.cancel;
+    entry.handle = handle;
     this.watchers.set(id, entry);
   }
 
@@ -137,12 +169,13 @@ class WatchStream {
 
   private deliver(id: number, batch: WatchBatch, fragment: boolean): void {
     const header = this.ctx.header(batch.headerRevision);
-    if (!fragment || batch.events.length < 2 || approxSize(batch.events) <= FRAGMENT_BYTES_MAX) {
-      this.send(eventResponse(header, id, batch.events));
+    const size = approxSize(batch.events);
+    if (!fragment || batch.events.length < 2 || size <= FRAGMENT_BYTES_MAX) {
+      this.send(eventResponse(header, id, batch.events), size);
       return;
     }
     const chunks = chunkBySize(batch.events, Number.POSITIVE_INFINITY, FRAGMENT_BYTES_MAX, (event) => approxSize([event]));
-    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
+    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1), approxSize(part)));
   }
 
   /** etcd's answer to a watcher whose revisions were compacted: canceled, no header revision. */
@@ -155,14 +188,19 @@ class WatchStream {
   private cancel(id: number): void {
     const watcher = this.watchers.get(id);
     if (watcher === undefined) return; // etcd answers nothing for an unknown ID
-    watcher.cancel();
+    watcher.handle?.cancel();
     this.watchers.delete(id);
     this.send({ header: this.ctx.header(), watch_id: id, canceled: true });
   }
 
+  /**
+   * A progress notification says "you have seen everything up to this revision": only true of a
+   * watcher that has caught up, so one still replaying history (or parked) gets none, as in etcd.
+   */
   private progressTick(): void {
     for (const [id, watcher] of this.watchers) {
-      if (watcher.progressNotify && !watcher.sentSinceProgress) this.send({ header: this.ctx.header(), watch_id: id });
+      const isSynced = watcher.handle?.isSynced() === true;
+      if (watcher.progressNotify && !watcher.sentSinceProgress && isSynced) this.send({ header: this.ctx.header(), watch_id: id });
       watcher.sentSinceProgress = false;
     }
   }
@@ -171,7 +209,7 @@ class WatchStream {
     if (this.closed) return;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
-    for (const watcher of this.watchers.values()) watcher.cancel();
+    for (const watcher of this.watchers.values()) watcher.handle?.cancel();
     this.watchers.clear();
   }
 }

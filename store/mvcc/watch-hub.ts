@@ -23,6 +23,19 @@ export interface WatcherSpec {
    * etcd cancels such a watcher with the compaction revision instead of skipping them.
    */
   readonly compacted: (compactRevision: number) => void;
+  /**
+   * False while the consumer cannot take more (its stream's send buffer is full): the watcher is
+   * then parked, sent nothing, and catches up from the backend once resumed. Absent: always ready.
+   */
+  readonly isReady?: () => boolean;
+}
+
+export interface WatchHandle {
+  cancel(): void;
+  /** The consumer can take events again: a parked watcher catches up from where it stopped. */
+  resume(): void;
+  /** Whether the watcher has reached the current revision (progress notifications need that). */
+  isSynced(): boolean;
 }
 
 interface Watcher extends WatcherSpec {
@@ -46,6 +59,8 @@ const CATCH_UP_ROWS_MAX = 1000;
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
   private readonly unsynced = new Set<Watcher>();
+  /** Watchers whose consumer is not ready: nothing is sent to them until resumed. */
+  private readonly parked = new Set<Watcher>();
   private catchUpScheduled = false;
 
   constructor(private kv: MvccStore) {}
@@ -64,7 +79,7 @@ export class WatchHub {
     if (this.unsynced.size > 0) this.scheduleCatchUp();
   }
 
-  add(spec: WatcherSpec): { cancel(): void } {
+  add(spec: WatcherSpec): WatchHandle {
     const selectionKey = [
       spec.key.toString('latin1'), spec.rangeEnd.toString('latin1'),
       spec.noPut ? 1 : 0, spec.noDelete ? 1 : 0, spec.prevKv ? 1 : 0,
@@ -82,12 +97,36 @@ export class WatchHub {
         watcher.closed = true;
         this.synced.delete(watcher);
         this.unsynced.delete(watcher);
+        this.parked.delete(watcher);
       },
+      resume: () => {
+        if (watcher.closed || !this.parked.delete(watcher)) return;
+        this.unsynced.add(watcher);
+        this.scheduleCatchUp();
+      },
+      isSynced: () => watcher.synced,
     };
   }
 
   get size(): number {
-    return this.synced.size + this.unsynced.size;
+    return this.synced.size + this.unsynced.size + this.parked.size;
+  }
+
+  /** Watchers behind the current revision: replaying history, or parked (etcd's slow watchers). */
+  get slowCount(): number {
+    return this.unsynced.size + this.parked.size;
+  }
+
+  /** Stops sending to a watcher whose consumer is full; its nextRev is where it resumes. */
+  private park(watcher: Watcher): void {
+    watcher.synced = false;
+    this.synced.delete(watcher);
+    this.unsynced.delete(watcher);
+    this.parked.add(watcher);
+  }
+
+  private isBlocked(watcher: Watcher): boolean {
+    return watcher.isReady !== undefined && !watcher.isReady();
   }
 
   /**
@@ -109,6 +148,12 @@ export class WatchHub {
       const selections = new Map<string, MvccEvent[]>();
       for (const watcher of this.synced) {
         if (rev < watcher.nextRev) continue;
+        // A consumer that cannot keep up is not buffered for without bound: parked before this
+        // revision, it reads it (and what follows) from the backend once it has drained.
+        if (this.isBlocked(watcher)) {
+          this.park(watcher);
+          continue;
+        }
         let mine = selections.get(watcher.selectionKey);
         if (mine === undefined) {
           mine = this.select(watcher, events, previous);
@@ -165,6 +210,10 @@ export class WatchHub {
   private catchUpStep(): void {
     for (const watcher of [...this.unsynced]) {
       if (watcher.closed) continue;
+      if (this.isBlocked(watcher)) {
+        this.park(watcher);
+        continue;
+      }
       if (watcher.nextRev < this.kv.compactRev) {
         watcher.closed = true;
         this.unsynced.delete(watcher);

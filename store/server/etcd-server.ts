@@ -10,7 +10,7 @@ import { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
 import { MvccStore } from '../mvcc/kv-store.js';
 import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
-import { WatchHub, type WatcherSpec } from '../mvcc/watch-hub.js';
+import { WatchHub, type WatcherSpec, type WatchHandle } from '../mvcc/watch-hub.js';
 import { Raft, newRaftNode } from '../raft/raft-node.js';
 import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
@@ -687,7 +687,7 @@ export class EtcdServer {
     return { result, revision: this.kv.currentRev };
   }
 
-  watch(spec: WatcherSpec): { cancel(): void } {
+  watch(spec: WatcherSpec): WatchHandle {
     return this.watchHub.add(spec);
   }
 

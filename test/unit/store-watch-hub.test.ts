@@ -138,4 +138,30 @@ describe('WatchHub', () => {
     expect(hub.size).toBe(0);
     close();
   });
+
+  it('parks a watcher whose consumer is full, then catches it up from where it stopped', async () => {
+    const { hub, write, kv, close } = setup();
+    let ready = true;
+    const revs: number[] = [];
+    const handle = hub.add({
+      compacted: unexpectedCompaction, key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRev: kv.currentRev + 1,
+      noPut: false, noDelete: false, prevKv: false, isReady: () => ready,
+      deliver: (batch) => { for (const e of batch.events) revs.push(e.kv.modRevision); },
+    });
+    write([['put', 'k1']]);
+    expect(handle.isSynced()).toBe(true);
+    ready = false;
+    for (let i = 0; i < 20; i++) write([['put', `k${i}`]]);
+    // Nothing queued for it while full; it is no longer synced (no progress notifications).
+    expect(revs).toHaveLength(1);
+    expect(handle.isSynced()).toBe(false);
+    expect(hub.slowCount).toBe(1);
+    ready = true;
+    handle.resume();
+    await waitFor('the parked watcher to catch up', () => (handle.isSynced() ? true : undefined));
+    write([['put', 'k0']]);
+    expect(revs).toEqual(Array.from({ length: 22 }, (_, i) => 2 + i));
+    expect(hub.slowCount).toBe(0);
+    close();
+  });
 });

@@ -70,6 +70,8 @@ function families(ctx: ApiContext): Family[] {
     counter('etcd_mvcc_put_total', 'Total number of puts seen by this member.', () => server.kv.operations.puts),
     counter('etcd_mvcc_delete_total', 'Total number of deletes seen by this member.', () => server.kv.operations.deletes),
     gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', () => server.kv.liveKeyTotal()),
+    gauge('etcd_debugging_mvcc_watcher_total', 'Total number of watchers.', () => server.watchHub.size),
+    gauge('etcd_debugging_mvcc_slow_watcher_total', 'Total number of unsynced slow watchers.', () => server.watchHub.slowCount),
     counter(
       'etcd_server_leader_changes_seen_total',
       'The number of leader changes seen.',

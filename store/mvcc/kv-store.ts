@@ -40,6 +40,8 @@ export class MvccStore {
   currentRev = 1;
   /** The compaction point; -1 until the first compaction. Reads below it fail. */
   compactRev = -1;
+  /** A compaction whose rows are still being removed (compactStep), and where it has got to. */
+  private compaction: { readonly rev: number; readonly keys: Iterator<[string, KeyHistory]> } | null = null;
   private readonly keys = new Map<string, KeyHistory>();
   /** Keys whose newest revision is not a tombstone (etcd_debugging_mvcc_keys_total). */
   private liveKeyCount = 0;
@@ -74,6 +76,9 @@ export class MvccStore {
     for (const history of this.keys.values()) if (!history.isTombstone) this.liveKeyCount++;
     this.currentRev = Math.max(this.currentRev, this.backend.getMetaNumber('current_rev', 1));
     this.compactRev = this.backend.getMetaNumber('compact_rev', -1);
+    if (this.compactRev > 0 && this.backend.getMetaNumber('compaction_pending', 0) === 1) {
+      this.compaction = { rev: this.compactRev, keys: this.keys.entries() };
+    }
   }
 
   /** Checks a requested read revision: ≤ 0 means current (etcd does not reject negatives). */
@@ -250,24 +255,68 @@ export class MvccStore {
     }
   }
 
-  /** Removes history below `rev`. The caller checked `rev` against compactRev and currentRev. */
+  /**
+   * Compacts history below `rev` (the caller checked it against compactRev and currentRev). Reads
+   * below `rev` fail from now on, which is all a compaction means to a client; the rows and index
+   * entries they no longer reach are removed afterwards by compactStep, in batches between
+   * event-loop turns, as etcd compacts 1,000 keys at a time: a store with millions of revisions
+   * then keeps answering heartbeats while it compacts. Rows left over are invisible meanwhile.
+   */
   compact(rev: number): void {
     assert(rev > this.compactRev && rev <= this.currentRev, `bad compaction revision ${rev}`);
     this.compactRev = rev;
     this.backend.setMeta('compact_rev', rev);
     this.backend.setMeta('current_rev', this.currentRev);
-    const emptied: string[] = [];
+    // Persisted, so that a restart (or a snapshot sent meanwhile) finishes the removal.
+    this.backend.setMeta('compaction_pending', 1);
+    this.compaction = { rev, keys: this.keys.entries() };
+  }
+
+  /** Whether rows below the compaction point may still be waiting to be removed. */
+  get isCompacting(): boolean {
+    return this.compaction !== null;
+  }
+
+  /**
+   * Removes what the pending compaction made unreachable, for at most `keysMax` keys, in one
+   * backend transaction. Returns true once nothing is left to remove.
+   */
+  compactStep(keysMax: number): boolean {
+    const compaction = this.compaction;
+    if (compaction === null) return true;
+    const { rev } = compaction;
     const drop = (main: number, sub: number): void => this.backend.deleteKv(main, sub);
-    for (const [name, history] of this.keys) {
-      if (history.compact(rev, drop)) emptied.push(name);
-    }
-    for (const name of emptied) {
-      const history = this.keys.get(name);
-      if (history?.valueSlab != null) this.values.release(history.valueSlab, history.valueLength);
-      this.keys.delete(name);
-      this.sorted.remove(name);
-    }
-    this.relocateValues();
+    return this.backend.transaction(() => {
+      const emptied: string[] = [];
+      let visited = 0;
+      let isDone = false;
+      while (visited < keysMax) {
+        const next = compaction.keys.next();
+        if (next.done === true) {
+          isDone = true;
+          break;
+        }
+        const [name, history] = next.value;
+        if (history.compact(rev, drop)) emptied.push(name);
+        visited++;
+      }
+      for (const name of emptied) {
+        const history = this.keys.get(name);
+        if (history?.valueSlab != null) this.values.release(history.valueSlab, history.valueLength);
+        this.keys.delete(name);
+        this.sorted.remove(name);
+      }
+      if (!isDone) return false;
+      this.relocateValues();
+      this.compaction = null;
+      this.backend.setMeta('compaction_pending', 0);
+      return true;
+    });
+  }
+
+  /** Runs the pending compaction to its end now (before hashing or serializing every row). */
+  finishCompaction(): void {
+    while (!this.compactStep(Number.MAX_SAFE_INTEGER));
   }
 
   /** Events of every revision in [fromRev, …] in revision order, at most `maxRows` rows. */

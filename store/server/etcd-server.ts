@@ -80,6 +80,8 @@ interface Waiter {
 const LEASE_CHECK_INTERVAL_MS = 500;
 /** Leases revoked per check, so that a mass expiry does not stall the loop. */
 const LEASE_REVOKES_PER_CHECK = 1000;
+/** Keys visited per step of a compaction's row removal (one step per event-loop turn). */
+const COMPACTION_KEYS_PER_STEP = 1_000;
 /** Raft log entries kept behind the applied index for followers that lag; older ones need a snapshot. */
 const LOG_ENTRIES_KEPT = 5000;
 /** How often (in applied entries) the log is trimmed by default; --snapshot-count sets it. */
@@ -136,6 +138,7 @@ export class EtcdServer {
   private inflight = 0;
   private lastStep: Promise<void> = Promise.resolve();
   private closed = false;
+  private isCompactionScheduled = false;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly revoking = new Set<bigint>();
   private readonly compactor: AutoCompactor | null;
@@ -195,6 +198,8 @@ export class EtcdServer {
     this.timers.push(leaseTimer);
     this.compactor = config.autoCompaction === null ? null : new AutoCompactor(config.autoCompaction, this, this.log);
     this.drain();
+    // A compaction interrupted by a stop goes on where it was.
+    this.scheduleCompactionSteps();
     this.log.info({ memberId: config.member.id.toString(16), rev: this.kv.currentRev, term: this.node.status().term, members: config.members.length }, 'member started');
     // etcd logs this once the cluster version is known; etcron serves the 3.4 API from the start.
     this.log.info({ capabilities: ['v3rpc'] }, `enabled capabilities for version ${ETCD_VERSION.split('.').slice(0, 2).join('.')}`);
@@ -474,6 +479,22 @@ export class EtcdServer {
     this.watchHub.notify(this.applier.takeEvents());
     this.lessor.startTimers(performance.now());
     for (const settle of settles) settle();
+    this.scheduleCompactionSteps();
+  }
+
+  /**
+   * Removes the rows a compaction made unreachable, COMPACTION_KEYS_PER_STEP keys per event-loop
+   * turn (etcd: 1,000 keys per batch), so that heartbeats, proposals and reads go on meanwhile.
+   */
+  private scheduleCompactionSteps(): void {
+    if (this.isCompactionScheduled || !this.kv.isCompacting || this.closed) return;
+    this.isCompactionScheduled = true;
+    setImmediate(() => {
+      this.isCompactionScheduled = false;
+      if (this.closed) return;
+      const kv = this.kv;
+      if (!kv.compactStep(COMPACTION_KEYS_PER_STEP)) this.scheduleCompactionSteps();
+    });
   }
 
   private persist(ready: Ready): void {
@@ -561,6 +582,8 @@ export class EtcdServer {
     this.kv = new MvccStore(this.backend);
     this.applier = this.rebuildStateMachine();
     this.watchHub.replaceStore(this.kv);
+    // A snapshot taken during a compaction finishes it here.
+    this.scheduleCompactionSteps();
   }
 
   private onSoftState(leader: bigint): void {

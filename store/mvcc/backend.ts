@@ -56,6 +56,9 @@ export interface AuthRow {
   readonly value: string;
 }
 
+/** The write-ahead log is truncated to this after a checkpoint (it grows again only as needed). */
+const WAL_BYTES_KEPT = 64 * 1024 * 1024;
+
 export class Backend {
   readonly db: Db;
   private readonly stmts: {
@@ -86,6 +89,9 @@ export class Backend {
     this.db.pragma('locking_mode = EXCLUSIVE');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
+    // A large transaction (a snapshot install, a long compaction step) grows the WAL file, and
+    // SQLite reuses it without shrinking it: cut it back to this when a checkpoint resets it.
+    this.db.pragma(`journal_size_limit = ${WAL_BYTES_KEPT}`);
     // better-sqlite3 builds SQLite with a 16 MB page cache. Our writes append at the right edge of
     // the kv and raft_log trees and reads at the current revision never reach SQLite, so a few MB
     // hold the pages we touch; the OS page cache keeps the rest off the process's resident memory.

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { systemRandom } from '../../shared/random.js';
 import { SimpleTokenStore } from '../auth/token-store.js';
 import type { JwtTokens } from '../auth/jwt-tokens.js';
+import { decodeSnapshotRef, prepareSnapshotDir } from '../snapshot/snapshot-file.js';
 import { Lessor } from '../lease/lessor.js';
 import { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -116,6 +117,8 @@ export class EtcdServer {
   /** Set under --auth-token jwt: Authenticate answers with a JWT, and calls carry JWTs. */
   readonly jwt: JwtTokens | null;
   readonly watchHub: WatchHub;
+  /** Snapshot files: written here for followers, received here from the leader. */
+  private readonly snapshotDir: string;
   private readonly storage: SqliteLogStorage;
   /** Voters, learners, their peer URLs and the removed IDs, as the log has made them. */
   readonly membership: MembershipTable;
@@ -176,7 +179,8 @@ export class EtcdServer {
     this.watchHub = new WatchHub(this.kv);
     this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;
     this.membership = new MembershipTable(this.backend, config.members.map((m) => ({ id: m.id, peerUrls: m.peerUrls, isLearner: m.isLearner === true })));
-    this.storage = new SqliteLogStorage(this.backend, () => this.membership.confState());
+    this.snapshotDir = prepareSnapshotDir(join(memberDir, 'snapshots'));
+    this.storage = new SqliteLogStorage(this.backend, () => this.membership.confState(), this.snapshotDir);
     this.replayUnapplied();
     const applied = this.backend.getMetaNumber('applied_index', 0);
     if (config.members.length === 1 && this.membership.list().length === 1) {
@@ -234,6 +238,7 @@ export class EtcdServer {
       (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
       config.logger.child({ component: 'transport' }),
       config.peerTls,
+      this.snapshotDir,
     );
     const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
     this.timers.push(tick);
@@ -549,13 +554,18 @@ export class EtcdServer {
     this.log.info({ index, term }, 'installing snapshot from leader');
     this.durableIndex = Math.min(this.durableIndex, index); // the old log beyond it is gone
     const hard = this.storage.initialState().hardState;
-    const temporary = `${this.dbPath}.snapshot`;
-    const fd = openSync(temporary, 'w');
-    try {
-      writeSync(fd, snapshot.data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+    // A file received from the leader (already durable), or, from older senders and tests, the
+    // database itself in the message.
+    const received = decodeSnapshotRef(snapshot.data);
+    const temporary = received?.path ?? `${this.dbPath}.snapshot`;
+    if (received === null) {
+      const fd = openSync(temporary, 'w');
+      try {
+        writeSync(fd, snapshot.data);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
     }
     this.syncer.close();
     this.backend.close();

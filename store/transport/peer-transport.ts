@@ -7,6 +7,10 @@ import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
 import { decodeFrame, encodeFrame, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame } from './peer-codec.js';
+import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -24,7 +28,24 @@ const PEER_SERVICE: ServiceDefinition = {
     path: '/etcron.peer.Raft/Members', requestStream: false, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
+  /** A snapshot message: a header frame (the message, its file's size), then the file in chunks. */
+  Snapshot: {
+    path: '/etcron.peer.Raft/Snapshot', requestStream: true, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
 };
+
+/** Bytes of a snapshot file per message on the Snapshot stream. */
+export const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+
+interface SnapshotHeader {
+  readonly clusterId: bigint;
+  readonly from: bigint;
+  readonly to: bigint;
+  /** The snap message, its data left out (it named a file on the sender's disk). */
+  readonly message: Message;
+  readonly bytes: number;
+}
 
 /** What a member joining with --initial-cluster-state existing learns from a peer. */
 export interface ClusterView {
@@ -32,7 +53,10 @@ export interface ClusterView {
   readonly members: readonly { readonly id: MemberId; readonly name: string; readonly peerUrls: readonly string[]; readonly isLearner: boolean }[];
 }
 
-/** Snapshots travel in one frame; the limit leaves room for a 2 GiB database. */
+/**
+ * A snapshot whose data is the database itself (not a file reference) still travels in one frame;
+ * file snapshots go in chunks over the Snapshot stream and know no such limit.
+ */
 const PEER_MESSAGE_BYTES_MAX = 2 ** 31 - 1;
 
 export interface PeerHandlers {
@@ -94,6 +118,8 @@ export class PeerTransport {
     private readonly log: Logger,
     /** --peer-* TLS, for https:// peer URLs (listening and dialling); null without peer TLS. */
     private readonly tls: TlsMaterial | null = null,
+    /** Where snapshot files from the leader are received; null keeps them out (none expected). */
+    private readonly snapshotDir: string | null = null,
   ) {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
@@ -101,6 +127,7 @@ export class PeerTransport {
       Members: ((_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
         callback(null, encodeFrame(this.handlers.clusterView()));
       }) as handleUnaryCall<Buffer, Buffer>,
+      Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
     };
     this.server.addService(PEER_SERVICE, impl);
   }
@@ -168,6 +195,108 @@ export class PeerTransport {
     call.on('error', () => {});
   }
 
+  /**
+   * Receives a snapshot file into the snapshot directory, one chunk at a time (never the whole
+   * file in memory), fsyncs it, and only then hands Raft the message, its data now naming the
+   * local copy. A stream that ends early or carries the wrong size is refused
+   * and its partial file removed.
+   */
+  private onSnapshotStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    let header: SnapshotHeader | null = null;
+    let fd: number | null = null;
+    let path = '';
+    let received = 0;
+    let isDone = false;
+    const fail = (code: status, details: string): void => {
+      if (isDone) return;
+      isDone = true;
+      if (fd !== null) closeSync(fd);
+      fd = null;
+      if (path !== '') rmSync(path, { force: true });
+      callback({ code, details });
+    };
+    call.on('data', (data: Buffer) => {
+      if (isDone) return;
+      if (header === null) {
+        try {
+          header = decodeFrame<SnapshotHeader>(data);
+        } catch {
+          fail(status.INVALID_ARGUMENT, 'malformed snapshot header');
+          return;
+        }
+        const refusal = this.refuse(header.clusterId, header.from) ?? (header.to === this.self ? null : 'snapshot for another member');
+        if (refusal !== null || this.snapshotDir === null) {
+          fail(status.FAILED_PRECONDITION, refusal ?? 'this member takes no snapshot files');
+          return;
+        }
+        const index = header.message.snapshot?.metadata.index ?? 0;
+        path = join(this.snapshotDir, `received-${header.from.toString(16)}-${index}.db`);
+        fd = openSync(path, 'w');
+        return;
+      }
+      if (fd === null) return;
+      // Synchronous writes keep chunks in order and bound memory to one chunk; the page cache
+      // absorbs them, and one fsync at the end makes the file durable before Raft sees it.
+      writeSync(fd, data);
+      received += data.length;
+      if (received > header.bytes) fail(status.INVALID_ARGUMENT, 'snapshot longer than announced');
+    });
+    call.on('end', () => {
+      if (isDone) return;
+      if (header === null || fd === null || received !== header.bytes) {
+        fail(status.INVALID_ARGUMENT, `snapshot cut short (${received} of ${header?.bytes ?? '?'} bytes)`);
+        return;
+      }
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = null;
+      isDone = true;
+      const snapshot = header.message.snapshot;
+      if (snapshot !== undefined && snapshot !== null) {
+        this.handlers.receive({ ...header.message, snapshot: { ...snapshot, data: encodeSnapshotRef({ path, bytes: received }) } });
+      }
+      callback(null, Buffer.alloc(0));
+    });
+    call.on('error', () => fail(status.CANCELLED, 'snapshot stream failed'));
+  }
+
+  /**
+   * Streams a snapshot message whose data names a local file: the header, then the file in
+   * chunks, honouring the stream's backpressure. Raft learns the outcome (delivered or failed)
+   * when the follower has the file durable and has taken the message.
+   */
+  private sendSnapshotFile(peer: MemberId, link: PeerLink, message: Message, ref: SnapshotFileRef): void {
+    const call = link.client.makeClientStreamRequest<Buffer, Buffer>(
+      '/etcron.peer.Raft/Snapshot', identity, identity, new Metadata(), { deadline: Infinity },
+      (err) => {
+        if (err !== null) {
+          this.log.warn({ peer: peer.toString(16), err: err.details }, 'sending a snapshot failed');
+          if (!this.closed) this.onUnreachable(peer);
+        }
+        if (!this.closed) this.onSnapshotStatus(peer, err !== null);
+      },
+    );
+    call.on('error', () => {});
+    const snapshot = message.snapshot;
+    if (snapshot === undefined || snapshot === null) return;
+    const header: SnapshotHeader = {
+      clusterId: this.clusterId, from: this.self, to: peer, bytes: ref.bytes,
+      message: { ...message, snapshot: { ...snapshot, data: new Uint8Array(0) } },
+    };
+    call.write(encodeFrame(header));
+    const pump = async (): Promise<void> => {
+      for await (const chunk of createReadStream(ref.path, { highWaterMark: SNAPSHOT_CHUNK_BYTES })) {
+        if (!call.write(chunk as Buffer)) await once(call, 'drain');
+      }
+      call.end();
+    };
+    pump().catch((err: unknown) => {
+      this.log.warn({ peer: peer.toString(16), err }, 'snapshot file unreadable');
+      call.cancel();
+    });
+    this.log.info({ peer: peer.toString(16), index: snapshot.metadata.index, bytes: ref.bytes }, 'sending snapshot');
+  }
+
   private onLease(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
     let request: LeaseRenewRequest;
     try {
@@ -224,7 +353,7 @@ export class PeerTransport {
       list.push(m);
       byPeer.set(m.to, list);
     }
-    for (const [peer, list] of byPeer) {
+    for (let [peer, list] of byPeer) {
       const link = this.link(peer);
       if (link === undefined) continue;
       if (link.stream === null) {
@@ -243,6 +372,14 @@ export class PeerTransport {
         stream.on('error', () => {});
         link.stream = stream;
       }
+      // File snapshots take their own stream; everything else (and in-memory snapshots) a frame.
+      const fileSnapshots = list.flatMap((m) => {
+        const ref = m.type === 'snap' && m.snapshot !== undefined && m.snapshot !== null ? decodeSnapshotRef(m.snapshot.data) : null;
+        return ref === null ? [] : [{ message: m, ref }];
+      });
+      for (const { message, ref } of fileSnapshots) this.sendSnapshotFile(peer, link, message, ref);
+      if (fileSnapshots.length > 0) list = list.filter((m) => !fileSnapshots.some((f) => f.message === m));
+      if (list.length === 0) continue;
       const hasSnapshot = list.some((m) => m.type === 'snap');
       const frame = encodeFrame({ clusterId: this.clusterId, from: this.self, to: peer, messages: list });
       if (!hasSnapshot) {

@@ -2,13 +2,18 @@ import { limitSize } from '../raft/raft-log.js';
 import { RaftStorageError } from '../raft/types.js';
 import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/types.js';
 import type { Backend } from '../mvcc/backend.js';
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeSnapshotRef, encodeSnapshotRef } from '../snapshot/snapshot-file.js';
 
 const ENTRY_TYPES = ['normal', 'conf-change'] as const;
 
 /**
  * Raft's stable storage on the member's SQLite file: the raft_log table, the hard state and the
- * last snapshot's index and term in meta. A snapshot's data is the whole database, serialized on
- * demand when a follower needs one, at the applied index.
+ * last snapshot's index and term in meta. A snapshot is the whole database at the applied index,
+ * written on demand (when a follower needs one) to a file in `snapshotDir`; the snapshot's data is
+ * a reference to that file (store/snapshot/snapshot-file.ts). Without a directory (tests), the
+ * data is the serialized database itself.
  */
 export class SqliteLogStorage implements LogStorage {
   private cachedSnapshot: Snapshot | null = null;
@@ -23,13 +28,15 @@ export class SqliteLogStorage implements LogStorage {
   private terms: number[] = []; // terms[i] is the term of entry first + i
 
   /** `confState` reads the configuration as applied now (the membership table, kept durable). */
-  constructor(private backend: Backend, private readonly confState: () => ConfState) {
+  constructor(private backend: Backend, private readonly confState: () => ConfState, private readonly snapshotDir: string | null = null) {
     this.load();
   }
 
   /** After a snapshot replaced the database file, the Raft core keeps this object: point it anew. */
   useBackend(backend: Backend): void {
     this.backend = backend;
+    const previous = this.cachedSnapshot === null ? null : decodeSnapshotRef(this.cachedSnapshot.data);
+    if (previous !== null) rmSync(previous.path, { force: true });
     this.cachedSnapshot = null;
     this.load();
   }
@@ -104,8 +111,23 @@ export class SqliteLogStorage implements LogStorage {
     } catch {
       throw new RaftStorageError('snapshot-temporarily-unavailable');
     }
-    this.cachedSnapshot = { metadata: { index: applied, term, confState: this.confState() }, data: this.backend.db.serialize() };
+    this.cachedSnapshot = { metadata: { index: applied, term, confState: this.confState() }, data: this.snapshotData(applied) };
     return this.cachedSnapshot;
+  }
+
+  /**
+   * VACUUM INTO writes a consistent copy of the database straight to a file, without holding it in
+   * memory; it cannot run inside a transaction, and Raft asks again later when told so.
+   */
+  private snapshotData(applied: number): Uint8Array {
+    if (this.snapshotDir === null) return this.backend.db.serialize();
+    if (this.backend.db.inTransaction) throw new RaftStorageError('snapshot-temporarily-unavailable');
+    const previous = this.cachedSnapshot === null ? null : decodeSnapshotRef(this.cachedSnapshot.data);
+    if (previous !== null) rmSync(previous.path, { force: true });
+    const path = join(this.snapshotDir, `snapshot-${applied}.db`);
+    rmSync(path, { force: true });
+    this.backend.db.prepare('VACUUM INTO ?').run(path);
+    return encodeSnapshotRef({ path, bytes: statSync(path).size });
   }
 
   /** Drops log entries up to `index` (kept in the snapshot's place), remembering its term. */

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { readFileSync } from 'node:fs';
 import { child, int } from '../support/compat-client.js';
 import { Cluster, clusterSubject } from '../support/cluster-process.js';
+import { SNAPSHOT_CHUNK_BYTES } from '../../store/transport/peer-transport.js';
 import { checkRevisionOrder, type HistoryOp } from '../support/cluster-linearizability.js';
 import * as workload from '../support/cluster-workload.js';
 import { nowNs, readLog, summarize, writeSentinel } from '../support/cluster-workload.js';
@@ -68,6 +69,13 @@ describe(`3 ${clusterSubject()} members: a follower far behind catches up from a
     const afterRestart = readFileSync(cluster.member(lagging).logPath, 'utf8').slice(logBefore);
     // The catch-up really went through a snapshot (etcd: "applying snapshot", etcron: "installing snapshot").
     expect.soft(afterRestart, 'the lagging member installed a snapshot').toMatch(/applying snapshot|installing snapshot/i);
+    if (clusterSubject() === 'etcron') {
+      // etcron streams the database file in chunks (never one message, never a whole copy in
+      // memory): the sender names the file's size, several chunks here.
+      const sent = cluster.runningIndexes().map((i) => readFileSync(cluster.member(i).logPath, 'utf8')).join('\n');
+      const bytes = [...sent.matchAll(/"bytes":(\d+)[^\n]*"msg":"sending snapshot"/g)].map((m) => Number(m[1]));
+      expect.soft(Math.max(0, ...bytes), 'snapshot file bytes sent').toBeGreaterThan(2 * SNAPSHOT_CHUNK_BYTES);
+    }
 
     const sentinel = await writeSentinel(cluster, PREFIX);
     await cluster.converged(30_000);

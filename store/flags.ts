@@ -54,6 +54,9 @@ export interface TlsFlags {
   readonly isAutoTls: boolean;
   /** --client-crl-file (client side only): certificates it revokes fail the handshake. */
   readonly crlFile: string;
+  /** --peer-cert-allowed-cn / --peer-cert-allowed-hostname (peer side only; '' = any). */
+  readonly allowedCn: string;
+  readonly allowedHostname: string;
 }
 
 export class FlagError extends Error {
@@ -103,6 +106,8 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'trusted-ca-file': { kind: 'string', defaultValue: '', help: 'path to the client server TLS trusted CA cert file' },
   'client-cert-auth': { kind: 'bool', defaultValue: 'false', help: 'enable client cert authentication' },
   'auto-tls': { kind: 'bool', defaultValue: 'false', help: 'client TLS using generated certificates' },
+  'peer-cert-allowed-cn': { kind: 'string', defaultValue: '', help: 'allowed CN for inter peer authentication' },
+  'peer-cert-allowed-hostname': { kind: 'string', defaultValue: '', help: 'allowed TLS hostname for inter peer authentication' },
   'cipher-suites': { kind: 'string', defaultValue: '', help: 'comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)' },
   'client-crl-file': { kind: 'string', defaultValue: '', help: 'path to the client certificate revocation list file (DER or PEM)' },
   'peer-cert-file': { kind: 'string', defaultValue: '', help: 'path to the peer server TLS cert file' },
@@ -165,6 +170,8 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     isClientCertAuth: bool(`${prefix}client-cert-auth`),
     isAutoTls: bool(`${prefix}auto-tls`),
     crlFile: prefix === '' ? get('client-crl-file') : '',
+    allowedCn: prefix === 'peer-' ? get('peer-cert-allowed-cn') : '',
+    allowedHostname: prefix === 'peer-' ? get('peer-cert-allowed-hostname') : '',
   });
   const urls = (flag: string): string[] => {
     const list = get(flag).split(',').map((u) => u.trim()).filter((u) => u !== '');

@@ -26,6 +26,11 @@ export interface TlsMaterial {
   readonly isSelfSigned: boolean;
   /** --client-crl-file: serial numbers of revoked client certificates (null without a list). */
   readonly revokedSerials: ReadonlySet<string> | null;
+  /**
+   * --peer-cert-allowed-cn / -hostname: the other member's certificate must carry this common
+   * name, or be valid for this hostname, in both directions (null: any the CA signed).
+   */
+  readonly allowedPeer: { readonly commonName: string } | { readonly hostname: string } | null;
 }
 
 /** What each side's flags are called, for etcd's messages. */
@@ -125,7 +130,12 @@ function load(side: TlsSide, files: TlsFlags, isSelfSigned: boolean): TlsMateria
       throw new TlsConfigError(`failed to parse CRL ${files.crlFile}: ${(err as Error).message}`);
     }
   }
-  return { side, cert, key, ca, isClientCertAuth, isSelfSigned, revokedSerials: revoked };
+  if (files.allowedCn !== '' && files.allowedHostname !== '') {
+    throw new TlsConfigError(`AllowedCN and AllowedHostname are mutually exclusive (cn=${JSON.stringify(files.allowedCn)}, hostname=${JSON.stringify(files.allowedHostname)})`);
+  }
+  const allowedPeer = files.allowedCn !== '' ? { commonName: files.allowedCn }
+    : files.allowedHostname !== '' ? { hostname: files.allowedHostname } : null;
+  return { side, cert, key, ca, isClientCertAuth, isSelfSigned, revokedSerials: revoked, allowedPeer };
 }
 
 /** Reads a PEM file; a missing or unreadable one is refused with Go's wording, as etcd prints it. */

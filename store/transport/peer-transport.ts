@@ -10,6 +10,8 @@ import { decodeFrame, encodeFrame, type LeaseRenewRequest, type LeaseRenewRespon
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
 const identity = (b: Buffer): Buffer => b;
@@ -106,6 +108,8 @@ export class PeerTransport {
   /** The last TLS failure logged per peer: a refused handshake repeats on every reconnect. */
   private readonly tlsFailures = new Map<MemberId, string>();
   private closed = false;
+  /** The last peer certificate refusal logged (a refused member retries every few ms). */
+  private lastRefusal: string | null = null;
 
   constructor(
     private readonly self: MemberId,
@@ -124,8 +128,10 @@ export class PeerTransport {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
       Lease: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLease(call, callback)) as handleUnaryCall<Buffer, Buffer>,
-      Members: ((_call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
-        callback(null, encodeFrame(this.handlers.clusterView()));
+      Members: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+        const refusal = this.refusePeerCertificate(call);
+        if (refusal !== null) callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+        else callback(null, encodeFrame(this.handlers.clusterView()));
       }) as handleUnaryCall<Buffer, Buffer>,
       Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
     };
@@ -159,7 +165,33 @@ export class PeerTransport {
   private channelCredentials(target: URL): ChannelCredentials {
     if (target.protocol !== 'https:') return credentials.createInsecure();
     if (this.tls === null) return credentials.createSsl();
-    return credentials.createSsl(this.tls.ca, this.tls.key, this.tls.cert, { rejectUnauthorized: !this.tls.isSelfSigned });
+    const allowed = this.tls.allowedPeer;
+    const isVerified = !this.tls.isSelfSigned;
+    return credentials.createSsl(this.tls.ca, this.tls.key, this.tls.cert, {
+      rejectUnauthorized: isVerified,
+      // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
+      checkServerIdentity: (host, cert) => {
+        const hostError = isVerified ? checkServerIdentity(host, cert) : undefined;
+        if (hostError !== undefined) return hostError;
+        const refusal = peerCertificateRefusal(allowed, cert);
+        return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
+      },
+    });
+  }
+
+  /**
+   * A call from a member whose certificate is not the allowed one is refused (etcd refuses the
+   * handshake; grpc-js offers no hook there, so the refusal comes with the first call).
+   */
+  private refusePeerCertificate(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }): string | null {
+    const allowed = this.tls?.allowedPeer ?? null;
+    if (allowed === null) return null;
+    const refusal = peerCertificateRefusal(allowed, call.getAuthContext().sslPeerCertificate);
+    if (refusal !== null && this.lastRefusal !== refusal) {
+      this.lastRefusal = refusal;
+      this.log.warn({ err: refusal }, 'rejected connection from a peer (tls: bad certificate)');
+    }
+    return refusal;
   }
 
   private refuse(frameClusterId: bigint, from: bigint): string | null {
@@ -171,6 +203,11 @@ export class PeerTransport {
   }
 
   private onStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const refusal = this.refusePeerCertificate(call);
+    if (refusal !== null) {
+      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      return;
+    }
     let failed = false;
     call.on('data', (data: Buffer) => {
       if (failed) return;
@@ -202,6 +239,11 @@ export class PeerTransport {
    * and its partial file removed.
    */
   private onSnapshotStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const refusal = this.refusePeerCertificate(call);
+    if (refusal !== null) {
+      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      return;
+    }
     let header: SnapshotHeader | null = null;
     let fd: number | null = null;
     let path = '';
@@ -298,6 +340,11 @@ export class PeerTransport {
   }
 
   private onLease(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const refusal = this.refusePeerCertificate(call);
+    if (refusal !== null) {
+      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      return;
+    }
     let request: LeaseRenewRequest;
     try {
       request = decodeFrame<LeaseRenewRequest>(call.request);

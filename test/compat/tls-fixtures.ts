@@ -19,6 +19,8 @@ export interface TestCertificates {
   readonly otherCa: string;
   /** Server and peer certificate: SAN IP:127.0.0.1, serverAuth and clientAuth, from `ca`. */
   readonly server: CertPair;
+  /** The same as `server` with another common name ("server2"). */
+  readonly server2: CertPair;
   readonly client: CertPair;
   /** A client certificate from `ca` whose common name is "root" (the etcd user it acts as). */
   readonly root: CertPair;
@@ -68,6 +70,7 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
   await Promise.all([selfSigned('ca'), selfSigned('other-ca')]);
   await Promise.all([
     signed('server', 'ca', 'server.ext'),
+    signed('server2', 'ca', 'server.ext'),
     signed('client', 'ca', 'client.ext'),
     signed('root', 'ca', 'client.ext'),
     signed('untrusted', 'other-ca', 'client.ext'),
@@ -81,7 +84,7 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
   const pair = (name: string): CertPair => ({ cert: path(`${name}.crt`), key: path(`${name}.key`) });
   return {
     ca: path('ca.crt'), otherCa: path('other-ca.crt'),
-    server: pair('server'), client: pair('client'), root: pair('root'), untrusted: pair('untrusted'), expired: pair('expired'),
+    server: pair('server'), server2: pair('server2'), client: pair('client'), root: pair('root'), untrusted: pair('untrusted'), expired: pair('expired'),
   };
 }
 

@@ -25,6 +25,9 @@ function refusal(code: status, message: string): Error {
 }
 
 const NOT_ENOUGH_STARTED = 'etcdserver: re-configuration failed due to not enough started members';
+const UNHEALTHY = 'etcdserver: unhealthy cluster';
+/** etcd's HealthInterval: a peer counts as connected once its connection has been up this long. */
+const HEALTH_INTERVAL_MS = 5_000;
 
 function quorum(voters: number): number {
   return Math.floor(voters / 2) + 1;
@@ -89,6 +92,7 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
   };
   const startedVoters = (): MemberInfo[] => server.members().filter((m) => m.isLearner !== true && m.name !== '');
   const voters = (): MemberInfo[] => server.members().filter((m) => m.isLearner !== true);
+  const isConnected = (m: MemberInfo): boolean => server.connectedForMs(m.id) >= HEALTH_INTERVAL_MS;
 
   return {
     MemberList: unary(ctx, () => ({ header: ctx.headerWithoutRevision(), members: members() })),
@@ -109,6 +113,8 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       if (isStrict && !isLearner && !isSecond && started < quorum(voters().length + 1)) {
         throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
       }
+      // As etcd: no change while a voter has not been reachable from here for the last 5 s.
+      if (isStrict && !voters().every(isConnected)) throw refusal(status.UNAVAILABLE, UNHEALTHY);
       const id = newMemberId(peerUrls, server.config.clusterId, Date.now());
       await change({ action: 'add', id, peerUrls, isLearner });
       return {
@@ -125,6 +131,14 @@ export function clusterService(ctx: ApiContext): UntypedServiceImplementation {
       if (isStrict && member.isLearner !== true) {
         const startedAfter = startedVoters().filter((m) => m.id !== member.id).length;
         if (startedAfter < quorum(voters().length - 1)) throw refusal(status.FAILED_PRECONDITION, NOT_ENOUGH_STARTED);
+        // A member that is down may go (it is not part of the working quorum); otherwise the
+        // members reachable for 5 s, less the one leaving, must still be a quorum.
+        const isDown = member.id !== server.memberId && server.connectedForMs(member.id) === 0;
+        const active = voters().filter(isConnected).length;
+        const n = voters().length;
+        if (!isDown && active - 1 < 1 + Math.floor((n - 1) / 2)) {
+          throw refusal(status.UNAVAILABLE, UNHEALTHY);
+        }
       }
       await change({ action: 'remove', id: member.id });
       return { header: ctx.headerWithoutRevision(), members: members() };

@@ -644,6 +644,16 @@ export class EtcdServer {
     };
   }
 
+  /**
+   * How long (ms) this member's connection to `id` has been up without a break; Infinity for this
+   * member itself, 0 for a member not connected now.
+   */
+  connectedForMs(id: bigint): number {
+    if (id === this.memberId) return Number.POSITIVE_INFINITY;
+    const since = this.transport?.activeSince(id) ?? null;
+    return since === null ? 0 : performance.now() - since;
+  }
+
   /** Replication progress of a member, as this leader sees it (null on followers). */
   matchIndexOf(id: bigint): { match: number; leaderMatch: number } | null {
     if (!(this.node instanceof Raft)) return null;

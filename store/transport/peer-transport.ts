@@ -1,5 +1,5 @@
 import {
-  ChannelCredentials, Client, Metadata, Server, ServerCredentials, credentials, status, type ClientWritableStream,
+  ChannelCredentials, Client, Metadata, connectivityState, Server, ServerCredentials, credentials, status, type ClientWritableStream,
   type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
   type ServerUnaryCall, type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -78,6 +78,8 @@ interface PeerLink {
   readonly client: Client;
   readonly url: string;
   stream: ClientWritableStream<Buffer> | null;
+  /** When the connection to the peer last became ready (ms, monotonic); null while it is not. */
+  activeSinceMs: number | null;
 }
 
 /**
@@ -136,6 +138,12 @@ export class PeerTransport {
       Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
     };
     this.server.addService(PEER_SERVICE, impl);
+    this.connectAll();
+  }
+
+  /** Dials every peer now, as etcd keeps a stream to each: reachability is known before it matters. */
+  private connectAll(): void {
+    for (const peer of this.peers) if (peer.id !== this.self) this.link(peer.id);
   }
 
   /** Listens on each peer URL: https:// ones with the peer certificate, http:// ones plain. */
@@ -375,9 +383,40 @@ export class PeerTransport {
       'grpc.max_reconnect_backoff_ms': 1000,
       ...PEER_KEEPALIVE_OPTIONS,
     });
-    link = { client, url: address.url, stream: null };
+    link = { client, url: address.url, stream: null, activeSinceMs: null };
     this.links.set(peer, link);
+    this.watchConnectivity(link);
     return link;
+  }
+
+  /**
+   * Follows the link's connection state (keepalive pings keep an idle one checked), so that a
+   * membership change can ask how long each peer has been reachable, as etcd asks its streams.
+   */
+  private watchConnectivity(link: PeerLink): void {
+    const channel = link.client.getChannel();
+    const follow = (): void => {
+      if (this.closed || this.links.get(this.peerOf(link)) !== link) return;
+      const state = channel.getConnectivityState(true);
+      const isReady = state === connectivityState.READY;
+      if (isReady && link.activeSinceMs === null) link.activeSinceMs = performance.now();
+      if (!isReady) link.activeSinceMs = null;
+      channel.watchConnectivityState(state, Infinity, follow);
+    };
+    follow();
+  }
+
+  private peerOf(link: PeerLink): MemberId {
+    for (const [id, candidate] of this.links) if (candidate === link) return id;
+    return -1n;
+  }
+
+  /**
+   * Since when (ms on performance.now's clock) the connection to `peer` has been up without a
+   * break, or null if it is not up. Links are dialled on first use; asking dials one.
+   */
+  activeSince(peer: MemberId): number | null {
+    return this.link(peer)?.activeSinceMs ?? null;
   }
 
   /**
@@ -450,6 +489,7 @@ export class PeerTransport {
       link.client.close();
       this.links.delete(id);
     }
+    this.connectAll();
   }
 
   /** Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). */

@@ -32,7 +32,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
   return {
     Status: unary(ctx, () => {
       const raft = server.raftStatus();
-      const sizes = server.backend.sizes();
+      const sizes = server.backendSizes();
       return {
         header: ctx.header(),
         version: ETCD_VERSION,

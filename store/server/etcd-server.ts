@@ -480,7 +480,8 @@ export class EtcdServer {
   }
 
   private answerApplied(settles: readonly (() => void)[]): void {
-    this.dbSizeBytes = this.backend.sizes().sizeBytes;
+    // As etcd counts it: the key-value data, not the Raft log (etcd keeps that in its WAL files).
+    this.dbSizeBytes = this.backendSizes().sizeBytes;
     this.watchHub.notify(this.applier.takeEvents());
     this.lessor.startTimers(performance.now());
     for (const settle of settles) settle();
@@ -642,6 +643,16 @@ export class EtcdServer {
       clusterId: this.config.clusterId,
       members: this.membership.list().map((m) => ({ id: m.id, name: names.get(m.id) ?? '', peerUrls: m.peerUrls, isLearner: m.isLearner })),
     };
+  }
+
+  /**
+   * The database's size as etcd reports and limits it: the key-value data (file size, and pages in
+   * use), without the Raft log that shares the SQLite file here (etcd keeps it in WAL files).
+   */
+  backendSizes(): { sizeBytes: number; inUseBytes: number } {
+    const sizes = this.backend.sizes();
+    const log = this.storage.logBytes();
+    return { sizeBytes: Math.max(0, sizes.sizeBytes - log), inUseBytes: Math.max(0, sizes.inUseBytes - log) };
   }
 
   /**

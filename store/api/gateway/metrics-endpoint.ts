@@ -27,7 +27,7 @@ function counter(name: string, help: string, read: () => number): Family {
 /** etcd's core metric families; what the server already tracks is read here, at scrape time. */
 function families(ctx: ApiContext): Family[] {
   const server = ctx.server;
-  const dbSize = (): number => server.backend.sizes().sizeBytes;
+  const dbSize = (): number => server.backendSizes().sizeBytes;
   return [
     gauge(
       'etcd_server_has_leader',
@@ -111,7 +111,7 @@ function families(ctx: ApiContext): Family[] {
     gauge(
       'etcd_mvcc_db_total_size_in_use_in_bytes',
       'Total size of the underlying database logically in use in bytes.',
-      () => server.backend.sizes().inUseBytes,
+      () => server.backendSizes().inUseBytes,
     ),
     {
       name: 'etcd_disk_wal_fsync_duration_seconds',

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseJobSpec, type JobSpec } from '../shared/job/index.js';
+import type { AlertRecord, ChannelDelivery } from '../shared/history/alerts.js';
 import { chunkBySize } from '../shared/chunks.js';
 import { ApiRefusal, CliError, type ApiClient } from './scheduler-api-client.js';
 import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
@@ -252,6 +253,17 @@ function registerRunCommands(job: Command): void {
           r.exitCode ?? r.signal, durationText(r.startedAtMs, r.endedAtMs), r.reason,
         ]),
       ));
+    }));
+
+  withClientOptions(job.command('alerts <name>').description('alert deliveries of a job (webhook, command), newest first'))
+    .action(action(async (name: string, flags: ClientFlags) => {
+      const result = (await apiClient(flags).get(path(name, '/alerts'))) as { revision: number; alerts: AlertRecord[] };
+      if (flags.output === 'json') return printJson(result);
+      const rows = result.alerts.flatMap((a) => (Object.entries(a.channels) as [string, ChannelDelivery][]).map(([channel, d]) => {
+        const last = d.attempts[d.attempts.length - 1];
+        return [a.slot, a.attempt, a.state, channel, d.status, d.attempts.length, last?.detail, last === undefined ? undefined : new Date(last.atMs).toISOString()];
+      }));
+      process.stdout.write(renderTable(['SLOT', 'ATTEMPT', 'STATE', 'CHANNEL', 'DELIVERY', 'TRIES', 'LAST', 'AT'], rows));
     }));
 
   job.command('logs <name> [run]')

@@ -14,6 +14,9 @@ export interface JobFlagValues {
   readonly httpHeader?: readonly string[];
   readonly httpBody?: string;
   readonly httpExpectStatus?: string;
+  readonly alertWebhook?: string;
+  readonly alertCommand?: string;
+  readonly alertOn?: string;
   readonly timezone?: string;
   readonly env?: readonly string[];
   readonly cwd?: string;
@@ -44,6 +47,10 @@ export const FLAG_FOR_FIELD: Readonly<Record<string, string>> = {
   'http.headers': '--http-header',
   'http.body': '--http-body',
   'http.expectStatus': '--http-expect-status',
+  alerts: '--alert-webhook/--alert-command',
+  'alerts.on': '--alert-on',
+  'alerts.webhook.url': '--alert-webhook',
+  'alerts.command': '--alert-command',
   timezone: '--timezone',
   env: '--env',
   cwd: '--cwd',
@@ -90,7 +97,10 @@ export function addJobFlags(command: Command): Command {
     .option('--history-count <n>', 'keep at most this many runs (default 100)')
     .option('--history-age <duration>', 'drop runs older than this (default 7d)')
     .option('--output-tail-bytes <n>', 'bytes of output kept per run (default 262144)')
-    .option('--jitter <duration>', 'start each run up to this long after its slot (default 0)');
+    .option('--jitter <duration>', 'start each run up to this long after its slot (default 0)')
+    .option('--alert-webhook <url>', 'POST an alert (JSON) here when a run ends in an --alert-on state')
+    .option('--alert-command <shell>', 'run this command (by the leading master) on such an alert')
+    .option('--alert-on <states>', 'run states that alert (default failed,timeout,lost,missed)');
 }
 
 function numberIfInteger(value: string): string | number {
@@ -141,6 +151,13 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
   if (Object.keys(history).length > 0) spec['history'] = history;
   if (flags.outputTailBytes !== undefined) spec['outputTailBytesMax'] = numberIfInteger(flags.outputTailBytes);
   set('jitterMs', flags.jitter);
+  if (flags.alertWebhook !== undefined || flags.alertCommand !== undefined || flags.alertOn !== undefined) {
+    spec['alerts'] = {
+      ...(flags.alertOn === undefined ? {} : { on: flags.alertOn.split(',').map((state) => state.trim()).filter((state) => state !== '') }),
+      ...(flags.alertWebhook === undefined ? {} : { webhook: { url: flags.alertWebhook } }),
+      ...(flags.alertCommand === undefined ? {} : { command: flags.alertCommand }),
+    };
+  }
   return spec;
 }
 

@@ -1,5 +1,5 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
-import { JOBS_PREFIX, RETRIES_PREFIX, jobKey, prefixEnd, validateJobName } from '../shared/keys.js';
+import { JOBS_PREFIX, RETRIES_PREFIX, alertsPrefix, jobKey, prefixEnd, validateJobName } from '../shared/keys.js';
 import { rangePages } from '../shared/etcd/range-pages.js';
 import { purgeHistory } from './housekeeping/trim.js';
 import {
@@ -196,9 +196,9 @@ async function removeJob(client: Etcd3, context: RequestContext): Promise<RouteR
     ? client.if(key, 'Create', '>', 0)
     : client.if(key, 'Mod', '==', expected);
   // Its pending retries go with it, in the same txn: no worker may start an attempt of a job
-  // that no longer exists.
+  // that no longer exists. So do its alert deliveries (a pending one is not sent any more).
   const res = await txn
-    .then(client.delete().key(key), client.delete().prefix(`${RETRIES_PREFIX}${name}/`))
+    .then(client.delete().key(key), client.delete().prefix(`${RETRIES_PREFIX}${name}/`), client.delete().prefix(alertsPrefix(name)))
     .else(client.get(key))
     .commit();
   if (!res.succeeded) {

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../shared/log.js';
 import { readLeader, startElection, type LeaderTerm } from './election.js';
 import { startApiServer, ok, type Route } from './http-server.js';
 import { jobRoutes, revisionOf } from './job-routes.js';
+import { alertRoutes } from './alert-routes.js';
 import { inspectRoutes } from './inspect-routes.js';
 import type { HousekeepingHealth } from './housekeeping/index.js';
 import { metricsRoute } from './metrics-route.js';
@@ -79,7 +80,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     options.apiPort ?? DEFAULT_API_PORT,
     [
       statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
-      ...jobRoutes(client, clock), ...inspectRoutes(client, clock),
+      ...jobRoutes(client, clock), ...inspectRoutes(client, clock), ...alertRoutes(client),
       metricsRoute(() => isLeader()), overviewRoute(client, clock),
       ...uiRoutes(root.child({ component: 'ui' })),
     ],

@@ -26,6 +26,10 @@ export const LOCKS_PREFIX = '/cron/lock/';
  * run record's: any worker claims the next attempt with a compare on it (docs/scheduler.md).
  */
 export const RETRIES_PREFIX = '/cron/retry/';
+/** Alert deliveries: /cron/alerts/<job>/<run suffix>#<attempt> (master/alerts/). */
+export const ALERTS_PREFIX = '/cron/alerts/';
+/** The leader's position in the run-record stream for alerts: {revision}. */
+export const ALERTS_CURSOR_KEY = '/cron/master/alerts';
 /**
  * The leading master's housekeeping watermark: every slot of every job that existed at `revision`
  * is recorded up to `checkedUntilMs`. A new leader resumes from it (housekeeping.ts).
@@ -89,6 +93,15 @@ export function runSuffix(slotMs: number, broadcastWorker?: string): string {
 
 export function runKey(job: string, slotMs: number, broadcastWorker?: string): string {
   return `${runsPrefix(job)}${runSuffix(slotMs, broadcastWorker)}`;
+}
+
+export function alertsPrefix(job: string): string {
+  return `${ALERTS_PREFIX}${job}/`;
+}
+
+/** One alert per run attempt: the run's key suffix (slot, and worker if broadcast) and attempt. */
+export function alertKey(job: string, runKeySuffix: string, attempt: number): string {
+  return `${alertsPrefix(job)}${runKeySuffix}#${attempt}`;
 }
 
 export function retryKey(job: string, slotMs: number): string {

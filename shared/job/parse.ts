@@ -2,6 +2,7 @@ import { validateJobName } from '../keys.js';
 import { Checker, isRecord, type Fields, type JobSpecIssue } from './checker.js';
 import { compileSchedule } from './schedule.js';
 import { parseHttpRequest } from './parse-http.js';
+import { parseAlerts } from './parse-alerts.js';
 import { JOB_DEFAULTS, JOB_LIMITS, OVERLAP_POLICIES, type HttpRequestSpec, type JobSpec, type OverlapPolicy, type RetryPolicy } from './spec.js';
 
 export type { JobSpecIssue } from './checker.js';
@@ -11,7 +12,7 @@ export type JobSpecResult = { ok: true; spec: JobSpec } | { ok: false; errors: r
 const TOP_FIELDS = [
   'name', 'schedule', 'timezone', 'command', 'argv', 'http', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
   'catchUp', 'tags', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
-  'createdAtMs',
+  'alerts', 'createdAtMs',
 ] as const;
 const RETRY_FIELDS = ['count', 'backoffInitialMs', 'backoffMaxMs', 'backoffMultiplier'] as const;
 const CATCH_UP_FIELDS = ['windowMs', 'max'] as const;
@@ -71,6 +72,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   const jitterMs = c.duration(input['jitterMs'], 'jitterMs', JOB_DEFAULTS.jitterMs, 0);
   const broadcast = c.boolean(input['broadcast'], 'broadcast');
   const paused = c.boolean(input['paused'], 'paused');
+  const alerts = parseAlerts(c, input['alerts']);
   const createdAtInput = input['createdAtMs'];
   if (createdAtInput !== undefined && !(Number.isSafeInteger(createdAtInput) && (createdAtInput as number) >= 0)) {
     c.fail('createdAtMs', 'must be a non-negative integer (ms since the epoch)');
@@ -89,6 +91,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     killGraceMs, retries, overlap: overlap satisfies OverlapPolicy, catchUp, tags: [...tags].sort(), broadcast, paused,
     history, outputTailBytesMax, jitterMs,
+    ...(alerts === undefined ? {} : { alerts }),
     ...(typeof createdAtInput === 'number' ? { createdAtMs: createdAtInput } : {}),
   };
   return { ok: true, spec };

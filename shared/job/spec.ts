@@ -39,6 +39,20 @@ export interface HttpRequestSpec {
   readonly expectStatus?: readonly number[];
 }
 
+/** Final run states a job may be alerted on. */
+export const ALERT_STATES = ['failed', 'timeout', 'lost', 'missed', 'killed', 'skipped', 'succeeded'] as const;
+export type AlertState = (typeof ALERT_STATES)[number];
+
+/**
+ * Notifications of a job's runs that end in one of `on`: a JSON POST to a webhook, and/or a shell
+ * command run by the leading master, each retried, each delivery recorded (docs/scheduler.md).
+ */
+export interface AlertSpec {
+  readonly on: readonly AlertState[];
+  readonly webhook?: { readonly url: string; readonly headers: Readonly<Record<string, string>> };
+  readonly command?: string;
+}
+
 /** A validated, normalized job definition: the value stored under /cron/jobs/<name>. */
 export interface JobSpec {
   readonly name: string;
@@ -68,6 +82,7 @@ export interface JobSpec {
   readonly outputTailBytesMax: number;
   /** Runs start at slot + a deterministic offset in [0, jitterMs]; the slot id stays nominal. */
   readonly jitterMs: number;
+  readonly alerts?: AlertSpec;
   /**
    * When the job was first created (wall ms, the writing master's clock), stamped by the master
    * and kept across edits; a value in the input is replaced. A new leader records missed slots
@@ -87,6 +102,7 @@ export const JOB_DEFAULTS = {
   history: { countMax: 100, ageMs: 7 * 24 * 3_600_000 },
   outputTailBytesMax: 256 * 1024,
   jitterMs: 0,
+  alertOn: ['failed', 'timeout', 'lost', 'missed'],
 } as const;
 
 /** Limits on input sizes: a spec must fit comfortably under etcd's 1.5 MiB request limit. */

@@ -36,6 +36,10 @@ export const schedulerMetrics = {
   storeRequestSeconds: new HistogramVec(exponentialBuckets(0.0005, 2, 16)),
   /** Unary store requests that ended with an error, by method and gRPC code. */
   storeRequestErrors: new CounterVec(),
+  /** Alerts raised by the leader, by run state. */
+  alertsRaised: new CounterVec(),
+  /** Alert delivery tries, by channel (webhook, command) and result (ok, error). */
+  alertDeliveries: new CounterVec(),
 };
 
 /** Sorts a not-started reason into a few stable values usable as a label. */
@@ -86,6 +90,10 @@ const FAMILIES: readonly Family[] = [
   { name: 'etcron_store_request_duration_seconds', type: 'histogram',
     help: 'Unary store (etcd API) requests, by gRPC method.',
     collect: () => m.storeRequestSeconds.entries() },
+  { name: 'etcron_alerts_raised_total', help: 'Alerts raised by the leading master, by run state.',
+    type: 'counter', collect: () => m.alertsRaised.samples() },
+  { name: 'etcron_alert_deliveries_total', help: 'Alert delivery tries, by channel and result.',
+    type: 'counter', collect: () => m.alertDeliveries.samples() },
   { name: 'etcron_store_request_errors_total', type: 'counter',
     help: 'Unary store requests that failed, by gRPC method and code.',
     collect: () => m.storeRequestErrors.samples() },

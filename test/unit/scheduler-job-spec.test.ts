@@ -121,3 +121,25 @@ describe('HTTP job specs', () => {
     expect(fieldsOf({ ...http, cwd: '/tmp', http: { url: 'http://a.test/' } })).toEqual(['cwd']);
   });
 });
+
+describe('alert specs', () => {
+  const job = { name: 'a', schedule: '@hourly', command: 'true' };
+
+  it('defaults the states, orders them, and keeps webhook headers lower-cased', () => {
+    const result = parseJobSpec({ ...job, alerts: { on: ['missed', 'failed', 'missed'], webhook: { url: 'https://hooks.test/x', headers: { 'X-Key': 'k' } } } });
+    expect(result.ok && result.spec.alerts).toEqual({ on: ['failed', 'missed'], webhook: { url: 'https://hooks.test/x', headers: { 'x-key': 'k' } } });
+    const defaults = parseJobSpec({ ...job, alerts: { command: 'notify' } });
+    expect(defaults.ok && defaults.spec.alerts).toEqual({ on: ['failed', 'timeout', 'lost', 'missed'], command: 'notify' });
+  });
+
+  it.each([
+    [{}, 'alerts'],
+    [{ on: ['exploded'], command: 'x' }, 'alerts.on'],
+    [{ webhook: { url: 'ftp://x/' } }, 'alerts.webhook.url'],
+    [{ webhook: { url: 'http://x/', headers: { A: 'a\nb' } } }, 'alerts.webhook.headers'],
+    [{ command: '' }, 'alerts.command'],
+    [{ command: 'x', email: 'me@x' }, 'alerts.email'],
+  ])('rejects alerts %j naming %s', (alerts, field) => {
+    expect(fieldsOf({ ...job, alerts })).toContain(field);
+  });
+});

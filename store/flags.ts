@@ -55,8 +55,8 @@ export interface TlsFlags {
   /** --client-crl-file (client side only): certificates it revokes fail the handshake. */
   readonly crlFile: string;
   /** --peer-cert-allowed-cn / --peer-cert-allowed-hostname (peer side only; '' = any). */
-  readonly allowedCn: string;
-  readonly allowedHostname: string;
+  readonly allowedCn?: string;
+  readonly allowedHostname?: string;
 }
 
 export class FlagError extends Error {

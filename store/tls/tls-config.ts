@@ -130,11 +130,13 @@ function load(side: TlsSide, files: TlsFlags, isSelfSigned: boolean): TlsMateria
       throw new TlsConfigError(`failed to parse CRL ${files.crlFile}: ${(err as Error).message}`);
     }
   }
-  if (files.allowedCn !== '' && files.allowedHostname !== '') {
-    throw new TlsConfigError(`AllowedCN and AllowedHostname are mutually exclusive (cn=${JSON.stringify(files.allowedCn)}, hostname=${JSON.stringify(files.allowedHostname)})`);
+  // Empty (or, from callers that predate the flags, absent) means no restriction.
+  const allowedCn = files.allowedCn ?? '';
+  const allowedHostname = files.allowedHostname ?? '';
+  if (allowedCn !== '' && allowedHostname !== '') {
+    throw new TlsConfigError(`AllowedCN and AllowedHostname are mutually exclusive (cn=${JSON.stringify(allowedCn)}, hostname=${JSON.stringify(allowedHostname)})`);
   }
-  const allowedPeer = files.allowedCn !== '' ? { commonName: files.allowedCn }
-    : files.allowedHostname !== '' ? { hostname: files.allowedHostname } : null;
+  const allowedPeer = allowedCn !== '' ? { commonName: allowedCn } : allowedHostname !== '' ? { hostname: allowedHostname } : null;
   return { side, cert, key, ca, isClientCertAuth, isSelfSigned, revokedSerials: revoked, allowedPeer };
 }
 

@@ -60,10 +60,14 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
     openssl(['req', '-x509', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`], dir);
   const request = (name: string): Promise<void> =>
     openssl(['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
+  // A serial of its own per certificate: -CAcreateserial shares one serial file, which
+  // certificates signed in parallel race on ("Unable to load number from ca.srl").
+  let serial = 0x1000;
   const signed = async (name: string, ca: string, ext: string): Promise<void> => {
+    const mine = `0x${(serial++).toString(16)}`;
     await request(name);
     await openssl([
-      'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial',
+      'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', mine,
       '-out', `${name}.crt`, '-days', '2', '-extfile', ext,
     ], dir);
   };

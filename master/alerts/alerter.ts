@@ -1,4 +1,4 @@
-import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import {
@@ -6,14 +6,14 @@ import {
 } from '../../shared/keys.js';
 import { deserializeJobSpec } from '../../shared/job/parse.js';
 import type { AlertSpec, AlertState, JobSpec } from '../../shared/job/spec.js';
-import { decodeRunRecord, isLiveState, isRetryable, type RunRecord } from '../../shared/history/records.js';
+import { decodeRunRecord } from '../../shared/history/records.js';
 import { decodeAlertRecord, isAlertPending, type AlertRecord, type ChannelName } from '../../shared/history/alerts.js';
 import { openPrefixCache, type PrefixCache } from '../../shared/etcd/prefix-cache.js';
-import { openWatchStream, type WatchStream } from '../../shared/etcd/watch-stream.js';
 import { rangePages } from '../../shared/etcd/range-pages.js';
 import { revisionOf, runTxn, putOp, deleteOp } from '../../shared/etcd/txn.js';
 import { schedulerMetrics } from '../../shared/metrics/scheduler-metrics.js';
 import { runAlertCommand, sendWebhook, type SendOutcome } from './alert-sender.js';
+import { followFinishedRuns, type FinishedRun } from '../run-follower/run-follower.js';
 
 /** Tries per channel before a delivery is recorded failed; waits double from the first. */
 export const ALERT_ATTEMPTS_MAX = 5;
@@ -21,8 +21,6 @@ const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 30_000;
 /** Deliveries kept per job (the oldest finished ones go first). */
 const ALERTS_PER_JOB_MAX = 100;
-/** How often the position in the run-record stream is saved. */
-const CURSOR_SAVE_MS = 1_000;
 const DELIVERIES_CONCURRENT_MAX = 4;
 const OUTPUT_TAIL_CHARS_MAX = 4_096;
 
@@ -133,7 +131,7 @@ export async function startAlerter(client: Etcd3, options: AlerterOptions): Prom
   };
 
   /** Writes the alert record of a run that ended (once per run attempt, whoever leads). */
-  const raise = async (key: string, run: RunRecord, spec: JobSpec, revision: number): Promise<void> => {
+  const raise = async ({ key, run, spec, revision }: FinishedRun): Promise<void> => {
     const alerts = spec.alerts;
     if (alerts === undefined || parseRunKey(key) === undefined) return;
     const suffix = key.slice(`${RUNS_PREFIX}${run.job}/`.length);
@@ -160,68 +158,12 @@ export async function startAlerter(client: Etcd3, options: AlerterOptions): Prom
     await trimAlerts(client, run.job);
   };
 
-  /** Whether a run record event raises an alert: final, on its last attempt, a state asked for. */
-  const alertable = (kv: IKeyValue, previous: IKeyValue | undefined): { run: RunRecord; spec: JobSpec } | undefined => {
-    const run = decodeRunRecord(kv.value.toString());
-    if (run === undefined || isLiveState(run.state)) return undefined;
-    const spec = specs.get(run.job);
-    const on = spec?.alerts?.on;
-    if (spec === undefined || on === undefined || !on.includes(run.state as AlertState)) return undefined;
-    if (isRetryable(run.state, run.attempt, spec.retries)) return undefined; // another attempt follows
-    const before = previous === undefined ? undefined : decodeRunRecord(previous.value.toString());
-    if (before !== undefined && before.runId === run.runId && before.state === run.state) return undefined; // rewritten
-    return { run, spec };
-  };
-
-  // The run-record stream, from where the last leader stopped; events are handled in order.
-  const cursorKv = (await client.kv.range({ key: Buffer.from(ALERTS_CURSOR_KEY) }));
-  const saved = cursorKv.kvs[0] === undefined ? undefined : Number((JSON.parse(cursorKv.kvs[0].value.toString()) as { revision?: unknown }).revision);
-  const startRevision = saved !== undefined && Number.isSafeInteger(saved) ? saved + 1 : revisionOf(cursorKv.header.revision) + 1;
-  let handled = startRevision - 1;
-  let savedRevision = handled;
-  let chain: Promise<void> = Promise.resolve();
-  const watch: WatchStream = openWatchStream(client, RUNS_PREFIX, startRevision, { prevKv: true }, {
-    events: (events) => {
-      for (const event of events) {
-        if (event.type !== 'Put') continue;
-        const revision = revisionOf(event.kv.mod_revision);
-        const found = alertable(event.kv, event.prev_kv ?? undefined);
-        chain = chain.then(async () => {
-          // Retried until written (or this leader stops): the cursor never passes an alert that
-          // was not raised, so a store outage delays alerts but loses none.
-          for (let pauseMs = 250; found !== undefined && !stopped; pauseMs = Math.min(10_000, pauseMs * 2)) {
-            try {
-              await raise(event.kv.key.toString(), found.run, found.spec, revision);
-              break;
-            } catch (err) {
-              log.warn({ err, job: found.run.job, slot: found.run.slot }, 'raising an alert failed; retrying');
-              await new Promise<void>((resolve) => later(pauseMs, resolve));
-            }
-          }
-          if (!stopped) handled = Math.max(handled, revision);
-        });
-      }
-    },
-    onCompacted: (compactRevision) => {
-      // The history between was compacted before it was read: its alerts cannot be raised.
-      log.warn({ from: handled + 1, to: compactRevision - 1 }, 'run records compacted before alerts read them; alerts in between are lost');
-      handled = Math.max(handled, compactRevision - 1);
-      watch.restart(compactRevision);
-    },
-  }, log);
-
-  const saveCursor = (): void => {
-    if (stopped) return;
-    const revision = handled;
-    if (revision > savedRevision) {
-      client.put(ALERTS_CURSOR_KEY).value(JSON.stringify({ revision })).then(
-        () => { savedRevision = Math.max(savedRevision, revision); },
-        (err: unknown) => log.warn({ err }, 'saving the alerts cursor failed'),
-      );
-    }
-    later(CURSOR_SAVE_MS, saveCursor);
-  };
-  later(CURSOR_SAVE_MS, saveCursor);
+  const follower = await followFinishedRuns(client, {
+    cursorKey: ALERTS_CURSOR_KEY, clock, logger: log,
+    specOf: (job) => specs.get(job),
+    wants: ({ run, spec }) => spec.alerts?.on.includes(run.state as AlertState) === true,
+    handle: raise,
+  });
 
   // Deliveries a previous leader left pending.
   void (async () => {
@@ -233,19 +175,15 @@ export async function startAlerter(client: Etcd3, options: AlerterOptions): Prom
     }
   })().catch((err: unknown) => log.warn({ err }, 'reading pending alerts failed'));
 
-  log.info({ fromRevision: startRevision }, 'alerts started');
+  log.info('alerts started');
   return {
     stats: () => ({ ...stats }),
     async stop(): Promise<void> {
       stopped = true;
       for (const timer of timers) timer.cancel();
-      watch.close();
+      await follower.stop();
       await jobs.close();
-      // Bounded: a raise waiting out a store outage is abandoned (the cursor stays before it).
-      const bound = new Promise((resolve) => setTimeout(resolve, 5_000));
-      await Promise.race([chain, bound]);
-      await Promise.race([Promise.all(inFlight), bound]);
-      if (handled > savedRevision) await client.put(ALERTS_CURSOR_KEY).value(JSON.stringify({ revision: handled })).catch(() => undefined);
+      await Promise.race([Promise.all(inFlight), new Promise((resolve) => setTimeout(resolve, 5_000))]);
     },
   };
 }

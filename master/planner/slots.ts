@@ -84,6 +84,7 @@ const REPEATED_SKIP_MAX = 8;
  * per-second job costs a few croner calls there, not 3,600.
  */
 export function nextSlotMs(schedule: CompiledSchedule, afterMs: number): number | null {
+  if (schedule.kind === 'triggered') return null;
   if (schedule.kind === 'every') {
     return (Math.floor(afterMs / schedule.everyMs) + 1) * schedule.everyMs;
   }

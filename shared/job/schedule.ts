@@ -5,7 +5,12 @@ import { JOB_LIMITS } from './spec.js';
 /** A schedule ready for slot maths: croner for calendar patterns, fixed epoch-aligned intervals for @every. */
 export type CompiledSchedule =
   | { readonly kind: 'cron'; readonly source: string; readonly timezone: string; readonly cron: Cron }
-  | { readonly kind: 'every'; readonly source: string; readonly timezone: string; readonly everyMs: number };
+  | { readonly kind: 'every'; readonly source: string; readonly timezone: string; readonly everyMs: number }
+  /** `@triggered`: no slots of its own; the job runs when another job's run triggers it (or on run-now). */
+  | { readonly kind: 'triggered'; readonly source: string; readonly timezone: string };
+
+/** The schedule of a job that runs only when triggered (a dependent job, or by hand). */
+export const TRIGGERED_SCHEDULE = '@triggered';
 
 export type ScheduleResult = { ok: true; schedule: CompiledSchedule } | { ok: false; field: string; reason: string };
 export type TimezoneResult = { ok: true; timezone: string } | { ok: false; reason: string };
@@ -77,6 +82,7 @@ function compileScheduleNow(source: unknown, timezoneInput: unknown): ScheduleRe
   if (Buffer.byteLength(text) > JOB_LIMITS.scheduleBytesMax) {
     return { ok: false, field: 'schedule', reason: `is longer than ${JOB_LIMITS.scheduleBytesMax} bytes` };
   }
+  if (text === TRIGGERED_SCHEDULE) return { ok: true, schedule: { kind: 'triggered', source: text, timezone: tz.timezone } };
   if (text.startsWith('@every')) {
     const duration = parseDurationMs(text.slice('@every'.length).trim(), { minMs: 1_000, maxMs: JOB_LIMITS.durationMsMax });
     if (!duration.ok) return { ok: false, field: 'schedule', reason: `@every interval ${duration.reason}` };

@@ -31,6 +31,8 @@ interface RunView {
   readonly exitCode?: number;
   readonly signal?: string;
   readonly catchUp?: boolean;
+  readonly triggeredBy?: string;
+  readonly httpStatus?: number;
   readonly modRevision: number;
 }
 
@@ -250,7 +252,8 @@ function registerRunCommands(job: Command): void {
         ['SLOT', 'STATE', 'ATTEMPT', 'WORKER', 'FENCE', 'EXIT', 'DURATION', 'REASON'],
         result.runs.map((r) => [
           r.slot, r.state + (r.catchUp === true ? ' (catch-up)' : ''), r.attempt, r.worker, r.fence,
-          r.exitCode ?? r.signal, durationText(r.startedAtMs, r.endedAtMs), r.reason,
+          r.exitCode ?? r.signal ?? (r.httpStatus === undefined ? undefined : `HTTP ${r.httpStatus}`), durationText(r.startedAtMs, r.endedAtMs),
+          [r.triggeredBy === undefined ? undefined : `after ${r.triggeredBy}`, r.reason].filter((t) => t !== undefined).join('; '),
         ]),
       ));
     }));

@@ -17,6 +17,8 @@ export interface JobFlagValues {
   readonly alertWebhook?: string;
   readonly alertCommand?: string;
   readonly alertOn?: string;
+  readonly after?: string;
+  readonly afterOn?: string;
   readonly timezone?: string;
   readonly env?: readonly string[];
   readonly cwd?: string;
@@ -51,6 +53,9 @@ export const FLAG_FOR_FIELD: Readonly<Record<string, string>> = {
   'alerts.on': '--alert-on',
   'alerts.webhook.url': '--alert-webhook',
   'alerts.command': '--alert-command',
+  after: '--after',
+  'after.job': '--after',
+  'after.on': '--after-on',
   timezone: '--timezone',
   env: '--env',
   cwd: '--cwd',
@@ -100,7 +105,9 @@ export function addJobFlags(command: Command): Command {
     .option('--jitter <duration>', 'start each run up to this long after its slot (default 0)')
     .option('--alert-webhook <url>', 'POST an alert (JSON) here when a run ends in an --alert-on state')
     .option('--alert-command <shell>', 'run this command (by the leading master) on such an alert')
-    .option('--alert-on <states>', 'run states that alert (default failed,timeout,lost,missed)');
+    .option('--alert-on <states>', 'run states that alert (default failed,timeout,lost,missed)')
+    .option('--after <job>', 'also run once after each run of this job (with --schedule @triggered: only then)')
+    .option('--after-on <outcome>', 'success, failure or always (default success)');
 }
 
 function numberIfInteger(value: string): string | number {
@@ -157,6 +164,9 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
       ...(flags.alertWebhook === undefined ? {} : { webhook: { url: flags.alertWebhook } }),
       ...(flags.alertCommand === undefined ? {} : { command: flags.alertCommand }),
     };
+  }
+  if (flags.after !== undefined || flags.afterOn !== undefined) {
+    spec['after'] = { ...(flags.after === undefined ? {} : { job: flags.after }), ...(flags.afterOn === undefined ? {} : { on: flags.afterOn }) };
   }
   return spec;
 }

@@ -23,6 +23,8 @@ export interface RunNowRequest {
   /** The slot the manual run takes: the request instant as toISOString prints it. */
   readonly slot: string;
   readonly requestedAtMs: number;
+  /** Set when a parent run's end requested it (a dependent job): that run's id. */
+  readonly triggeredBy?: string;
 }
 
 export function runNowKey(job: string, requestId: string): string {

@@ -30,6 +30,8 @@ export const RETRIES_PREFIX = '/cron/retry/';
 export const ALERTS_PREFIX = '/cron/alerts/';
 /** The leader's position in the run-record stream for alerts: {revision}. */
 export const ALERTS_CURSOR_KEY = '/cron/master/alerts';
+/** The leader's position in the run-record stream for dependent jobs: {revision}. */
+export const TRIGGERS_CURSOR_KEY = '/cron/master/triggers';
 /**
  * The leading master's housekeeping watermark: every slot of every job that existed at `revision`
  * is recorded up to `checkedUntilMs`. A new leader resumes from it (housekeeping.ts).

@@ -27,6 +27,8 @@ export interface LaunchRequest {
   readonly session: Session;
   readonly catchUp: boolean;
   readonly broadcastWorker?: string;
+  /** A dependent job's run: the parent run whose end triggered it. */
+  readonly triggeredBy?: string;
   /** Set for an attempt claimed from /cron/retry/ (a retry on any worker). */
   readonly retry?: { readonly key: string; readonly previousAttempts: readonly AttemptSummary[] };
 }
@@ -185,6 +187,7 @@ export class RunManager {
       spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,
       nowMs: this.clock.nowMs(), replaceLocks,
       ...(request.broadcastWorker === undefined ? {} : { broadcastWorker: request.broadcastWorker }),
+      ...(request.triggeredBy === undefined ? {} : { triggeredBy: request.triggeredBy }),
       ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
       ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
     });
@@ -269,6 +272,7 @@ export class RunManager {
       ETCRON_FENCING_TOKEN: String(claim.fence),
       ETCRON_WORKER: this.worker,
       ETCRON_ATTEMPT: String(claim.record.attempt),
+      ...(request.triggeredBy === undefined ? {} : { ETCRON_TRIGGERED_BY: request.triggeredBy }),
     };
     const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
     const process = this.launch(spec, env, log);

@@ -351,10 +351,11 @@ class Worker {
     const slotMs = typeof fields['slot'] === 'string' ? Date.parse(fields['slot']) : Number.NaN;
     if (job === undefined || !Number.isFinite(slotMs) || !this.isEligible(job.spec, this.tags)) return;
     const slot = { slotMs, startMs: slotMs };
+    const triggeredBy = typeof fields['triggeredBy'] === 'string' ? fields['triggeredBy'] : undefined;
     const attempt = (): void => {
       const session = this.session;
       if (this.stopping || session === undefined || !session.isAlive()) return;
-      if (!this.launch(job, slot, false, this.clock.nowMs(), session)) this.clock.setTimer(this.takeoverDelayMs, attempt);
+      if (!this.launch(job, slot, false, this.clock.nowMs(), session, triggeredBy)) this.clock.setTimer(this.takeoverDelayMs, attempt);
     };
     attempt();
   }
@@ -438,11 +439,11 @@ class Worker {
   }
 
   /** Starts the claim for one slot, or returns false to wait (a non-preferred worker before the takeover delay). */
-  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session): boolean {
+  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string): boolean {
     const spec = job.spec;
     if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
     if (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) return false;
-    const base = { spec, slotMs: slot.slotMs, session, catchUp };
+    const base = { spec, slotMs: slot.slotMs, session, catchUp, ...(triggeredBy === undefined ? {} : { triggeredBy }) };
     if (spec.broadcast) {
       this.counters.claimTxns++;
       void this.runs.claimAndRun({ ...base, broadcastWorker: this.id }).then((won) => { if (won) this.counters.claimsWon++; });

@@ -52,6 +52,8 @@ export interface RunRecord {
   readonly outputTail?: string;
   /** True when the slot was run late because of catch-up after downtime. */
   readonly catchUp?: boolean;
+  /** For a dependent job's run: the parent run (runId) whose end started it. */
+  readonly triggeredBy?: string;
   /** Revision at which the lock key went away, when the writer knows it (finish txn, reaper). */
   readonly lockReleasedRevision?: number;
   /** For attempt > 1: the attempts before this one, oldest first (they are also in MVCC history). */

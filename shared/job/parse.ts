@@ -3,7 +3,7 @@ import { Checker, isRecord, type Fields, type JobSpecIssue } from './checker.js'
 import { compileSchedule } from './schedule.js';
 import { parseHttpRequest } from './parse-http.js';
 import { parseAlerts } from './parse-alerts.js';
-import { JOB_DEFAULTS, JOB_LIMITS, OVERLAP_POLICIES, type HttpRequestSpec, type JobSpec, type OverlapPolicy, type RetryPolicy } from './spec.js';
+import { AFTER_OUTCOMES, JOB_DEFAULTS, JOB_LIMITS, OVERLAP_POLICIES, type AfterSpec, type HttpRequestSpec, type JobSpec, type OverlapPolicy, type RetryPolicy } from './spec.js';
 
 export type { JobSpecIssue } from './checker.js';
 
@@ -12,7 +12,7 @@ export type JobSpecResult = { ok: true; spec: JobSpec } | { ok: false; errors: r
 const TOP_FIELDS = [
   'name', 'schedule', 'timezone', 'command', 'argv', 'http', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
   'catchUp', 'tags', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
-  'alerts', 'createdAtMs',
+  'alerts', 'after', 'createdAtMs',
 ] as const;
 const RETRY_FIELDS = ['count', 'backoffInitialMs', 'backoffMaxMs', 'backoffMultiplier'] as const;
 const CATCH_UP_FIELDS = ['windowMs', 'max'] as const;
@@ -73,6 +73,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   const broadcast = c.boolean(input['broadcast'], 'broadcast');
   const paused = c.boolean(input['paused'], 'paused');
   const alerts = parseAlerts(c, input['alerts']);
+  const after = parseAfter(c, input['after'], input['name']);
   const createdAtInput = input['createdAtMs'];
   if (createdAtInput !== undefined && !(Number.isSafeInteger(createdAtInput) && (createdAtInput as number) >= 0)) {
     c.fail('createdAtMs', 'must be a non-negative integer (ms since the epoch)');
@@ -92,6 +93,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
     killGraceMs, retries, overlap: overlap satisfies OverlapPolicy, catchUp, tags: [...tags].sort(), broadcast, paused,
     history, outputTailBytesMax, jitterMs,
     ...(alerts === undefined ? {} : { alerts }),
+    ...(after === undefined ? {} : { after }),
     ...(typeof createdAtInput === 'number' ? { createdAtMs: createdAtInput } : {}),
   };
   return { ok: true, spec };
@@ -129,6 +131,20 @@ function parseCommand(c: Checker, input: Fields): { command: string } | { argv: 
     return c.fail('argv', `is longer than ${JOB_LIMITS.commandBytesMax} bytes`);
   }
   return { argv: list };
+}
+
+/** `after: {job, on}`: the parent job's name (not this job's) and which of its outcomes trigger. */
+function parseAfter(c: Checker, value: unknown, ownName: unknown): AfterSpec | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) return c.fail('after', 'must be an object with the parent job and on: success, failure or always');
+  c.strict(value, ['job', 'on'], 'after.');
+  const parent = validateJobName(value['job']);
+  if (!parent.ok) return c.fail('after.job', parent.reason);
+  if (value['job'] === ownName) return c.fail('after.job', 'a job cannot run after itself');
+  const onInput = value['on'] ?? 'success';
+  const on = AFTER_OUTCOMES.find((o) => o === onInput);
+  if (on === undefined) return c.fail('after.on', `must be one of ${AFTER_OUTCOMES.join(', ')}`);
+  return { job: value['job'] as string, on };
 }
 
 function parseEnv(c: Checker, value: unknown): Record<string, string> {

@@ -39,6 +39,16 @@ export interface HttpRequestSpec {
   readonly expectStatus?: readonly number[];
 }
 
+/** When a dependent job runs: after each run of its parent that succeeded, failed, or either. */
+export const AFTER_OUTCOMES = ['success', 'failure', 'always'] as const;
+export type AfterOutcome = (typeof AFTER_OUTCOMES)[number];
+
+/** A dependent job: one run per run of `job` that ended as `on` says (docs/scheduler.md). */
+export interface AfterSpec {
+  readonly job: string;
+  readonly on: AfterOutcome;
+}
+
 /** Final run states a job may be alerted on. */
 export const ALERT_STATES = ['failed', 'timeout', 'lost', 'missed', 'killed', 'skipped', 'succeeded'] as const;
 export type AlertState = (typeof ALERT_STATES)[number];
@@ -83,6 +93,7 @@ export interface JobSpec {
   /** Runs start at slot + a deterministic offset in [0, jitterMs]; the slot id stays nominal. */
   readonly jitterMs: number;
   readonly alerts?: AlertSpec;
+  readonly after?: AfterSpec;
   /**
    * When the job was first created (wall ms, the writing master's clock), stamped by the master
    * and kept across edits; a value in the input is replaced. A new leader records missed slots

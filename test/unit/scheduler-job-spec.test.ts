@@ -143,3 +143,20 @@ describe('alert specs', () => {
     expect(fieldsOf({ ...job, alerts })).toContain(field);
   });
 });
+
+describe('dependent job specs', () => {
+  it('takes after: {job, on} (on defaults to success) and a @triggered schedule with no slots of its own', () => {
+    const result = parseJobSpec({ name: 'child', schedule: '@triggered', command: 'true', after: { job: 'parent' } });
+    expect(result.ok && result.spec.after).toEqual({ job: 'parent', on: 'success' });
+    expect(result.ok && result.spec.schedule).toBe('@triggered');
+  });
+
+  it.each([
+    [{ job: 'child' }, 'after.job'],
+    [{ job: '../x' }, 'after.job'],
+    [{ job: 'p', on: 'sometimes' }, 'after.on'],
+    [{ job: 'p', when: 'x' }, 'after.when'],
+  ])('rejects after %j naming %s', (after, field) => {
+    expect(fieldsOf({ name: 'child', schedule: '@triggered', command: 'true', after })).toContain(field);
+  });
+});

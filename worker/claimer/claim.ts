@@ -27,6 +27,8 @@ export interface ClaimRequest {
   readonly broadcastWorker?: string;
   readonly catchUp: boolean;
   readonly nowMs: number;
+  /** A dependent job's run: the parent run that started it (kept in the run record). */
+  readonly triggeredBy?: string;
   /** For attempt > 1: the run record's modRevision that our previous attempt left. */
   readonly previousRunModRevision?: number;
   /** For attempt > 1 claimed from /cron/retry/: that key (deleted by the claim) and the attempts so far. */
@@ -68,6 +70,7 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
   const record: RunRecord = {
     job: spec.name, slot, runId, state: 'claimed', worker, leaseId, nonce, attempt, claimedAtMs: request.nowMs,
     ...(request.catchUp ? { catchUp: true } : {}),
+    ...(request.triggeredBy === undefined ? {} : { triggeredBy: request.triggeredBy }),
     ...(request.previousAttempts === undefined ? {} : { previousAttempts: request.previousAttempts }),
   };
   const lock: LockValue = { job: spec.name, slot, runId, worker, leaseId, attempt };

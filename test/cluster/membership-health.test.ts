@@ -2,24 +2,11 @@
 // (ETCRON_CLUSTER_SUBJECT): with one of three members down, adding a voter and removing a live
 // member are refused "etcdserver: unhealthy cluster" (the rest would have no margin), while the
 // member that is down may be removed.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { Cluster, clusterSubject } from '../support/cluster-process.js';
-import { ETCDCTL_BINARY } from '../support/etcd-process.js';
+import { ctlAt as ctl } from '../support/etcdctl-endpoints.js';
 import { waitFor } from '../support/ports.js';
 
-const run = promisify(execFile);
-
-async function ctl(endpoints: readonly string[], args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(ETCDCTL_BINARY, [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=3s', '--command-timeout=10s', ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const failed = err as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 /** Hex member IDs by name, from `etcdctl member list`. */
 async function idsByName(endpoints: readonly string[]): Promise<Map<string, string>> {

@@ -2,17 +2,19 @@
 // (ETCRON_CLUSTER_SUBJECT): a learner is added to a running 3-member cluster, joins with
 // --initial-cluster-state existing, catches up, is promoted; then the leader is removed, stops,
 // and the other three elect a leader and go on. Each step's outcome is read back from the cluster.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { Cluster, clusterSubject } from '../support/cluster-process.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { ETCDCTL_BINARY } from '../support/etcd-process.js';
+import { ctlAt as ctl } from '../support/etcdctl-endpoints.js';
 import { waitFor } from '../support/ports.js';
 
-const run = promisify(execFile);
 
 /** One line of `etcdctl member list`: hex ID, status, name, peer URLs, client URLs, learner. */
 interface ListedMember { id: string; started: boolean; name: string; peerUrls: string[]; isLearner: boolean }
+
+const run = promisify(execFile);
 
 describe(`3 ${clusterSubject()} members: add a learner, promote it, remove the leader`, () => {
   let cluster: Cluster;
@@ -25,15 +27,6 @@ describe(`3 ${clusterSubject()} members: add a learner, promote it, remove the l
     await cluster?.teardown();
   });
 
-  async function ctl(endpoints: readonly string[], args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(ETCDCTL_BINARY, [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=3s', '--command-timeout=10s', ...args]);
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const failed = err as { code: number; stdout: string; stderr: string };
-      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-    }
-  }
 
   /** The simple output, not JSON: etcdctl prints IDs in JSON as numbers that exceed 2^53. */
   async function memberList(endpoints: readonly string[]): Promise<ListedMember[]> {

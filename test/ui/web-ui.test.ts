@@ -101,6 +101,25 @@ describe.skipIf(!hasEtcd() || !hasChromium())('web UI', () => {
     expect(await page.locator('pre.output b, pre.output script, pre.output img').count()).toBe(0);
   });
 
+  it('shows a job\'s alert deliveries and the parent of a dependent job\'s runs', {
+    timeout: 90_000,
+  }, async () => {
+    await post('/v1/jobs', {
+      name: 'ui-fails', schedule: '@every 2s', command: 'exit 2', alerts: { on: ['failed'], command: 'true' },
+    });
+    await post('/v1/jobs', { name: 'ui-after', schedule: '@triggered', after: { job: 'ui-fails', on: 'failure' }, command: 'true' });
+    await page.goto(`${master.apiUrl}/ui/#/job/ui-fails`);
+    const alerts = page.locator('section', { has: page.getByRole('heading', { name: 'Alerts' }) });
+    await alerts.locator('tr.alert-row', { hasText: 'delivered' }).first().waitFor({ timeout: 20_000 });
+    expect(await alerts.locator('tr.alert-row').first().textContent()).toContain('command');
+    await page.goto(`${master.apiUrl}/ui/#/job/ui-after`);
+    await page.getByRole('link', { name: 'ui-fails', exact: true }).waitFor();
+    const runs = page.locator('section', { has: page.getByRole('heading', { name: 'Lock and history at a revision' }) });
+    await runs.locator('tr.run-row', { hasText: 'after ui-fails@' }).first().waitFor({ timeout: 20_000 });
+    await shot('alerts');
+    for (const job of ['ui-fails', 'ui-after']) await fetch(`${master.apiUrl}/v1/jobs/${job}`, { method: 'DELETE', signal: AbortSignal.timeout(5_000) });
+  });
+
   it('pauses, resumes and kills from the UI; shows lock and history at an earlier revision', {
     timeout: 120_000,
   }, async () => {

@@ -47,6 +47,7 @@ export const api = {
   run: (name, slot, rev) =>
     request('GET', `${job(name)}/runs/${encodeURIComponent(slot)}${at(rev)}`),
   timeline: (name) => request('GET', `${job(name)}/timeline`),
+  alerts: (name) => request('GET', `${job(name)}/alerts`),
   locks: (rev) => request('GET', `/v1/locks${at(rev)}`),
   workers: (rev) => request('GET', `/v1/workers${at(rev)}`),
   pause: (name) => request('POST', `${job(name)}/pause`),

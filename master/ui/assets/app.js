@@ -204,6 +204,7 @@ function jobPage(name) {
   const lock = h('div');
   const history = h('div');
   const timeline = h('div');
+  const alerts = h('div');
   replace(main,
     h('p', {}, h('a', { href: '#/' }, '← Jobs')),
     head,
@@ -215,7 +216,9 @@ function jobPage(name) {
       h('h3', {}, 'Lock owner'), lock,
       h('h3', {}, 'Runs'), history),
     h('section', { class: 'card', 'aria-labelledby': 'timeline-h' },
-      h('h2', { id: 'timeline-h' }, 'Lock timeline'), timeline));
+      h('h2', { id: 'timeline-h' }, 'Lock timeline'), timeline),
+    h('section', { class: 'card', 'aria-labelledby': 'alerts-h' },
+      h('h2', { id: 'alerts-h' }, 'Alerts'), alerts));
   let createRevision = 1;
   let timelineLoaded = false;
 
@@ -241,6 +244,11 @@ function jobPage(name) {
       const [locks, runs] = await Promise.all([api.locks(rev), api.history(name, rev)]);
       render(lock, lockTable(locks.locks.filter((l) => l.job === name)));
       render(history, historyTable(name, runs.runs, rev));
+    }
+    if (rev === null && jobAt?.job.spec?.alerts !== undefined) {
+      render(alerts, alertTable((await api.alerts(name)).alerts));
+    } else if (rev === null) {
+      render(alerts, h('p', { class: 'muted' }, 'This job sends no alerts.'));
     }
     if (!timelineLoaded) {
       timelineLoaded = true;
@@ -285,6 +293,8 @@ function jobHeader(job, reload, liveLocks) {
       row('Overlap', spec.overlap),
       row('Retries', String(spec.retries.count)),
       row('Tags', spec.tags.length === 0 ? '—' : spec.tags.join(', ')),
+      spec.after ? row('Runs after', h('a', { href: jobHref(spec.after.job) }, spec.after.job), ` (on ${spec.after.on})`) : null,
+      spec.alerts ? row('Alerts', `on ${spec.alerts.on.join(', ')} to ${[spec.alerts.webhook ? 'webhook' : null, spec.alerts.command ? 'command' : null].filter(Boolean).join(' and ')}`) : null,
       row('Revisions', `created ${job.createRevision}, modified ${job.modRevision}`)),
   ];
 }
@@ -313,7 +323,22 @@ function historyTable(name, runs, rev) {
       h('td', {}, r.fence === undefined ? '—' : String(r.fence)),
       h('td', {}, timeCell(r.startedAtMs)),
       h('td', {}, duration(r.startedAtMs, r.endedAtMs)),
-      h('td', { class: 'reason' }, r.reason ?? '')))));
+      h('td', { class: 'reason' }, [r.triggeredBy ? `after ${r.triggeredBy}` : null, r.reason ?? null].filter(Boolean).join('; '))))));
+}
+
+function alertTable(alerts) {
+  const rows = alerts.flatMap((a) => Object.entries(a.channels).map(([channel, d]) => {
+    const last = d.attempts[d.attempts.length - 1];
+    return h('tr', { class: 'alert-row' },
+      h('td', {}, h('a', { href: runHref(a.job, a.slot), class: 'nowrap' }, a.slot)),
+      h('td', {}, badge(a.state)),
+      h('td', {}, channel),
+      h('td', {}, d.status),
+      h('td', {}, String(d.attempts.length)),
+      h('td', { class: 'reason' }, last ? last.detail : ''));
+  }));
+  if (rows.length === 0) return h('p', { class: 'muted' }, 'No alerts sent.');
+  return h('table', {}, headRow(['Slot', 'State', 'Channel', 'Delivery', 'Tries', 'Last outcome']), h('tbody', {}, rows));
 }
 
 // ---- One run ----------------------------------------------------------------------------------

@@ -99,7 +99,9 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     ...(flags.authToken.kind === 'jwt' ? { jwt: new JwtTokens(flags.authToken.options) } : {}),
     logger,
   });
-  const ctx = new ApiContext(server, { maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes }, logger.child({ component: 'api' }));
+  const ctx = new ApiContext(server, {
+    maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams,
+  }, logger.child({ component: 'api' }));
   const grpcServer = createGrpcServer(ctx, { maxConcurrentStreams: flags.maxConcurrentStreams });
   if (flags.initialCorruptCheck) {
     // etcd compares its hash with the peers' before serving; etcron's members compare hashes on

@@ -8,6 +8,8 @@ import type { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnReques
 export interface Limits {
   readonly maxTxnOps: number;
   readonly maxRequestBytes: number;
+  /** --max-concurrent-streams: also the JSON gateway's requests in flight per listener. */
+  readonly maxConcurrentStreams?: number;
 }
 
 /** etcd wraps a request into an internal one of about this many more bytes before sizing it. */

@@ -4,6 +4,7 @@ import type { ApiContext } from '../context.js';
 import { answerMetrics } from './metrics-endpoint.js';
 import { CORS_HEADERS, sendPlain } from './gateway-errors.js';
 import { serveGatewayCall } from './gateway-call.js';
+import { StreamSlots } from './stream-slots.js';
 import { answerHealth, answerVersion } from './probes.js';
 import { GATEWAY_PREFIXES, gatewayRoute } from './routes.js';
 import { registeredMethod } from './service-registry.js';
@@ -17,6 +18,7 @@ export type Http1Handler = (request: IncomingMessage, response: ServerResponse) 
  */
 export function createHttp1Handler(grpc: GrpcServer, ctx: ApiContext): Http1Handler {
   const log = ctx.log.child({ component: 'gateway' });
+  const slots = new StreamSlots(ctx.limits.maxConcurrentStreams ?? Number.POSITIVE_INFINITY);
   return (request, response) => {
     const path = (request.url ?? '/').split('?')[0] ?? '/';
     if (path === '/version') return answerVersion(response);
@@ -44,6 +46,8 @@ export function createHttp1Handler(grpc: GrpcServer, ctx: ApiContext): Http1Hand
       return sendPlain(response, 404, 'Not Found', CORS_HEADERS);
     if (request.method !== 'POST')
       return sendPlain(response, 405, 'Method Not Allowed', CORS_HEADERS);
-    serveGatewayCall(method, route, request, response, log);
+    // Held until the answer ends (a watch: until the client goes); withdrawn if it goes first.
+    const release = slots.acquire(() => serveGatewayCall(method, route, request, response, log));
+    response.once('close', release);
   };
 }

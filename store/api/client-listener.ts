@@ -7,6 +7,7 @@ import type { TlsMaterial } from '../tls/tls-config.js';
 import { normalizeSerial } from '../tls/crl.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
+import { serveHttp2 } from './h2/authority-fix.js';
 
 /** The HTTP/2 connection preface every gRPC client sends first. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -15,7 +16,7 @@ type Injector = ReturnType<GrpcServer['createConnectionInjector']>;
 
 /**
  * One client port for gRPC and HTTP/1.1, as etcd serves them. HTTP/2 connections go to grpc-js
- * as they are (no copying proxy); HTTP/1.1 ones to the HTTP/1.1 handler of gateway/ (/health,
+ * (the socket itself, after a look at the first request: h2/authority-fix.ts); HTTP/1.1 ones to the HTTP/1.1 handler of gateway/ (/health,
  * /version, /metrics, the JSON gateway). On a plain port the first bytes decide; with `tls`
  * (an https:// URL) TLS terminates first and the negotiated ALPN protocol decides.
  */
@@ -27,7 +28,7 @@ export function listenClients(
   const listener: NetServer = tls === null
     // No Nagle: a response written while the previous one is unacknowledged would otherwise wait
     // for the client's delayed ACK (up to 40 ms on Linux). Go, and so etcd, disables it too.
-    ? createNetServer({ noDelay: true }, (socket: Socket) => dispatchByFirstBytes(socket, injector, http))
+    ? createNetServer({ noDelay: true }, (socket: Socket) => dispatchByFirstBytes(socket, injector, http, ctx.log))
     : listenSecure(tls, injector, http, ctx.log);
   // As etcd: under --client-cert-auth, a call without a token acts as the user named by the
   // common name of its verified certificate. Plain listeners' calls have no certificate.
@@ -67,14 +68,16 @@ export function listenMetrics(handler: ReturnType<typeof createHttp1Handler>, ho
   });
 }
 
-function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServer): void {
+function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServer, log: Logger): void {
   socket.once('data', (first: Buffer) => {
     // Put the bytes back and stop the flow: the next owner reads them from the buffer.
     socket.pause();
     socket.unshift(first);
     const probe = first.subarray(0, Math.min(first.length, H2_PREFACE.length));
     if (H2_PREFACE.subarray(0, probe.length).equals(probe)) {
-      injector.injectConnection(socket);
+      // Through the :authority check (h2/authority-fix.ts); grpc-js gets the socket itself
+      // unless the client names a scheme in :authority.
+      serveHttp2(socket, (connection) => injector.injectConnection(connection), log);
     } else {
       http.emit('connection', socket);
       socket.resume();

@@ -27,6 +27,8 @@ export interface StoreFlags {
   /** Extra URLs that serve /metrics and /health over plain HTTP (--listen-metrics-urls). */
   readonly listenMetricsUrls: readonly string[];
   readonly initialCorruptCheck: boolean;
+  /** --wal-dir: etcd's separate log directory ('' = none). */
+  readonly walDir: string;
   readonly autoCompactionMode: 'periodic' | 'revision';
   readonly autoCompactionRetention: string;
   readonly quotaBackendBytes: number;
@@ -90,6 +92,7 @@ export const FLAG_SPECS: Readonly<Record<string, FlagSpec>> = {
   'max-concurrent-streams': { kind: 'int', defaultValue: '4294967295', help: 'maximum concurrent streams that each client connection can have open' },
   'listen-metrics-urls': { kind: 'string', defaultValue: '', help: 'more URLs serving /metrics and /health (plain HTTP)' },
   'enable-v2': { kind: 'bool', defaultValue: 'false', help: 'the v2 API: etcron serves v3 only, so only false is accepted' },
+  'wal-dir': { kind: 'string', defaultValue: '', help: 'path to the dedicated wal directory (etcron keeps its Raft log in the member database; see README)' },
   'experimental-initial-corrupt-check': { kind: 'bool', defaultValue: 'false', help: 'compare the key-value hash with the peers before serving' },
   'auto-compaction-mode': { kind: 'string', defaultValue: 'periodic', help: '"periodic" or "revision"' },
   'auto-compaction-retention': { kind: 'string', defaultValue: '0', help: 'history to keep: hours or a duration (periodic), revisions (revision); 0 disables' },
@@ -203,6 +206,7 @@ export function parseStoreFlags(argv: readonly string[], env: NodeJS.ProcessEnv)
     cipherList: cipherListOf(get('cipher-suites')),
     listenMetricsUrls: get('listen-metrics-urls').split(',').map((u) => u.trim()).filter((u) => u !== ''),
     initialCorruptCheck: bool('experimental-initial-corrupt-check'),
+    walDir: get('wal-dir'),
     autoCompactionMode: mode,
     autoCompactionRetention: get('auto-compaction-retention'),
     quotaBackendBytes: int('quota-backend-bytes'),

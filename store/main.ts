@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import tlsModule from 'node:tls';
 import { JwtTokens } from './auth/jwt-tokens.js';
 import { createLogger } from '../shared/log.js';
@@ -103,6 +104,14 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams,
   }, logger.child({ component: 'api' }));
   const grpcServer = createGrpcServer(ctx, { maxConcurrentStreams: flags.maxConcurrentStreams });
+  if (flags.walDir !== '') {
+    // etcd writes its Raft log there; etcron's log is a table of the member database, made
+    // durable with it (one fsync per batch), so there is nothing to put apart. The directory is
+    // created as etcd creates it, so tools that expect it find it, and the log line says why it
+    // stays empty.
+    mkdirSync(flags.walDir, { recursive: true, mode: 0o700 });
+    logger.warn({ walDir: flags.walDir }, '--wal-dir: the Raft log is kept in the member database under --data-dir; this directory stays empty');
+  }
   if (flags.initialCorruptCheck) {
     // etcd compares its hash with the peers' before serving; etcron's members compare hashes on
     // request only (etcdctl endpoint hashkv), so say what the flag does not do here.

@@ -1,6 +1,9 @@
 // The flags etcd's own tooling (its e2e framework among others) starts members with, on etcd 3.4
 // and on the subject side by side: the readiness lines tools wait for, /metrics and /health on
 // --listen-metrics-urls (and nothing else there), --max-concurrent-streams, --snapshot-count.
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { disposeStores, startReference, startSubject, subjectKind } from '../support/compat-subject.js';
 import type { StoreProcess } from '../support/etcd-process.js';
@@ -18,7 +21,9 @@ describe(`etcd 3.4's start-up flags: ${subjectKind()} store against etcd 3.4`, (
 
   it('starts with them, prints the readiness lines and serves /metrics and /health on the metrics URL', { timeout: 60_000 }, async () => {
     const ports = [await freePort(), await freePort()];
+    const walDirs = [mkdtempSync(join(tmpdir(), 'etcron-wal-')), mkdtempSync(join(tmpdir(), 'etcron-wal-'))].map((d) => join(d, 'wal'));
     const flags = (port: number): string[] => [
+      '--wal-dir', walDirs[port === ports[0] ? 0 : 1] as string,
       '--snapshot-count', '5', '--max-concurrent-streams', '100', '--experimental-initial-corrupt-check',
       '--strict-reconfig-check=false', '--listen-metrics-urls', `http://127.0.0.1:${port}`,
     ];
@@ -30,6 +35,8 @@ describe(`etcd 3.4's start-up flags: ${subjectKind()} store against etcd 3.4`, (
     for (const [store, port] of [[reference, ports[0]], [subject, ports[1]]] as const) {
       await waitFor(`${store.kind} to print its readiness lines`, () =>
         (READY_LINES.every((line) => store.output().includes(line)) ? true : undefined), 20_000, 100);
+      // --wal-dir is created (etcd writes its log there; etcron keeps it in the member database).
+      expect(existsSync(walDirs[port === ports[0] ? 0 : 1] as string), store.kind).toBe(true);
       const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
       expect(metrics.status, store.kind).toBe(200);
       expect(await metrics.text(), store.kind).toContain('etcd_server_has_leader 1');

@@ -163,8 +163,9 @@ export class ApiClient {
       if (!response.ok) await response.body?.cancel();
       return { targets: seeds, masters };
     }
-    // Seeds stay as a fallback: an advertised URL may not resolve from where the CLI runs.
-    const urls = [...masters.map((m) => m.apiUrl), ...this.options.seeds];
+    // Seeds first: writes go to the master the user named while it answers, and an advertised
+    // URL may not resolve from where the CLI runs (a compose service name seen from the host).
+    const urls = [...this.options.seeds, ...masters.map((m) => m.apiUrl)];
     return { targets: new MasterTargets(urls, seeds.deadOnes()), masters };
   }
 

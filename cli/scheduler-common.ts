@@ -1,12 +1,13 @@
 import { Option, type Command } from 'commander';
-import { ApiClient, ApiRefusal, CliError, parseApiUrls } from './scheduler-api-client.js';
+import { ApiClient, ApiRefusal, CliError, parseApiUrls, type ApiCredentials } from './scheduler-api-client.js';
+import { resolveCredentials } from '../shared/etcd/credentials.js';
 import { FLAG_FOR_FIELD } from './scheduler-job-flags.js';
 import type { OutputFormat } from './scheduler-format.js';
 import type { ClientTlsFiles } from '../shared/etcd/client-tls.js';
 
 export const API_HELP =
-  'master API URL(s), comma-separated; the first that answers is used ' +
-  '(env ETCRON_API, default http://127.0.0.1:7070)';
+  'seed master API URL(s), comma-separated: the first that answers lists every live master, ' +
+  'which the command then uses (env ETCRON_API, default http://127.0.0.1:7070)';
 export const ENDPOINTS_HELP =
   'store endpoints host:port or https://host:port, comma-separated (env ETCRON_ENDPOINTS, default 127.0.0.1:2379)';
 
@@ -33,20 +34,44 @@ export function tlsFilesOf(flags: StoreTlsFlags): ClientTlsFiles {
   };
 }
 
-export interface ClientFlags {
+/** Where the API is and who is asking. */
+export interface ApiAccessFlags {
   readonly api?: string;
+  readonly user?: string;
+  readonly password?: string;
+  readonly apiToken?: string;
+}
+
+export interface ClientFlags extends ApiAccessFlags {
   readonly output: OutputFormat;
+}
+
+/** The options that reach a master's API: its URLs and the credentials it may require. */
+export function withApiAccessOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--api <urls>', API_HELP))
+    .option('--user <name[:password]>', 'store user, when the store (and so the API) has auth enabled (env ETCRON_USER)')
+    .option('--password <password>', 'password of --user (env ETCRON_PASSWORD)')
+    .option('--api-token <secret>', 'bearer token a master was given with --api-token (env ETCRON_API_TOKEN)');
 }
 
 /** Adds the options every API client command takes. */
 export function withClientOptions(command: Command): Command {
-  return command
-    .addOption(new Option('--api <urls>', API_HELP))
+  return withApiAccessOptions(command)
     .addOption(new Option('-o, --output <format>', 'table for people, json for scripts').choices(['table', 'json']).default('table'));
 }
 
-export function apiClient(flags: ClientFlags): ApiClient {
-  return new ApiClient(parseApiUrls(flags.api));
+/** A store user (flags, else ETCRON_USER / ETCRON_PASSWORD) wins over a bearer token. */
+export function apiCredentialsOf(flags: ApiAccessFlags): ApiCredentials | undefined {
+  const user = resolveCredentials(flags.user, flags.password);
+  if (user !== undefined) return { kind: 'basic', user: user.user, password: user.password };
+  const token = flags.apiToken ?? process.env['ETCRON_API_TOKEN'];
+  return token === undefined || token === '' ? undefined : { kind: 'bearer', token };
+}
+
+export function apiClient(flags: ApiAccessFlags): ApiClient {
+  const credentials = apiCredentialsOf(flags);
+  return new ApiClient({ seeds: parseApiUrls(flags.api), ...(credentials === undefined ? {} : { credentials }) });
 }
 
 /**

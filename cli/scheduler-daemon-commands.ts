@@ -21,6 +21,8 @@ interface DaemonFlags extends StoreTlsFlags {
 
 interface MasterFlags extends DaemonFlags {
   readonly api?: string;
+  readonly advertiseApiUrl?: string;
+  readonly apiToken?: string;
 }
 
 interface WorkerFlags extends DaemonFlags {
@@ -76,6 +78,11 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/** An option set only when given and not empty (an empty env variable means unset). */
+function optionalString<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
+  return value === undefined || value === '' ? {} : ({ [key]: value } as Record<K, string>);
+}
+
 function credentialsOf(flags: DaemonFlags): { credentials?: EtcdCredentials } {
   const credentials = resolveCredentials(flags.user, flags.password);
   return credentials === undefined ? {} : { credentials };
@@ -98,6 +105,9 @@ export function registerDaemonCommands(program: Command): void {
       .description('run a scheduler master: job API, leader election, housekeeping by the leader'),
   )
     .option('--api <host:port>', `address the HTTP API listens on (default ${DEFAULT_API_HOST}:${DEFAULT_API_PORT})`)
+    .option('--advertise-api-url <url>', 'API URL announced to clients under /cron/masters/ (env ETCRON_ADVERTISE_API_URL; '
+      + 'default the --api address, with a wildcard host replaced by this host name)')
+    .option('--api-token <secret>', 'also accept "Authorization: Bearer <secret>"; the API then requires credentials (env ETCRON_API_TOKEN)')
     .addHelpText('after', `\nThe lease TTL (default ${DEFAULT_MASTER_LEASE_TTL_SECONDS} s) bounds how long a dead leader blocks a standby.`)
     .action(action(async (flags: MasterFlags) => {
       const listen = parseListenAddress(flags.api ?? `${DEFAULT_API_HOST}:${DEFAULT_API_PORT}`);
@@ -108,6 +118,8 @@ export function registerDaemonCommands(program: Command): void {
         apiHost: listen.host,
         apiPort: listen.port,
         logger,
+        ...optionalString('advertiseApiUrl', flags.advertiseApiUrl ?? process.env['ETCRON_ADVERTISE_API_URL']),
+        ...optionalString('apiToken', flags.apiToken ?? process.env['ETCRON_API_TOKEN']),
         ...(flags.endpoints === undefined ? {} : { endpoints: flags.endpoints }),
         tls: tlsFilesOf(flags),
         ...credentialsOf(flags),
@@ -116,7 +128,8 @@ export function registerDaemonCommands(program: Command): void {
       }).catch((err: unknown) => {
         throw new CliError(`cannot start master: ${err instanceof Error ? err.message : String(err)}`);
       });
-      process.stdout.write(`master ${master.id} serving ${master.apiUrl}\n`);
+      const advertised = master.advertisedApiUrl === master.apiUrl ? '' : ` (advertised as ${master.advertisedApiUrl})`;
+      process.stdout.write(`master ${master.id} serving ${master.apiUrl}${advertised}\n`);
       const signal = await untilSignal();
       logger.info({ signal }, 'stopping');
       await master.stop();

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
-import { durationText, printJson, renderTable } from './scheduler-format.js';
-import { ApiClient } from './scheduler-api-client.js';
+import { durationText, printJson, renderTable, shortTime } from './scheduler-format.js';
+import type { MasterListing } from './scheduler-api-client.js';
 
 interface LockRow {
   readonly job: string;
@@ -55,22 +55,34 @@ export function registerInspectCommands(program: Command): void {
       ));
     }));
 
-  withClientOptions(program.command('status').description('the master answering, the elected leader, the store revision and housekeeping health'))
+  withClientOptions(program.command('status').description('the master answering, the elected leader, the store revision, housekeeping health and every live master'))
     .action(action(async (flags: ClientFlags) => {
-      const result = (await apiClient(flags).get('/v1/status')) as StatusView;
+      const client = apiClient(flags);
+      const result = (await client.get('/v1/status')) as StatusView;
       // Housekeeping runs on the leader: a standby's answer is completed from the leader's own.
       if (!result.isLeader && result.leader?.api !== undefined) {
-        const fromLeader = await new ApiClient([result.leader.api]).get('/v1/status')
+        const fromLeader = await client.getFrom(result.leader.api, '/v1/status')
           .then((answer) => (answer as StatusView).housekeeping ?? null, () => null);
         result.housekeeping = fromLeader;
       }
-      if (flags.output === 'json') return printJson(result);
+      const masters = (await client.masters()) ?? null;
+      if (flags.output === 'json') return printJson({ ...result, masters });
       process.stdout.write(renderTable(
         ['MASTER', 'IS_LEADER', 'LEADER', 'LEADER_API', 'REVISION', 'HOUSEKEEPING'],
         [[result.master, result.isLeader, result.leader?.id, result.leader?.api, result.revision,
           housekeepingText(result.housekeeping ?? null)]],
       ));
+      process.stdout.write('\n');
+      process.stdout.write(masters === null
+        ? 'masters: not listed (the master answering has no /v1/masters)\n'
+        : renderTable(['ID', 'API', 'ROLE', 'SINCE'], masters.map(masterRow)));
     }));
+}
+
+/** A leader since its term began; a standby since it started. */
+function masterRow(m: MasterListing): (string | null)[] {
+  const since = m.isLeader ? (m.leaderSince ?? m.startedAt) : m.startedAt;
+  return [m.id, m.apiUrl, m.isLeader ? 'leader' : 'standby', `${shortTime(Date.parse(since))} (${durationText(Date.parse(since), Date.now())} ago)`];
 }
 
 interface HousekeepingView {

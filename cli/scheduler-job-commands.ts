@@ -4,7 +4,7 @@ import { parseJobSpec, type JobSpec } from '../shared/job/index.js';
 import type { AlertRecord, ChannelDelivery } from '../shared/history/alerts.js';
 import { chunkBySize } from '../shared/chunks.js';
 import { ApiRefusal, CliError, type ApiClient } from './scheduler-api-client.js';
-import { action, apiClient, withClientOptions, type ClientFlags } from './scheduler-common.js';
+import { action, apiClient, withApiAccessOptions, withClientOptions, type ApiAccessFlags, type ClientFlags } from './scheduler-common.js';
 import { addJobFlags, specFromFlags, type JobFlagValues } from './scheduler-job-flags.js';
 import { durationText, printJson, renderTable } from './scheduler-format.js';
 
@@ -269,15 +269,14 @@ function registerRunCommands(job: Command): void {
       process.stdout.write(renderTable(['SLOT', 'ATTEMPT', 'STATE', 'CHANNEL', 'DELIVERY', 'TRIES', 'LAST', 'AT'], rows));
     }));
 
-  job.command('logs <name> [run]')
-    .description('output of a run (default: the latest); --follow streams it live while it runs')
+  withApiAccessOptions(job.command('logs <name> [run]')
+    .description('output of a run (default: the latest); --follow streams it live while it runs'))
     .option('-f, --follow', 'keep printing output until the run ends')
-    .option('--api <urls>', 'master API URL(s) (env ETCRON_API, default http://127.0.0.1:7070)')
-    .action(action(async (name: string, run: string | undefined, flags: { follow?: boolean; api?: string }) => {
+    .action(action(async (name: string, run: string | undefined, flags: { follow?: boolean } & ApiAccessFlags) => {
       const query = new URLSearchParams();
       if (run !== undefined) query.set('run', run);
       if (flags.follow === true) query.set('follow', '1');
-      await apiClient({ output: 'table', ...(flags.api === undefined ? {} : { api: flags.api }) })
+      await apiClient(flags)
         .stream(path(name, `/logs?${query.toString()}`), (chunk) => process.stdout.write(chunk));
     }));
 

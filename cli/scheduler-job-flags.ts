@@ -31,6 +31,7 @@ export interface JobFlagValues {
   readonly catchUpWindow?: string;
   readonly catchUpMax?: string;
   readonly tags?: string;
+  readonly preferWorkers?: string;
   readonly broadcast?: boolean;
   readonly paused?: boolean;
   readonly historyCount?: string;
@@ -68,6 +69,7 @@ export const FLAG_FOR_FIELD: Readonly<Record<string, string>> = {
   'catchUp.windowMs': '--catch-up-window',
   'catchUp.max': '--catch-up-max',
   tags: '--tags',
+  preferWorkers: '--prefer-workers',
   'history.countMax': '--history-count',
   'history.ageMs': '--history-age',
   outputTailBytesMax: '--output-tail-bytes',
@@ -97,6 +99,7 @@ export function addJobFlags(command: Command): Command {
     .option('--catch-up-window <duration>', 'run slots missed during downtime if younger than this (default 0)')
     .option('--catch-up-max <n>', 'at most this many missed slots are run (default 1)')
     .option('--tags <a,b>', 'only workers with all of these tags run the job')
+    .option('--prefer-workers <id,id>', 'affinity: the first of these live workers runs each slot; others take over after their delay')
     .option('--broadcast', 'one run per eligible worker per slot')
     .option('--paused', 'create the job paused')
     .option('--history-count <n>', 'keep at most this many runs (default 100)')
@@ -149,6 +152,9 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
   if (Object.keys(catchUp).length > 0) spec['catchUp'] = catchUp;
   if (flags.tags !== undefined) {
     spec['tags'] = flags.tags.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+  }
+  if (flags.preferWorkers !== undefined) {
+    spec['preferWorkers'] = flags.preferWorkers.split(',').map((w) => w.trim()).filter((w) => w.length > 0);
   }
   if (flags.broadcast === true) spec['broadcast'] = true;
   if (flags.paused === true) spec['paused'] = true;

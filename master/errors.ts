@@ -6,6 +6,7 @@
 export type ApiErrorKind =
   | 'invalid-spec'
   | 'invalid-request'
+  | 'unauthorized'
   | 'job-exists'
   | 'job-not-found'
   | 'run-not-found'
@@ -27,6 +28,7 @@ interface ErrorRow {
 const table: Record<ApiErrorKind, ErrorRow> = {
   'invalid-spec': { code: 'ETCRON_INVALID_SPEC', status: 400 },
   'invalid-request': { code: 'ETCRON_INVALID_REQUEST', status: 400 },
+  'unauthorized': { code: 'ETCRON_UNAUTHORIZED', status: 401 },
   'job-exists': { code: 'ETCRON_JOB_EXISTS', status: 409 },
   'job-not-found': { code: 'ETCRON_JOB_NOT_FOUND', status: 404 },
   'run-not-found': { code: 'ETCRON_RUN_NOT_FOUND', status: 404 },

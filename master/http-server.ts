@@ -3,6 +3,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../shared/log.js';
 import { ApiError, toApiError } from './errors.js';
+import type { RequestAuthenticator } from './api-auth.js';
+import { schedulerMetrics } from '../shared/metrics/scheduler-metrics.js';
 
 /** A request body larger than this is refused before parsing (a job spec is a few KiB). */
 export const REQUEST_BODY_BYTES_MAX = 2 * 1024 * 1024;
@@ -27,6 +29,8 @@ export interface Route {
   /** Path with `:param` segments, e.g. `/v1/jobs/:name/history`. */
   readonly path: string;
   readonly handler: RouteHandler;
+  /** Served without credentials even when the API requires them (metrics scrapes, health checks). */
+  readonly isPublic?: boolean;
 }
 
 interface CompiledRoute extends Route {
@@ -43,16 +47,20 @@ export function ok(body: unknown, status = 200): RouteResult {
   return { status, body };
 }
 
-/** Starts the JSON API on host:port (port 0 picks a free one). */
+/**
+ * Starts the JSON API on host:port (port 0 picks a free one). With `authenticate`, every
+ * non-public route requires credentials.
+ */
 export async function startApiServer(
   host: string,
   port: number,
   routes: readonly Route[],
   logger: Logger,
+  authenticate?: RequestAuthenticator,
 ): Promise<ApiServer> {
   const compiled: CompiledRoute[] = routes.map((r) => ({ ...r, segments: splitPath(r.path) }));
   const server = createServer((request, response) => {
-    void handle(compiled, request, response, logger);
+    void handle(compiled, request, response, logger, authenticate);
   });
   // Long-lived `logs --follow` streams must not keep close() waiting forever.
   const sockets = new Set<Socket>();
@@ -113,6 +121,7 @@ async function handle(
   request: IncomingMessage,
   response: ServerResponse,
   logger: Logger,
+  authenticate: RequestAuthenticator | undefined,
 ): Promise<void> {
   const log = logger.child({ requestId: randomUUID().slice(0, 8) });
   const url = new URL(request.url ?? '/', 'http://localhost');
@@ -125,6 +134,9 @@ async function handle(
       if (params === undefined) continue;
       pathMatched = true;
       if (route.method !== method) continue;
+      schedulerMetrics.apiRequests.inc({ method, route: route.path });
+      // Before the body is read: an unauthenticated client must not make the master buffer 2 MiB.
+      if (authenticate !== undefined && route.isPublic !== true) await authenticate(request);
       const body = method === 'POST' || method === 'PUT' ? await readJsonBody(request) : undefined;
       const result = await route.handler({
         method, params, query: url.searchParams, body, request, response, log,
@@ -133,6 +145,7 @@ async function handle(
       log.debug({ method, path: url.pathname }, 'request served');
       return;
     }
+    schedulerMetrics.apiRequests.inc({ method, route: 'unmatched' });
     throw pathMatched
       ? new ApiError('method-not-allowed', `${method} not allowed on ${url.pathname}`)
       : new ApiError('not-found', `no route for ${method} ${url.pathname}`);
@@ -143,10 +156,14 @@ async function handle(
       response.destroy();
       return;
     }
-    // The rest of an oversized body was never read: the connection cannot carry another request,
-    // and a client that pooled it would see its next request reset.
-    const isUnread = apiError.kind === 'body-too-large';
-    sendJson(response, apiError.status, apiError.toJSON(), isUnread ? { connection: 'close' } : {});
+    // The rest of an oversized (or unauthenticated) body was never read: the connection cannot
+    // carry another request, and a client that pooled it would see its next request reset.
+    const isUnread = apiError.kind === 'body-too-large' || apiError.kind === 'unauthorized';
+    sendJson(response, apiError.status, apiError.toJSON(), {
+      ...(isUnread ? { connection: 'close' } : {}),
+      // Lets a browser ask for a store user's name and password (the web UI calls this API).
+      ...(apiError.kind === 'unauthorized' ? { 'www-authenticate': 'Basic realm="etcron", charset="UTF-8"' } : {}),
+    });
   }
 }
 

@@ -16,6 +16,12 @@ import { metricsRoute } from './metrics-route.js';
 import { overviewRoute } from './overview-route.js';
 import { uiRoutes } from './ui-routes.js';
 import { startLeaderWork, type LeaderWork } from './leader-work.js';
+import { startRegistration } from './registration.js';
+import { mastersRoute } from './masters-route.js';
+import { healthRoute } from './health-route.js';
+import { advertisedApiUrl } from './advertise-url.js';
+import { apiAuthenticator, storeUserVerifier } from './api-auth.js';
+import { validateMasterId } from '../shared/keys.js';
 
 /** Campaign keys of masters; the lowest create revision leads. */
 export const MASTER_ELECTION_PREFIX = '/cron/master/election/';
@@ -34,6 +40,13 @@ export interface MasterOptions {
   readonly apiHost?: string;
   /** 0 picks a free port (tests). */
   readonly apiPort?: number;
+  /** The API URL clients should use; default from the listen address (see advertise-url.ts). */
+  readonly advertiseApiUrl?: string;
+  /**
+   * A shared secret the API accepts as `Authorization: Bearer`; setting it makes the API require
+   * credentials even on a store without auth.
+   */
+  readonly apiToken?: string;
   readonly leaseTtlSeconds?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
@@ -43,7 +56,10 @@ export interface MasterOptions {
 
 export interface Master {
   readonly id: string;
+  /** Where the API listens. */
   readonly apiUrl: string;
+  /** What this master announces to clients under /cron/masters/<id>. */
+  readonly advertisedApiUrl: string;
   isLeader(): boolean;
   stop(): Promise<void>;
 }
@@ -55,6 +71,9 @@ export interface Master {
  */
 export async function startMaster(options: MasterOptions = {}): Promise<Master> {
   const id = options.id ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
+  // The id is a key segment of /cron/masters/<id>: a '/' would nest one master under another.
+  const idCheck = validateMasterId(id);
+  if (!idCheck.ok) throw new Error(idCheck.reason);
   const root = (options.logger ?? createLogger('info')).child({ master: id });
   const logger = root.child({ component: 'master' });
   const clock = options.clock ?? systemClock;
@@ -65,6 +84,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   });
   const startedAtMs = clock.nowMs();
   const user = options.credentials?.user ?? resolveCredentials(undefined, undefined)?.user;
+  const ttlSeconds = options.leaseTtlSeconds ?? DEFAULT_MASTER_LEASE_TTL_SECONDS;
   await probeStore(client, logger, user).then(() => checkSchedulerAccess(client, user)).catch((err: unknown) => {
     client.close();
     throw err;
@@ -75,26 +95,53 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
 
   // The API starts before the election, so a request may ask before the election exists.
   let isLeader = (): boolean => false;
+  const apiHost = options.apiHost ?? DEFAULT_API_HOST;
+  // A user was accepted by the store at start, so the store has auth on: the API requires it too.
+  const authenticate = apiAuthenticator({
+    ...(user === undefined ? {} : { verifyUser: storeUserVerifier(client) }),
+    ...(options.apiToken === undefined || options.apiToken === '' ? {} : { token: options.apiToken }),
+    clock,
+    logger: root.child({ component: 'api-auth' }),
+  });
   const api = await startApiServer(
-    options.apiHost ?? DEFAULT_API_HOST,
+    apiHost,
     options.apiPort ?? DEFAULT_API_PORT,
     [
       statusRoute(client, id, startedAtMs, () => isLeader(), () => work?.health?.() ?? null),
+      mastersRoute(client, MASTER_ELECTION_PREFIX), healthRoute(client, id),
       ...jobRoutes(client, clock), ...inspectRoutes(client, clock), ...alertRoutes(client),
       metricsRoute(() => isLeader()), overviewRoute(client, clock),
       ...uiRoutes(root.child({ component: 'ui' })),
     ],
     root.child({ component: 'api' }),
+    authenticate,
   );
+  let advertised: string;
+  let registrar: Awaited<ReturnType<typeof startRegistration>>;
+  try {
+    advertised = advertisedApiUrl(apiHost, api.port, options.advertiseApiUrl);
+    registrar = await startRegistration({
+      client,
+      registration: { id, apiUrl: advertised, startedAtMs, hostname: hostname(), pid: process.pid },
+      ttlSeconds,
+      clock,
+      logger: root.child({ component: 'registration' }),
+    });
+  } catch (err) {
+    await api.close();
+    client.close();
+    throw err;
+  }
 
   const election = startElection({
     client,
     prefix: MASTER_ELECTION_PREFIX,
-    value: JSON.stringify({ id, api: api.url, pid: process.pid }),
-    ttlSeconds: options.leaseTtlSeconds ?? DEFAULT_MASTER_LEASE_TTL_SECONDS,
+    value: JSON.stringify({ id, api: advertised, pid: process.pid }),
+    ttlSeconds,
     clock,
     logger,
     onElected: (term) => {
+      registrar.setLeaderSince(clock.nowMs());
       // A new term waits for the previous term's work to finish stopping: never two at once.
       void workStopping.then(() => {
         if (election.term() !== term) return;
@@ -102,6 +149,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
       });
     },
     onDeposed: () => {
+      registrar.setLeaderSince(undefined);
       const stopping = work;
       work = undefined;
       workStopping = stopping === undefined ? workStopping : stopping.stop().catch((err: unknown) => {
@@ -115,9 +163,13 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   return {
     id,
     apiUrl: api.url,
+    advertisedApiUrl: advertised,
     isLeader: () => election.isLeader(),
     async stop(): Promise<void> {
       await election.stop();
+      // Deregistered before the API closes: a client that still finds this master gets refused
+      // connections and fails over, and the list stops naming it at once.
+      await registrar.stop();
       await workStopping;
       await api.close();
       client.close();

@@ -7,6 +7,8 @@ export function metricsRoute(isLeader: () => boolean): Route {
   return {
     method: 'GET',
     path: '/metrics',
+    // Scrapers carry no store user; the counters hold no job names or specs.
+    isPublic: true,
     handler: async (context) => {
       const text = renderSchedulerMetrics([{
         name: 'etcron_master_leader', type: 'gauge',

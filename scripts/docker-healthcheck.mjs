@@ -1,7 +1,7 @@
 // The image's HEALTHCHECK, one for every role. It reads the role and its flags from the command
 // line of the container's etcron process (PID 1, or its child under `init: true`) and asks:
 //   store, up  GET /health on the client port (200 and {"health":"true"} as etcd answers);
-//   master     GET /v1/status on the API;
+//   master     GET /health on the API (open even when the API requires credentials);
 //   worker     GET /health on any of its store endpoints: a worker that cannot reach one is idle.
 // Exit 0 is healthy, 1 unhealthy, as Docker expects.
 import { readFileSync, readdirSync } from 'node:fs';
@@ -71,7 +71,7 @@ async function healthy() {
     case 'up':
       return answers(local(`127.0.0.1:${flag(args, 'client-port') ?? '2379'}`, '/health'), storeHealthy);
     case 'master':
-      return answers(local(flag(args, 'api') ?? '127.0.0.1:7070', '/v1/status'), () => true);
+      return answers(local(flag(args, 'api') ?? '127.0.0.1:7070', '/health'), () => true);
     case 'worker': {
       const endpoints = (flag(args, 'endpoints') ?? env.ETCRON_ENDPOINTS ?? '127.0.0.1:2379').split(',');
       const results = await Promise.all(endpoints.map((e) => answers(local(e.trim(), '/health'), storeHealthy)));

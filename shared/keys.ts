@@ -7,6 +7,7 @@
  *   /cron/runs/<job>/<slot>               RunRecord JSON, one per (job, slot), never lease-bound
  *   /cron/runs/<job>/<slot>~<worker>      the same for broadcast jobs (one run per worker per slot)
  *   /cron/lock/<job>/<slot>[~<worker>]    LockValue JSON, bound to the claiming worker's lease
+ *   /cron/masters/<master>                MasterRegistration JSON (API URL), bound to the master's lease
  *
  * <slot> is the slot's `Date.toISOString()` (fixed width for years 0000-9999), so byte order of
  * run keys is slot order. A lock key exists exactly while its run holds the claim; its
@@ -19,6 +20,8 @@ export const JOBS_PREFIX = '/cron/jobs/';
 export const WORKERS_PREFIX = '/cron/workers/';
 export const RUNS_PREFIX = '/cron/runs/';
 export const LOCKS_PREFIX = '/cron/lock/';
+/** Masters announce the API URL clients should use here (service discovery by prefix). */
+export const MASTERS_PREFIX = '/cron/masters/';
 /**
  * Retries due, one key per (job, slot) whose last attempt failed or was lost and has attempts left:
  *   /cron/retry/<job>/<slot>  RetryRequest
@@ -74,6 +77,14 @@ export function slotId(slotMs: number): string {
 
 export function jobKey(job: string): string {
   return `${JOBS_PREFIX}${job}`;
+}
+
+export function validateMasterId(id: unknown): NameCheck {
+  return validateName(id, 'master id');
+}
+
+export function masterKey(master: string): string {
+  return `${MASTERS_PREFIX}${master}`;
 }
 
 export function workerKey(worker: string): string {

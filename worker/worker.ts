@@ -298,7 +298,7 @@ class Worker {
       for (const [id, info] of this.liveWorkers) if (this.isEligible(job.spec, info.tags)) candidates.add(id);
       const lastWorker = retry.request.previousAttempts[retry.request.previousAttempts.length - 1]?.worker;
       if (lastWorker !== undefined && candidates.size > 1) candidates.delete(lastWorker);
-      const preferred = preferredWorker(job.spec.name, `${retry.request.slot}#${retry.request.attempt}`, candidates);
+      const preferred = preferredWorker(job.spec.name, `${retry.request.slot}#${retry.request.attempt}`, candidates, job.spec.preferWorkers);
       if (preferred !== this.id && nowMs < retry.request.retryAtMs + this.takeoverDelayMs) continue;
       retry.isLaunched = true;
       void this.claimRetry(job.spec, retry, session, preferred !== this.id);
@@ -451,7 +451,7 @@ class Worker {
     }
     const candidates = new Set([this.id]);
     for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) candidates.add(id);
-    const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates);
+    const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates, spec.preferWorkers);
     if (preferred === this.id) {
       this.counters.claimTxns++;
       void this.runs.claimAndRun(base).then((won) => { if (won) this.counters.claimsWon++; });

@@ -1,4 +1,4 @@
-import { validateJobName } from '../keys.js';
+import { validateJobName, validateWorkerId } from '../keys.js';
 import { Checker, isRecord, type Fields, type JobSpecIssue } from './checker.js';
 import { compileSchedule } from './schedule.js';
 import { parseHttpRequest } from './parse-http.js';
@@ -11,7 +11,7 @@ export type JobSpecResult = { ok: true; spec: JobSpec } | { ok: false; errors: r
 
 const TOP_FIELDS = [
   'name', 'schedule', 'timezone', 'command', 'argv', 'http', 'env', 'cwd', 'timeoutMs', 'killGraceMs', 'retries', 'overlap',
-  'catchUp', 'tags', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
+  'catchUp', 'tags', 'preferWorkers', 'broadcast', 'paused', 'history', 'outputTailBytesMax', 'jitterMs',
   'alerts', 'after', 'createdAtMs',
 ] as const;
 const RETRY_FIELDS = ['count', 'backoffInitialMs', 'backoffMaxMs', 'backoffMultiplier'] as const;
@@ -60,6 +60,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   for (const tag of tags) {
     if (!TAG_PATTERN.test(tag) || tag.length > JOB_LIMITS.tagBytesMax) c.fail('tags', `bad tag ${JSON.stringify(tag)}`);
   }
+  const preferWorkers = parsePreferWorkers(c, input['preferWorkers']);
   const historyInput = c.record(input['history'], 'history') ?? {};
   c.strict(historyInput, HISTORY_FIELDS, 'history.');
   const history = {
@@ -90,7 +91,9 @@ export function parseJobSpec(input: unknown): JobSpecResult {
     env,
     ...(typeof cwd === 'string' ? { cwd } : {}),
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    killGraceMs, retries, overlap: overlap satisfies OverlapPolicy, catchUp, tags: [...tags].sort(), broadcast, paused,
+    killGraceMs, retries, overlap: overlap satisfies OverlapPolicy, catchUp, tags: [...tags].sort(),
+    // Order is the preference, so it is kept as given.
+    ...(preferWorkers.length === 0 ? {} : { preferWorkers }), broadcast, paused,
     history, outputTailBytesMax, jitterMs,
     ...(alerts === undefined ? {} : { alerts }),
     ...(after === undefined ? {} : { after }),
@@ -145,6 +148,18 @@ function parseAfter(c: Checker, value: unknown, ownName: unknown): AfterSpec | u
   const on = AFTER_OUTCOMES.find((o) => o === onInput);
   if (on === undefined) return c.fail('after.on', `must be one of ${AFTER_OUTCOMES.join(', ')}`);
   return { job: value['job'] as string, on };
+}
+
+function parsePreferWorkers(c: Checker, value: unknown): string[] {
+  const ids = c.stringList(value, 'preferWorkers', JOB_LIMITS.preferWorkersMax);
+  const seen = new Set<string>();
+  for (const id of ids) {
+    const check = validateWorkerId(id);
+    if (!check.ok) c.fail('preferWorkers', check.reason);
+    else if (seen.has(id)) c.fail('preferWorkers', `worker ${JSON.stringify(id)} is listed twice`);
+    seen.add(id);
+  }
+  return ids;
 }
 
 function parseEnv(c: Checker, value: unknown): Record<string, string> {

@@ -85,6 +85,11 @@ export interface JobSpec {
   readonly catchUp: CatchUpPolicy;
   /** Only workers carrying every one of these tags run the job. */
   readonly tags: readonly string[];
+  /**
+   * Affinity: worker ids in order of preference. The first of them that is live and eligible
+   * claims each slot at once; other workers only after their takeover delay. Absent when empty.
+   */
+  readonly preferWorkers?: readonly string[];
   /** One run per eligible worker per slot instead of one run per slot. */
   readonly broadcast: boolean;
   readonly paused: boolean;
@@ -124,6 +129,7 @@ export const JOB_LIMITS = {
   argvItemsMax: 1_024,
   tagsMax: 32,
   tagBytesMax: 64,
+  preferWorkersMax: 32,
   retriesMax: 100,
   catchUpMax: 1_000,
   historyCountMax: 100_000,

@@ -40,6 +40,8 @@ export const schedulerMetrics = {
   alertsRaised: new CounterVec(),
   /** Alert delivery tries, by channel (webhook, command) and result (ok, error). */
   alertDeliveries: new CounterVec(),
+  /** Master API requests by method and route pattern (`unmatched` for unknown paths). */
+  apiRequests: new CounterVec(),
 };
 
 /** Sorts a not-started reason into a few stable values usable as a label. */
@@ -97,6 +99,9 @@ const FAMILIES: readonly Family[] = [
   { name: 'etcron_store_request_errors_total', type: 'counter',
     help: 'Unary store requests that failed, by gRPC method and code.',
     collect: () => m.storeRequestErrors.samples() },
+  { name: 'etcron_api_requests_total', type: 'counter',
+    help: 'Master API requests received, by method and route pattern.',
+    collect: () => m.apiRequests.samples() },
 ];
 
 /** Samples of one state, without the state label (it is in the family's name). */

@@ -67,7 +67,8 @@ describe('scheduler as a /cron/-only user on a store with auth enabled', () => {
       }),
     );
     const trace = join(dir, 'trace');
-    const env = { ETCRON_API: daemons[0]?.apiUrl ?? '' };
+    // The API requires a store user too, since the store has auth enabled (api-auth.test.ts).
+    const env = { ETCRON_API: daemons[0]?.apiUrl ?? '', ETCRON_USER: 'scheduler', ETCRON_PASSWORD: 'schedpw' };
     const add = await runCli(
       [
         'job',

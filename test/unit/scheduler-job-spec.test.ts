@@ -33,6 +33,16 @@ describe('job spec parsing (notes/reliability.md section 7, scheduler inputs)', 
     expect(fieldsOf({ ...base, timezone })).toEqual(['timezone']);
   });
 
+  it('keeps preferWorkers in the given order, leaves it out when empty, and rejects bad ids', () => {
+    const result = parseJobSpec({ ...base, preferWorkers: ['w2', 'w1'] });
+    expect(result.ok && result.spec.preferWorkers).toEqual(['w2', 'w1']);
+    const none = parseJobSpec({ ...base, preferWorkers: [] });
+    expect(none.ok && 'preferWorkers' in none.spec).toBe(false);
+    expect(fieldsOf({ ...base, preferWorkers: ['a/b'] })).toEqual(['preferWorkers']);
+    expect(fieldsOf({ ...base, preferWorkers: ['w1', 'w1'] })).toEqual(['preferWorkers']);
+    expect(fieldsOf({ ...base, preferWorkers: 'w1' })).toEqual(['preferWorkers']);
+  });
+
   it('stores a case-insensitive time zone in its canonical spelling', () => {
     const result = parseJobSpec({ ...base, timezone: 'europe/paris' });
     expect(result.ok && result.spec.timezone).toBe('Europe/Paris');

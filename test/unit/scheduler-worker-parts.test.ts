@@ -26,6 +26,16 @@ describe('preferred worker (rendezvous hashing)', () => {
     }
     expect(moved).toBeGreaterThan(800);
   });
+
+  it('puts a job\'s preferWorkers first, in their order, while they are candidates', () => {
+    for (const slot of slots.slice(0, 200)) {
+      expect(preferredWorker('job', slot, workers, ['w3', 'w1'])).toBe('w3');
+      // w3 gone (dead or not eligible): the next listed one.
+      expect(preferredWorker('job', slot, ['w1', 'w2'], ['w3', 'w1'])).toBe('w1');
+      // None listed is a candidate: the hash decides, as without affinity.
+      expect(preferredWorker('job', slot, ['w1', 'w2'], ['w9'])).toBe(preferredWorker('job', slot, ['w1', 'w2']));
+    }
+  });
 });
 
 describe('output tail', () => {

@@ -1,3 +1,4 @@
+import { revokeQuietly } from '../shared/etcd/revoke-quietly.js';
 import type { Etcd3, Lease } from 'etcd3';
 import { openWatchStream } from '../shared/etcd/watch-stream.js';
 import type { Logger } from '../shared/log.js';
@@ -57,7 +58,6 @@ export interface Election {
 /** Margin kept before the lease's deadline: step down early rather than overlap a new leader. */
 const STEP_DOWN_MARGIN_MS = 500;
 const WATCHDOG_INTERVAL_MS = 200;
-const REVOKE_TIMEOUT_MS = 2_000;
 /** Candidates re-read the queue this often even without a watch event (a dead watch is silent). */
 const RECHECK_INTERVAL_MS = 5_000;
 
@@ -276,15 +276,6 @@ class Candidate {
   }
 }
 
-async function revokeQuietly(lease: Lease): Promise<void> {
-  if (lease.revoked()) return;
-  try {
-    await lease.revoke({ deadline: Date.now() + REVOKE_TIMEOUT_MS });
-  } catch {
-    // The store may be unreachable; the lease then expires by its TTL.
-    lease.release();
-  }
-}
 
 /** Reads who leads now: the campaign key with the lowest create revision. */
 export async function readLeader(

@@ -1,3 +1,4 @@
+import { revokeQuietly } from '../shared/etcd/revoke-quietly.js';
 import type { Etcd3, Lease } from 'etcd3';
 import { masterKey } from '../shared/keys.js';
 import type { Clock, Timer } from '../shared/clock.js';
@@ -36,7 +37,6 @@ export interface RegistrationOptions {
   readonly retryDelayMs?: number;
 }
 
-const REVOKE_TIMEOUT_MS = 2_000;
 
 /** Registers now (the first put is awaited, so the master is discoverable once it says it serves). */
 export async function startRegistration(options: RegistrationOptions): Promise<Registrar> {
@@ -138,12 +138,3 @@ class LeasedRegistration implements Registrar {
   }
 }
 
-async function revokeQuietly(lease: Lease): Promise<void> {
-  if (lease.revoked()) return;
-  try {
-    await lease.revoke({ deadline: Date.now() + REVOKE_TIMEOUT_MS });
-  } catch {
-    // The store may be unreachable: the lease, and with it the key, expires by its TTL.
-    lease.release();
-  }
-}

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { hashKeyValues } from '../mvcc/kv-hash.js';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AuthError } from '../auth/errors.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -7,7 +6,6 @@ import { ETCD_VERSION } from '../server/etcd-server.js';
 import type { AlarmKind } from '../server/requests.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { failStream, toServiceError, unary } from './context.js';
-import { writeEtcdSnapshot } from '../snapshot/etcd-snapshot.js';
 import { big, int, type Wire } from './codec.js';
 
 const ALARM_NAMES: Record<AlarmKind, string> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
@@ -62,9 +60,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
 
     Defragment: unary(ctx, async (_w, call) => {
       await requireRoot(call);
-      // The space a pending compaction frees is what a defragmentation is asked for.
-      server.kv.finishCompaction();
-      server.backend.db.exec('VACUUM');
+      await server.maintenance.defragment();
       return {};
     }),
 
@@ -72,8 +68,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     // the SQLite file would differ by each member's own vote and page layout).
     Hash: unary(ctx, async (_w, call) => {
       await requireRoot(call);
-      server.kv.finishCompaction();
-      return { header: ctx.header(), hash: hashKeyValues(() => server.backend.scanAll(), Number.MAX_SAFE_INTEGER, -1) };
+      return { header: ctx.header(), hash: await server.maintenance.hash() };
     }),
 
     HashKV: unary(ctx, async (w, call) => {
@@ -82,22 +77,15 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
       // As etcd: only a positive revision is checked; 0 means current, a negative one hashes nothing.
       if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
       if (requested > server.kv.currentRev) throw new StoreError('future-rev');
-      const rev = requested === 0 ? server.kv.currentRev : requested;
-      // Rows a compaction has yet to remove would count in the rare case no key is kept.
-      server.kv.finishCompaction();
-      return { header: ctx.header(), hash: hashKeyValues(() => server.backend.scanAll(), rev, server.kv.compactRev), compact_revision: server.kv.compactRev };
+      const { hash, compactRevision } = await server.maintenance.hashKv(requested);
+      return { header: ctx.header(), hash, compact_revision: compactRevision };
     }),
 
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
       if (!ctx.leaderStreams.admit(call)) return;
-      const send = (): void => {
-        // etcd's own format (a bbolt file), built synchronously: one consistent state, taken
-        // between two applied batches, with no row a compaction has made unreachable.
-        server.kv.finishCompaction();
-        const data = Buffer.concat(writeEtcdSnapshot({
-          rows: () => server.backend.scanAll(), compactRevision: server.kv.compactRev,
-          leases: server.backend.allLeases(), appliedIndex: server.raftStatus().applied,
-        }));
+      const send = async (): Promise<void> => {
+        // etcd's own format (a bbolt file) of one consistent state, built a page of rows at a time.
+        const data = Buffer.concat(await server.maintenance.etcdSnapshot());
         const digest = createHash('sha256').update(data).digest();
         for (let at = 0; at < data.length; at += SNAPSHOT_CHUNK_BYTES) {
           const blob = data.subarray(at, Math.min(data.length, at + SNAPSHOT_CHUNK_BYTES));
@@ -107,7 +95,7 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
         call.end();
       };
       requireRoot(call).then(send).catch((err: unknown) => {
-failStream(call, toServiceError(err, ctx.log));
+        failStream(call, toServiceError(err, ctx.log));
       });
     },
 

@@ -67,6 +67,7 @@ export class Backend {
     deleteKv: Statement;
     scanFrom: Statement;
     scanAll: Statement;
+    scanPage: Statement;
     getMeta: Statement;
     setMeta: Statement;
     putLease: Statement;
@@ -87,6 +88,10 @@ export class Backend {
     this.db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: false });
     // Exclusive locking: a second process on the same data dir fails at once instead of sharing it.
     this.db.pragma('locking_mode = EXCLUSIVE');
+    // Incremental vacuum lets Defragment return free pages a bounded batch at a time between
+    // requests. SQLite takes the setting only before the first table exists (a new file); an older
+    // file is converted by its first defragmentation (see defragmentStep).
+    if (options.readonly !== true) this.db.pragma('auto_vacuum = INCREMENTAL');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     // A large transaction (a snapshot install, a long compaction step) grows the WAL file, and
@@ -111,6 +116,7 @@ export class Backend {
       deleteKv: prepare('DELETE FROM kv WHERE main = ? AND sub = ?'),
       scanFrom: prepare('SELECT * FROM kv WHERE main >= ? ORDER BY main, sub LIMIT ?', true),
       scanAll: prepare('SELECT * FROM kv ORDER BY main, sub', true),
+      scanPage: prepare('SELECT * FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?', true),
       getMeta: prepare('SELECT value FROM meta WHERE name = ?').pluck(),
       setMeta: prepare('INSERT OR REPLACE INTO meta VALUES (?, ?)'),
       putLease: prepare('INSERT OR REPLACE INTO lease VALUES (?, ?)'),
@@ -158,6 +164,11 @@ export class Backend {
 
   *scanAll(): Generator<KvRow> {
     for (const raw of this.stmts.scanAll.iterate() as IterableIterator<RawKvRow>) yield toRow(raw);
+  }
+
+  /** Up to `limit` rows after (main, sub), at revisions up to `upTo`, in revision order. */
+  scanPage(after: { readonly main: number; readonly sub: number }, upTo: number, limit: number): KvRow[] {
+    return (this.stmts.scanPage.all(after.main, after.sub, upTo, limit) as RawKvRow[]).map(toRow);
   }
 
   getMeta(name: string): unknown {
@@ -247,6 +258,31 @@ export class Backend {
     const pageCount = Number(this.stmts.pageCount.get());
     const freePages = Number(this.stmts.freePages.get());
     return { sizeBytes: pageSize * pageCount, inUseBytes: pageSize * (pageCount - freePages) };
+  }
+
+  /**
+   * One bounded step of a defragmentation: returns up to `pagesMax` free pages to the file system
+   * (SQLite moves pages from the end of the file into free slots and truncates). Returns the free
+   * pages left. A file made before incremental vacuum was the default is converted first, once,
+   * by a full VACUUM.
+   */
+  defragmentStep(pagesMax: number): number {
+    if (Number(this.db.pragma('auto_vacuum', { simple: true })) !== 2) {
+      this.db.pragma('auto_vacuum = INCREMENTAL');
+      this.db.exec('VACUUM');
+      return this.freePageCount();
+    }
+    this.db.exec(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(pagesMax))})`);
+    return this.freePageCount();
+  }
+
+  freePageCount(): number {
+    return Number(this.stmts.freePages.get());
+  }
+
+  /** Whether the next defragmentStep converts the file with one full VACUUM. */
+  needsVacuumConversion(): boolean {
+    return Number(this.db.pragma('auto_vacuum', { simple: true })) !== 2;
   }
 
   close(): void {

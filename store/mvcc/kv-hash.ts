@@ -14,24 +14,57 @@ import type { KvRow } from './backend.js';
 export function hashKeyValues(
   rows: () => Iterable<KvRow>, upToRevision: number, compactRevision: number,
 ): number {
-  const newest = new Map<string, KvRow>();
-  for (const row of rows()) {
-    if (row.main > upToRevision) break;
-    newest.set(row.key.toString('latin1'), row);
+  const hash = new KeyValueHash(upToRevision, compactRevision);
+  for (const row of rows()) if (!hash.note(row)) break;
+  for (const row of rows()) if (!hash.add(row)) break;
+  return hash.value;
+}
+
+/** hashKeyValues over rows read a page at a time (the event loop runs between pages). */
+export async function hashKeyValuesInSteps(
+  rows: () => AsyncIterable<KvRow>, upToRevision: number, compactRevision: number,
+): Promise<number> {
+  const hash = new KeyValueHash(upToRevision, compactRevision);
+  for await (const row of rows()) if (!hash.note(row)) break;
+  for await (const row of rows()) if (!hash.add(row)) break;
+  return hash.value;
+}
+
+/** The two passes of the hash: note() every row first, then add() every row, both in revision order. */
+class KeyValueHash {
+  /** Each key's newest row up to the hashed revision. */
+  private readonly newest = new Map<string, { main: number; sub: number; tombstone: boolean }>();
+  private keptCount = -1;
+  private hash = crc32c(Buffer.from('key'));
+
+  constructor(private readonly upToRevision: number, private readonly compactRevision: number) {}
+
+  /** First pass; false once past the hashed revision. */
+  note(row: KvRow): boolean {
+    if (row.main > this.upToRevision) return false;
+    this.newest.set(row.key.toString('latin1'), { main: row.main, sub: row.sub, tombstone: row.tombstone });
+    return true;
   }
-  let keptCount = 0;
-  for (const row of newest.values()) if (!row.tombstone) keptCount++;
-  let hash = crc32c(Buffer.from('key'));
-  for (const row of rows()) {
-    if (row.main > upToRevision) break;
-    if (row.main <= compactRevision && keptCount > 0) {
-      const kept = newest.get(row.key.toString('latin1'));
-      if (kept === undefined || kept.tombstone || kept.main !== row.main || kept.sub !== row.sub) continue;
+
+  /** Second pass; false once past the hashed revision. */
+  add(row: KvRow): boolean {
+    if (row.main > this.upToRevision) return false;
+    if (this.keptCount < 0) {
+      this.keptCount = 0;
+      for (const kept of this.newest.values()) if (!kept.tombstone) this.keptCount++;
     }
-    hash = crc32c(revisionKey(row), hash);
-    hash = crc32c(keyValueBytes(row), hash);
+    if (row.main <= this.compactRevision && this.keptCount > 0) {
+      const kept = this.newest.get(row.key.toString('latin1'));
+      if (kept === undefined || kept.tombstone || kept.main !== row.main || kept.sub !== row.sub) return true;
+    }
+    this.hash = crc32c(revisionKey(row), this.hash);
+    this.hash = crc32c(keyValueBytes(row), this.hash);
+    return true;
   }
-  return hash;
+
+  get value(): number {
+    return this.hash;
+  }
 }
 
 export function revisionKey(row: Pick<KvRow, 'main' | 'sub' | 'tombstone'>): Buffer {

@@ -25,6 +25,7 @@ import { AutoCompactor, type AutoCompactionConfig } from './auto-compactor.js';
 import { ReadIndexQueue } from './read-index-queue.js';
 import { decodeEnvelope, encodeEnvelope, requestIdOf, type InternalRequest } from './requests.js';
 import { SoloNode } from './solo-node.js';
+import { Maintenance, type ReadView } from './maintenance.js';
 import { WalSyncer } from './wal-syncer.js';
 import { serverMetrics } from '../metrics/server-metrics.js';
 
@@ -142,6 +143,11 @@ export class EtcdServer {
   private lastStep: Promise<void> = Promise.resolve();
   private closed = false;
   private isCompactionScheduled = false;
+  /** Open read views; compaction removes no rows while there are any. */
+  private compactionHolds = 0;
+  private compactionWaiters: (() => void)[] = [];
+  /** Hash, HashKV, the Snapshot RPC and Defragment, run in steps. */
+  readonly maintenance: Maintenance;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly revoking = new Set<bigint>();
   private readonly compactor: AutoCompactor | null;
@@ -177,6 +183,7 @@ export class EtcdServer {
     this.jwt = config.jwt ?? null;
     this.applier = this.rebuildStateMachine();
     this.watchHub = new WatchHub(this.kv);
+    this.maintenance = new Maintenance(this, this.log.child({ component: 'maintenance' }));
     this.requestIdBase = randomBytes(8).readBigUInt64BE(0) & 0x7fff_ffff_0000_0000n;
     this.membership = new MembershipTable(this.backend, config.members.map((m) => ({ id: m.id, peerUrls: m.peerUrls, isLearner: m.isLearner === true })));
     this.snapshotDir = prepareSnapshotDir(join(memberDir, 'snapshots'));
@@ -493,14 +500,55 @@ export class EtcdServer {
    * turn (etcd: 1,000 keys per batch), so that heartbeats, proposals and reads go on meanwhile.
    */
   private scheduleCompactionSteps(): void {
-    if (this.isCompactionScheduled || !this.kv.isCompacting || this.closed) return;
+    if (this.isCompactionScheduled || this.compactionHolds > 0 || this.closed) return;
+    if (!this.kv.isCompacting) {
+      this.settleCompactionWaiters();
+      return;
+    }
     this.isCompactionScheduled = true;
     setImmediate(() => {
       this.isCompactionScheduled = false;
-      if (this.closed) return;
-      const kv = this.kv;
-      if (!kv.compactStep(COMPACTION_KEYS_PER_STEP)) this.scheduleCompactionSteps();
+      if (this.closed || this.compactionHolds > 0) return;
+      this.kv.compactStep(COMPACTION_KEYS_PER_STEP);
+      this.scheduleCompactionSteps();
     });
+  }
+
+  private settleCompactionWaiters(): void {
+    const waiters = this.compactionWaiters;
+    this.compactionWaiters = [];
+    for (const settle of waiters) settle();
+  }
+
+  /** Resolves once no compaction has rows left to remove (at once if none has). */
+  compactionSettled(): Promise<void> {
+    if (!this.kv.isCompacting || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.compactionWaiters.push(resolve);
+      this.scheduleCompactionSteps();
+    });
+  }
+
+  async openReadView(): Promise<ReadView> {
+    while (this.kv.isCompacting && !this.closed) await this.compactionSettled();
+    if (this.closed) throw new StoreError('stopped');
+    this.compactionHolds++;
+    const backend = this.backend;
+    let released = false;
+    return {
+      backend,
+      currentRev: this.kv.currentRev,
+      compactRev: this.kv.compactRev,
+      appliedIndex: backend.getMetaNumber('applied_index', 0),
+      leases: backend.allLeases(),
+      isOpen: () => !this.closed && this.backend === backend,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.compactionHolds--;
+        this.scheduleCompactionSteps();
+      },
+    };
   }
 
   private persist(ready: Ready): void {
@@ -860,6 +908,7 @@ export class EtcdServer {
       waiter.reject(new StoreError('stopped'));
     }
     this.confWaiters.clear();
+    this.settleCompactionWaiters();
     this.syncer.close();
     this.backend.close();
   }

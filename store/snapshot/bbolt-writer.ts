@@ -25,8 +25,8 @@ const NODE_FILL_BYTES = BOLT_PAGE_SIZE - PAGE_HEADER_BYTES;
 
 export interface BoltBucket {
   readonly name: Buffer;
-  /** Key/value pairs in ascending byte order of key, keys unique. */
-  readonly entries: Iterable<readonly [Buffer, Buffer]>;
+  /** Key/value pairs in ascending byte order of key, keys unique (read a page at a time if async). */
+  readonly entries: Iterable<readonly [Buffer, Buffer]> | AsyncIterable<readonly [Buffer, Buffer]>;
 }
 
 interface LeafEntry { readonly key: Buffer; readonly value: Buffer; readonly flags: number }
@@ -80,10 +80,10 @@ class PageSink {
 }
 
 /** Groups elements into nodes of about one page, never more than a u16 count. */
-function* nodes<T extends { key: Buffer }>(elements: Iterable<T>, sizeOf: (e: T) => number): Generator<T[]> {
+async function* nodes<T extends { key: Buffer }>(elements: Iterable<T> | AsyncIterable<T>, sizeOf: (e: T) => number): AsyncGenerator<T[]> {
   let node: T[] = [];
   let bytes = 0;
-  for (const element of elements) {
+  for await (const element of elements) {
     const size = ELEMENT_BYTES + sizeOf(element);
     if (node.length >= 2 && (bytes + size > NODE_FILL_BYTES || node.length >= ELEMENTS_PER_PAGE_MAX)) {
       yield node;
@@ -97,11 +97,11 @@ function* nodes<T extends { key: Buffer }>(elements: Iterable<T>, sizeOf: (e: T)
 }
 
 /** Writes one tree (leaves, then branch levels) and returns its root page id. */
-function writeTree(sink: PageSink, entries: Iterable<LeafEntry>): bigint {
+async function writeTree(sink: PageSink, entries: Iterable<LeafEntry> | AsyncIterable<LeafEntry>): Promise<bigint> {
   let level: ChildRef[] = [];
   let previous: Buffer | undefined;
-  const checked = (function* (): Generator<LeafEntry> {
-    for (const entry of entries) {
+  const checked = (async function* (): AsyncGenerator<LeafEntry> {
+    for await (const entry of entries) {
       if (previous !== undefined && Buffer.compare(previous, entry.key) >= 0) {
         throw new Error('bbolt writer: keys must be unique and in ascending order');
       }
@@ -109,13 +109,13 @@ function writeTree(sink: PageSink, entries: Iterable<LeafEntry>): bigint {
       yield entry;
     }
   })();
-  for (const node of nodes(checked, (e) => e.key.length + e.value.length)) {
+  for await (const node of nodes(checked, (e) => e.key.length + e.value.length)) {
     level.push({ firstKey: node[0]?.key ?? Buffer.alloc(0), pgid: sink.add(FLAG_LEAF, node) });
   }
   // Bounded: each level has at most half the nodes of the one below (two or more children each).
   while (level.length > 1) {
     const next: ChildRef[] = [];
-    for (const node of nodes(level.map((c) => ({ key: c.firstKey, pgid: c.pgid })), (e) => e.key.length)) {
+    for await (const node of nodes(level.map((c) => ({ key: c.firstKey, pgid: c.pgid })), (e) => e.key.length)) {
       next.push({ firstKey: node[0]?.key ?? Buffer.alloc(0), pgid: sink.add(FLAG_BRANCH, node) });
     }
     level = next;
@@ -124,7 +124,6 @@ function writeTree(sink: PageSink, entries: Iterable<LeafEntry>): bigint {
   if (root === undefined) throw new Error('bbolt writer: empty tree');
   return root.pgid;
 }
-
 
 function metaPage(pgid: bigint, rootPgid: bigint, highWater: bigint, txid: bigint): Buffer {
   const page = Buffer.alloc(BOLT_PAGE_SIZE);
@@ -149,18 +148,18 @@ function metaPage(pgid: bigint, rootPgid: bigint, highWater: bigint, txid: bigin
  * The database file for these buckets (names in ascending order, each with sorted entries).
  * Returns the file as chunks in order, to be concatenated or streamed.
  */
-export function writeBoltDatabase(buckets: readonly BoltBucket[]): Buffer[] {
+export async function writeBoltDatabase(buckets: readonly BoltBucket[]): Promise<Buffer[]> {
   const sink = new PageSink();
   const roots: LeafEntry[] = [];
   for (const bucket of buckets) {
-    const root = writeTree(sink, (function* (): Generator<LeafEntry> {
-      for (const [key, value] of bucket.entries) yield { key, value, flags: 0 };
+    const root = await writeTree(sink, (async function* (): AsyncGenerator<LeafEntry> {
+      for await (const [key, value] of bucket.entries) yield { key, value, flags: 0 };
     })());
     const header = Buffer.alloc(16);
     header.writeBigUInt64LE(root, 0);
     roots.push({ key: bucket.name, value: header, flags: ELEMENT_FLAG_BUCKET });
   }
-  const rootPgid = writeTree(sink, roots);
+  const rootPgid = await writeTree(sink, roots);
   const highWater = sink.nextPgid;
   const freelist = Buffer.alloc(BOLT_PAGE_SIZE);
   freelist.writeBigUInt64LE(2n, 0);

@@ -19,8 +19,8 @@ import { writeBoltDatabase, type BoltBucket } from './bbolt-writer.js';
  *   with scrypt, so users cannot carry over; set auth up again after a restore.
  */
 export interface SnapshotSource {
-  /** Every MVCC row in (main, sub) order; called twice. */
-  readonly rows: () => Iterable<KvRow>;
+  /** Every MVCC row up to one revision, in (main, sub) order; called twice. */
+  readonly rows: () => AsyncIterable<KvRow>;
   readonly compactRevision: number;
   readonly leases: readonly { readonly id: bigint; readonly ttl: number }[];
   readonly appliedIndex: number;
@@ -35,13 +35,15 @@ function uint64BE(value: bigint | number): Buffer {
 }
 
 /** Rows etcd would still have after compacting at `compactRevision`. */
-function* keptRows(source: SnapshotSource): Generator<KvRow> {
-  const newestAtCompaction = new Map<string, KvRow>();
-  for (const row of source.rows()) {
-    if (row.main > source.compactRevision) break;
-    newestAtCompaction.set(row.key.toString('latin1'), row);
+async function* keptRows(source: SnapshotSource): AsyncGenerator<KvRow> {
+  const newestAtCompaction = new Map<string, { main: number; sub: number; tombstone: boolean }>();
+  if (source.compactRevision > 0) {
+    for await (const row of source.rows()) {
+      if (row.main > source.compactRevision) break;
+      newestAtCompaction.set(row.key.toString('latin1'), { main: row.main, sub: row.sub, tombstone: row.tombstone });
+    }
   }
-  for (const row of source.rows()) {
+  for await (const row of source.rows()) {
     if (row.main <= source.compactRevision) {
       const kept = newestAtCompaction.get(row.key.toString('latin1'));
       if (kept === undefined || kept.tombstone || kept.main !== row.main || kept.sub !== row.sub) continue;
@@ -73,8 +75,8 @@ export function etcdSnapshotBuckets(source: SnapshotSource): BoltBucket[] {
     { name: Buffer.from('cluster'), entries: [[Buffer.from('clusterVersion'), Buffer.from(CLUSTER_VERSION)]] },
     {
       name: Buffer.from('key'),
-      entries: (function* (): Generator<readonly [Buffer, Buffer]> {
-        for (const row of keptRows(source)) yield [revisionKey(row), keyValueBytes(row)];
+      entries: (async function* (): AsyncGenerator<readonly [Buffer, Buffer]> {
+        for await (const row of keptRows(source)) yield [revisionKey(row), keyValueBytes(row)];
       })(),
     },
     { name: Buffer.from('lease'), entries: leases.map((l) => [uint64BE(l.id), leaseValue(l.id, l.ttl)] as const) },
@@ -85,6 +87,6 @@ export function etcdSnapshotBuckets(source: SnapshotSource): BoltBucket[] {
 }
 
 /** The snapshot file: the bbolt database, as chunks in order. */
-export function writeEtcdSnapshot(source: SnapshotSource): Buffer[] {
+export function writeEtcdSnapshot(source: SnapshotSource): Promise<Buffer[]> {
   return writeBoltDatabase(etcdSnapshotBuckets(source));
 }

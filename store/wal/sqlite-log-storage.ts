@@ -2,11 +2,26 @@ import { limitSize } from '../raft/raft-log.js';
 import { RaftStorageError } from '../raft/types.js';
 import type { ConfState, Entry, HardState, LogStorage, Snapshot } from '../raft/types.js';
 import type { Backend } from '../mvcc/backend.js';
+import Database from 'better-sqlite3';
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeSnapshotRef, encodeSnapshotRef } from '../snapshot/snapshot-file.js';
 
 const ENTRY_TYPES = ['normal', 'conf-change'] as const;
+/** Database pages a snapshot copy takes per event-loop turn (4 MiB of 4 KiB pages). */
+const SNAPSHOT_PAGES_PER_STEP = 1_024;
+
+/** The applied index a database file holds (exclusive locking: no shared-memory file beside it). */
+function appliedIndexOf(path: string): number {
+  const copy = new Database(path, { fileMustExist: true });
+  try {
+    copy.pragma('locking_mode = EXCLUSIVE');
+    const value = copy.prepare("SELECT value FROM meta WHERE name = 'applied_index'").pluck().get();
+    return value === undefined || value === null ? 0 : Number(value);
+  } finally {
+    copy.close();
+  }
+}
 
 /** A log row's bytes in SQLite: its data plus the index, term, type and record overhead. */
 function rowBytes(dataBytes: number): number {
@@ -22,6 +37,8 @@ function rowBytes(dataBytes: number): number {
  */
 export class SqliteLogStorage implements LogStorage {
   private cachedSnapshot: Snapshot | null = null;
+  private isWritingSnapshot = false;
+  private snapshotFiles = 0;
   /**
    * The log's bounds, the snapshot point and every kept entry's term, mirrored in memory: Raft asks
    * for them several times per message, and SQLite answers min() and max() together by a full scan.
@@ -133,32 +150,51 @@ export class SqliteLogStorage implements LogStorage {
   }
 
   snapshot(): Snapshot {
+    const cached = this.cachedSnapshot;
+    // Any snapshot the log still continues from will do: the follower catches up from its index.
+    if (cached !== null && cached.metadata.index >= this.snapIndex) return cached;
     const applied = this.backend.getMetaNumber('applied_index', 0);
-    if (this.cachedSnapshot !== null && this.cachedSnapshot.metadata.index === applied) return this.cachedSnapshot;
     if (applied === 0) throw new RaftStorageError('snapshot-temporarily-unavailable');
-    let term: number;
-    try {
-      term = this.term(applied);
-    } catch {
-      throw new RaftStorageError('snapshot-temporarily-unavailable');
+    if (this.snapshotDir === null) {
+      this.cachedSnapshot = { metadata: { index: applied, term: this.term(applied), confState: this.confState() }, data: this.backend.db.serialize() };
+      return this.cachedSnapshot;
     }
-    this.cachedSnapshot = { metadata: { index: applied, term, confState: this.confState() }, data: this.snapshotData(applied) };
-    return this.cachedSnapshot;
+    this.writeSnapshotFile(this.snapshotDir);
+    throw new RaftStorageError('snapshot-temporarily-unavailable');
   }
 
   /**
-   * VACUUM INTO writes a consistent copy of the database straight to a file, without holding it in
-   * memory; it cannot run inside a transaction, and Raft asks again later when told so.
+   * Copies the database to a file with SQLite's online backup, a bounded number of pages per
+   * event-loop turn, so a leader keeps sending heartbeats however large the file. Writes made
+   * through our connection meanwhile reach the copy too, so the copy is the database as of the
+   * turn the backup ends: its index is the one applied then. Raft asks again and gets it.
    */
-  private snapshotData(applied: number): Uint8Array {
-    if (this.snapshotDir === null) return this.backend.db.serialize();
-    if (this.backend.db.inTransaction) throw new RaftStorageError('snapshot-temporarily-unavailable');
-    const previous = this.cachedSnapshot === null ? null : decodeSnapshotRef(this.cachedSnapshot.data);
-    if (previous !== null) rmSync(previous.path, { force: true });
-    const path = join(this.snapshotDir, `snapshot-${applied}.db`);
+  private writeSnapshotFile(dir: string): void {
+    if (this.isWritingSnapshot) return;
+    this.isWritingSnapshot = true;
+    const backend = this.backend;
+    const path = join(dir, `snapshot-${++this.snapshotFiles}.db`);
     rmSync(path, { force: true });
-    this.backend.db.prepare('VACUUM INTO ?').run(path);
-    return encodeSnapshotRef({ path, bytes: statSync(path).size });
+    backend.db.backup(path, { progress: () => SNAPSHOT_PAGES_PER_STEP }).then(() => {
+      this.isWritingSnapshot = false;
+      const applied = backend.getMetaNumber('applied_index', 0);
+      const index = this.backend === backend ? appliedIndexOf(path) : -1;
+      // Not the state applied now (cannot happen as SQLite documents it), or no longer useful.
+      if (index <= 0 || index !== applied || index < this.snapIndex) {
+        rmSync(path, { force: true });
+        return;
+      }
+      const previous = this.cachedSnapshot === null ? null : decodeSnapshotRef(this.cachedSnapshot.data);
+      if (previous !== null) rmSync(previous.path, { force: true });
+      this.cachedSnapshot = {
+        metadata: { index, term: this.term(index), confState: this.confState() },
+        data: encodeSnapshotRef({ path, bytes: statSync(path).size }),
+      };
+    }, () => {
+      // The database closed under it (a stop, or a snapshot from a leader replaced it).
+      this.isWritingSnapshot = false;
+      rmSync(path, { force: true });
+    });
   }
 
   /** Drops log entries up to `index` (kept in the snapshot's place), remembering its term. */

@@ -1,0 +1,133 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { Backend, KvRow } from '../mvcc/backend.js';
+import { StoreError } from '../mvcc/errors.js';
+import { hashKeyValuesInSteps } from '../mvcc/kv-hash.js';
+import { writeEtcdSnapshot } from '../snapshot/etcd-snapshot.js';
+
+/**
+ * The Maintenance calls that read or rewrite the whole database (Hash, HashKV, Snapshot,
+ * Defragment) run a bounded page at a time, with the event loop free between pages: heartbeats,
+ * proposals and reads go on while they run, however large the store (etcd runs them beside its
+ * Raft loop too). A scan reads through a ReadView, which pins the rows it reads.
+ */
+export interface ReadView {
+  readonly backend: Backend;
+  readonly currentRev: number;
+  readonly compactRev: number;
+  readonly appliedIndex: number;
+  readonly leases: readonly { readonly id: bigint; readonly ttl: number }[];
+  /** False once the member stopped or a leader's snapshot replaced the database. */
+  isOpen(): boolean;
+  release(): void;
+}
+
+/** What the member offers the maintenance calls. */
+export interface MaintenanceHost {
+  /**
+   * A view with no compaction pending when it opens and none removing rows until release(). Rows
+   * up to its revision change no other way, so a scan spread over many turns reads one state.
+   */
+  openReadView(): Promise<ReadView>;
+  /** Resolves once no compaction has rows left to remove. */
+  compactionSettled(): Promise<void>;
+  readonly backend: Backend;
+}
+
+/** Rows read per event-loop turn. */
+const ROWS_PER_PAGE = 2_000;
+/** Free pages returned to the file system per event-loop turn (4 MiB of 4 KiB pages). */
+const DEFRAG_PAGES_PER_STEP = 1_024;
+/** A scan that a snapshot install cut short starts again, at most this many times. */
+const VIEW_ATTEMPTS = 3;
+
+class ViewClosedError extends Error {
+  override readonly name = 'ViewClosedError';
+}
+
+/** Every row of the view up to `upTo`, in revision order, a page per event-loop turn. */
+async function* rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
+  let after = { main: -1, sub: -1 };
+  for (;;) {
+    if (!view.isOpen()) throw new ViewClosedError();
+    const page = view.backend.scanPage(after, upTo, ROWS_PER_PAGE);
+    yield* page;
+    const last = page[page.length - 1];
+    if (last === undefined || page.length < ROWS_PER_PAGE) return;
+    after = { main: last.main, sub: last.sub };
+    await nextTurn();
+  }
+}
+
+export class Maintenance {
+  private defragmenting: Promise<void> | null = null;
+
+  constructor(private readonly host: MaintenanceHost, private readonly log: Logger) {}
+
+  /** Maintenance.Hash: the key-value history at the current revision (not the file: members agree). */
+  hash(): Promise<number> {
+    return this.withView((view) => hashKeyValuesInSteps(() => rowsOf(view, view.currentRev), view.currentRev, -1));
+  }
+
+  /** Maintenance.HashKV at `revision` (0: the current one); the caller has checked it is in range. */
+  hashKv(revision: number): Promise<{ hash: number; compactRevision: number }> {
+    return this.withView(async (view) => {
+      const upTo = revision === 0 ? view.currentRev : revision;
+      const hash = await hashKeyValuesInSteps(() => rowsOf(view, upTo), upTo, view.compactRev);
+      return { hash, compactRevision: view.compactRev };
+    });
+  }
+
+  /** The Snapshot RPC's file (etcd's bbolt format), of one state: the view's. */
+  etcdSnapshot(): Promise<Buffer[]> {
+    return this.withView((view) => writeEtcdSnapshot({
+      rows: () => rowsOf(view, view.currentRev),
+      compactRevision: view.compactRev,
+      leases: view.leases,
+      appliedIndex: view.appliedIndex,
+    }));
+  }
+
+  /**
+   * Defragment: the space a pending compaction frees is what it is asked for, so it waits for
+   * that, then returns free pages to the file system a step at a time. Calls that arrive meanwhile
+   * share the running one.
+   */
+  defragment(): Promise<void> {
+    this.defragmenting ??= this.runDefragment().finally(() => { this.defragmenting = null; });
+    return this.defragmenting;
+  }
+
+  private async runDefragment(): Promise<void> {
+    await this.host.compactionSettled();
+    const backend = this.host.backend;
+    if (backend.needsVacuumConversion()) {
+      this.log.warn('defragment: converting the database file to incremental vacuum (one full VACUUM, this time only)');
+    }
+    const before = backend.sizes().sizeBytes;
+    // Writes during the defragmentation free pages too; stop after the pages free at the start.
+    let budget = backend.freePageCount() + DEFRAG_PAGES_PER_STEP;
+    for (;;) {
+      if (this.host.backend !== backend) return; // a snapshot install brought a new file
+      const left = backend.defragmentStep(DEFRAG_PAGES_PER_STEP);
+      budget -= DEFRAG_PAGES_PER_STEP;
+      if (left === 0 || budget <= 0) break;
+      await nextTurn();
+    }
+    this.log.info({ beforeBytes: before, afterBytes: backend.sizes().sizeBytes }, 'finished defragmenting the backend');
+  }
+
+  private async withView<T>(scan: (view: ReadView) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const view = await this.host.openReadView();
+      try {
+        return await scan(view);
+      } catch (err) {
+        if (!(err instanceof ViewClosedError)) throw err;
+        if (attempt >= VIEW_ATTEMPTS) throw new StoreError('stopped', 'the database was replaced during the scan');
+      } finally {
+        view.release();
+      }
+    }
+  }
+}

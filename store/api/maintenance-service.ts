@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AuthError } from '../auth/errors.js';
 import { StoreError } from '../mvcc/errors.js';
@@ -84,14 +85,19 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     Snapshot: (call: ServerWritableStream<Wire, Wire>) => {
       if (!ctx.leaderStreams.admit(call)) return;
       const send = async (): Promise<void> => {
-        // etcd's own format (a bbolt file) of one consistent state, built a page of rows at a time.
+        // etcd's own format (a bbolt file) of one consistent state, built a page of rows at a time,
+        // then sent as fast as the client takes it (never queued whole in HTTP/2's buffers).
         const data = Buffer.concat(await server.maintenance.etcdSnapshot());
-        const digest = createHash('sha256').update(data).digest();
+        const digest = createHash('sha256');
         for (let at = 0; at < data.length; at += SNAPSHOT_CHUNK_BYTES) {
           const blob = data.subarray(at, Math.min(data.length, at + SNAPSHOT_CHUNK_BYTES));
-          call.write({ remaining_bytes: data.length - at - blob.length, blob });
+          digest.update(blob);
+          if (!call.write({ remaining_bytes: data.length - at - blob.length, blob })) {
+            await Promise.race([once(call, 'drain'), once(call, 'cancelled'), once(call, 'close')]);
+          }
+          if (call.cancelled || call.destroyed) return;
         }
-        call.write({ remaining_bytes: 0, blob: digest });
+        call.write({ remaining_bytes: 0, blob: digest.digest() });
         call.end();
       };
       requireRoot(call).then(send).catch((err: unknown) => {

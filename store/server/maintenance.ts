@@ -34,10 +34,12 @@ export interface MaintenanceHost {
   readonly backend: Backend;
 }
 
-/** Rows read per event-loop turn. */
-const ROWS_PER_PAGE = 2_000;
-/** Free pages returned to the file system per event-loop turn (4 MiB of 4 KiB pages). */
-const DEFRAG_PAGES_PER_STEP = 1_024;
+/** Rows read per SQLite query. */
+const ROWS_PER_PAGE = 256;
+/** A scan gives the event loop back after about this long (a heartbeat interval is 100 ms by default). */
+const TURN_BUDGET_MS = 10;
+/** Free pages returned to the file system per event-loop turn (1 MiB of 4 KiB pages). */
+const DEFRAG_PAGES_PER_STEP = 256;
 /** A scan that a snapshot install cut short starts again, at most this many times. */
 const VIEW_ATTEMPTS = 3;
 
@@ -45,9 +47,13 @@ class ViewClosedError extends Error {
   override readonly name = 'ViewClosedError';
 }
 
-/** Every row of the view up to `upTo`, in revision order, a page per event-loop turn. */
+/**
+ * Every row of the view up to `upTo`, in revision order. The caller's work on the rows counts
+ * against the turn's budget: the generator resumes only once the caller is done with a row.
+ */
 async function* rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
   let after = { main: -1, sub: -1 };
+  let turnStartedMs = performance.now();
   for (;;) {
     if (!view.isOpen()) throw new ViewClosedError();
     const page = view.backend.scanPage(after, upTo, ROWS_PER_PAGE);
@@ -55,7 +61,10 @@ async function* rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
     const last = page[page.length - 1];
     if (last === undefined || page.length < ROWS_PER_PAGE) return;
     after = { main: last.main, sub: last.sub };
-    await nextTurn();
+    if (performance.now() - turnStartedMs >= TURN_BUDGET_MS) {
+      await nextTurn();
+      turnStartedMs = performance.now();
+    }
   }
 }
 
@@ -72,6 +81,8 @@ export class Maintenance {
   /** Maintenance.HashKV at `revision` (0: the current one); the caller has checked it is in range. */
   hashKv(revision: number): Promise<{ hash: number; compactRevision: number }> {
     return this.withView(async (view) => {
+      // A compaction applied while the view waited for the previous one may have passed it.
+      if (revision > 0 && revision <= view.compactRev) throw new StoreError('compacted');
       const upTo = revision === 0 ? view.currentRev : revision;
       const hash = await hashKeyValuesInSteps(() => rowsOf(view, upTo), upTo, view.compactRev);
       return { hash, compactRevision: view.compactRev };

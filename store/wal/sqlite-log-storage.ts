@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { decodeSnapshotRef, encodeSnapshotRef } from '../snapshot/snapshot-file.js';
 
 const ENTRY_TYPES = ['normal', 'conf-change'] as const;
-/** Database pages a snapshot copy takes per event-loop turn (4 MiB of 4 KiB pages). */
-const SNAPSHOT_PAGES_PER_STEP = 1_024;
+/** Database pages a snapshot copy takes per event-loop turn (1 MiB of 4 KiB pages). */
+const SNAPSHOT_PAGES_PER_STEP = 256;
 
 /** The applied index a database file holds (exclusive locking: no shared-memory file beside it). */
 function appliedIndexOf(path: string): number {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 /**
  * A Raft snapshot's data, as far as the Raft core knows it, is opaque bytes. Between members it is
  * a database file of any size, so the bytes the core carries are only a reference to a file on
- * this member's disk: the leader writes the file (VACUUM INTO), the transport streams it to the
+ * this member's disk: the leader writes the file (online backup), the transport streams it to the
  * follower in chunks into the follower's own snapshot directory, and the follower's reference
  * names that copy. No member ever holds a whole database in one buffer.
  */

@@ -28,6 +28,7 @@ interface MasterFlags extends DaemonFlags {
 interface WorkerFlags extends DaemonFlags {
   readonly tags?: string;
   readonly takeoverDelay?: string;
+  readonly claimAhead?: string;
   readonly clockOffset?: string;
   readonly metricsAddr?: string;
 }
@@ -138,11 +139,13 @@ export function registerDaemonCommands(program: Command): void {
   daemonOptions(program.command('worker').description('run a scheduler worker: claims due slots and runs jobs'))
     .option('--tags <a,b>', 'routing tags: the worker runs jobs whose tags it all has')
     .option('--takeover-delay <ms>', 'how long after a slot a non-preferred worker tries the claim (default 1000)')
+    .option('--claim-ahead <ms>', 'how long before a slot the claim of a job allowing overlap is sent; the run starts at the slot (default 1000, 0: at the slot)')
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics (default: off)')
     .addOption(new Option('--clock-offset <ms>', 'shift this worker\'s wall clock (clock-skew tests)').hideHelp())
     .action(action(async (flags: WorkerFlags) => {
       const ttl = parseLeaseTtl(flags.leaseTtl);
       const takeoverDelayMs = parseMs('--takeover-delay', flags.takeoverDelay, 0, 600_000);
+      const claimAheadMs = parseMs('--claim-ahead', flags.claimAhead, 0, 60_000);
       const clockOffsetMs = parseMs('--clock-offset', flags.clockOffset, -3_600_000, 3_600_000);
       const logger = createLogger(flags.logLevel, { process: 'worker' });
       const metricsListen = flags.metricsAddr === undefined ? undefined : parseListenAddress(flags.metricsAddr, '--metrics-addr');
@@ -157,6 +160,7 @@ export function registerDaemonCommands(program: Command): void {
         ...(tags === undefined ? {} : { tags }),
         ...(ttl === undefined ? {} : { leaseTtlSeconds: ttl }),
         ...(takeoverDelayMs === undefined ? {} : { takeoverDelayMs }),
+        ...(claimAheadMs === undefined ? {} : { claimAheadMs }),
         ...(clockOffsetMs === undefined ? {} : { clock: offsetClock(systemClock, clockOffsetMs) }),
       }).catch((err: unknown) => {
         throw new CliError(`cannot start worker: ${err instanceof Error ? err.message : String(err)}`);

@@ -17,6 +17,12 @@ export interface WorkerOptions {
    * itself. Default 1 s. See docs/scheduler.md, "Preferred worker".
    */
   readonly takeoverDelayMs?: number;
+  /**
+   * How long before a slot's start instant the preferred worker sends its claim, for jobs whose
+   * runs may overlap (and broadcast jobs); the run still starts at the slot. Default 1 s; 0 claims
+   * at the slot. See docs/scheduler.md, "Claiming ahead".
+   */
+  readonly claimAheadMs?: number;
   /** Wall clock for slot maths (inject offsetClock for skew tests) and monotonic clock for lease deadlines. */
   readonly clock?: Clock;
   readonly random?: Random;
@@ -31,11 +37,13 @@ export interface WorkerOptions {
 export const WORKER_DEFAULTS = {
   leaseTtlSeconds: 5,
   takeoverDelayMs: 1_000,
+  claimAheadMs: 1_000,
 } as const;
 
 export const WORKER_LIMITS = {
   leaseTtlSecondsMin: 2,
   leaseTtlSecondsMax: 300,
+  claimAheadMsMax: 60_000,
   /** Runs of one worker that may be live at once; past this, due slots are left to other workers. */
   runsLiveMax: 256,
   /**

@@ -1,5 +1,5 @@
 import type { Etcd3 } from 'etcd3';
-import type { Clock } from '../shared/clock.js';
+import type { Clock, Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/log.js';
 import { locksPrefix, prefixEnd, retryKey, runKey, slotId } from '../shared/keys.js';
 import type { JobSpec } from '../shared/job/spec.js';
@@ -8,7 +8,9 @@ import {
   decodeRunRecord, isLiveState, isRetryable, retryBackoffMs, runIdFor, summarizeAttempt,
   type AttemptSummary, type RetryRequest, type RunRecord, type RunState,
 } from '../shared/history/records.js';
-import { claimRun, recordNotStarted, writeFenced, writeRunOnly, type Claimed, type FencedResult } from './claimer/claim.js';
+import {
+  claimRun, recordNotStarted, withdrawClaim, writeFenced, writeRunOnly, type Claimed, type FencedResult,
+} from './claimer/claim.js';
 import { fitOutputTail } from './executor/fit-output-tail.js';
 import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
 import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
@@ -31,6 +33,19 @@ export interface LaunchRequest {
   readonly triggeredBy?: string;
   /** Set for an attempt claimed from /cron/retry/ (a retry on any worker). */
   readonly retry?: { readonly key: string; readonly previousAttempts: readonly AttemptSummary[] };
+  /**
+   * A claim sent ahead of the slot (docs/scheduler.md, "Claiming ahead"): once won, the run starts
+   * at `ms`, as the job is defined then; `currentSpec` answers undefined if the job was paused,
+   * removed or no longer has this slot, and the claim is then withdrawn.
+   */
+  readonly startAt?: { readonly ms: number; readonly currentSpec: () => JobSpec | undefined };
+}
+
+/** A claim won ahead of its slot, waiting for the slot's start instant. */
+interface HeldStart {
+  readonly request: LaunchRequest;
+  readonly claim: Claimed;
+  readonly timer: Timer;
 }
 
 interface LiveRun {
@@ -75,6 +90,8 @@ const OUTPUT_FLUSH_MS = 1_000;
 /** Claims slots, runs their processes and reports their ends, all fenced by the claim's revision. */
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
+  /** Claims won ahead of their slot, by lock key. */
+  private readonly held = new Map<string, HeldStart>();
   private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0, claimsAfterLeaseLoss: 0 };
   private inFlight = 0;
   private processInFlight = 0;
@@ -181,7 +198,7 @@ export class RunManager {
 
   private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
-    if (this.draining || this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
+    if (this.draining || this.live.size + this.held.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
     const result = await claimRun(this.client, {
       spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,
@@ -202,12 +219,12 @@ export class RunManager {
       return false;
     }
     if (result.ok && this.draining) {
-      await this.closeUnstarted(result);
+      await this.closeUnstarted(result, request);
       return false;
     }
     if (result.ok) {
       if (attempt > 1) schedulerMetrics.retriesClaimed.inc();
-      this.start(request, result);
+      this.startWhenDue(request, result);
       return true;
     }
     if (result.reason === 'busy') return this.onBusy(request, attempt, previousRunModRevision, result.holders.map((h) => h.runId));
@@ -259,6 +276,37 @@ export class RunManager {
     };
     await recordNotStarted(this.client, runKey(spec.name, slotMs), record).catch(() => false);
     return false;
+  }
+
+  /** Starts a won claim now, or at its slot's start instant if it was claimed ahead. */
+  private startWhenDue(request: LaunchRequest, claim: Claimed): void {
+    const startAt = request.startAt;
+    if (startAt === undefined) {
+      this.start(request, claim);
+      return;
+    }
+    const go = (): void => {
+      this.held.delete(claim.lockKey);
+      const log = this.logger.child({ job: claim.record.job, slot: claim.record.slot, fence: claim.fence });
+      if (!request.session.isAlive()) {
+        // The lock went with the lease; the reaper records the run lost (and its retry, if any).
+        log.warn('lease lost before the slot; not starting');
+        return;
+      }
+      const spec = startAt.currentSpec();
+      if (spec === undefined) {
+        log.info('job paused, removed or rescheduled before its slot; claim withdrawn');
+        void withdrawClaim(this.client, claim).catch((err: unknown) => log.warn({ err }, 'could not withdraw the claim'));
+        return;
+      }
+      this.start({ ...request, spec }, claim);
+    };
+    const delayMs = startAt.ms - this.clock.nowMs();
+    if (delayMs <= 0) {
+      go();
+      return;
+    }
+    this.held.set(claim.lockKey, { request, claim, timer: this.clock.setTimer(delayMs, go) });
   }
 
   private start(request: LaunchRequest, claim: Claimed): void {
@@ -514,6 +562,14 @@ export class RunManager {
   }
 
   onLockDeleted(key: string, sessionAlive: boolean): void {
+    const held = this.held.get(key);
+    if (held !== undefined) {
+      held.timer.cancel();
+      this.held.delete(key);
+      // Killed before its slot (job kill): the record says so; without our lease, the reaper does.
+      if (sessionAlive) void this.closeHeldKilled(held.claim);
+      return;
+    }
     const run = this.live.get(key);
     if (run === undefined) return;
     run.lockDeleted = true;
@@ -522,18 +578,40 @@ export class RunManager {
   }
 
   /**
-   * A claim won while the worker stops cleanly: the run is recorded `killed` before it started
-   * and its lock released in one fenced write, so the slot is explained and nothing was run.
+   * A claim won but not started when the worker stops cleanly (answered during the stop, or held
+   * for its slot): the attempt is recorded `killed` before it started, its lock released, and the
+   * slot handed to the other workers as a retry due at once, all in one fenced write: nothing ran,
+   * and the slot still runs. A broadcast run is this worker's own and ends there.
    */
-  private async closeUnstarted(claim: Claimed): Promise<void> {
+  private async closeUnstarted(claim: Claimed, request: LaunchRequest): Promise<void> {
+    const handsBack = request.broadcastWorker === undefined;
+    const endedAtMs = this.clock.nowMs();
     const record: RunRecord = {
-      ...claim.record, state: 'killed', fence: claim.fence, endedAtMs: this.clock.nowMs(),
-      reason: 'worker shut down before the run started',
+      ...claim.record, state: 'killed', fence: claim.fence, endedAtMs,
+      reason: handsBack ? 'worker shut down before the run started; handed to another worker' : 'worker shut down before the run started',
     };
-    const result = await writeFenced(this.client, claim, record, true).catch(() => undefined);
+    const retry = handsBack ? {
+      key: retryKey(request.spec.name, request.slotMs),
+      request: {
+        job: request.spec.name, slot: claim.record.slot, attempt: claim.record.attempt + 1,
+        retryAtMs: Math.max(endedAtMs, request.startAt?.ms ?? endedAtMs),
+        previousAttempts: [...(claim.record.previousAttempts ?? []), summarizeAttempt(record)],
+      },
+    } : undefined;
+    const result = await writeFenced(this.client, claim, record, true, retry).catch(() => undefined);
     if (result === undefined || !result.ok) {
       this.logger.warn({ job: claim.record.job, slot: claim.record.slot }, 'closing a claim won during shutdown failed');
     }
+  }
+
+  /** A held claim whose lock was deleted on request before its slot: recorded killed, never started. */
+  private async closeHeldKilled(claim: Claimed): Promise<void> {
+    const record: RunRecord = {
+      ...claim.record, state: 'killed', fence: claim.fence, endedAtMs: this.clock.nowMs(),
+      reason: 'lock deleted (job kill) before the run started',
+    };
+    const written = await writeRunOnly(this.client, claim.runKey, claim.runModRevision, record).catch(() => false);
+    if (!written) this.logger.warn({ job: claim.record.job, slot: claim.record.slot }, 'could not record a held claim killed');
   }
 
   async stopAll(cause: StopCause): Promise<void> {
@@ -546,11 +624,17 @@ export class RunManager {
         await new Promise<void>((resolve) => this.clock.setTimer(DRAIN_POLL_MS, resolve));
       }
     }
+    const held = [...this.held.values()];
+    for (const h of held) h.timer.cancel();
+    this.held.clear();
+    // Without the lease the locks are gone and the reaper records the runs; after a clean stop
+    // they are handed back (closeUnstarted), waited for below with the runs' reports.
+    const handedBack = cause === 'shutdown' ? held.map((h) => this.closeUnstarted(h.claim, h.request)) : [];
     const runs = [...this.live.values()];
     for (const run of runs) run.process.stop(cause, cause === 'lease-lost' ? 0 : run.spec.killGraceMs);
     // Wait (bounded) for the exits and their fenced finish reports before the caller closes the client.
     await Promise.race([
-      Promise.all(runs.map((r) => r.done)),
+      Promise.all([...runs.map((r) => r.done), ...handedBack]),
       new Promise<void>((resolve) => this.clock.setTimer(SHUTDOWN_WAIT_MS_MAX, resolve)),
     ]);
   }

@@ -57,8 +57,8 @@ interface JobState {
   cursorMs: number;
   /** nextSlotMs over this schedule, memoized: most ticks ask about the same cursors, and croner is not free. */
   nextSlot: (afterMs: number) => number | null;
-  /** Start instant (slot + jitter) of the first slot not yet due, as of the last tick. */
-  nextStartMs?: number;
+  /** When to plan the job next: the first slot not yet due comes into the claim horizon then. */
+  nextPlanMs?: number;
 }
 
 /** A retry due under /cron/retry/, as this worker sees it. */
@@ -100,6 +100,7 @@ class Worker {
   private readonly tags: readonly string[];
   private readonly leaseTtlSeconds: number;
   private readonly takeoverDelayMs: number;
+  private readonly claimAheadMs: number;
   private readonly jobs = new Map<string, JobState>();
   private readonly liveWorkers = new Map<string, WorkerInfo>();
   private readonly caches: PrefixCache[] = [];
@@ -135,6 +136,9 @@ class Worker {
     assert(this.leaseTtlSeconds >= WORKER_LIMITS.leaseTtlSecondsMin && this.leaseTtlSeconds <= WORKER_LIMITS.leaseTtlSecondsMax,
       `leaseTtlSeconds must be within [${WORKER_LIMITS.leaseTtlSecondsMin}, ${WORKER_LIMITS.leaseTtlSecondsMax}]`);
     this.takeoverDelayMs = options.takeoverDelayMs ?? WORKER_DEFAULTS.takeoverDelayMs;
+    this.claimAheadMs = options.claimAheadMs ?? WORKER_DEFAULTS.claimAheadMs;
+    assert(this.claimAheadMs >= 0 && this.claimAheadMs <= WORKER_LIMITS.claimAheadMsMax,
+      `claimAheadMs must be within [0, ${WORKER_LIMITS.claimAheadMsMax}]`);
     this.guard = startRunGuard(this.logger);
     this.runs = new RunManager(this.client, this.id, this.clock, this.logger, options.benchNoopExecutor ?? false, this.guard, () => this.session);
   }
@@ -389,25 +393,36 @@ class Worker {
         continue;
       }
       // Most jobs have nothing due on most ticks: skip them without planning (10,000 jobs x 20 ticks/s).
-      if (job.nextStartMs === undefined || job.nextStartMs <= nowMs) this.planJob(job, nowMs, session);
-      if (job.nextStartMs !== undefined) earliestMs = Math.min(earliestMs, job.nextStartMs);
+      if (job.nextPlanMs === undefined || job.nextPlanMs <= nowMs) this.planJob(job, nowMs, session);
+      if (job.nextPlanMs !== undefined) earliestMs = Math.min(earliestMs, job.nextPlanMs);
     }
     if (this.retries.size > 0) earliestMs = Math.min(earliestMs, this.planRetries(nowMs, session));
     return Math.max(1, Math.min(TICK_MS, earliestMs - this.clock.nowMs()));
   }
 
-  /** Slots in (cursor, now] whose start instant (slot + jitter) has come, oldest first. */
+  /**
+   * How far ahead of a slot its claim may go: for jobs whose runs may overlap (and broadcast jobs,
+   * whose runs are per worker), the claim's store round trip then happens before the slot and the
+   * run starts on time. A job that forbids, buffers or replaces overlapping runs is claimed at the
+   * slot: the run before it may still end in time.
+   */
+  private claimAheadFor(spec: JobSpec): number {
+    return spec.overlap === 'Allow' || spec.broadcast ? this.claimAheadMs : 0;
+  }
+
+  /** Slots in (cursor, now + claim-ahead] whose start instant (slot + jitter) has come into it, oldest first. */
   private dueSlots(job: JobState, nowMs: number): DueSlot[] {
     const due: DueSlot[] = [];
     // Only a slot still in the future sets it; a due slot waiting for takeover must not (1 ms ticks).
-    delete job.nextStartMs;
+    delete job.nextPlanMs;
+    const aheadMs = this.claimAheadFor(job.spec);
     let cursor = job.cursorMs;
     while (due.length < WORKER_LIMITS.slotsPerPassMax) {
       const slotMs = job.nextSlot(cursor);
       if (slotMs === null) break;
       const startMs = slotMs + jitterOffsetMs(job.spec.name, slotMs, job.spec.jitterMs);
-      if (startMs > nowMs) {
-        job.nextStartMs = startMs;
+      if (startMs > nowMs + aheadMs) {
+        job.nextPlanMs = startMs - aheadMs;
         break;
       }
       due.push({ slotMs, startMs });
@@ -429,7 +444,7 @@ class Worker {
       if (!this.launch(job, slot, catchUp, nowMs, session)) {
         // Waiting (takeover delay, claims in flight at the bound): plan this job again next tick,
         // not at the start of its next slot, which dueSlots has just recorded.
-        delete job.nextStartMs;
+        delete job.nextPlanMs;
         this.counters.slotsDeferred++;
         return;
       }
@@ -438,15 +453,24 @@ class Worker {
     if (last !== undefined) job.cursorMs = Math.max(job.cursorMs, last.slotMs);
   }
 
+  /** The job as defined now, if it still runs this slot here (not paused, removed or rescheduled). */
+  private specAtSlot(name: string, slotMs: number): JobSpec | undefined {
+    const job = this.jobs.get(name);
+    if (job === undefined || job.spec.paused || !this.isEligible(job.spec, this.tags)) return undefined;
+    return job.nextSlot(slotMs - 1) === slotMs ? job.spec : undefined;
+  }
+
   /** Starts the claim for one slot, or returns false to wait (a non-preferred worker before the takeover delay). */
   private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string): boolean {
     const spec = job.spec;
     if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
     if (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) return false;
     const base = { spec, slotMs: slot.slotMs, session, catchUp, ...(triggeredBy === undefined ? {} : { triggeredBy }) };
+    // Claimed ahead (claimAheadFor): started at the slot, as the job is defined then.
+    const ahead = slot.startMs > nowMs ? { startAt: { ms: slot.startMs, currentSpec: () => this.specAtSlot(spec.name, slot.slotMs) } } : {};
     if (spec.broadcast) {
       this.counters.claimTxns++;
-      void this.runs.claimAndRun({ ...base, broadcastWorker: this.id }).then((won) => { if (won) this.counters.claimsWon++; });
+      void this.runs.claimAndRun({ ...base, ...ahead, broadcastWorker: this.id }).then((won) => { if (won) this.counters.claimsWon++; });
       return true;
     }
     const candidates = new Set([this.id]);
@@ -454,7 +478,7 @@ class Worker {
     const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates, spec.preferWorkers);
     if (preferred === this.id) {
       this.counters.claimTxns++;
-      void this.runs.claimAndRun(base).then((won) => { if (won) this.counters.claimsWon++; });
+      void this.runs.claimAndRun({ ...base, ...ahead }).then((won) => { if (won) this.counters.claimsWon++; });
       return true;
     }
     if (nowMs < slot.startMs + this.takeoverDelayMs) return false;

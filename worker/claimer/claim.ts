@@ -176,6 +176,21 @@ export async function writeFenced(
   }
 }
 
+/**
+ * Undoes a claim that never started (its job was paused or removed before the slot): the run
+ * record and the lock go, fenced, as if the slot had not been claimed.
+ */
+export async function withdrawClaim(client: Etcd3, target: FencedWrite): Promise<boolean> {
+  const outcome = await runTxn(client, {
+    compare: [
+      { key: target.lockKey, target: 'Create', result: 'Equal', value: target.fence },
+      { key: target.runKey, target: 'Mod', result: 'Equal', value: target.runModRevision },
+    ],
+    success: [deleteOp(target.runKey), deleteOp(target.lockKey)],
+  });
+  return outcome.succeeded;
+}
+
 /** A write compared on the run record alone, after our lock was deleted on request (job kill, Replace). */
 export async function writeRunOnly(client: Etcd3, key: string, runModRevision: number, record: RunRecord): Promise<boolean> {
   const outcome = await runTxn(client, {

@@ -44,8 +44,9 @@ describe.skipIf(!hasStoreUnderTest())('worker clean stop', () => {
     }
     const worker = await startWorker({ id: 'stopper', client: { endpoints: store.endpoint }, logger: quietLogger, leaseTtlSeconds: 3 });
     await waitFor('runs on every job', () => (existsSync(ran) && readFileSync(ran, 'utf8').split('\n').length > JOBS * 2 ? true : undefined), 20_000, 50);
-    // Just after a second begins, when the claims of that second's slots are in flight.
-    await waitFor('the start of a second', () => (Date.now() % 1000 < 20 ? true : undefined), 2_000, 1);
+    // Just after a second begins: that second's runs are starting, the claims of the next second's
+    // slots (claimed ahead) are in flight, and some are held for their slot.
+    await waitFor('the start of a second', () => (Date.now() % 1000 < 150 ? true : undefined), 2_000, 1);
     await worker.stop();
     for (let i = 0; i < JOBS; i++) await client.delete().key(`/cron/jobs/stop-${i}`);
     const lines = readFileSync(ran, 'utf8').trim().split('\n');

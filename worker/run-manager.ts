@@ -198,7 +198,8 @@ export class RunManager {
 
   private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
-    if (this.draining || this.live.size + this.held.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
+    // Held claims (claimed ahead) are not runs yet: a second of slots at 1,000/s is hundreds of them.
+    if (this.draining || this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
     const result = await claimRun(this.client, {
       spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,

@@ -581,11 +581,6 @@ export class PeerTransport {
     });
   }
 
-  /** The URL this member dials `peer` at (HashKV and Raft use the same link). */
-  urlOf(peer: MemberId): string | null {
-    return this.peers.find((p) => p.id === peer)?.url ?? null;
-  }
-
   close(): void {
     this.closed = true;
     for (const link of this.links.values()) {

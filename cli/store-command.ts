@@ -38,14 +38,14 @@ export function registerStoreCommand(program: Command): void {
         throw err;
       }
       // The store (gRPC, SQLite) loads only when a member starts: other commands stay quick.
-      const { startStore } = await import('../store/main.js');
+      const { startStore, DataInconsistencyError } = await import('../store/main.js');
       let running;
       try {
         running = await startStore(flags);
       } catch (err) {
         // Settings that only show at start (TLS files, the member's place in the cluster) are
         // reported like flag errors, as etcd prints them, without a stack.
-        if (err instanceof FlagError) {
+        if (err instanceof FlagError || err instanceof DataInconsistencyError) {
           process.stderr.write(`etcron store: ${err.message}\n`);
           process.exit(1);
         }

@@ -14,8 +14,10 @@ import { fetchClusterView } from './transport/peer-transport.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AutoCompactionConfig } from './server/auto-compactor.js';
+import { checkInitialHashKV, localHashKV } from './server/initial-corrupt-check.js';
 
 export { parseStoreFlags, FlagError, FLAG_SPECS } from './flags.js';
+export { DataInconsistencyError } from './server/initial-corrupt-check.js';
 
 /** How long a joining member waits for each existing member to describe the cluster. */
 const JOIN_FETCH_TIMEOUT_MS = 5_000;
@@ -57,10 +59,13 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   let memberInfos: MemberInfo[] = members.map((m) => ({
     id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.id === self.id ? flags.advertiseClientUrls : [],
   }));
+  // etcd checks only a member that has data from an earlier start; a new one has nothing to compare.
+  const hadData = existsSync(join(flags.dataDir, 'member'));
+  const isCorruptCheckDue = flags.initialCorruptCheck && hadData;
   let selfId = self.id;
   let clusterId = clusterIdOf(members.map((m) => m.id));
   // Joining: the cluster says who is in it, under which IDs (the data dir keeps them afterwards).
-  if (flags.initialClusterState === 'existing' && !existsSync(join(flags.dataDir, 'member'))) {
+  if (flags.initialClusterState === 'existing' && !hadData) {
     const others = members.filter((m) => m.id !== self.id).flatMap((m) => m.peerUrls);
     if (others.length === 0) throw new FlagError('--initial-cluster-state existing needs the other members in --initial-cluster');
     const view = await fetchClusterView(others, peerTls, JOIN_FETCH_TIMEOUT_MS).catch((err: unknown) => {
@@ -98,8 +103,11 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     autoCompaction,
     authTokenTtlMs: flags.authTokenTtlSeconds * 1000,
     ...(flags.authToken.kind === 'jwt' ? { jwt: new JwtTokens(flags.authToken.options) } : {}),
+    holdRaft: isCorruptCheckDue,
     logger,
   });
+  // Hashed before the member listens for peers or applies anything new: its data as it was on disk.
+  const ownHash = isCorruptCheckDue ? localHashKV(server.kv, server.backend) : null;
   const ctx = new ApiContext(server, {
     maxTxnOps: flags.maxTxnOps, maxRequestBytes: flags.maxRequestBytes, maxConcurrentStreams: flags.maxConcurrentStreams,
   }, logger.child({ component: 'api' }));
@@ -112,14 +120,19 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
     mkdirSync(flags.walDir, { recursive: true, mode: 0o700 });
     logger.warn({ walDir: flags.walDir }, '--wal-dir: the Raft log is kept in the member database under --data-dir; this directory stays empty');
   }
-  if (flags.initialCorruptCheck) {
-    // etcd compares its hash with the peers' before serving; etcron's members compare hashes on
-    // request only (etcdctl endpoint hashkv), so say what the flag does not do here.
-    logger.warn('--experimental-initial-corrupt-check: no start-up comparison of hashes with the peers; use etcdctl endpoint hashkv --cluster');
-  }
   const listeners: { port: number; close(): void }[] = [];
   try {
     await server.listenPeers();
+    if (ownHash !== null) {
+      // Peers are asked over the peer transport, which already answers their own checks: members
+      // restarting together do not wait on each other. Clients are served only once it passed.
+      await checkInitialHashKV({
+        memberId: server.memberId, local: ownHash, peers: server.peersToCheck(),
+        ask: (peer, revision, timeoutMs) => server.askPeerHashKV(peer, revision, timeoutMs),
+        timeoutMs: server.proposalTimeoutMs, log: logger.child({ component: 'corrupt-check' }),
+      });
+      server.releaseRaft();
+    }
     for (const url of flags.listenClientUrls) {
       const parsed = new URL(url);
       const tls = parsed.protocol === 'https:' ? clientTls : null;

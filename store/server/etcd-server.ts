@@ -17,7 +17,8 @@ import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../r
 import type { TlsMaterial } from '../tls/tls-config.js';
 import { PeerTransport, type ClusterView } from '../transport/peer-transport.js';
 import { MemberChangeError, MembershipTable, decodeMemberChange, encodeMemberChange, type MemberChange } from './membership-table.js';
-import type { LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
+import type { HashKVResponse, LeaseRenewRequest, LeaseRenewResponse } from '../transport/peer-codec.js';
+import { hashKVAt, type PeerToCheck } from './initial-corrupt-check.js';
 import { SqliteLogStorage } from '../wal/sqlite-log-storage.js';
 import { WalCorruptError, checkWal } from '../wal/wal-check.js';
 import { Applier, type AlarmEntry, type ApplyResult } from './apply.js';
@@ -63,6 +64,11 @@ export interface ServerConfig {
   readonly strictReconfigCheck?: boolean;
   /** Called once this member's own removal from the cluster is applied: it must stop. */
   readonly onRemoved?: () => void;
+  /**
+   * Keeps the member out of Raft traffic with its peers until releaseRaft() (it still answers
+   * their HashKV): --experimental-initial-corrupt-check compares hashes first.
+   */
+  readonly holdRaft?: boolean;
 }
 
 interface ConfWaiter {
@@ -129,6 +135,8 @@ export class EtcdServer {
   private node: RaftNode;
   private transport: PeerTransport | null;
   private reads: ReadIndexQueue;
+  /** ServerConfig.holdRaft until releaseRaft(); a transport started meanwhile starts held. */
+  private isRaftHeld = false;
   /** Set while a one-member store turns into a Raft group: no Ready is taken meanwhile. */
   private isSwitching = false;
   private readonly waiters = new Map<bigint, Waiter>();
@@ -175,6 +183,7 @@ export class EtcdServer {
     // member that joined an existing cluster got both from the cluster, not from its flags.
     const config = withStoredIdentity(this.backend, initialConfig);
     this.config = config;
+    this.isRaftHeld = config.holdRaft === true;
     this.syncer = new WalSyncer(`${this.dbPath}-wal`);
     const minTtl = Math.ceil((1.5 * config.electionMs) / 1000);
     this.lessor = new Lessor(this.backend, minTtl);
@@ -240,14 +249,24 @@ export class EtcdServer {
     const transport = new PeerTransport(
       config.member.id, config.clusterId,
       this.peerAddresses(),
-      { receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView() },
+      {
+        receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView(),
+        hashKV: (revision) => hashKVAt(this.kv, this.backend, revision),
+      },
       (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
       (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),
       config.logger.child({ component: 'transport' }),
       config.peerTls,
       this.snapshotDir,
     );
-    const tick = setInterval(() => { this.node.tick(); this.scheduleDrain(); }, config.heartbeatMs);
+    if (this.isRaftHeld) transport.holdRaft();
+    // No tick while held: a member cut off from its peers would otherwise campaign (without
+    // --pre-vote, with a higher term that unsettles the cluster once the hold ends).
+    const tick = setInterval(() => {
+      if (this.isRaftHeld) return;
+      this.node.tick();
+      this.scheduleDrain();
+    }, config.heartbeatMs);
     this.timers.push(tick);
     return { node, transport };
   }
@@ -278,6 +297,24 @@ export class EtcdServer {
     await this.transport?.listen(this.config.listenPeerUrls);
     const target = this.node.status().lastIndex;
     await pollUntil(() => this.node.status().applied >= target, SWITCH_WAIT_MS, 'the new leader to apply its first entry');
+  }
+
+  /** Ends the hold of ServerConfig.holdRaft: Raft messages flow both ways from now on. */
+  releaseRaft(): void {
+    this.isRaftHeld = false;
+    this.transport?.releaseRaft();
+    this.scheduleDrain();
+  }
+
+  /** The other members and the URL each is dialled at (none for a one-member store). */
+  peersToCheck(): PeerToCheck[] {
+    return this.peerAddresses().map((p) => ({ id: p.id, url: p.url }));
+  }
+
+  /** Asks a peer for its HashKV at `revision` over the peer transport. */
+  askPeerHashKV(peer: bigint, revision: number, timeoutMs: number): Promise<HashKVResponse> {
+    if (this.transport === null) return Promise.reject(new StoreError('stopped', 'no peer transport'));
+    return this.transport.hashKVCall(peer, revision, timeoutMs);
   }
 
   /** (Re)builds the lease attachments and the applier over the current kv and lessor. */

@@ -26,6 +26,24 @@ export interface LeaseRenewResponse {
   readonly error?: string;
 }
 
+/** A member checking its data at start (--experimental-initial-corrupt-check) asks a peer for its HashKV. */
+export interface HashKVRequest {
+  readonly clusterId: bigint;
+  readonly from: bigint;
+  /** The asking member's current revision: the one every member must hash alike. */
+  readonly revision: number;
+}
+
+/** A member's HashKV at a revision, or why it has none there (as etcd's HashByRev). */
+export type KvHashResult =
+  | { readonly kind: 'hash'; readonly hash: number; readonly revision: number; readonly compactRevision: number }
+  /** The revision is past this member's current one (`revision`): it lags behind. */
+  | { readonly kind: 'future-rev'; readonly revision: number; readonly compactRevision: number }
+  /** The revision is at or below this member's compaction point (`compactRevision`). */
+  | { readonly kind: 'compacted'; readonly revision: number; readonly compactRevision: number };
+
+export type HashKVResponse = KvHashResult & { readonly memberId: bigint };
+
 export function encodeFrame(value: object): Buffer {
   return serialize(value);
 }

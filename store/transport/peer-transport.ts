@@ -6,7 +6,10 @@ import {
 import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
-import { decodeFrame, encodeFrame, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame } from './peer-codec.js';
+import {
+  decodeFrame, encodeFrame, type HashKVRequest, type HashKVResponse, type KvHashResult, type LeaseRenewRequest,
+  type LeaseRenewResponse, type PeerFrame,
+} from './peer-codec.js';
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -30,12 +33,20 @@ const PEER_SERVICE: ServiceDefinition = {
     path: '/etcron.peer.Raft/Members', requestStream: false, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
+  /** A peer's HashKV at a revision, for a member checking its data before it serves. */
+  HashKV: {
+    path: '/etcron.peer.Raft/HashKV', requestStream: false, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
   /** A snapshot message: a header frame (the message, its file's size), then the file in chunks. */
   Snapshot: {
     path: '/etcron.peer.Raft/Snapshot', requestStream: true, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
 };
+
+/** Why Raft streams are refused while a member checks its data at start. */
+const RAFT_HELD_DETAILS = 'member is starting: initial corruption check in progress';
 
 /** Bytes of a snapshot file per message on the Snapshot stream. */
 export const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
@@ -67,6 +78,8 @@ export interface PeerHandlers {
   leaseRequest(request: LeaseRenewRequest): Promise<LeaseRenewResponse>;
   /** The cluster as this member knows it, for members joining it. */
   clusterView(): ClusterView;
+  /** This member's HashKV at `revision` (0: its current one). */
+  hashKV(revision: number): KvHashResult;
 }
 
 export interface PeerAddress {
@@ -112,6 +125,11 @@ export class PeerTransport {
   private closed = false;
   /** The last peer certificate refusal logged (a refused member retries every few ms). */
   private lastRefusal: string | null = null;
+  /**
+   * While set, Raft traffic is neither taken nor sent (HashKV and Members still are): a member
+   * checking its data at start stays out of the cluster's Raft group until the check passes.
+   */
+  private isRaftHeld = false;
 
   constructor(
     private readonly self: MemberId,
@@ -136,6 +154,7 @@ export class PeerTransport {
         else callback(null, encodeFrame(this.handlers.clusterView()));
       }) as handleUnaryCall<Buffer, Buffer>,
       Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
+      HashKV: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onHashKV(call, callback)) as handleUnaryCall<Buffer, Buffer>,
     };
     this.server.addService(PEER_SERVICE, impl);
     this.connectAll();
@@ -216,6 +235,10 @@ export class PeerTransport {
       callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
       return;
     }
+    if (this.isRaftHeld) {
+      callback({ code: status.UNAVAILABLE, details: RAFT_HELD_DETAILS });
+      return;
+    }
     let failed = false;
     call.on('data', (data: Buffer) => {
       if (failed) return;
@@ -250,6 +273,10 @@ export class PeerTransport {
     const refusal = this.refusePeerCertificate(call);
     if (refusal !== null) {
       callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      return;
+    }
+    if (this.isRaftHeld) {
+      callback({ code: status.UNAVAILABLE, details: RAFT_HELD_DETAILS });
       return;
     }
     let header: SnapshotHeader | null = null;
@@ -370,6 +397,32 @@ export class PeerTransport {
     );
   }
 
+  private onHashKV(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    const refusal = this.refusePeerCertificate(call);
+    if (refusal !== null) {
+      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      return;
+    }
+    let request: HashKVRequest;
+    try {
+      request = decodeFrame<HashKVRequest>(call.request);
+    } catch {
+      callback({ code: status.INVALID_ARGUMENT, details: 'malformed hash kv request' });
+      return;
+    }
+    const refused = this.refuse(request.clusterId, request.from);
+    if (refused !== null) {
+      callback({ code: status.FAILED_PRECONDITION, details: refused });
+      return;
+    }
+    try {
+      const answer: HashKVResponse = { ...this.handlers.hashKV(request.revision), memberId: this.self };
+      callback(null, encodeFrame(answer));
+    } catch (err) {
+      callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
   private link(peer: MemberId): PeerLink | undefined {
     let link = this.links.get(peer);
     if (link !== undefined) return link;
@@ -432,7 +485,8 @@ export class PeerTransport {
 
   /** Sends messages, grouped per destination, each group as one frame on that peer's stream. */
   send(messages: readonly Message[]): void {
-    if (this.closed || messages.length === 0) return;
+    // Held: Raft sees the messages as lost, and retries them (or newer ones) once released.
+    if (this.closed || this.isRaftHeld || messages.length === 0) return;
     const byPeer = new Map<MemberId, Message[]>();
     for (const m of messages) {
       const list = byPeer.get(m.to) ?? [];
@@ -501,6 +555,28 @@ export class PeerTransport {
         '/etcron.peer.Raft/Lease', identity, identity,
         encodeFrame({ ...request, clusterId: this.clusterId }), new Metadata(), { deadline: Date.now() + timeoutMs },
         (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<LeaseRenewResponse>(value))),
+      );
+    });
+  }
+
+  /** Refuses Raft traffic both ways until releaseRaft(); other peer calls are served meanwhile. */
+  holdRaft(): void {
+    this.isRaftHeld = true;
+  }
+
+  releaseRaft(): void {
+    this.isRaftHeld = false;
+  }
+
+  /** Asks member `peer` for its HashKV at `revision`, within `timeoutMs`. */
+  hashKVCall(peer: MemberId, revision: number, timeoutMs: number): Promise<HashKVResponse> {
+    const link = this.link(peer);
+    if (link === undefined) return Promise.reject(new Error(`unknown member ${peer.toString(16)}`));
+    const request: HashKVRequest = { clusterId: this.clusterId, from: this.self, revision };
+    return new Promise((resolve, reject) => {
+      link.client.makeUnaryRequest<Buffer, Buffer>(
+        '/etcron.peer.Raft/HashKV', identity, identity, encodeFrame(request), new Metadata(), { deadline: Date.now() + timeoutMs },
+        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<HashKVResponse>(value))),
       );
     });
   }

@@ -289,6 +289,17 @@ export class Cluster {
     await this.waitForClientPort(index);
   }
 
+  /** Starts a down member again without waiting for it to serve: for a start expected to fail. */
+  startAgain(index: number): void {
+    if (this.states[index] !== 'down') throw new Error(`member ${index} is ${this.states[index]}`);
+    this.spawnMember(index, 'existing');
+  }
+
+  /** The exit code of a member's process that has ended (null while it runs, or after a signal). */
+  exitCode(index: number): number | null {
+    return this.children[index]?.exitCode ?? null;
+  }
+
   pause(index: number): void {
     if (this.states[index] !== 'running') throw new Error(`member ${index} is ${this.states[index]}`);
     process.kill(this.pid(index), 'SIGSTOP');

@@ -251,7 +251,7 @@ export class EtcdServer {
       this.peerAddresses(),
       {
         receive: (m) => this.receive(m), leaseRequest: (r) => this.onLeaseRequest(r), clusterView: () => this.clusterView(),
-        hashKV: (revision) => hashKVAt(this.kv, this.backend, revision),
+        hashKV: (revision) => hashKVAt(this.kv, this.maintenance, revision),
       },
       (peer) => this.receive(localMessage('unreachable', peer, config.member.id, false)),
       (peer, failed) => this.receive(localMessage('snap-status', peer, config.member.id, failed)),

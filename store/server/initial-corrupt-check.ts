@@ -3,6 +3,8 @@ import type { Backend } from '../mvcc/backend.js';
 import { hashKeyValues } from '../mvcc/kv-hash.js';
 import type { MvccStore } from '../mvcc/kv-store.js';
 import type { HashKVResponse, KvHashResult } from '../transport/peer-codec.js';
+import { StoreError } from '../mvcc/errors.js';
+import type { Maintenance } from './maintenance.js';
 
 /**
  * --experimental-initial-corrupt-check, as etcd 3.4 does it: a member that had data before this
@@ -24,15 +26,19 @@ export class DataInconsistencyError extends Error {
 export type LocalHash = Extract<KvHashResult, { kind: 'hash' }>;
 
 /**
- * A peer's answer: its HashKV at `revision`, or etcd's HashByRev refusals. This module is the one
- * place that hashes for the check (here and in localHashKV).
+ * A peer's answer: its HashKV at `revision`, or etcd's HashByRev refusals. Hashed in steps
+ * (Maintenance), so a member answering a restarting peer keeps its own heartbeats going.
  */
-export function hashKVAt(kv: MvccStore, backend: Backend, revision: number): KvHashResult {
-  const compactRevision = kv.compactRev;
-  const current = kv.currentRev;
-  if (revision > 0 && revision <= compactRevision) return { kind: 'compacted', revision: current, compactRevision };
-  if (revision > current) return { kind: 'future-rev', revision: current, compactRevision };
-  return hashAt(kv, backend, revision === 0 ? current : revision);
+export async function hashKVAt(kv: MvccStore, maintenance: Maintenance, revision: number): Promise<KvHashResult> {
+  if (revision > kv.currentRev) return { kind: 'future-rev', revision: kv.currentRev, compactRevision: kv.compactRev };
+  try {
+    if (revision > 0 && revision <= kv.compactRev) throw new StoreError('compacted');
+    const { hash, compactRevision } = await maintenance.hashKv(revision);
+    return { kind: 'hash', hash, revision: kv.currentRev, compactRevision };
+  } catch (err) {
+    if (err instanceof StoreError && err.kind === 'compacted') return { kind: 'compacted', revision: kv.currentRev, compactRevision: kv.compactRev };
+    throw err;
+  }
 }
 
 /** This member's HashKV at its current revision. */

@@ -79,7 +79,7 @@ export interface PeerHandlers {
   /** The cluster as this member knows it, for members joining it. */
   clusterView(): ClusterView;
   /** This member's HashKV at `revision` (0: its current one). */
-  hashKV(revision: number): KvHashResult;
+  hashKV(revision: number): Promise<KvHashResult>;
 }
 
 export interface PeerAddress {
@@ -415,12 +415,12 @@ export class PeerTransport {
       callback({ code: status.FAILED_PRECONDITION, details: refused });
       return;
     }
-    try {
-      const answer: HashKVResponse = { ...this.handlers.hashKV(request.revision), memberId: this.self };
+    this.handlers.hashKV(request.revision).then((result) => {
+      const answer: HashKVResponse = { ...result, memberId: this.self };
       callback(null, encodeFrame(answer));
-    } catch (err) {
+    }, (err: unknown) => {
       callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) });
-    }
+    });
   }
 
   private link(peer: MemberId): PeerLink | undefined {

@@ -359,7 +359,7 @@ class Worker {
     const attempt = (): void => {
       const session = this.session;
       if (this.stopping || session === undefined || !session.isAlive()) return;
-      if (!this.launch(job, slot, false, this.clock.nowMs(), session, triggeredBy)) this.clock.setTimer(this.takeoverDelayMs, attempt);
+      if (this.launch(job, slot, false, this.clock.nowMs(), session, triggeredBy) !== true) this.clock.setTimer(this.takeoverDelayMs, attempt);
     };
     attempt();
   }
@@ -441,16 +441,33 @@ class Worker {
     if (plan.tooLate.length > 0 || plan.overCap.length > 0) job.cursorMs = Math.max(job.cursorMs, ...[...plan.tooLate, ...plan.overCap].map((s) => s.slotMs));
     const startable = [...plan.catchUp.map((s) => ({ slot: s, catchUp: true })), ...plan.onTime.map((s) => ({ slot: s, catchUp: false }))];
     for (const { slot, catchUp } of startable) {
-      if (!this.launch(job, slot, catchUp, nowMs, session)) {
-        // Waiting (takeover delay, claims in flight at the bound): plan this job again next tick,
-        // not at the start of its next slot, which dueSlots has just recorded.
+      const launched = this.launch(job, slot, catchUp, nowMs, session);
+      if (launched === false) {
+        // Claims in flight at the bound: plan this job again next tick, not at the start of its
+        // next slot, which dueSlots has just recorded.
         delete job.nextPlanMs;
         this.counters.slotsDeferred++;
         return;
       }
+      // Another worker's slot is looked at again at its takeover instant, apart from the job's
+      // later slots: they may be this worker's, to be claimed ahead meanwhile.
+      if (launched !== true) this.deferToTakeover(job.spec.name, slot, catchUp, launched);
       job.cursorMs = slot.slotMs;
     }
     if (last !== undefined) job.cursorMs = Math.max(job.cursorMs, last.slotMs);
+  }
+
+  /** Looks at a slot preferred for another worker again at `atMs`, its takeover instant. */
+  private deferToTakeover(name: string, slot: DueSlot, catchUp: boolean, atMs: number): void {
+    this.counters.slotsDeferred++;
+    this.clock.setTimer(atMs - this.clock.nowMs(), () => {
+      const session = this.session;
+      const job = this.jobs.get(name);
+      if (this.stopping || session === undefined || !session.isAlive() || job === undefined) return;
+      if (this.specAtSlot(name, slot.slotMs) === undefined) return;
+      const launched = this.launch(job, slot, catchUp, this.clock.nowMs(), session);
+      if (launched !== true) this.deferToTakeover(name, slot, catchUp, launched === false ? this.clock.nowMs() + TICK_MS : launched);
+    });
   }
 
   /** The job as defined now, if it still runs this slot here (not paused, removed or rescheduled). */
@@ -460,8 +477,13 @@ class Worker {
     return job.nextSlot(slotMs - 1) === slotMs ? job.spec : undefined;
   }
 
-  /** Starts the claim for one slot, or returns false to wait (a non-preferred worker before the takeover delay). */
-  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string): boolean {
+  /**
+   * Starts the claim for one slot (true), or says when to look again: false for the next tick
+   * (claims in flight at the bound), an instant for a slot another worker is preferred for (its
+   * takeover instant: replanning such slots every tick cost the workers half their CPU at 1,000
+   * slots/s).
+   */
+  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string): boolean | number {
     const spec = job.spec;
     if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
     if (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) return false;
@@ -481,7 +503,7 @@ class Worker {
       void this.runs.claimAndRun({ ...base, ...ahead }).then((won) => { if (won) this.counters.claimsWon++; });
       return true;
     }
-    if (nowMs < slot.startMs + this.takeoverDelayMs) return false;
+    if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
     if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;
     this.counters.takeoverReads++;
     void this.runs.isUnclaimed(spec, slot.slotMs).then((unclaimed) => {

@@ -61,6 +61,16 @@ interface JobState {
   nextPlanMs?: number;
 }
 
+/** A slot waiting for room among the claims in flight. */
+interface WaitingClaim {
+  readonly name: string;
+  readonly slot: DueSlot;
+  readonly catchUp: boolean;
+  /** A slot of the job's schedule (not a manual run): dropped if the job no longer has it. */
+  readonly scheduled: boolean;
+  readonly triggeredBy?: string;
+}
+
 /** A retry due under /cron/retry/, as this worker sees it. */
 interface PendingRetry {
   readonly key: string;
@@ -111,6 +121,9 @@ class Worker {
   private stopping = false;
   private readonly runNowHandled = new Set<string>();
   private readonly retries = new Map<string, PendingRetry>();
+  /** Slots waiting for room among the claims in flight, oldest first; process jobs apart. */
+  private readonly waitingClaims: WaitingClaim[] = [];
+  private readonly waitingProcessClaims: WaitingClaim[] = [];
   /**
    * Lock keys this worker saw created (its /cron/lock/ watch), oldest first. A slot whose lock
    * appeared was claimed, and its run record can never be reopened, so a non-preferred worker
@@ -359,7 +372,7 @@ class Worker {
     const attempt = (): void => {
       const session = this.session;
       if (this.stopping || session === undefined || !session.isAlive()) return;
-      if (this.launch(job, slot, false, this.clock.nowMs(), session, triggeredBy) !== true) this.clock.setTimer(this.takeoverDelayMs, attempt);
+      if (this.launch(job, slot, false, this.clock.nowMs(), session, triggeredBy, true) !== true) this.clock.setTimer(this.takeoverDelayMs, attempt);
     };
     attempt();
   }
@@ -385,6 +398,7 @@ class Worker {
   private tick(): number {
     const session = this.session;
     if (session === undefined || !session.isAlive()) return TICK_MS;
+    this.pumpClaims();
     const nowMs = this.clock.nowMs();
     let earliestMs = nowMs + TICK_MS;
     for (const job of this.jobs.values()) {
@@ -442,13 +456,6 @@ class Worker {
     const startable = [...plan.catchUp.map((s) => ({ slot: s, catchUp: true })), ...plan.onTime.map((s) => ({ slot: s, catchUp: false }))];
     for (const { slot, catchUp } of startable) {
       const launched = this.launch(job, slot, catchUp, nowMs, session);
-      if (launched === false) {
-        // Claims in flight at the bound: plan this job again next tick, not at the start of its
-        // next slot, which dueSlots has just recorded.
-        delete job.nextPlanMs;
-        this.counters.slotsDeferred++;
-        return;
-      }
       // Another worker's slot is looked at again at its takeover instant, apart from the job's
       // later slots: they may be this worker's, to be claimed ahead meanwhile.
       if (launched !== true) this.deferToTakeover(job.spec.name, slot, catchUp, launched);
@@ -458,16 +465,23 @@ class Worker {
   }
 
   /** Looks at a slot preferred for another worker again at `atMs`, its takeover instant. */
-  private deferToTakeover(name: string, slot: DueSlot, catchUp: boolean, atMs: number): void {
+  private deferToTakeover(name: string, slot: DueSlot, catchUp: boolean, atMs: number, waiting?: WaitingClaim): void {
     this.counters.slotsDeferred++;
     this.clock.setTimer(atMs - this.clock.nowMs(), () => {
       const session = this.session;
       const job = this.jobs.get(name);
       if (this.stopping || session === undefined || !session.isAlive() || job === undefined) return;
-      if (this.specAtSlot(name, slot.slotMs) === undefined) return;
-      const launched = this.launch(job, slot, catchUp, this.clock.nowMs(), session);
-      if (launched !== true) this.deferToTakeover(name, slot, catchUp, launched === false ? this.clock.nowMs() + TICK_MS : launched);
+      if (!this.isStillWanted(name, slot.slotMs, waiting?.scheduled ?? true)) return;
+      const launched = this.launch(job, slot, catchUp, this.clock.nowMs(), session, waiting?.triggeredBy, waiting?.scheduled === false);
+      if (launched !== true) this.deferToTakeover(name, slot, catchUp, launched, waiting);
     });
+  }
+
+  /** Whether a slot waiting here should still be claimed: a schedule's slot still in it, a manual run of a runnable job. */
+  private isStillWanted(name: string, slotMs: number, scheduled: boolean): boolean {
+    const job = this.jobs.get(name);
+    if (job === undefined) return false;
+    return scheduled ? this.specAtSlot(name, slotMs) !== undefined : !job.spec.paused && this.isEligible(job.spec, this.tags);
   }
 
   /** The job as defined now, if it still runs this slot here (not paused, removed or rescheduled). */
@@ -478,40 +492,83 @@ class Worker {
   }
 
   /**
-   * Starts the claim for one slot (true), or says when to look again: false for the next tick
-   * (claims in flight at the bound), an instant for a slot another worker is preferred for (its
-   * takeover instant: replanning such slots every tick cost the workers half their CPU at 1,000
-   * slots/s).
+   * Starts the claim for one slot (true: claimed, queued for a claim slot, or already claimed by
+   * another worker), or returns the instant to look again: a slot another worker is preferred for,
+   * at its takeover instant.
    */
-  private launch(job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string): boolean | number {
+  private launch(
+    job: JobState, slot: DueSlot, catchUp: boolean, nowMs: number, session: Session, triggeredBy?: string, manual = false,
+  ): true | number {
     const spec = job.spec;
-    if (this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax) return false;
-    if (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax) return false;
+    let isTakeover = false;
+    if (!spec.broadcast) {
+      const candidates = new Set([this.id]);
+      for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) candidates.add(id);
+      const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates, spec.preferWorkers);
+      if (preferred !== this.id) {
+        if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
+        if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;
+        isTakeover = true;
+      }
+    }
+    if (this.isAtClaimBound(spec)) {
+      this.counters.slotsDeferred++;
+      (isProcessJob(spec) ? this.waitingProcessClaims : this.waitingClaims)
+        .push({ name: spec.name, slot, catchUp, scheduled: !manual, ...(triggeredBy === undefined ? {} : { triggeredBy }) });
+      return true;
+    }
     const base = { spec, slotMs: slot.slotMs, session, catchUp, ...(triggeredBy === undefined ? {} : { triggeredBy }) };
+    const counted = (claim: Promise<boolean>): void => {
+      this.counters.claimTxns++;
+      void claim.then((won) => { if (won) this.counters.claimsWon++; }).finally(() => this.pumpClaims());
+    };
+    if (isTakeover) {
+      this.counters.takeoverReads++;
+      void this.runs.isUnclaimed(spec, slot.slotMs).then((unclaimed) => {
+        if (!unclaimed || !session.isAlive()) return;
+        this.counters.takeovers++;
+        counted(this.runs.claimAndRun(base));
+      }).finally(() => this.pumpClaims());
+      return true;
+    }
     // Claimed ahead (claimAheadFor): started at the slot, as the job is defined then.
     const ahead = slot.startMs > nowMs ? { startAt: { ms: slot.startMs, currentSpec: () => this.specAtSlot(spec.name, slot.slotMs) } } : {};
-    if (spec.broadcast) {
-      this.counters.claimTxns++;
-      void this.runs.claimAndRun({ ...base, ...ahead, broadcastWorker: this.id }).then((won) => { if (won) this.counters.claimsWon++; });
-      return true;
-    }
-    const candidates = new Set([this.id]);
-    for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) candidates.add(id);
-    const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates, spec.preferWorkers);
-    if (preferred === this.id) {
-      this.counters.claimTxns++;
-      void this.runs.claimAndRun({ ...base, ...ahead }).then((won) => { if (won) this.counters.claimsWon++; });
-      return true;
-    }
-    if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
-    if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;
-    this.counters.takeoverReads++;
-    void this.runs.isUnclaimed(spec, slot.slotMs).then((unclaimed) => {
-      if (!unclaimed || !session.isAlive()) return;
-      this.counters.takeovers++;
-      this.counters.claimTxns++;
-      return this.runs.claimAndRun(base).then((won) => { if (won) this.counters.claimsWon++; });
-    });
+    counted(this.runs.claimAndRun({ ...base, ...ahead, ...(spec.broadcast ? { broadcastWorker: this.id } : {}) }));
     return true;
+  }
+
+  /** Claims (and takeover reads) in flight at the worker's bounds: the slot waits in a queue. */
+  private isAtClaimBound(spec: JobSpec): boolean {
+    return this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax
+      || (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax);
+  }
+
+  /**
+   * Sends the queued claims, oldest first, as claims in flight end: a slot goes out as soon as
+   * there is room, not at the next planning pass. A slot past its start deadline is dropped to
+   * housekeeping (recorded missed), as planning would have done.
+   */
+  private pumpClaims(): void {
+    const session = this.session;
+    if (this.stopping || session === undefined || !session.isAlive()) return;
+    for (const queue of [this.waitingClaims, this.waitingProcessClaims]) {
+      while (queue.length > 0) {
+        const next = queue[0] as WaitingClaim;
+        const job = this.jobs.get(next.name);
+        if (job === undefined || !this.isStillWanted(next.name, next.slot.slotMs, next.scheduled)) {
+          queue.shift();
+          continue;
+        }
+        if (this.isAtClaimBound(job.spec)) break;
+        queue.shift();
+        const nowMs = this.clock.nowMs();
+        if (nowMs - next.slot.startMs > Math.max(job.spec.catchUp.windowMs, ON_TIME_GRACE_MS)) {
+          this.counters.slotsTooLate++;
+          continue;
+        }
+        const launched = this.launch(job, next.slot, next.catchUp, nowMs, session, next.triggeredBy, !next.scheduled);
+        if (launched !== true) this.deferToTakeover(next.name, next.slot, next.catchUp, launched, next);
+      }
+    }
   }
 }

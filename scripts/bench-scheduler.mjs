@@ -420,6 +420,10 @@ function summarize(kind, o, m) {
     leaseLosses: stats.leaseLosses ?? 0,
     slotsTooLate: delta('slotsTooLate'),
     slotsDeferred: delta('slotsDeferred'),
+    claims: {
+      sent: delta('claimTxns'), won: delta('claimsWon'), takeoverReads: delta('takeoverReads'), takeovers: delta('takeovers'),
+      meanMs: Math.round(delta('claimMsSum') / Math.max(1, delta('claimsTimed'))), maxMs: Math.round(m.statsAfter.claimMsMax ?? 0),
+    },
     housekeepingSettleMs: m.settleMs,
     reportsRejected: stats.reportsRejected ?? 0,
     cpuSeconds: {

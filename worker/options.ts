@@ -44,8 +44,14 @@ export const WORKER_LIMITS = {
   leaseTtlSecondsMin: 2,
   leaseTtlSecondsMax: 300,
   claimAheadMsMax: 60_000,
-  /** Runs of one worker that may be live at once; past this, due slots are left to other workers. */
+  /** Process runs of one worker that may be live at once; past this, due slots wait for one to end. */
   runsLiveMax: 256,
+  /**
+   * HTTP runs (requests made by the worker itself) live at once. A cron-aligned second of 1,000
+   * HTTP jobs starts a third of them on each of 3 workers at the same instant, each live until its
+   * finish is written.
+   */
+  inProcessRunsLiveMax: 4_096,
   /**
    * Claims in flight per worker, all kinds: the store round trip is most of a start's latency, so
    * at 1,000 starts/s over 3 workers fewer than ~100 in flight each leave slots waiting.

@@ -92,9 +92,11 @@ export class RunManager {
   private readonly live = new Map<string, LiveRun>();
   /** Claims won ahead of their slot, by lock key. */
   private readonly held = new Map<string, HeldStart>();
-  private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0, claimsAfterLeaseLoss: 0 };
+  private readonly counters = { runsStarted: 0, reportsRejected: 0, progressWrites: 0, claimsAfterLeaseLoss: 0, claimMsSum: 0, claimMsMax: 0, claimsTimed: 0 };
   private inFlight = 0;
   private processInFlight = 0;
+  /** Of the live runs, those that are process groups. */
+  private liveProcesses = 0;
   /** Set by a clean stop: no new claims, and a claim answered meanwhile is closed, not started. */
   private draining = false;
 
@@ -110,7 +112,7 @@ export class RunManager {
     private readonly currentSession: () => Session | undefined = () => undefined,
   ) {}
 
-  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number } {
+  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number; claimMsSum: number; claimMsMax: number; claimsTimed: number } {
     return { ...this.counters };
   }
 
@@ -173,6 +175,13 @@ export class RunManager {
     });
   }
 
+  /** Whether one more run of this job may be live (process runs and HTTP runs have their own bounds). */
+  hasRoomFor(spec: JobSpec): boolean {
+    return isProcessJob(spec)
+      ? this.liveProcesses < WORKER_LIMITS.runsLiveMax
+      : this.live.size - this.liveProcesses < WORKER_LIMITS.inProcessRunsLiveMax;
+  }
+
   /** Claims sent and not yet answered (plus takeover reads in progress). */
   claimsInFlight(): number {
     return this.inFlight;
@@ -199,8 +208,9 @@ export class RunManager {
   private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
     // Held claims (claimed ahead) are not runs yet: a second of slots at 1,000/s is hundreds of them.
-    if (this.draining || this.live.size >= WORKER_LIMITS.runsLiveMax || !session.isAlive()) return false;
+    if (this.draining || !this.hasRoomFor(spec) || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
+    const claimStartedMs = performance.now();
     const result = await claimRun(this.client, {
       spec, slotMs, worker: this.worker, leaseId: session.leaseId, attempt, catchUp: request.catchUp,
       nowMs: this.clock.nowMs(), replaceLocks,
@@ -210,6 +220,10 @@ export class RunManager {
       ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
     });
     schedulerMetrics.claims.inc({ result: result.ok ? 'won' : result.reason });
+    const claimMs = performance.now() - claimStartedMs;
+    this.counters.claimMsSum += claimMs;
+    this.counters.claimsTimed++;
+    this.counters.claimMsMax = Math.max(this.counters.claimMsMax, claimMs);
     const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
     if (result.ok && !session.isAlive()) {
       // The claim was answered after this worker lost its lease: the lock goes with the lease and
@@ -333,6 +347,7 @@ export class RunManager {
       lockDeleted: false, finishing: false, done: Promise.resolve(),
     };
     this.live.set(claim.lockKey, run);
+    if (isProcessJob(spec)) this.liveProcesses++;
     const pgid = process.pid;
     if (pgid !== undefined) this.guard?.track(pgid);
     log.debug({ pid: process.pid }, 'run started');
@@ -463,6 +478,7 @@ export class RunManager {
     const retryWrite = retryRequest === undefined ? undefined : { key: retryKey(spec.name, request.slotMs), request: retryRequest };
     const result = await this.reportFinish(run, record, request.session, retryWrite);
     this.live.delete(claim.lockKey);
+    if (isProcessJob(spec)) this.liveProcesses--;
     if (!result.ok && result.reason === 'fenced') {
       if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
         // Killed on request while our lease lived: the run record is still ours to close.

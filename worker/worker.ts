@@ -21,6 +21,7 @@ import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.j
 import { preferredWorker } from './preferred.js';
 import { WORKER_DEFAULTS, WORKER_LIMITS, type WorkerOptions } from './options.js';
 import { RunManager, isProcessJob } from './run-manager.js';
+import { ClaimQueue } from './claim-queue.js';
 import { assert } from '../shared/assert.js';
 
 export interface WorkerStats {
@@ -42,6 +43,10 @@ export interface WorkerStats {
   readonly slotsTooLate: number;
   /** Claims won but answered after this worker's lease was lost, so not started. */
   readonly claimsAfterLeaseLoss: number;
+  /** Claim txn round trips: their sum and maximum in ms, and how many. */
+  readonly claimMsSum: number;
+  readonly claimMsMax: number;
+  readonly claimsTimed: number;
 }
 
 export interface WorkerHandle {
@@ -65,6 +70,7 @@ interface JobState {
 interface WaitingClaim {
   readonly name: string;
   readonly slot: DueSlot;
+  readonly startMs: number;
   readonly catchUp: boolean;
   /** A slot of the job's schedule (not a manual run): dropped if the job no longer has it. */
   readonly scheduled: boolean;
@@ -83,6 +89,10 @@ interface PendingRetry {
 }
 
 const TICK_MS = 50;
+/** A slot's preferred worker that is still claiming is taken over only this many takeover delays after the slot. */
+const LATE_TAKEOVER_FACTOR = 3;
+/** A slot waiting this long past its start for a claim slot yields to on-time ones (ClaimQueue). */
+const CLAIM_LATE_AFTER_MS = 1_000;
 /** Lock keys remembered as seen claimed: a few minutes of slots at 1,000 starts/s. */
 const CLAIMS_SEEN_MAX = 200_000;
 /** Run-now request keys remembered as handled; requests expire with their lease (60 s) anyway. */
@@ -121,9 +131,9 @@ class Worker {
   private stopping = false;
   private readonly runNowHandled = new Set<string>();
   private readonly retries = new Map<string, PendingRetry>();
-  /** Slots waiting for room among the claims in flight, oldest first; process jobs apart. */
-  private readonly waitingClaims: WaitingClaim[] = [];
-  private readonly waitingProcessClaims: WaitingClaim[] = [];
+  /** Slots waiting for room among the claims in flight; process jobs apart (their own bound). */
+  private readonly waitingClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
+  private readonly waitingProcessClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
   /**
    * Lock keys this worker saw created (its /cron/lock/ watch), oldest first. A slot whose lock
    * appeared was claimed, and its run record can never be reopened, so a non-preferred worker
@@ -508,13 +518,18 @@ class Worker {
       if (preferred !== this.id) {
         if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
         if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;
+        // A preferred worker still registered is most likely behind, not gone (a dead one stays
+        // registered until its lease expires): taking its slots over now would double the claims
+        // just when the store is the bottleneck. It gets until the late takeover instant.
+        const lateTakeoverMs = slot.startMs + LATE_TAKEOVER_FACTOR * this.takeoverDelayMs;
+        if (nowMs < lateTakeoverMs && preferred !== undefined && this.liveWorkers.has(preferred)) return lateTakeoverMs;
         isTakeover = true;
       }
     }
     if (this.isAtClaimBound(spec)) {
       this.counters.slotsDeferred++;
       (isProcessJob(spec) ? this.waitingProcessClaims : this.waitingClaims)
-        .push({ name: spec.name, slot, catchUp, scheduled: !manual, ...(triggeredBy === undefined ? {} : { triggeredBy }) });
+        .push({ name: spec.name, slot, startMs: slot.startMs, catchUp, scheduled: !manual, ...(triggeredBy === undefined ? {} : { triggeredBy }) });
       return true;
     }
     const base = { spec, slotMs: slot.slotMs, session, catchUp, ...(triggeredBy === undefined ? {} : { triggeredBy }) };
@@ -539,31 +554,39 @@ class Worker {
 
   /** Claims (and takeover reads) in flight at the worker's bounds: the slot waits in a queue. */
   private isAtClaimBound(spec: JobSpec): boolean {
-    return this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax
+    return this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax || !this.runs.hasRoomFor(spec)
       || (isProcessJob(spec) && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax);
   }
 
   /**
-   * Sends the queued claims, oldest first, as claims in flight end: a slot goes out as soon as
+   * Sends queued claims as claims in flight end (ClaimQueue's order): a slot goes out as soon as
    * there is room, not at the next planning pass. A slot past its start deadline is dropped to
    * housekeeping (recorded missed), as planning would have done.
    */
   private pumpClaims(): void {
     const session = this.session;
     if (this.stopping || session === undefined || !session.isAlive()) return;
-    for (const queue of [this.waitingClaims, this.waitingProcessClaims]) {
-      while (queue.length > 0) {
-        const next = queue[0] as WaitingClaim;
-        const job = this.jobs.get(next.name);
-        if (job === undefined || !this.isStillWanted(next.name, next.slot.slotMs, next.scheduled)) {
-          queue.shift();
-          continue;
-        }
-        if (this.isAtClaimBound(job.spec)) break;
-        queue.shift();
+    const isExpired = (waiting: WaitingClaim): boolean => {
+      const job = this.jobs.get(waiting.name);
+      return job === undefined || this.clock.nowMs() - waiting.startMs > Math.max(job.spec.catchUp.windowMs, ON_TIME_GRACE_MS);
+    };
+    const onExpired = (): void => { this.counters.slotsTooLate++; };
+    for (const [queue, isProcess] of [[this.waitingClaims, false], [this.waitingProcessClaims, true]] as const) {
+      while (queue.size > 0) {
+        const atBound = this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax
+          || (isProcess && this.runs.processClaimsInFlight() >= WORKER_LIMITS.processClaimsInFlightMax);
+        if (atBound) break;
+        // Live runs at their bound: the queue waits for a run to end (a tick looks again).
+        const head = queue.peek();
+        const headJob = head === undefined ? undefined : this.jobs.get(head.name);
+        if (headJob !== undefined && !this.runs.hasRoomFor(headJob.spec)) break;
         const nowMs = this.clock.nowMs();
-        if (nowMs - next.slot.startMs > Math.max(job.spec.catchUp.windowMs, ON_TIME_GRACE_MS)) {
-          this.counters.slotsTooLate++;
+        const next = queue.next(nowMs, isExpired, onExpired);
+        if (next === undefined) break;
+        const job = this.jobs.get(next.name);
+        if (job === undefined || !this.isStillWanted(next.name, next.slot.slotMs, next.scheduled)) continue;
+        if (isExpired(next)) {
+          onExpired();
           continue;
         }
         const launched = this.launch(job, next.slot, next.catchUp, nowMs, session, next.triggeredBy, !next.scheduled);

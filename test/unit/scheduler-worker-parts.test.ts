@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { preferredWorker } from '../../worker/preferred.js';
 import { OutputTail } from '../../worker/executor/output-tail.js';
+import { ClaimQueue } from '../../worker/claim-queue.js';
 
 describe('preferred worker (rendezvous hashing)', () => {
   const workers = ['w1', 'w2', 'w3'];
@@ -47,5 +48,42 @@ describe('output tail', () => {
     tail.push(Buffer.from('x'.repeat(25)));
     expect(tail.text()).toBe('x'.repeat(10));
     expect(tail.droppedBytes).toBe(28);
+  });
+});
+
+describe('claim queue (slots waiting for room among the claims in flight)', () => {
+  const slot = (name: string, startMs: number): { name: string; startMs: number } => ({ name, startMs });
+  const neverExpired = (): boolean => false;
+  const noExpiry = (): void => {};
+
+  it('gives on-time slots first, oldest first', () => {
+    const queue = new ClaimQueue<{ name: string; startMs: number }>(1_000);
+    queue.push(slot('a', 10_000));
+    queue.push(slot('b', 10_500));
+    queue.push(slot('c', 11_000));
+    expect(queue.next(10_600, neverExpired, noExpiry)?.name).toBe('a');
+    expect(queue.next(10_600, neverExpired, noExpiry)?.name).toBe('b');
+    expect(queue.size).toBe(1);
+  });
+
+  it('lets a backlog wait behind on-time slots, then serves it newest first', () => {
+    const queue = new ClaimQueue<{ name: string; startMs: number }>(1_000);
+    for (let i = 0; i < 5; i++) queue.push(slot(`old-${i}`, 1_000 + i));
+    queue.push(slot('fresh', 9_900));
+    // At 10 s the five old slots are more than 1 s late: the fresh one goes first.
+    expect(queue.next(10_000, neverExpired, noExpiry)?.name).toBe('fresh');
+    expect(queue.next(10_000, neverExpired, noExpiry)?.name).toBe('old-4');
+    expect(queue.next(10_000, neverExpired, noExpiry)?.name).toBe('old-3');
+  });
+
+  it('drops late slots past their deadline, oldest first, and reports each', () => {
+    const queue = new ClaimQueue<{ name: string; startMs: number }>(1_000);
+    for (let i = 0; i < 4; i++) queue.push(slot(`s-${i}`, i * 1_000));
+    const expired: string[] = [];
+    const next = queue.next(8_000, (s) => 8_000 - s.startMs > 6_500, (s) => expired.push(s.name));
+    expect(expired).toEqual(['s-0', 's-1']);
+    expect(next?.name).toBe('s-3');
+    expect(queue.next(8_000, neverExpired, noExpiry)?.name).toBe('s-2');
+    expect(queue.next(8_000, neverExpired, noExpiry)).toBeUndefined();
   });
 });

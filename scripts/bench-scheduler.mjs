@@ -32,6 +32,7 @@ import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join, resolve } from 'node:path';
 
 const REPO = resolve(import.meta.dirname, '..');
@@ -52,7 +53,15 @@ async function workerMode([id, endpoints]) {
     id, client: { endpoints }, leaseTtlSeconds: 5, logger: createLogger('warn'), benchNoopExecutor: true,
   });
   process.stdout.write(`ready ${id}\n`);
-  const report = () => process.stdout.write(`stats ${JSON.stringify(handle.stats())}\n`);
+  // The worker's longest event-loop stall per report interval, logged when over 500 ms.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const report = () => {
+    const stallMs = loop.max / 1e6;
+    if (stallMs > 500) process.stderr.write(`{"msg":"event loop stalled","stallMs":${Math.round(stallMs)},"atMs":${Date.now()}}\n`);
+    loop.reset();
+    process.stdout.write(`stats ${JSON.stringify(handle.stats())}\n`);
+  };
   const timer = setInterval(report, 1000);
   process.on('SIGTERM', () => {
     clearInterval(timer);
@@ -443,6 +452,8 @@ function warningCounts(workers) {
     for (const line of w.stderr.split('\n')) {
       const msg = /"msg":"([^"]*)"/.exec(line)?.[1];
       if (msg !== undefined) counts[msg] = (counts[msg] ?? 0) + 1;
+      // A lost lease costs the runs it held: say why (deadline or expired, how late).
+      if (msg === 'lease lost' || msg === 'event loop stalled') log(`${w.name}: ${line.slice(0, 400)}`);
     }
   }
   return counts;

@@ -11,7 +11,7 @@ import { deserializeJobSpec } from '../shared/job/parse.js';
 import { creationCursorMs } from '../shared/job/creation.js';
 import { compileSchedule, type CompiledSchedule } from '../shared/job/schedule.js';
 import type { JobSpec } from '../shared/job/spec.js';
-import { decodeRetryRequest, decodeWorkerInfo, encodeRecord, type RetryRequest, type WorkerInfo } from '../shared/history/records.js';
+import { decodeLockValue, decodeRetryRequest, decodeWorkerInfo, encodeRecord, type RetryRequest, type WorkerInfo } from '../shared/history/records.js';
 import { revisionOf } from '../shared/etcd/txn.js';
 import { jitterOffsetMs, memoNextSlot } from '../master/planner/slots.js';
 import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
@@ -140,6 +140,8 @@ class Worker {
    * skips its takeover read: that read was 2 of the 5 store requests per start (issue 5 bench).
    */
   private readonly claimsSeen = new Set<string>();
+  /** When each worker's latest claim (a lock it created) was seen: a worker still claiming is alive. */
+  private readonly lastClaimSeenMs = new Map<string, number>();
   /** False during the initial read of /cron/jobs/, true once the watch delivers changes. */
   private jobsLoaded = false;
   private readonly counters = {
@@ -184,7 +186,7 @@ class Worker {
     this.jobsLoaded = true;
     // Lock deletes we did not make ourselves mean: job kill, Replace overlap, or our lease expired.
     this.caches.push(await openPrefixCache(this.client, LOCKS_PREFIX, {
-      put: (key) => this.onLockPut(key),
+      put: (key, kv) => this.onLockPut(key, kv),
       delete: (key) => this.runs.onLockDeleted(key, this.session?.isAlive() ?? false),
     }, this.logger));
     this.caches.push(await openPrefixCache(this.client, RETRIES_PREFIX, {
@@ -286,7 +288,9 @@ class Worker {
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, nextSlot: memoNextSlot(compiled.schedule) });
   }
 
-  private onLockPut(key: string): void {
+  private onLockPut(key: string, kv: IKeyValue): void {
+    const worker = decodeLockValue(kv.value.toString())?.worker;
+    if (worker !== undefined) this.lastClaimSeenMs.set(worker, this.clock.nowMs());
     if (this.claimsSeen.size >= CLAIMS_SEEN_MAX) {
       const oldest = this.claimsSeen.values().next();
       if (oldest.done !== true) this.claimsSeen.delete(oldest.value);
@@ -518,11 +522,13 @@ class Worker {
       if (preferred !== this.id) {
         if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
         if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;
-        // A preferred worker still registered is most likely behind, not gone (a dead one stays
-        // registered until its lease expires): taking its slots over now would double the claims
-        // just when the store is the bottleneck. It gets until the late takeover instant.
+        // A preferred worker whose claims keep appearing (its locks, on our watch) is behind, not
+        // gone: taking its slots over now would double the claims just when the store is the
+        // bottleneck. It gets until the late takeover instant. A dead or frozen one stops
+        // claiming, and its slots are taken over at once.
         const lateTakeoverMs = slot.startMs + LATE_TAKEOVER_FACTOR * this.takeoverDelayMs;
-        if (nowMs < lateTakeoverMs && preferred !== undefined && this.liveWorkers.has(preferred)) return lateTakeoverMs;
+        const lastClaimMs = preferred === undefined ? undefined : this.lastClaimSeenMs.get(preferred);
+        if (nowMs < lateTakeoverMs && lastClaimMs !== undefined && nowMs - lastClaimMs < this.takeoverDelayMs) return lateTakeoverMs;
         isTakeover = true;
       }
     }

@@ -21,6 +21,9 @@ export interface KvRow {
   readonly tombstone: boolean;
 }
 
+/** A row's place and kind, without its value. */
+export type RowHead = Pick<KvRow, 'main' | 'sub' | 'key' | 'tombstone'>;
+
 interface RawKvRow {
   main: bigint;
   sub: bigint;
@@ -68,6 +71,7 @@ export class Backend {
     scanFrom: Statement;
     scanAll: Statement;
     scanPage: Statement;
+    scanHeadsPage: Statement;
     getMeta: Statement;
     setMeta: Statement;
     putLease: Statement;
@@ -117,6 +121,7 @@ export class Backend {
       scanFrom: prepare('SELECT * FROM kv WHERE main >= ? ORDER BY main, sub LIMIT ?', true),
       scanAll: prepare('SELECT * FROM kv ORDER BY main, sub', true),
       scanPage: prepare('SELECT * FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?', true),
+      scanHeadsPage: prepare('SELECT main, sub, key, tombstone FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?'),
       getMeta: prepare('SELECT value FROM meta WHERE name = ?').pluck(),
       setMeta: prepare('INSERT OR REPLACE INTO meta VALUES (?, ?)'),
       putLease: prepare('INSERT OR REPLACE INTO lease VALUES (?, ?)'),
@@ -169,6 +174,12 @@ export class Backend {
   /** Up to `limit` rows after (main, sub), at revisions up to `upTo`, in revision order. */
   scanPage(after: { readonly main: number; readonly sub: number }, upTo: number, limit: number): KvRow[] {
     return (this.stmts.scanPage.all(after.main, after.sub, upTo, limit) as RawKvRow[]).map(toRow);
+  }
+
+  /** scanPage without values and the rest: where each key's revisions are (a hash's first pass). */
+  scanHeadsPage(after: { readonly main: number; readonly sub: number }, upTo: number, limit: number): RowHead[] {
+    return (this.stmts.scanHeadsPage.all(after.main, after.sub, upTo, limit) as { main: number; sub: number; key: Buffer; tombstone: number }[])
+      .map((r) => ({ main: r.main, sub: r.sub, key: r.key, tombstone: r.tombstone !== 0 }));
   }
 
   getMeta(name: string): unknown {

@@ -1,6 +1,6 @@
 import { ProtoWriter } from '../wire/proto-writer.js';
 import { crc32c } from '../wire/crc32c.js';
-import type { KvRow } from './backend.js';
+import type { KvRow, RowHead } from './backend.js';
 
 /**
  * etcd 3.4's HashKV, computed from our rows: CRC-32C over the bucket name "key", then, in revision
@@ -20,12 +20,15 @@ export function hashKeyValues(
   return hash.value;
 }
 
-/** hashKeyValues over rows read a page at a time (the event loop runs between pages). */
+/**
+ * hashKeyValues over rows read a page at a time (the event loop runs between pages); the first
+ * pass needs only where each key's revisions are (`heads`), not the values.
+ */
 export async function hashKeyValuesInSteps(
-  rows: () => AsyncIterable<KvRow>, upToRevision: number, compactRevision: number,
+  heads: () => AsyncIterable<RowHead>, rows: () => AsyncIterable<KvRow>, upToRevision: number, compactRevision: number,
 ): Promise<number> {
   const hash = new KeyValueHash(upToRevision, compactRevision);
-  for await (const row of rows()) if (!hash.note(row)) break;
+  for await (const head of heads()) if (!hash.note(head)) break;
   for await (const row of rows()) if (!hash.add(row)) break;
   return hash.value;
 }
@@ -40,7 +43,7 @@ class KeyValueHash {
   constructor(private readonly upToRevision: number, private readonly compactRevision: number) {}
 
   /** First pass; false once past the hashed revision. */
-  note(row: KvRow): boolean {
+  note(row: RowHead): boolean {
     if (row.main > this.upToRevision) return false;
     this.newest.set(row.key.toString('latin1'), { main: row.main, sub: row.sub, tombstone: row.tombstone });
     return true;

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { Backend, KvRow } from '../mvcc/backend.js';
+import type { Backend, KvRow, RowHead } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
 import { hashKeyValuesInSteps } from '../mvcc/kv-hash.js';
 import { writeEtcdSnapshot } from '../snapshot/etcd-snapshot.js';
@@ -51,15 +51,26 @@ class ViewClosedError extends Error {
  * Every row of the view up to `upTo`, in revision order. The caller's work on the rows counts
  * against the turn's budget: the generator resumes only once the caller is done with a row.
  */
-async function* rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
+function rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
+  return pagesOf(view, (after) => view.backend.scanPage(after, upTo, ROWS_PER_PAGE));
+}
+
+/** rowsOf without the values: where each key's revisions are. */
+function headsOf(view: ReadView, upTo: number): AsyncGenerator<RowHead> {
+  return pagesOf(view, (after) => view.backend.scanHeadsPage(after, upTo, ROWS_PER_PAGE));
+}
+
+async function* pagesOf<T extends RowHead>(
+  view: ReadView, page: (after: { main: number; sub: number }) => T[],
+): AsyncGenerator<T> {
   let after = { main: -1, sub: -1 };
   let turnStartedMs = performance.now();
   for (;;) {
     if (!view.isOpen()) throw new ViewClosedError();
-    const page = view.backend.scanPage(after, upTo, ROWS_PER_PAGE);
-    yield* page;
-    const last = page[page.length - 1];
-    if (last === undefined || page.length < ROWS_PER_PAGE) return;
+    const rows = page(after);
+    yield* rows;
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < ROWS_PER_PAGE) return;
     after = { main: last.main, sub: last.sub };
     if (performance.now() - turnStartedMs >= TURN_BUDGET_MS) {
       await nextTurn();
@@ -75,7 +86,9 @@ export class Maintenance {
 
   /** Maintenance.Hash: the key-value history at the current revision (not the file: members agree). */
   hash(): Promise<number> {
-    return this.withView((view) => hashKeyValuesInSteps(() => rowsOf(view, view.currentRev), view.currentRev, -1));
+    return this.withView((view) => hashKeyValuesInSteps(
+      () => headsOf(view, view.currentRev), () => rowsOf(view, view.currentRev), view.currentRev, -1,
+    ));
   }
 
   /** Maintenance.HashKV at `revision` (0: the current one); the caller has checked it is in range. */
@@ -84,7 +97,7 @@ export class Maintenance {
       // A compaction applied while the view waited for the previous one may have passed it.
       if (revision > 0 && revision <= view.compactRev) throw new StoreError('compacted');
       const upTo = revision === 0 ? view.currentRev : revision;
-      const hash = await hashKeyValuesInSteps(() => rowsOf(view, upTo), upTo, view.compactRev);
+      const hash = await hashKeyValuesInSteps(() => headsOf(view, upTo), () => rowsOf(view, upTo), upTo, view.compactRev);
       return { hash, compactRevision: view.compactRev };
     });
   }

@@ -115,6 +115,8 @@ class Worker {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly client: Etcd3;
+  /** The lease's grant, keep-alives and revoke, on a connection of their own (EtcdClientOptions.ownConnection). */
+  private readonly sessionClient: Etcd3;
   /** The store user this worker connects as, named in permission errors. */
   private readonly storeUser: string | undefined;
   private readonly tags: readonly string[];
@@ -155,6 +157,7 @@ class Worker {
     this.clock = options.clock ?? systemClock;
     this.logger = (options.logger ?? createLogger('info')).child({ component: 'worker', worker: this.id });
     this.client = createEtcdClient(options.client ?? {});
+    this.sessionClient = createEtcdClient({ ...options.client, ownConnection: true });
     this.storeUser = options.client?.credentials?.user ?? resolveCredentials(undefined, undefined, options.client?.env)?.user;
     this.tags = [...(options.tags ?? [])];
     this.leaseTtlSeconds = options.leaseTtlSeconds ?? WORKER_DEFAULTS.leaseTtlSeconds;
@@ -206,8 +209,14 @@ class Worker {
     this.stopping = true;
     this.tickTimer?.cancel();
     for (const cache of this.caches) void Promise.resolve(cache.close()).catch(() => undefined);
-    void this.session?.close().finally(() => this.client.close());
-    if (this.session === undefined) this.client.close();
+    void this.session?.close().finally(() => {
+      this.client.close();
+      this.sessionClient.close();
+    });
+    if (this.session === undefined) {
+      this.client.close();
+      this.sessionClient.close();
+    }
     this.guard.close();
   }
 
@@ -219,12 +228,13 @@ class Worker {
     await Promise.all(this.caches.map((c) => c.close()));
     await this.session?.close();
     this.client.close();
+    this.sessionClient.close();
     this.guard.close();
     this.logger.info('worker stopped');
   }
 
   private async openSession(): Promise<void> {
-    const session = await openSession(this.client, this.leaseTtlSeconds, this.clock, this.logger);
+    const session = await openSession(this.sessionClient, this.leaseTtlSeconds, this.clock, this.logger);
     const info: WorkerInfo = {
       id: this.id, tags: this.tags, hostname: hostname(), pid: process.pid, startedAtMs: this.clock.nowMs(),
       leaseId: session.leaseId, leaseTtlSeconds: session.ttlSeconds,

@@ -19,6 +19,12 @@ export interface EtcdClientOptions {
   /** --cacert, --cert, --key; each falls back to env ETCRON_CACERT, ETCRON_CERT, ETCRON_KEY. */
   readonly tls?: ClientTlsFiles;
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * A TCP connection of its own, not shared with other clients to the same endpoints (grpc-js
+   * shares one per target by default). For a lease's keep-alives: on a shared connection their
+   * answers queue behind megabytes of range replies and watch events a busy process has not read yet.
+   */
+  readonly ownConnection?: boolean;
 }
 
 export function resolveEndpoints(options: EtcdClientOptions = {}): string[] {
@@ -108,6 +114,7 @@ export function createEtcdClient(options: EtcdClientOptions = {}): Etcd3 {
       'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
       'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
       'grpc.keepalive_permit_without_calls': 0,
+      ...(options.ownConnection === true ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
     },
     ...(tlsCredentials === undefined ? {} : { credentials: tlsCredentials }),
     ...(credentials === undefined ? {} : { auth: { username: credentials.user, password: credentials.password } }),

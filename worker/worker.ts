@@ -586,7 +586,10 @@ class Worker {
       const job = this.jobs.get(waiting.name);
       return job === undefined || this.clock.nowMs() - waiting.startMs > Math.max(job.spec.catchUp.windowMs, ON_TIME_GRACE_MS);
     };
-    const onExpired = (): void => { this.counters.slotsTooLate++; };
+    // Counted only if nobody claimed it meanwhile (a takeover candidate's slot usually was).
+    const onExpired = (waiting: WaitingClaim): void => {
+      if (!this.claimsSeen.has(lockKey(waiting.name, waiting.slot.slotMs))) this.counters.slotsTooLate++;
+    };
     for (const [queue, isProcess] of [[this.waitingClaims, false], [this.waitingProcessClaims, true]] as const) {
       while (queue.size > 0) {
         const atBound = this.runs.claimsInFlight() >= WORKER_LIMITS.claimsInFlightMax
@@ -602,7 +605,7 @@ class Worker {
         const job = this.jobs.get(next.name);
         if (job === undefined || !this.isStillWanted(next.name, next.slot.slotMs, next.scheduled)) continue;
         if (isExpired(next)) {
-          onExpired();
+          onExpired(next);
           continue;
         }
         const launched = this.launch(job, next.slot, next.catchUp, nowMs, session, next.triggeredBy, !next.scheduled);

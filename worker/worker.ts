@@ -136,6 +136,8 @@ class Worker {
   /** Slots waiting for room among the claims in flight; process jobs apart (their own bound). */
   private readonly waitingClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
   private readonly waitingProcessClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
+  /** Slots of other workers waiting for their takeover instant (cancelled on stop). */
+  private readonly takeoverTimers = new Set<Timer>();
   /**
    * Lock keys this worker saw created (its /cron/lock/ watch), oldest first. A slot whose lock
    * appeared was claimed, and its run record can never be reopened, so a non-preferred worker
@@ -208,6 +210,7 @@ class Worker {
   abandon(): void {
     this.stopping = true;
     this.tickTimer?.cancel();
+    this.cancelWaiting();
     for (const cache of this.caches) void Promise.resolve(cache.close()).catch(() => undefined);
     void this.session?.close().finally(() => {
       this.client.close();
@@ -224,6 +227,7 @@ class Worker {
     if (this.stopping) return;
     this.stopping = true;
     this.tickTimer?.cancel();
+    this.cancelWaiting();
     await this.runs.stopAll('shutdown');
     await Promise.all(this.caches.map((c) => c.close()));
     await this.session?.close();
@@ -231,6 +235,14 @@ class Worker {
     this.sessionClient.close();
     this.guard.close();
     this.logger.info('worker stopped');
+  }
+
+  /** Slots not claimed yet are let go: the other workers take them over. */
+  private cancelWaiting(): void {
+    for (const timer of this.takeoverTimers) timer.cancel();
+    this.takeoverTimers.clear();
+    this.waitingClaims.clear();
+    this.waitingProcessClaims.clear();
   }
 
   private async openSession(): Promise<void> {
@@ -491,7 +503,8 @@ class Worker {
   /** Looks at a slot preferred for another worker again at `atMs`, its takeover instant. */
   private deferToTakeover(name: string, slot: DueSlot, catchUp: boolean, atMs: number, waiting?: WaitingClaim): void {
     this.counters.slotsDeferred++;
-    this.clock.setTimer(atMs - this.clock.nowMs(), () => {
+    const timer = this.clock.setTimer(atMs - this.clock.nowMs(), () => {
+      this.takeoverTimers.delete(timer);
       const session = this.session;
       const job = this.jobs.get(name);
       if (this.stopping || session === undefined || !session.isAlive() || job === undefined) return;
@@ -499,6 +512,7 @@ class Worker {
       const launched = this.launch(job, slot, catchUp, this.clock.nowMs(), session, waiting?.triggeredBy, waiting?.scheduled === false);
       if (launched !== true) this.deferToTakeover(name, slot, catchUp, launched, waiting);
     });
+    this.takeoverTimers.add(timer);
   }
 
   /** Whether a slot waiting here should still be claimed: a schedule's slot still in it, a manual run of a runnable job. */

@@ -207,7 +207,8 @@ export class RunManager {
 
   private async claimAndRunNow(request: LaunchRequest, attempt: number, previousRunModRevision?: number): Promise<boolean> {
     const { spec, slotMs, session } = request;
-    // Held claims (claimed ahead) are not runs yet: a second of slots at 1,000/s is hundreds of them.
+    // The worker queues slots while runs are at their bound (hasRoomFor); this is the last guard.
+    // Held claims (claimed ahead) are not runs yet and do not count.
     if (this.draining || !this.hasRoomFor(spec) || !session.isAlive()) return false;
     const replaceLocks = spec.overlap === 'Replace' ? await this.currentLocks(spec) : [];
     const claimStartedMs = performance.now();

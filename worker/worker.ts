@@ -14,7 +14,7 @@ import type { JobSpec } from '../shared/job/spec.js';
 import { decodeLockValue, decodeRetryRequest, decodeWorkerInfo, encodeRecord, type RetryRequest, type WorkerInfo } from '../shared/history/records.js';
 import { revisionOf } from '../shared/etcd/txn.js';
 import { jitterOffsetMs, memoNextSlot } from '../master/planner/slots.js';
-import { ON_TIME_GRACE_MS, planDueSlots, type DueSlot } from '../master/planner/catch-up.js';
+import { ON_TIME_GRACE_MS, planDueSlots, startDeadlineMs, type DueSlot } from '../master/planner/catch-up.js';
 import { openSession, type Session } from './session.js';
 import { startRunGuard, type RunGuard } from './executor/run-guard.js';
 import { openPrefixCache, type PrefixCache } from '../shared/etcd/prefix-cache.js';
@@ -598,7 +598,7 @@ class Worker {
     if (this.stopping || session === undefined || !session.isAlive()) return;
     const isExpired = (waiting: WaitingClaim): boolean => {
       const job = this.jobs.get(waiting.name);
-      return job === undefined || this.clock.nowMs() - waiting.startMs > Math.max(job.spec.catchUp.windowMs, ON_TIME_GRACE_MS);
+      return job === undefined || this.clock.nowMs() > startDeadlineMs(waiting.slot, job.spec.catchUp.windowMs);
     };
     // Counted only if nobody claimed it meanwhile (a takeover candidate's slot usually was).
     const onExpired = (waiting: WaitingClaim): void => {

@@ -75,8 +75,8 @@ export function maintenanceService(ctx: ApiContext): UntypedServiceImplementatio
     HashKV: unary(ctx, async (w, call) => {
       await requireRoot(call);
       const requested = int(w['revision']);
-      // As etcd: only a positive revision is checked; 0 means current, a negative one hashes nothing.
-      if (requested > 0 && requested <= server.kv.compactRev) throw new StoreError('compacted');
+      // As etcd: only a positive revision is checked (at or below the compaction point: hashKv
+      // refuses it); 0 means current, a negative one hashes nothing.
       if (requested > server.kv.currentRev) throw new StoreError('future-rev');
       const { hash, compactRevision } = await server.maintenance.hashKv(requested);
       return { header: ctx.header(), hash, compact_revision: compactRevision };

@@ -308,7 +308,7 @@ export class EtcdServer {
 
   /** The other members and the URL each is dialled at (none for a one-member store). */
   peersToCheck(): PeerToCheck[] {
-    return this.peerAddresses().map((p) => ({ id: p.id, url: p.url }));
+    return this.peerAddresses();
   }
 
   /** Asks a peer for its HashKV at `revision` over the peer transport. */

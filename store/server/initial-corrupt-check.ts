@@ -32,7 +32,6 @@ export type LocalHash = Extract<KvHashResult, { kind: 'hash' }>;
 export async function hashKVAt(kv: MvccStore, maintenance: Maintenance, revision: number): Promise<KvHashResult> {
   if (revision > kv.currentRev) return { kind: 'future-rev', revision: kv.currentRev, compactRevision: kv.compactRev };
   try {
-    if (revision > 0 && revision <= kv.compactRev) throw new StoreError('compacted');
     const { hash, compactRevision } = await maintenance.hashKv(revision);
     return { kind: 'hash', hash, revision: kv.currentRev, compactRevision };
   } catch (err) {

@@ -375,52 +375,46 @@ export class PeerTransport {
   }
 
   private onLease(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
-    const refusal = this.refusePeerCertificate(call);
-    if (refusal !== null) {
-      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
-      return;
-    }
-    let request: LeaseRenewRequest;
-    try {
-      request = decodeFrame<LeaseRenewRequest>(call.request);
-    } catch {
-      callback({ code: status.INVALID_ARGUMENT, details: 'malformed lease request' });
-      return;
-    }
-    if (request.clusterId !== this.clusterId) {
-      callback({ code: status.FAILED_PRECONDITION, details: 'cluster ID mismatch' });
-      return;
-    }
-    this.handlers.leaseRequest(request).then(
-      (response) => callback(null, encodeFrame(response)),
-      (err: unknown) => callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) }),
-    );
+    this.serveUnary<LeaseRenewRequest, LeaseRenewResponse>(call, callback, 'lease request',
+      (request) => (request.clusterId === this.clusterId ? null : 'cluster ID mismatch'),
+      (request) => this.handlers.leaseRequest(request));
   }
 
   private onHashKV(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    this.serveUnary<HashKVRequest, HashKVResponse>(call, callback, 'hash kv request',
+      (request) => this.refuse(request.clusterId, request.from),
+      async (request) => ({ ...await this.handlers.hashKV(request.revision), memberId: this.self }));
+  }
+
+  /**
+   * The peer unary calls' common path: the peer's certificate, the frame, the caller (`refuse`
+   * names why not), then `answer`, whose failure is UNAVAILABLE with its message.
+   */
+  private serveUnary<Request, Response extends object>(
+    call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, what: string,
+    refuse: (request: Request) => string | null, answer: (request: Request) => Promise<Response>,
+  ): void {
     const refusal = this.refusePeerCertificate(call);
     if (refusal !== null) {
       callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
       return;
     }
-    let request: HashKVRequest;
+    let request: Request;
     try {
-      request = decodeFrame<HashKVRequest>(call.request);
+      request = decodeFrame<Request>(call.request);
     } catch {
-      callback({ code: status.INVALID_ARGUMENT, details: 'malformed hash kv request' });
+      callback({ code: status.INVALID_ARGUMENT, details: `malformed ${what}` });
       return;
     }
-    const refused = this.refuse(request.clusterId, request.from);
+    const refused = refuse(request);
     if (refused !== null) {
       callback({ code: status.FAILED_PRECONDITION, details: refused });
       return;
     }
-    this.handlers.hashKV(request.revision).then((result) => {
-      const answer: HashKVResponse = { ...result, memberId: this.self };
-      callback(null, encodeFrame(answer));
-    }, (err: unknown) => {
-      callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) });
-    });
+    answer(request).then(
+      (response) => callback(null, encodeFrame(response)),
+      (err: unknown) => callback({ code: status.UNAVAILABLE, details: err instanceof Error ? err.message : String(err) }),
+    );
   }
 
   private link(peer: MemberId): PeerLink | undefined {
@@ -548,15 +542,7 @@ export class PeerTransport {
 
   /** Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). */
   leaseCall(leader: MemberId, request: Omit<LeaseRenewRequest, 'clusterId'>, timeoutMs: number): Promise<LeaseRenewResponse> {
-    const link = this.link(leader);
-    if (link === undefined) return Promise.reject(new Error('unknown leader'));
-    return new Promise((resolve, reject) => {
-      link.client.makeUnaryRequest<Buffer, Buffer>(
-        '/etcron.peer.Raft/Lease', identity, identity,
-        encodeFrame({ ...request, clusterId: this.clusterId }), new Metadata(), { deadline: Date.now() + timeoutMs },
-        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<LeaseRenewResponse>(value))),
-      );
-    });
+    return this.unaryCall<LeaseRenewResponse>(leader, '/etcron.peer.Raft/Lease', { ...request, clusterId: this.clusterId }, timeoutMs, 'unknown leader');
   }
 
   /** Refuses Raft traffic both ways until releaseRaft(); other peer calls are served meanwhile. */
@@ -570,13 +556,18 @@ export class PeerTransport {
 
   /** Asks member `peer` for its HashKV at `revision`, within `timeoutMs`. */
   hashKVCall(peer: MemberId, revision: number, timeoutMs: number): Promise<HashKVResponse> {
-    const link = this.link(peer);
-    if (link === undefined) return Promise.reject(new Error(`unknown member ${peer.toString(16)}`));
     const request: HashKVRequest = { clusterId: this.clusterId, from: this.self, revision };
+    return this.unaryCall<HashKVResponse>(peer, '/etcron.peer.Raft/HashKV', request, timeoutMs, `unknown member ${peer.toString(16)}`);
+  }
+
+  /** One unary peer call to `peer`: the request framed, the answer unframed, within `timeoutMs`. */
+  private unaryCall<Response>(peer: MemberId, path: string, request: object, timeoutMs: number, unknownPeer: string): Promise<Response> {
+    const link = this.link(peer);
+    if (link === undefined) return Promise.reject(new Error(unknownPeer));
     return new Promise((resolve, reject) => {
       link.client.makeUnaryRequest<Buffer, Buffer>(
-        '/etcron.peer.Raft/HashKV', identity, identity, encodeFrame(request), new Metadata(), { deadline: Date.now() + timeoutMs },
-        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<HashKVResponse>(value))),
+        path, identity, identity, encodeFrame(request), new Metadata(), { deadline: Date.now() + timeoutMs },
+        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<Response>(value))),
       );
     });
   }

@@ -45,11 +45,14 @@ async function put(cluster: Cluster, via: number, key: string, value: string): P
   }, 20_000, 100);
 }
 
+/** The key's value read through member `via`, once it answers (a restarted member may have no leader yet). */
 async function valueAt(cluster: Cluster, via: number, key: string): Promise<string | null> {
-  const outcome = await cluster.client(via).call('KV', 'Range', { key: Buffer.from(key) }, 5_000);
-  if (!outcome.ok) throw new Error(`range ${key} on m${via + 1}: ${outcome.code}: ${outcome.message}`);
-  const kv = list(outcome.value, 'kvs')[0];
-  return kv === undefined ? null : bytes(kv, 'value').toString();
+  return waitFor(`range ${key} on m${via + 1}`, async () => {
+    const outcome = await cluster.client(via).call('KV', 'Range', { key: Buffer.from(key) }, 5_000);
+    if (!outcome.ok) throw new Error(`${outcome.code}: ${outcome.message}`);
+    const kv = list(outcome.value, 'kvs')[0];
+    return kv === undefined ? null : bytes(kv, 'value').toString();
+  }, 15_000, 100);
 }
 
 describe.skipIf(clusterSubject() !== 'etcron')(`3 etcron members with ${FLAG}`, () => {

@@ -36,5 +36,11 @@ export function shortTime(ms: number | undefined | null): string {
 export function durationText(startMs: number | undefined, endMs: number | undefined): string {
   if (startMs === undefined || endMs === undefined) return '-';
   const ms = endMs - startMs;
-  return ms < 10_000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+  return Math.abs(ms) < 10_000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** `toMs` relative to `fromMs`, signed: "+850ms", "+12.0s", "-3ms" (a worker's clock ahead). */
+export function offsetText(fromMs: number, toMs: number | undefined): string {
+  if (toMs === undefined || !Number.isFinite(fromMs)) return '-';
+  return `${toMs >= fromMs ? '+' : ''}${durationText(fromMs, toMs)}`;
 }

@@ -6,7 +6,7 @@ import { chunkBySize } from '../shared/chunks.js';
 import { ApiRefusal, CliError, type ApiClient } from './scheduler-api-client.js';
 import { action, apiClient, withApiAccessOptions, withClientOptions, type ApiAccessFlags, type ClientFlags } from './scheduler-common.js';
 import { addJobFlags, specFromFlags, type JobFlagValues } from './scheduler-job-flags.js';
-import { durationText, printJson, renderTable } from './scheduler-format.js';
+import { durationText, offsetText, printJson, renderTable } from './scheduler-format.js';
 
 /** The API's JSON shapes the CLI reads (see master/job-routes.ts and master/inspect-routes.ts). */
 interface JobView {
@@ -249,10 +249,12 @@ function registerRunCommands(job: Command): void {
       if (flags.output === 'json') return printJson(result);
       process.stdout.write(`# job ${name} at revision ${result.revision}\n`);
       process.stdout.write(renderTable(
-        ['SLOT', 'STATE', 'ATTEMPT', 'WORKER', 'FENCE', 'EXIT', 'DURATION', 'REASON'],
+        // STARTED: how long after its slot the run started (jitter included): late starts show here.
+        ['SLOT', 'STATE', 'ATTEMPT', 'WORKER', 'FENCE', 'EXIT', 'DURATION', 'STARTED', 'REASON'],
         result.runs.map((r) => [
           r.slot, r.state + (r.catchUp === true ? ' (catch-up)' : ''), r.attempt, r.worker, r.fence,
           r.exitCode ?? r.signal ?? (r.httpStatus === undefined ? undefined : `HTTP ${r.httpStatus}`), durationText(r.startedAtMs, r.endedAtMs),
+          offsetText(Date.parse(r.slot), r.startedAtMs),
           [r.triggeredBy === undefined ? undefined : `after ${r.triggeredBy}`, r.reason].filter((t) => t !== undefined).join('; '),
         ]),
       ));

@@ -30,6 +30,7 @@ export interface JobFlagValues {
   readonly overlap?: string;
   readonly catchUpWindow?: string;
   readonly catchUpMax?: string;
+  readonly lateStart?: string;
   readonly tags?: string;
   readonly preferWorkers?: string;
   readonly broadcast?: boolean;
@@ -68,6 +69,7 @@ export const FLAG_FOR_FIELD: Readonly<Record<string, string>> = {
   overlap: '--overlap',
   'catchUp.windowMs': '--catch-up-window',
   'catchUp.max': '--catch-up-max',
+  'catchUp.lateStartMs': '--late-start',
   tags: '--tags',
   preferWorkers: '--prefer-workers',
   'history.countMax': '--history-count',
@@ -98,6 +100,7 @@ export function addJobFlags(command: Command): Command {
     .option('--overlap <policy>', 'Allow | Forbid | Replace | BufferOne (default Allow)')
     .option('--catch-up-window <duration>', 'run slots missed during downtime if younger than this (default 0)')
     .option('--catch-up-max <n>', 'at most this many missed slots are run (default 1)')
+    .option('--late-start <duration>', 'a slot delayed by load still starts if this late at most (default 60s)')
     .option('--tags <a,b>', 'only workers with all of these tags run the job')
     .option('--prefer-workers <id,id>', 'affinity: the first of these live workers runs each slot; others take over after their delay')
     .option('--broadcast', 'one run per eligible worker per slot')
@@ -149,6 +152,7 @@ export function specFromFlags(name: string, flags: JobFlagValues): Record<string
   const catchUp: Record<string, unknown> = {};
   if (flags.catchUpWindow !== undefined) catchUp['windowMs'] = flags.catchUpWindow;
   if (flags.catchUpMax !== undefined) catchUp['max'] = numberIfInteger(flags.catchUpMax);
+  if (flags.lateStart !== undefined) catchUp['lateStartMs'] = flags.lateStart;
   if (Object.keys(catchUp).length > 0) spec['catchUp'] = catchUp;
   if (flags.tags !== undefined) {
     spec['tags'] = flags.tags.split(',').map((t) => t.trim()).filter((t) => t.length > 0);

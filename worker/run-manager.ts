@@ -257,7 +257,7 @@ export class RunManager {
 
   /**
    * Forbid: record the slot as skipped. BufferOne: wait for the running one to end, but no longer
-   * than the next slot's start nor the slot's own start deadline (max(catch-up window, 5 s)), after
+   * than the next slot's start nor the slot's own start deadline (startLimitMs), after
    * which housekeeping would record it missed. At most one slot waits at a time because each gives
    * up when the next one begins (the most recent slot is kept, not the oldest).
    */
@@ -267,7 +267,7 @@ export class RunManager {
       const compiled = compileSchedule(spec.schedule, spec.timezone);
       const next = compiled.ok ? nextSlotMs(compiled.schedule, slotMs) : null;
       const startMs = slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs);
-      const giveUpMs = Math.min(next ?? slotMs, startDeadlineMs({ slotMs, startMs }, spec.catchUp.windowMs));
+      const giveUpMs = Math.min(next ?? slotMs, startDeadlineMs({ slotMs, startMs }, spec.catchUp));
       // A waiting slot is not a claim in flight: it must not hold back other jobs' claims.
       const spawns = isProcessJob(spec) ? 1 : 0;
       this.inFlight--;

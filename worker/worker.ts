@@ -60,6 +60,8 @@ interface JobState {
   schedule: CompiledSchedule;
   /** Every slot at or before this instant has been handled (claimed, delegated or left to housekeeping). */
   cursorMs: number;
+  /** Slots starting from here came due while this worker had the job: late ones are load, not downtime. */
+  readonly inViewSinceMs: number;
   /** nextSlotMs over this schedule, memoized: most ticks ask about the same cursors, and croner is not free. */
   nextSlot: (afterMs: number) => number | null;
   /** When to plan the job next: the first slot not yet due comes into the claim horizon then. */
@@ -129,6 +131,8 @@ class Worker {
   private readonly runs: RunManager;
   private readonly guard: RunGuard;
   private session: Session | undefined;
+  /** When the current session began: slots due while the worker had none are downtime (catch-up rules). */
+  private sessionSinceMs = Number.POSITIVE_INFINITY;
   private tickTimer: Timer | undefined;
   private stopping = false;
   private readonly runNowHandled = new Set<string>();
@@ -268,6 +272,7 @@ class Worker {
       if (!this.stopping) this.reopenSession();
     });
     this.session = session;
+    this.sessionSinceMs = this.clock.nowMs();
   }
 
   private reopenSession(): void {
@@ -307,7 +312,8 @@ class Worker {
     const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
     const createdCursorMs = isCreatedNow ? creationCursorMs(parsed.spec, nowMs) ?? nowMs : Number.NEGATIVE_INFINITY;
     const cursorMs = existing?.cursorMs ?? Math.max(nowMs - lookbackMs, createdCursorMs);
-    this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, nextSlot: memoNextSlot(compiled.schedule) });
+    const inViewSinceMs = existing?.inViewSinceMs ?? (isCreatedNow ? createdCursorMs : nowMs);
+    this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, inViewSinceMs, nextSlot: memoNextSlot(compiled.schedule) });
   }
 
   private onLockPut(key: string, kv: IKeyValue): void {
@@ -484,7 +490,7 @@ class Worker {
   private planJob(job: JobState, nowMs: number, session: Session): void {
     const due = this.dueSlots(job, nowMs);
     if (due.length === 0) return;
-    const plan = planDueSlots(due, nowMs, job.spec.catchUp.windowMs, job.spec.catchUp.max);
+    const plan = planDueSlots(due, nowMs, job.spec.catchUp, Math.max(job.inViewSinceMs, this.sessionSinceMs));
     this.counters.slotsTooLate += plan.tooLate.length;
     for (const slot of plan.overCap) this.runs.recordOverCap(job.spec, slot.slotMs, nowMs);
     const last = due[due.length - 1];
@@ -598,7 +604,7 @@ class Worker {
     if (this.stopping || session === undefined || !session.isAlive()) return;
     const isExpired = (waiting: WaitingClaim): boolean => {
       const job = this.jobs.get(waiting.name);
-      return job === undefined || this.clock.nowMs() > startDeadlineMs(waiting.slot, job.spec.catchUp.windowMs);
+      return job === undefined || this.clock.nowMs() > startDeadlineMs(waiting.slot, job.spec.catchUp);
     };
     // Counted only if nobody claimed it meanwhile (a takeover candidate's slot usually was).
     const onExpired = (waiting: WaitingClaim): void => {

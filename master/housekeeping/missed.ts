@@ -6,14 +6,14 @@ import type { CompiledSchedule } from '../../shared/job/schedule.js';
 import { recordNotStarted } from '../../shared/history/write.js';
 import { runIdFor, type RunRecord } from '../../shared/history/records.js';
 import { jitterOffsetMs, nextSlotMs } from '../planner/slots.js';
-import { MISSED_MARGIN_MS, ON_TIME_GRACE_MS } from '../planner/catch-up.js';
+import { MISSED_MARGIN_MS, startLimitMs } from '../planner/catch-up.js';
 
 /** Slots examined per job per pass; a long outage is worked off over several passes. */
 export const MISSED_SLOTS_PER_PASS_MAX = 500;
 
 /** The instant after which no worker will start `slotMs` any more (plus margin for clock skew). */
 export function missedAfterMs(spec: JobSpec, slotMs: number): number {
-  return slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs) + Math.max(spec.catchUp.windowMs, ON_TIME_GRACE_MS) + MISSED_MARGIN_MS;
+  return slotMs + jitterOffsetMs(spec.name, slotMs, spec.jitterMs) + startLimitMs(spec.catchUp) + MISSED_MARGIN_MS;
 }
 
 /** checkedUntil from the job's newest run key (the last key under its runs prefix), if any. */
@@ -92,9 +92,7 @@ export function notStartedRecord(spec: JobSpec, slotMs: number, nowMs: number, b
     ...(broadcastWorker === undefined ? {} : { worker: broadcastWorker }),
     ...(spec.paused
       ? { state: 'skipped', reason: 'job paused' }
-      : { state: 'missed', reason: spec.catchUp.windowMs > ON_TIME_GRACE_MS
-        ? `outside-catch-up-window: ${who} started it within ${spec.catchUp.windowMs} ms`
-        : `outside-catch-up-window: ${who} started it within ${ON_TIME_GRACE_MS} ms (no catch-up window)` }),
+      : { state: 'missed', reason: `outside-catch-up-window: ${who} started it within ${startLimitMs(spec.catchUp)} ms` }),
   };
 }
 

@@ -15,7 +15,7 @@ const TOP_FIELDS = [
   'alerts', 'after', 'createdAtMs',
 ] as const;
 const RETRY_FIELDS = ['count', 'backoffInitialMs', 'backoffMaxMs', 'backoffMultiplier'] as const;
-const CATCH_UP_FIELDS = ['windowMs', 'max'] as const;
+const CATCH_UP_FIELDS = ['windowMs', 'max', 'lateStartMs'] as const;
 const HISTORY_FIELDS = ['countMax', 'ageMs'] as const;
 const TAG_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:=-]*$/;
 
@@ -54,6 +54,7 @@ export function parseJobSpec(input: unknown): JobSpecResult {
   const catchUp = {
     windowMs: c.duration(catchUpInput['windowMs'], 'catchUp.windowMs', JOB_DEFAULTS.catchUp.windowMs, 0),
     max: c.integer(catchUpInput['max'], 'catchUp.max', JOB_DEFAULTS.catchUp.max, 0, JOB_LIMITS.catchUpMax),
+    lateStartMs: c.duration(catchUpInput['lateStartMs'], 'catchUp.lateStartMs', JOB_DEFAULTS.catchUp.lateStartMs, 0),
   };
 
   const tags = c.stringList(input['tags'], 'tags', JOB_LIMITS.tagsMax);

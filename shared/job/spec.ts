@@ -15,6 +15,12 @@ export interface CatchUpPolicy {
   readonly windowMs: number;
   /** At most this many past slots are run after downtime; older ones in the window are `missed`. */
   readonly max: number;
+  /**
+   * How late a slot that came due while a worker had the job in view may still start (workers
+   * busy, a claim queued, a takeover): load makes a run late, it does not drop it. The start
+   * deadline is max(windowMs, lateStartMs, 5 s) after the slot's start instant.
+   */
+  readonly lateStartMs: number;
 }
 
 export interface HistoryLimits {
@@ -114,7 +120,7 @@ export const JOB_DEFAULTS = {
   killGraceMs: 5_000,
   retries: { count: 0, backoffInitialMs: 1_000, backoffMaxMs: 60_000, backoffMultiplier: 2 },
   overlap: 'Allow',
-  catchUp: { windowMs: 0, max: 1 },
+  catchUp: { windowMs: 0, max: 1, lateStartMs: 60_000 },
   history: { countMax: 100, ageMs: 7 * 24 * 3_600_000 },
   outputTailBytesMax: 256 * 1024,
   jitterMs: 0,

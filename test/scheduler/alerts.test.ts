@@ -112,7 +112,7 @@ describe.skipIf(!hasStoreUnderTest())('alerts', () => {
   it('alerts on a missed slot, and not on runs in states the job did not ask for', async () => {
     await putJob(client, { name: 'fine', schedule: '* * * * * *', command: 'true', alerts: { webhook: { url: `${base}/fine` } } });
     await putJob(client, {
-      name: 'nowhere', schedule: '* * * * * *', command: 'true', tags: ['absent'], alerts: { on: ['missed'], webhook: { url: `${base}/nowhere` } },
+      name: 'nowhere', schedule: '* * * * * *', command: 'true', tags: ['absent'], catchUp: { lateStartMs: 0 }, alerts: { on: ['missed'], webhook: { url: `${base}/nowhere` } },
     });
     await waitFor('a missed alert', () => (received.some((r) => r.path === '/nowhere' && r.body['state'] === 'missed') ? true : undefined), 20_000, 100);
     const fineRuns = await historyRecords(client, 'fine');

@@ -43,7 +43,7 @@ describe.skipIf(!hasStoreUnderTest())('controlling runs from the CLI', () => {
   it('kills a live run, pauses and resumes the job, and shows the run output', { timeout: 180_000 }, async () => {
     const add = await runCli([
       'job', 'add', 'sleeper', '--schedule', '* * * * * *', '--overlap', 'Forbid', '--tags', 'blue',
-      '--command', 'echo "started $ETCRON_SLOT"; sleep 30', '--kill-grace', '1s',
+      '--command', 'echo "started $ETCRON_SLOT"; sleep 30', '--kill-grace', '1s', '--late-start', '0s',
     ], env);
     expect(add.code, add.stderr).toBe(0);
     const live = await waitFor('a live run', async () => (await locksOf('sleeper'))[0], 15_000);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { outputDelta } from '../../master/log-stream.js';
 import { parseListenAddress } from '../../cli/scheduler-daemon-commands.js';
 import { specFromFlags } from '../../cli/scheduler-job-flags.js';
-import { renderTable } from '../../cli/scheduler-format.js';
+import { offsetText, renderTable } from '../../cli/scheduler-format.js';
 import { parseApiUrls, CliError } from '../../cli/scheduler-api-client.js';
 import { readJobFile } from '../../cli/scheduler-job-commands.js';
 import { parseJobSpec } from '../../shared/job/index.js';
@@ -41,15 +41,16 @@ describe('flags', () => {
   it('maps job add flags onto a spec the parser accepts, leaving unset flags to defaults', () => {
     const raw = specFromFlags('nightly', {
       schedule: '0 0 * * *', command: 'true', timeout: '30s', retries: '3', retryBackoff: '2s', tags: 'a, b,',
-      env: ['A=1', 'B=x=y'], catchUpWindow: '1h', catchUpMax: '5', historyCount: '10', paused: true,
+      env: ['A=1', 'B=x=y'], catchUpWindow: '1h', catchUpMax: '5', lateStart: '2m', historyCount: '10', paused: true,
     });
     expect(raw).toEqual({
       name: 'nightly', schedule: '0 0 * * *', command: 'true', timeoutMs: '30s',
       retries: { count: 3, backoffInitialMs: '2s' }, tags: ['a', 'b'], env: { A: '1', B: 'x=y' },
-      catchUp: { windowMs: '1h', max: 5 }, history: { countMax: 10 }, paused: true,
+      catchUp: { windowMs: '1h', max: 5, lateStartMs: '2m' }, history: { countMax: 10 }, paused: true,
     });
     const parsed = parseJobSpec(raw);
     expect(parsed.ok && parsed.spec.retries).toMatchObject({ count: 3, backoffInitialMs: 2_000, backoffMaxMs: 60_000 });
+    expect(parsed.ok && parsed.spec.catchUp).toEqual({ windowMs: 3_600_000, max: 5, lateStartMs: 120_000 });
     // A non-integer count is passed through as typed, for the parser to name the field.
     const bad = parseJobSpec(specFromFlags('x', { schedule: '@hourly', command: 'true', retries: '1.5' }));
     expect(bad.ok ? [] : bad.errors.map((e) => e.field)).toEqual(['retries.count']);
@@ -88,6 +89,11 @@ describe('flags', () => {
 describe('output and files', () => {
   it('aligns table columns and shows empty cells as -', () => {
     expect(renderTable(['NAME', 'N'], [['a', 1], ['long-name', null]])).toBe('NAME       N\na          1\nlong-name  -\n');
+  });
+
+  it('shows how long after its slot a run started, signed', () => {
+    expect([offsetText(1_000, 1_850), offsetText(1_000, 13_000), offsetText(1_000, 997), offsetText(1_000, undefined)])
+      .toEqual(['+850ms', '+12.0s', '-3ms', '-']);
   });
 
   it('reads jobs from JSON, YAML lists, YAML documents and {jobs: [...]}', async () => {

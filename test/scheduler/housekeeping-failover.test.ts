@@ -32,7 +32,7 @@ describe.skipIf(!hasStoreUnderTest())('housekeeping across a leader change', () 
   });
 
   it('records every slot older than the newest record that the previous leader left', { timeout: 90_000 }, async () => {
-    const spec = await putJob(client, { name: 'hk-failover', schedule: '* * * * * *', command: 'true' });
+    const spec = await putJob(client, { name: 'hk-failover', schedule: '* * * * * *', command: 'true', catchUp: { lateStartMs: 0 } });
     const first = startHousekeeping(client, { logger: quietLogger, intervalMs: 200 });
     housekeepers.push(first);
     // The first leader records missed slots for a while (no worker runs this job).

@@ -74,7 +74,7 @@ export function describeMasterFailover(kind: StoreKind): void {
       // that covers it: only the job's creation stamp tells the new leader where it begins.
       const addedFromMs = Date.now();
       const unrouted = await runCli([
-        'job', 'add', 'unrouted', '--schedule', '* * * * * *', '--tags', 'absent', '--command', 'true',
+        'job', 'add', 'unrouted', '--schedule', '* * * * * *', '--tags', 'absent', '--command', 'true', '--late-start', '0s',
       ], env);
       expect(unrouted.code, unrouted.stderr).toBe(0);
       const addedUntilMs = Date.now();

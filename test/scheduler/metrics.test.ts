@@ -95,7 +95,7 @@ describe.skipIf(!hasEtcd())('scheduler metrics', () => {
       (sampleOf(await masterScrape(), 'etcron_master_leader') === 1 ? true : undefined), 15_000);
     const before = await masterScrape();
     await addJob({
-      name: 'metrics-paused', schedule: '* * * * * *', command: 'true', paused: true,
+      name: 'metrics-paused', schedule: '* * * * * *', command: 'true', paused: true, catchUp: { lateStartMs: 0 },
     });
     const after = await waitFor('paused slots counted as skipped', async () => {
       const now = await masterScrape();

@@ -30,7 +30,7 @@ describe.skipIf(!hasStoreUnderTest())('catch-up after downtime', () => {
 
   it('after 20 s without workers runs the newest slots of the window up to the cap and records the rest as missed', async () => {
     const created = Date.now();
-    await putJob(client, { name: 'catchup', schedule: '* * * * * *', command: 'true', catchUp: { windowMs: '10s', max: 3 } });
+    await putJob(client, { name: 'catchup', schedule: '* * * * * *', command: 'true', catchUp: { windowMs: '10s', max: 3, lateStartMs: 0 } });
     await new Promise((resolve) => setTimeout(resolve, 20_000 - (Date.now() - created)));
     const startedAt = Date.now();
     worker = await startWorker({ id: 'late', client: { endpoints: store.endpoint }, logger: quietLogger });

@@ -62,7 +62,7 @@ describe.skipIf(!hasStoreUnderTest())('history trimming and missed slots', () =>
   });
 
   it('records every unstarted slot past its deadline once, and not a slot that a worker claimed', async () => {
-    const spec = await putJob(client, { name: 'missed', schedule: '* * * * * *', command: 'true' });
+    const spec = await putJob(client, { name: 'missed', schedule: '* * * * * *', command: 'true', catchUp: { lateStartMs: 0 } });
     const compiled = compileSchedule(spec.schedule, spec.timezone);
     if (!compiled.ok) throw new Error(compiled.reason);
     const claimed: RunRecord = { job: 'missed', slot: slotId(T0 + 3_000), runId: 'x', state: 'succeeded', attempt: 1, worker: 'w' };
@@ -76,5 +76,16 @@ describe.skipIf(!hasStoreUnderTest())('history trimming and missed slots', () =>
     const records = await historyRecords(client, 'missed');
     expect(records.find((r) => r.slot === slotId(T0 + 3_000))?.state).toBe('succeeded');
     expect(records.filter((r) => r.state === 'missed').every((r) => r.reason?.startsWith('outside-catch-up-window'))).toBe(true);
+  });
+
+  it('leaves a slot to the workers until its late-start limit (default 60 s) and margin have passed', async () => {
+    const spec = await putJob(client, { name: 'late-default', schedule: '* * * * * *', command: 'true' });
+    const compiled = compileSchedule(spec.schedule, spec.timezone);
+    if (!compiled.ok) throw new Error(compiled.reason);
+    expect((await recordMissedSlots(client, spec, compiled.schedule, T0, T0 + 60_000)).recorded).toBe(0);
+    // At T0 + 70 s, slots 1..4 are past slot + 60 s + 5 s margin.
+    const later = await recordMissedSlots(client, spec, compiled.schedule, T0, T0 + 70_000);
+    expect([later.recorded, later.checkedUntilMs]).toEqual([4, T0 + 4_000]);
+    expect((await historyRecords(client, 'late-default'))[0]?.reason).toBe('outside-catch-up-window: no worker started it within 60000 ms');
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedule.js';
 import { jitterOffsetMs, nextSlotMs, slotsBetween } from '../../master/planner/slots.js';
-import { planDueSlots, ON_TIME_GRACE_MS } from '../../master/planner/catch-up.js';
+import { planDueSlots, startLimitMs, ON_TIME_GRACE_MS, type DueSlot } from '../../master/planner/catch-up.js';
+import type { CatchUpPolicy } from '../../shared/job/spec.js';
 
 function compiled(source: string, timezone = 'UTC'): CompiledSchedule {
   const result = compileSchedule(source, timezone);
@@ -86,11 +87,16 @@ describe('planner: slot maths', () => {
   });
 });
 
+/** `count` every-second slots, the newest 1 s before `now`, oldest first. */
+const everySecond = (now: number, count: number): DueSlot[] =>
+  Array.from({ length: count }, (_, i) => ({ slotMs: now - (count - i) * 1000, startMs: now - (count - i) * 1000 }));
+
 describe('planner: catch-up after downtime', () => {
+  const policy = (windowMs: number, max: number, lateStartMs = 60_000): CatchUpPolicy => ({ windowMs, max, lateStartMs });
+
   it('runs the newest slots within the window up to the cap and marks the older ones over cap', () => {
     const now = Date.parse('2026-01-01T00:01:00Z');
-    const due = Array.from({ length: 30 }, (_, i) => ({ slotMs: now - (30 - i) * 1000, startMs: now - (30 - i) * 1000 }));
-    const plan = planDueSlots(due, now, 20_000, 3);
+    const plan = planDueSlots(everySecond(now, 30), now, policy(20_000, 3), now);
     expect(plan.onTime.map((s) => now - s.slotMs)).toEqual([5_000, 4_000, 3_000, 2_000, 1_000]);
     expect(plan.catchUp.map((s) => now - s.slotMs)).toEqual([8_000, 7_000, 6_000]);
     expect(plan.overCap.length).toBe(20 - 5 - 3);
@@ -100,7 +106,36 @@ describe('planner: catch-up after downtime', () => {
 
   it('treats a window shorter than the on-time grace as no catch-up at all', () => {
     const now = 100_000;
-    const plan = planDueSlots([{ slotMs: now - ON_TIME_GRACE_MS - 1, startMs: now - ON_TIME_GRACE_MS - 1 }], now, 0, 5);
+    const plan = planDueSlots([{ slotMs: now - ON_TIME_GRACE_MS - 1, startMs: now - ON_TIME_GRACE_MS - 1 }], now, policy(0, 5), now);
     expect(plan.tooLate.length).toBe(1);
+  });
+});
+
+describe('planner: slots late because of load', () => {
+  it('starts every slot that came due in view up to the late-start limit, with no catch-up cap', () => {
+    const now = 1_000_000;
+    // In view for the last 90 s: a busy worker plans 90 slots at once.
+    const plan = planDueSlots(everySecond(now, 90), now, { windowMs: 0, max: 1, lateStartMs: 60_000 }, now - 90_000);
+    expect(plan.onTime.length).toBe(60);
+    expect(Math.max(...plan.onTime.map((s) => now - s.startMs))).toBe(60_000);
+    expect(plan.tooLate.map((s) => now - s.startMs)).toEqual(Array.from({ length: 30 }, (_, i) => 90_000 - i * 1000));
+    expect(plan.catchUp.length + plan.overCap.length).toBe(0);
+  });
+
+  it('keeps downtime rules for slots before the job came into view', () => {
+    const now = 1_000_000;
+    // In view for the last 8 s; before that the worker was down.
+    const plan = planDueSlots(everySecond(now, 20), now, { windowMs: 0, max: 1, lateStartMs: 60_000 }, now - 8_000);
+    expect(plan.onTime.map((s) => now - s.startMs)).toEqual([8_000, 7_000, 6_000, 5_000, 4_000, 3_000, 2_000, 1_000]);
+    expect(plan.tooLate.length).toBe(12);
+  });
+
+  it('a late-start limit of 0 leaves the 5 s grace, as before the limit existed', () => {
+    const now = 1_000_000;
+    const plan = planDueSlots([{ slotMs: now - 6_000, startMs: now - 6_000 }, { slotMs: now - 4_000, startMs: now - 4_000 }], now,
+      { windowMs: 0, max: 1, lateStartMs: 0 }, 0);
+    expect([plan.onTime.length, plan.tooLate.length]).toEqual([1, 1]);
+    expect(startLimitMs({ windowMs: 0, max: 1, lateStartMs: 0 })).toBe(ON_TIME_GRACE_MS);
+    expect(startLimitMs({ windowMs: 120_000, max: 1, lateStartMs: 60_000 })).toBe(120_000);
   });
 });

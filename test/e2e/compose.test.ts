@@ -19,7 +19,10 @@ const isCi = process.env['CI'] === 'true';
 const IMAGE = 'etcron:e2e';
 const RUNS_FILE = '/var/lib/etcron/shared/runs.txt';
 const JOB = 'tick';
-/** The job sets no late start (--late-start 0s): a slot nobody started is recorded once it is 5 s late plus a 5 s skew margin. */
+/**
+ * The job sets no late start (--late-start 0s): a slot nobody started is recorded once it is 5 s
+ * late plus a 5 s skew margin.
+ */
 const SETTLED_AFTER_MS = 12_000;
 const STORE_SERVICES = ['store1', 'store2', 'store3'] as const;
 const HISTORY_COUNT = 1000;

@@ -26,10 +26,11 @@
 //   requests     store requests per start counted by the workers: claim txns, takeover reads and
 //                fenced progress writes (running, finish); revisions per start is the store's
 //                own count of writes over the window (housekeeping included)
-//   cpu          CPU seconds used during the window by the store and by the workers together
+//   cpu          CPU seconds used during the window by the store and by the workers together (each
+//                with its run guard, which spawns the runs; the runs' own processes not counted)
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -174,6 +175,24 @@ function cpuSeconds(pid) {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
   } catch { return 0; }
+}
+
+/**
+ * CPU seconds of a worker and of its run guard (its node child, which spawns and reaps the runs).
+ * The runs themselves (sh, true) are not counted.
+ */
+function workerCpuSeconds(pid) {
+  let sum = cpuSeconds(pid);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && comm === 'node') sum += cpuSeconds(Number(entry));
+    } catch { /* gone meanwhile */ }
+  }
+  return sum;
 }
 
 async function startStore(kind, dir) {
@@ -342,14 +361,14 @@ async function runOne(kind, o, lib) {
     const windowEndMs = windowStartMs + o.durationS * 1000;
     await sleep(windowStartMs - Date.now());
     const pids = { store: [store.child.pid], workers: workers.map((w) => w.child.pid) };
-    const cpuBefore = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
+    const cpuBefore = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + workerCpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
     const revisionBefore = await currentRevision(client);
     const statsBefore = sumStats(workers);
     log(`${kind}: measuring ${o.durationS} s`);
     await sleep(windowEndMs - Date.now());
     const statsAfter = sumStats(workers);
     const revisionAfter = await currentRevision(client);
-    const cpuAfter = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + cpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
+    const cpuAfter = { store: cpuSeconds(pids.store[0]), workers: pids.workers.reduce((s, p) => s + workerCpuSeconds(p), 0), target: target?.cpuSeconds() ?? 0 };
     // Slots of the window reach their start deadline (5 s) plus housekeeping's margin (5 s); then
     // housekeeping records the ones not started. Wait for a record per slot, bounded.
     log(`${kind}: waiting for the window's deadlines and housekeeping`);

@@ -12,7 +12,9 @@ import {
   claimRun, recordNotStarted, withdrawClaim, writeFenced, writeRunOnly, type Claimed, type FencedResult,
 } from './claimer/claim.js';
 import { fitOutputTail } from './executor/fit-output-tail.js';
-import { startProcess, type ProcessExit, type RunningProcess, type StopCause } from './executor/process-group.js';
+import {
+  startProcess, type ProcessExit, type ProcessSpec, type RunningProcess, type StopCause,
+} from './executor/process-group.js';
 import { BENCH_NOOP_COMMAND, startBenchNoop } from './executor/bench-noop.js';
 import { runHeadersFrom, startHttpRequest } from './executor/http-request.js';
 import type { Session } from './session.js';
@@ -106,7 +108,7 @@ export class RunManager {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly benchNoopExecutor = false,
-    /** Kills the runs' process groups at the lease deadline if this worker cannot (frozen). */
+    /** Starts the process runs; kills their groups when this worker is gone or frozen. */
     private readonly guard: RunGuard | null = null,
     /** The worker's session now (broadcast retries run under it). */
     private readonly currentSession: () => Session | undefined = () => undefined,
@@ -349,17 +351,11 @@ export class RunManager {
     };
     this.live.set(claim.lockKey, run);
     if (isProcessJob(spec)) this.liveProcesses++;
-    const pgid = process.pid;
-    if (pgid !== undefined) this.guard?.track(pgid);
-    log.debug({ pid: process.pid }, 'run started');
+    log.debug('run started');
     this.scheduleRunningWrite(run);
     this.scheduleOutputFlush(run);
-    run.done = process.exited.then((exit) => {
-      if (pgid !== undefined) this.guard?.untrack(pgid);
-      return this.finish(request, run, exit);
-    }).catch((err: unknown) => {
-      log.error({ err }, 'finishing run failed');
-    });
+    run.done = process.exited.then((exit) => this.finish(request, run, exit))
+      .catch((err: unknown) => { log.error({ err }, 'finishing run failed'); });
   }
 
   /** The run itself: a process group, or for an HTTP job a request made from this process. */
@@ -371,12 +367,15 @@ export class RunManager {
       }, this.clock, log);
     }
     if (this.benchNoopExecutor && spec.command === BENCH_NOOP_COMMAND) return startBenchNoop();
-    return startProcess({
+    const processSpec: ProcessSpec = {
       argv: spec.argv ?? ['/bin/sh', '-c', spec.command ?? 'false'], env, killGraceMs: spec.killGraceMs,
       outputTailBytesMax: spec.outputTailBytesMax,
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
       ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
-    }, this.clock, log);
+    };
+    // The guard spawns (off this event loop) and tracks the group from its first instant.
+    if (this.guard === null) return startProcess(processSpec, this.clock, log);
+    return this.guard.startProcess(processSpec, this.clock, log);
   }
 
   private countStart(request: LaunchRequest, claim: Claimed): void {

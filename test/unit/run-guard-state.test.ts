@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { formatGuardEvent, parseGuardEvent } from '../../worker/executor/run-guard-events.js';
 import { formatGuardCommand, GuardState, parseGuardLine } from '../../worker/executor/run-guard-state.js';
 
 describe('run guard decisions', () => {
@@ -40,5 +41,24 @@ describe('run guard decisions', () => {
     expect(parseGuardLine('A -5')).toBeNull();
     expect(parseGuardLine('K 12')).toBeNull();
     expect(parseGuardLine('D')).toBeNull();
+  });
+
+  it('reads back the runs to start and the signals to send, and refuses malformed ones', () => {
+    const request = { id: 7, argv: ['/bin/sh', '-c', 'echo "a\nb"'], env: { PATH: '/bin', X: 'é' }, cwd: '/tmp', tailBytesMax: 100 };
+    expect(parseGuardLine(formatGuardCommand({ kind: 'spawn', request }))).toEqual({ kind: 'spawn', request });
+    expect(parseGuardLine(formatGuardCommand({ kind: 'signal', id: 7, signal: 'SIGTERM' }))).toEqual({ kind: 'signal', id: 7, signal: 'SIGTERM' });
+    expect(parseGuardLine('K 7 SIGSTOP')).toBeNull();
+    expect(parseGuardLine('S {"id":1,"argv":[],"env":{},"tailBytesMax":1}')).toBeNull();
+    expect(parseGuardLine('S {"id":1,"argv":["true"],"env":{"A":1},"tailBytesMax":1}')).toBeNull();
+    expect(parseGuardLine('S not json')).toBeNull();
+  });
+
+  it('reads back what the guard answers: pid, output, end', () => {
+    for (const event of [{ id: 1, pid: 4242 }, { id: 1, out: 'aGk=' }, { id: 1, exit: { code: 3, signal: null } },
+      { id: 2, exit: { code: null, signal: null, error: 'spawn x ENOENT' } }] as const) {
+      expect(parseGuardEvent(formatGuardEvent(event))).toEqual(event);
+    }
+    expect(parseGuardEvent('{"id":1,"exit":{"code":"3","signal":null}}')).toBeNull();
+    expect(parseGuardEvent('{"pid":3}')).toBeNull();
   });
 });

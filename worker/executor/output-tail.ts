@@ -34,6 +34,16 @@ export class OutputTail {
   }
 
   text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
+    return this.bytes().toString('utf8');
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  /** Forgets what is held (dropped bytes stay counted). */
+  clear(): void {
+    this.chunks = [];
+    this.size = 0;
   }
 }

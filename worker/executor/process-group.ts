@@ -4,10 +4,12 @@ import type { Logger } from '../../shared/log.js';
 import { OutputTail } from './output-tail.js';
 
 /**
- * Runs the job in its own process group (detached) through a small sh wrapper. The wrapper keeps a
- * watcher on its stdin, a pipe from the worker: when the worker dies (even by SIGKILL) the pipe
- * closes, and the watcher SIGKILLs the whole group, so a job never outlives its worker unnoticed.
- * After a normal exit the worker closes the pipe too, which reaps processes the job left behind.
+ * Runs the job in-process (for a RunManager without a run guard; a worker's runs go through its
+ * guard, run-guard.ts) in its own process group (detached) through a small sh wrapper. The wrapper
+ * keeps a watcher on its stdin, a pipe from the worker: when the worker dies (even by SIGKILL) the
+ * pipe closes, and the watcher SIGKILLs the whole group, so a job never outlives its worker
+ * unnoticed. After a normal exit the worker closes the pipe too, which reaps processes the job
+ * left behind.
  */
 const WRAPPER = [
   'exec 3<&0 0</dev/null',
@@ -60,7 +62,7 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
     child = spawn('/bin/sh', ['-c', WRAPPER, 'etcron-run', program, ...args], {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...spec.env },
+      env: runEnv(spec),
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
     });
   } catch (err) {
@@ -74,35 +76,15 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
   child.stdin?.on('error', () => {}); // EPIPE once the group is gone
   const pid = child.pid;
-  let stopCause: StopCause | undefined;
-  let killTimer: Timer | undefined;
-  let timeoutTimer: Timer | undefined;
-  let hasExited = false;
-
-  const signalGroup = (signal: NodeJS.Signals): void => {
+  const stopper = runStopper(spec, clock, logger, () => pid, (signal) => {
     if (pid === undefined) return;
     try {
       process.kill(-pid, signal);
     } catch {
       // ESRCH: the group is already gone.
     }
-  };
-
-  const stop = (cause: StopCause, graceMs: number): void => {
-    if (stopCause !== undefined && graceMs > 0) return;
-    stopCause ??= cause;
-    logger.debug({ pid, cause, graceMs }, 'stopping run process group');
-    if (graceMs <= 0) {
-      signalGroup('SIGKILL');
-      return;
-    }
-    signalGroup('SIGTERM');
-    killTimer = clock.setTimer(graceMs, () => signalGroup('SIGKILL'));
-  };
-
-  if (spec.timeoutMs !== undefined) {
-    timeoutTimer = clock.setTimer(spec.timeoutMs, () => stop('timeout', spec.killGraceMs));
-  }
+  });
+  let hasExited = false;
 
   const exited = new Promise<ProcessExit>((resolve) => {
     let spawnError: string | undefined;
@@ -113,15 +95,17 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
     const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
       if (hasExited) return;
       hasExited = true;
-      timeoutTimer?.cancel();
-      killTimer?.cancel();
+      stopper.ended();
       // Closing the wrapper's stdin makes its watcher kill whatever the job left in the group.
       child.stdin?.end();
-      const drained = (): void => resolve({
-        exitCode, signal, outputTail: tail.text(),
-        ...(stopCause === undefined ? {} : { stopCause }),
-        ...(spawnError === undefined ? {} : { spawnError }),
-      });
+      const drained = (): void => {
+        const stopCause = stopper.cause();
+        resolve({
+          exitCode, signal, outputTail: tail.text(),
+          ...(stopCause === undefined ? {} : { stopCause }),
+          ...(spawnError === undefined ? {} : { spawnError }),
+        });
+      };
       const drainTimer = clock.setTimer(OUTPUT_DRAIN_MS_MAX, drained);
       child.once('close', () => {
         drainTimer.cancel();
@@ -130,5 +114,51 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
     };
     child.once('exit', finish);
   });
-  return { pid, exited, stop, outputTail: () => tail.text() };
+  return { pid, exited, stop: stopper.stop, outputTail: () => tail.text() };
+}
+
+/** The environment of a run: the worker's PATH and HOME, then the job's and etcron's variables. */
+export function runEnv(spec: ProcessSpec): Record<string, string> {
+  const { PATH = '/usr/bin:/bin', HOME = '/' } = process.env;
+  return { PATH, HOME, ...spec.env };
+}
+
+export interface RunStopper {
+  /** SIGTERM the group, then SIGKILL after `graceMs` (0: SIGKILL at once). Idempotent. */
+  stop(cause: StopCause, graceMs: number): void;
+  /** Why the run was stopped, if it was. */
+  cause(): StopCause | undefined;
+  /** The run ended: its timers go. */
+  ended(): void;
+}
+
+/** The timeout and the stop requests of one run, whose group `signalGroup` signals. */
+export function runStopper(
+  spec: ProcessSpec, clock: Clock, logger: Logger, pid: () => number | undefined,
+  signalGroup: (signal: 'SIGTERM' | 'SIGKILL') => void,
+): RunStopper {
+  let stopCause: StopCause | undefined;
+  let killTimer: Timer | undefined;
+  const stop = (cause: StopCause, graceMs: number): void => {
+    if (stopCause !== undefined && graceMs > 0) return;
+    stopCause ??= cause;
+    logger.debug({ pid: pid(), cause, graceMs }, 'stopping run process group');
+    if (graceMs <= 0) {
+      signalGroup('SIGKILL');
+      return;
+    }
+    signalGroup('SIGTERM');
+    killTimer = clock.setTimer(graceMs, () => signalGroup('SIGKILL'));
+  };
+  const timeoutTimer = spec.timeoutMs === undefined
+    ? undefined
+    : clock.setTimer(spec.timeoutMs, () => stop('timeout', spec.killGraceMs));
+  return {
+    stop,
+    cause: () => stopCause,
+    ended() {
+      timeoutTimer?.cancel();
+      killTimer?.cancel();
+    },
+  };
 }

@@ -1,15 +1,27 @@
+import { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
-import { GuardState, parseGuardLine } from './run-guard-state.js';
+import { formatGuardEvent, type GuardEvent } from './run-guard-events.js';
+import { RunSpawner } from './run-guard-spawner.js';
+import { GuardState, parseGuardLine, type GroupCommand } from './run-guard-state.js';
 
 /**
- * The run guard: a process beside each worker, in its own process group, that SIGKILLs the
- * process groups of the worker's runs once the worker's lease may have expired, even when the
- * worker itself cannot (SIGSTOP, a long GC pause, a frozen event loop). The worker sends its
- * lease deadline after every renewal and the groups it starts and reaps (run-guard-state.ts).
- * When the worker's pipe closes, the worker is gone: every group still tracked is killed.
+ * The run guard: a process beside each worker, in its own process group, that starts the worker's
+ * process runs and SIGKILLs their process groups once the worker's lease may have expired, even
+ * when the worker itself cannot (SIGSTOP, a long GC pause, a frozen event loop), and when the
+ * worker is gone (its pipe closed, even after a SIGKILL). The worker sends its lease deadline after
+ * every renewal and the runs to start (run-guard-state.ts); the guard answers on fd 3 with each
+ * run's pid, output and end (run-guard-events.ts).
  */
 const state = new GuardState();
 let timer: NodeJS.Timeout | undefined;
+
+// fd 3 is a pipe to the worker. A socket over it writes without blocking: a frozen worker that
+// stops reading must not freeze the guard (its messages wait in memory, at most a tail per run).
+const events = new Socket({ fd: 3, readable: false, writable: true });
+events.on('error', () => {});
+const send = (event: GuardEvent): void => {
+  events.write(formatGuardEvent(event));
+};
 
 function killGroups(groups: readonly number[]): void {
   for (const pgid of groups) {
@@ -32,12 +44,20 @@ function check(): void {
   timer = setTimeout(check, Math.max(0, delayMs) + 1);
 }
 
+function applyGroupCommand(command: GroupCommand): void {
+  state.apply(command);
+  check();
+}
+
+const spawner = new RunSpawner(applyGroupCommand, send);
+
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {
   const command = parseGuardLine(line);
   if (command === null) return;
-  state.apply(command);
-  check();
+  if (command.kind === 'spawn') spawner.start(command.request);
+  else if (command.kind === 'signal') spawner.signal(command.id, command.signal);
+  else applyGroupCommand(command);
 });
 lines.on('close', () => {
   clearTimeout(timer);

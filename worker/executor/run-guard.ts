@@ -1,16 +1,27 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
+import { OutputTail } from './output-tail.js';
+import {
+  runEnv, runStopper, type ProcessExit, type ProcessSpec, type RunningProcess,
+} from './process-group.js';
+import { parseGuardEvent, type GuardEvent, type GuardExit } from './run-guard-events.js';
 import { formatGuardCommand, type GuardCommand } from './run-guard-state.js';
 
-/** The worker's side of the run guard (run-guard-main.ts): one guard process per worker. */
+/**
+ * The worker's side of the run guard (run-guard-main.ts): one guard process per worker, which
+ * starts the worker's process runs and kills their groups when the worker is gone or frozen.
+ */
 export interface RunGuard {
   /** The lease may have expired `remainingMs` from now (by this worker's monotonic clock). */
   setDeadline(remainingMs: number): void;
-  track(pgid: number): void;
-  untrack(pgid: number): void;
+  /** A run started by the guard: spawn costs the worker's event loop nothing. */
+  startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): RunningProcess;
   close(): void;
 }
 
@@ -26,58 +37,180 @@ function guardEntry(): string {
   return entry;
 }
 
+interface Refable {
+  ref(): void;
+  unref(): void;
+}
+
+/** What one run started through a guard hears from it. */
+interface GuardedRun {
+  onPid(pid: number): void;
+  onOutput(bytes: Buffer): void;
+  onExit(exit: GuardExit): void;
+  /** The guard died before telling this run's end. */
+  onGuardLost(): void;
+}
+
+/** One guard process and the runs it started. */
+interface GuardInstance {
+  readonly child: ChildProcess;
+  readonly runs: Map<number, GuardedRun>;
+  /** Keeps the worker's event loop alive while runs are live, as their own processes would. */
+  readonly holdLoop: (isHeld: boolean) => void;
+  /** False once its event pipe ended: the guard is gone. */
+  isAlive: boolean;
+}
+
 export function startRunGuard(logger: Logger): RunGuard {
   const entry = guardEntry();
-  const groups = new Set<number>();
   let deadlineAtNs: bigint | null = null;
-  let child: ChildProcess | undefined;
+  let current: GuardInstance | undefined;
   let isClosed = false;
+  let nextRunId = 1;
 
-  const send = (command: GuardCommand): void => {
-    if (child?.stdin?.writable === true) child.stdin.write(formatGuardCommand(command));
+  const send = (instance: GuardInstance | undefined, command: GuardCommand): void => {
+    const stdin = instance?.child.stdin;
+    if (instance?.isAlive !== true || stdin?.writable !== true) return;
+    stdin.write(formatGuardCommand(command));
+  };
+
+  const onEvent = (instance: GuardInstance, event: GuardEvent): void => {
+    const run = instance.runs.get(event.id);
+    if (run === undefined) return;
+    if ('pid' in event) run.onPid(event.pid);
+    else if ('out' in event) run.onOutput(Buffer.from(event.out, 'base64'));
+    else {
+      instance.runs.delete(event.id);
+      if (instance.runs.size === 0) instance.holdLoop(false);
+      run.onExit(event.exit);
+    }
   };
 
   const launch = (): void => {
-    const started = spawn(process.execPath, [entry], { detached: true, stdio: ['pipe', 'ignore', 'inherit'] });
-    child = started;
+    const started = spawn(process.execPath, [entry], {
+      detached: true, stdio: ['pipe', 'ignore', 'inherit', 'pipe'],
+    });
+    const eventPipe = started.stdio[3] as (Readable & Partial<Refable>) | null;
+    const holdLoop = (isHeld: boolean): void => {
+      if (isHeld) eventPipe?.ref?.();
+      else eventPipe?.unref?.();
+    };
+    const instance: GuardInstance = { child: started, runs: new Map(), holdLoop, isAlive: true };
+    current = instance;
     started.stdin?.on('error', () => {});
     started.once('error', (err) => logger.error({ err }, 'run guard could not start'));
+    const lines = eventPipe === null ? undefined : createInterface({ input: eventPipe });
+    lines?.on('line', (line) => {
+      const event = parseGuardEvent(line);
+      if (event !== null) onEvent(instance, event);
+    });
+    // Only the guard holds the pipe's other end (the runs do not inherit it): its end, after every
+    // event the guard wrote was read, is the guard's death.
+    const lost = (): void => {
+      if (!instance.isAlive) return;
+      instance.isAlive = false;
+      const runs = [...instance.runs.values()];
+      instance.runs.clear();
+      holdLoop(false);
+      if (runs.length > 0) {
+        logger.error({ runs: runs.length }, 'run guard gone; killing the runs it started');
+      }
+      for (const run of runs) run.onGuardLost();
+    };
+    if (lines === undefined) lost();
+    else lines.once('close', lost);
     started.once('exit', (code, signal) => {
       if (isClosed) return;
-      // Without a guard a frozen worker's runs would outlive its lease: start another, and hand
-      // it everything the last one knew.
+      // Without a guard no process run can start and a frozen worker's runs would outlive its
+      // lease: start another, and hand it the deadline the last one knew.
       logger.error({ code, signal }, 'run guard exited; restarting it');
       setTimeout(() => {
         if (isClosed) return;
         launch();
-        if (deadlineAtNs !== null) send({ kind: 'deadline', atNs: deadlineAtNs });
-        for (const pgid of groups) send({ kind: 'add', pgid });
+        if (deadlineAtNs !== null) send(current, { kind: 'deadline', atNs: deadlineAtNs });
       }, RESPAWN_DELAY_MS).unref();
     });
     // The guard must not keep the worker's event loop alive on its own.
     started.unref();
     (started.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    holdLoop(false);
   };
   launch();
+
+  const startProcess = (spec: ProcessSpec, clock: Clock, runLogger: Logger): RunningProcess => {
+    const instance = current;
+    const id = nextRunId++;
+    const tail = new OutputTail(spec.outputTailBytesMax);
+    let pid: number | undefined;
+    let hasExited = false;
+    const stopper = runStopper(spec, clock, runLogger, () => pid, (signal) => {
+      if (!hasExited) send(instance, { kind: 'signal', id, signal });
+    });
+    let resolveExit: (exit: ProcessExit) => void = () => {};
+    const exited = new Promise<ProcessExit>((resolve) => { resolveExit = resolve; });
+    const finish = (exitCode: number | null, signal: string | null, spawnError?: string): void => {
+      if (hasExited) return;
+      hasExited = true;
+      stopper.ended();
+      const stopCause = stopper.cause();
+      resolveExit({
+        exitCode, signal, outputTail: tail.text(),
+        ...(stopCause === undefined ? {} : { stopCause }),
+        ...(spawnError === undefined ? {} : { spawnError }),
+      });
+    };
+    const running: RunningProcess = {
+      get pid() { return pid; }, exited, stop: stopper.stop, outputTail: () => tail.text(),
+    };
+    if (instance?.isAlive !== true) {
+      finish(null, null, 'no run guard to start it (restarting)');
+      return running;
+    }
+    instance.holdLoop(true);
+    instance.runs.set(id, {
+      onPid: (started) => { pid = started; },
+      onOutput: (bytes) => tail.push(bytes),
+      onExit: (exit) => finish(exit.code, exit.signal, exit.error),
+      onGuardLost: () => {
+        if (pid === undefined) {
+          // Its spawn request was not answered: the guard died before it, or (for an instant)
+          // between the spawn and its answer.
+          finish(null, null, 'the run guard exited before reporting the start');
+          return;
+        }
+        killGroup(pid);
+        finish(null, 'SIGKILL');
+      },
+    });
+    send(instance, {
+      kind: 'spawn',
+      request: {
+        id, argv: spec.argv, env: runEnv(spec), tailBytesMax: spec.outputTailBytesMax,
+        ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+      },
+    });
+    return running;
+  };
 
   return {
     setDeadline(remainingMs) {
       // Taken now, as an absolute CLOCK_MONOTONIC instant: a worker frozen before the write
       // sends a deadline already past, never one moved later.
       deadlineAtNs = process.hrtime.bigint() + BigInt(Math.max(0, Math.floor(remainingMs))) * 1_000_000n;
-      send({ kind: 'deadline', atNs: deadlineAtNs });
+      send(current, { kind: 'deadline', atNs: deadlineAtNs });
     },
-    track(pgid) {
-      groups.add(pgid);
-      send({ kind: 'add', pgid });
-    },
-    untrack(pgid) {
-      groups.delete(pgid);
-      send({ kind: 'remove', pgid });
-    },
+    startProcess,
     close() {
       isClosed = true;
-      child?.stdin?.end();
+      current?.child.stdin?.end();
     },
   };
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group has already ended.
+  }
 }

@@ -1,0 +1,108 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { GuardEvent } from './run-guard-events.js';
+import type { GroupCommand, GroupSignal, SpawnRequest } from './run-guard-state.js';
+import { OutputTail } from './output-tail.js';
+
+/** Output is sent to the worker at most this often per run (its live tail lags at most this). */
+const OUTPUT_FLUSH_MS = 200;
+/** Output still arriving after exit is collected for at most this long. */
+const OUTPUT_DRAIN_MS_MAX = 300;
+
+/**
+ * The guard's side of a run: it spawns the run in a process group of its own (detached) and
+ * tracks the group in the same synchronous step, so no instant exists in which the group lives
+ * and the guard does not know it. The worker's death closes the guard's stdin and the guard kills
+ * every group it tracks; nothing per run watches the worker any more.
+ */
+export class RunSpawner {
+  private readonly live = new Map<number, ChildProcess>();
+
+  constructor(
+    private readonly track: (command: GroupCommand) => void,
+    private readonly send: (event: GuardEvent) => void,
+  ) {}
+
+  start(request: SpawnRequest): void {
+    const [program, ...args] = request.argv;
+    if (program === undefined) return;
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, {
+        detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: request.env,
+        ...(request.cwd === undefined ? {} : { cwd: request.cwd }),
+      });
+    } catch (err) {
+      this.send({ id: request.id, exit: { code: null, signal: null, error: errorText(err) } });
+      return;
+    }
+    const { id } = request;
+    const pid = child.pid;
+    if (pid !== undefined) {
+      this.track({ kind: 'add', pgid: pid });
+      this.live.set(id, child);
+      this.send({ id, pid });
+    }
+    const pending = new OutputTail(request.tailBytesMax);
+    let flushTimer: NodeJS.Timeout | undefined;
+    const flush = (): void => {
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      const text = pending.bytes();
+      pending.clear();
+      if (text.length > 0) this.send({ id, out: text.toString('base64') });
+    };
+    const onOutput = (chunk: Buffer): void => {
+      pending.push(chunk);
+      flushTimer ??= setTimeout(flush, OUTPUT_FLUSH_MS);
+    };
+    child.stdout?.on('data', onOutput);
+    child.stderr?.on('data', onOutput);
+    let isDone = false;
+    const finish = (code: number | null, signal: string | null, error?: string): void => {
+      if (isDone) return;
+      isDone = true;
+      this.live.delete(id);
+      if (pid !== undefined) {
+        // What the job left behind in its group goes now (the leader was reaped a moment ago; its
+        // pid cannot have been handed out again since: Linux allocates pids cyclically).
+        signalGroup(pid, 'SIGKILL');
+        this.track({ kind: 'remove', pgid: pid });
+      }
+      const end = (): void => {
+        flush();
+        this.send({ id, exit: { code, signal, ...(error === undefined ? {} : { error }) } });
+      };
+      if (pid === undefined) {
+        end();
+        return;
+      }
+      const drainTimer = setTimeout(end, OUTPUT_DRAIN_MS_MAX);
+      child.once('close', () => {
+        clearTimeout(drainTimer);
+        end();
+      });
+    };
+    child.once('error', (err) => {
+      if (pid === undefined) finish(null, null, err.message);
+    });
+    child.once('exit', (code, signal) => finish(code, signal));
+  }
+
+  /** A run's group, while its leader lives: a stop never reaches a group that may be gone. */
+  signal(id: number, signal: GroupSignal): void {
+    const child = this.live.get(id);
+    if (child?.pid !== undefined) signalGroup(child.pid, signal);
+  }
+}
+
+function signalGroup(pgid: number, signal: GroupSignal): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // ESRCH: the group has already ended.
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { assert } from '../../shared/assert.js';
 import { serverMetrics } from '../metrics/server-metrics.js';
+import { packedPageSql, type PackedPageRequest, type PackedRowSource } from './packed-rows.js';
 
 /**
  * The durable half of the store: one SQLite file holding the MVCC rows, leases, the Raft log,
@@ -20,9 +21,6 @@ export interface KvRow {
   readonly lease: bigint;
   readonly tombstone: boolean;
 }
-
-/** A row's place and kind, without its value. */
-export type RowHead = Pick<KvRow, 'main' | 'sub' | 'key' | 'tombstone'>;
 
 interface RawKvRow {
   main: bigint;
@@ -62,7 +60,7 @@ export interface AuthRow {
 /** The write-ahead log is truncated to this after a checkpoint (it grows again only as needed). */
 const WAL_BYTES_KEPT = 64 * 1024 * 1024;
 
-export class Backend {
+export class Backend implements PackedRowSource {
   readonly db: Db;
   private readonly stmts: {
     insertKv: Statement;
@@ -71,7 +69,8 @@ export class Backend {
     scanFrom: Statement;
     scanAll: Statement;
     scanPage: Statement;
-    scanHeadsPage: Statement;
+    packedPage: Statement;
+    packedHeadsPage: Statement;
     getMeta: Statement;
     setMeta: Statement;
     putLease: Statement;
@@ -121,7 +120,8 @@ export class Backend {
       scanFrom: prepare('SELECT * FROM kv WHERE main >= ? ORDER BY main, sub LIMIT ?', true),
       scanAll: prepare('SELECT * FROM kv ORDER BY main, sub', true),
       scanPage: prepare('SELECT * FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?', true),
-      scanHeadsPage: prepare('SELECT main, sub, key, tombstone FROM kv WHERE (main, sub) > (?, ?) AND main <= ? ORDER BY main, sub LIMIT ?'),
+      packedPage: prepare(packedPageSql(true)).pluck(),
+      packedHeadsPage: prepare(packedPageSql(false)).pluck(),
       getMeta: prepare('SELECT value FROM meta WHERE name = ?').pluck(),
       setMeta: prepare('INSERT OR REPLACE INTO meta VALUES (?, ?)'),
       putLease: prepare('INSERT OR REPLACE INTO lease VALUES (?, ?)'),
@@ -176,10 +176,17 @@ export class Backend {
     return (this.stmts.scanPage.all(after.main, after.sub, upTo, limit) as RawKvRow[]).map(toRow);
   }
 
-  /** scanPage without values and the rest: where each key's revisions are (a hash's first pass). */
-  scanHeadsPage(after: { readonly main: number; readonly sub: number }, upTo: number, limit: number): RowHead[] {
-    return (this.stmts.scanHeadsPage.all(after.main, after.sub, upTo, limit) as { main: number; sub: number; key: Buffer; tombstone: number }[])
-      .map((r) => ({ main: r.main, sub: r.sub, key: r.key, tombstone: r.tombstone !== 0 }));
+  /**
+   * Up to `rows` rows after `after`, at revisions up to `upTo`, packed into one buffer (see
+   * packed-rows.ts); without values, their lengths read 0. Empty when no row is left.
+   */
+  packedRows(request: PackedPageRequest): Buffer {
+    const { after, upTo, rows, inlineMax } = request;
+    const statement = request.withValues ? this.stmts.packedPage : this.stmts.packedHeadsPage;
+    const bytes = statement.get({
+      afterMain: after.main, afterSub: after.sub, upTo, rows, inlineMax,
+    });
+    return (bytes as Buffer | null) ?? Buffer.alloc(0);
   }
 
   getMeta(name: string): unknown {

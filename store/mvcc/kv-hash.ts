@@ -1,6 +1,7 @@
 import { ProtoWriter } from '../wire/proto-writer.js';
 import { crc32c } from '../wire/crc32c.js';
-import type { KvRow, RowHead } from './backend.js';
+import type { KvRow } from './backend.js';
+import { PackedScan, RECORD, type PackedRowSource, type PackedRows } from './packed-rows.js';
 
 /**
  * etcd 3.4's HashKV, computed from our rows: CRC-32C over the bucket name "key", then, in revision
@@ -10,64 +11,139 @@ import type { KvRow, RowHead } from './backend.js';
  * to `upToRevision` and not a tombstone (etcd's kvindex.Keep(rev), taken at the hashed revision,
  * not at the compaction point), unless no key has such a revision. Members with the same history
  * agree, and so does etcd 3.4 for the same operations.
+ *
+ * The rows come packed by SQLite (packed-rows.ts), and the KeyValue bytes are hashed as they are
+ * written, piece by piece, straight from the packed rows: the values are never copied.
  */
 export function hashKeyValues(
-  rows: () => Iterable<KvRow>, upToRevision: number, compactRevision: number,
+  source: PackedRowSource, upToRevision: number, compactRevision: number,
 ): number {
   const hash = new KeyValueHash(upToRevision, compactRevision);
-  for (const row of rows()) if (!hash.note(row)) break;
-  for (const row of rows()) if (!hash.add(row)) break;
+  if (hash.needsNewest) {
+    const heads = new PackedScan(source, upToRevision, false);
+    for (let rows = heads.next(); rows !== null; rows = heads.next()) hash.note(rows);
+  }
+  const scan = new PackedScan(source, upToRevision, true);
+  for (let rows = scan.next(); rows !== null; rows = scan.next()) hash.add(rows);
   return hash.value;
 }
 
 /**
- * hashKeyValues over rows read a page at a time (the event loop runs between pages); the first
- * pass needs only where each key's revisions are (`heads`), not the values.
+ * hashKeyValues over runs of rows read in steps (the event loop runs between them): `scan(false)`
+ * gives the rows without their values (where each key's revisions are), `scan(true)` with them.
  */
 export async function hashKeyValuesInSteps(
-  heads: () => AsyncIterable<RowHead>, rows: () => AsyncIterable<KvRow>, upToRevision: number, compactRevision: number,
+  scan: (withValues: boolean) => AsyncIterable<PackedRows>,
+  upToRevision: number,
+  compactRevision: number,
 ): Promise<number> {
   const hash = new KeyValueHash(upToRevision, compactRevision);
-  for await (const head of heads()) if (!hash.note(head)) break;
-  for await (const row of rows()) if (!hash.add(row)) break;
+  if (hash.needsNewest) for await (const rows of scan(false)) hash.note(rows);
+  for await (const rows of scan(true)) hash.add(rows);
   return hash.value;
 }
 
-/** The two passes of the hash: note() every row first, then add() every row, both in revision order. */
+/** The two passes of the hash: note() every row first (if needed), then add() every row. */
 class KeyValueHash {
   /** Each key's newest row up to the hashed revision. */
   private readonly newest = new Map<string, { main: number; sub: number; tombstone: boolean }>();
   private keptCount = -1;
   private hash = crc32c(Buffer.from('key'));
+  /** The KeyValue's field tags and varints between the key and value bytes. */
+  private readonly scratch = Buffer.alloc(64);
 
   constructor(private readonly upToRevision: number, private readonly compactRevision: number) {}
 
-  /** First pass; false once past the hashed revision. */
-  note(row: RowHead): boolean {
-    if (row.main > this.upToRevision) return false;
-    this.newest.set(row.key.toString('latin1'), { main: row.main, sub: row.sub, tombstone: row.tombstone });
-    return true;
+  /** Whether the first pass matters: revisions start at 1, so no row is at revision 0 or below. */
+  get needsNewest(): boolean {
+    return this.compactRevision > 0;
   }
 
-  /** Second pass; false once past the hashed revision. */
-  add(row: KvRow): boolean {
-    if (row.main > this.upToRevision) return false;
+  /** First pass, over rows up to the hashed revision in revision order. */
+  note(rows: PackedRows): void {
+    while (rows.next()) {
+      if (rows.main > this.upToRevision) return;
+      const newest = { main: rows.main, sub: rows.sub, tombstone: rows.tombstone };
+      this.newest.set(rows.keyString(), newest);
+    }
+  }
+
+  /** Second pass, over rows up to the hashed revision in revision order. */
+  add(rows: PackedRows): void {
     if (this.keptCount < 0) {
       this.keptCount = 0;
       for (const kept of this.newest.values()) if (!kept.tombstone) this.keptCount++;
     }
-    if (row.main <= this.compactRevision && this.keptCount > 0) {
-      const kept = this.newest.get(row.key.toString('latin1'));
-      if (kept === undefined || kept.tombstone || kept.main !== row.main || kept.sub !== row.sub) return true;
+    while (rows.next()) {
+      const main = rows.main;
+      if (main > this.upToRevision) return;
+      if (main <= this.compactRevision && this.keptCount > 0) {
+        const kept = this.newest.get(rows.keyString());
+        if (kept === undefined || kept.tombstone) continue;
+        if (kept.main !== main || kept.sub !== rows.sub) continue;
+      }
+      this.addRow(rows);
     }
-    this.hash = crc32c(revisionKey(row), this.hash);
-    this.hash = crc32c(keyValueBytes(row), this.hash);
-    return true;
+  }
+
+  /** The row's bbolt key and its KeyValue's bytes, as keyValueBytes writes them. */
+  private addRow(rows: PackedRows): void {
+    const { bytes, at } = rows;
+    const out = this.scratch;
+    const tombstone = rows.tombstone;
+    const keyStart = rows.keyStart;
+    const keyEnd = rows.keyEnd;
+    let hash = crc32c(bytes, this.hash, at, at + RECORD.revisionKeyEnd);
+    let used = 0;
+    if (tombstone) out[used++] = 0x74; // "t", the end of a tombstone's bbolt key
+    used = lengthPrefix(out, used, 1, keyEnd - keyStart);
+    hash = crc32c(bytes, crc32c(out, hash, 0, used), keyStart, keyEnd);
+    if (!tombstone) {
+      const valueEnd = rows.valueEnd;
+      used = varintField(out, 0, 2, bytes, at + RECORD.createRevision);
+      used = varintField(out, used, 3, bytes, at + RECORD.main);
+      used = varintField(out, used, 4, bytes, at + RECORD.version);
+      used = lengthPrefix(out, used, 5, valueEnd - keyEnd);
+      hash = crc32c(bytes, crc32c(out, hash, 0, used), keyEnd, valueEnd);
+      used = varintField(out, 0, 6, bytes, at + RECORD.lease);
+      hash = crc32c(out, hash, 0, used);
+    }
+    this.hash = hash;
   }
 
   get value(): number {
     return this.hash;
   }
+}
+
+/** A bytes field's tag and length (proto3: an empty one is left out, its bytes too). */
+function lengthPrefix(out: Buffer, used: number, field: number, length: number): number {
+  if (length === 0) return used;
+  out[used] = field * 8 + 2;
+  return writeVarint(out, used + 1, 0, length);
+}
+
+/** A varint field holding the 64-bit big-endian integer at bytes[at] (left out when zero). */
+function varintField(out: Buffer, used: number, field: number, bytes: Buffer, at: number): number {
+  const high = bytes.readUInt32BE(at);
+  const low = bytes.readUInt32BE(at + 4);
+  if (high === 0 && low === 0) return used;
+  out[used] = field * 8;
+  return writeVarint(out, used + 1, high, low);
+}
+
+/** The varint of high * 2^32 + low (an int64's two's complement for a negative one, as Go). */
+function writeVarint(out: Buffer, used: number, high: number, low: number): number {
+  let at = used;
+  let rest = high;
+  let bits = low;
+  while (rest !== 0 || bits > 0x7f) {
+    out[at++] = (bits & 0x7f) | 0x80;
+    bits = ((bits >>> 7) | (rest << 25)) >>> 0;
+    rest >>>= 7;
+  }
+  out[at++] = bits;
+  return at;
 }
 
 export function revisionKey(row: Pick<KvRow, 'main' | 'sub' | 'tombstone'>): Buffer {

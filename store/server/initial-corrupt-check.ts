@@ -48,7 +48,7 @@ export function localHashKV(kv: MvccStore, backend: Backend): LocalHash {
 function hashAt(kv: MvccStore, backend: Backend, revision: number): LocalHash {
   // Rows a compaction has yet to remove would count in the rare case no key is kept (as HashKV).
   kv.finishCompaction();
-  const hash = hashKeyValues(() => backend.scanAll(), revision, kv.compactRev);
+  const hash = hashKeyValues(backend, revision, kv.compactRev);
   return { kind: 'hash', hash, revision: kv.currentRev, compactRevision: kv.compactRev };
 }
 

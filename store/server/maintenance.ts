@@ -1,8 +1,9 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { Backend, KvRow, RowHead } from '../mvcc/backend.js';
+import type { Backend, KvRow } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
 import { hashKeyValuesInSteps } from '../mvcc/kv-hash.js';
+import { PackedScan, type PackedRows } from '../mvcc/packed-rows.js';
 import { writeEtcdSnapshot } from '../snapshot/etcd-snapshot.js';
 
 /**
@@ -34,7 +35,7 @@ export interface MaintenanceHost {
   readonly backend: Backend;
 }
 
-/** Rows read per SQLite query. */
+/** Rows read per SQLite query (the Snapshot's; the hashes' pages size themselves, PackedScan). */
 const ROWS_PER_PAGE = 256;
 /** A scan gives the event loop back after about this long (a heartbeat interval is 100 ms by default). */
 const TURN_BUDGET_MS = 10;
@@ -55,14 +56,9 @@ function rowsOf(view: ReadView, upTo: number): AsyncGenerator<KvRow> {
   return pagesOf(view, (after) => view.backend.scanPage(after, upTo, ROWS_PER_PAGE));
 }
 
-/** rowsOf without the values: where each key's revisions are. */
-function headsOf(view: ReadView, upTo: number): AsyncGenerator<RowHead> {
-  return pagesOf(view, (after) => view.backend.scanHeadsPage(after, upTo, ROWS_PER_PAGE));
-}
-
-async function* pagesOf<T extends RowHead>(
-  view: ReadView, page: (after: { main: number; sub: number }) => T[],
-): AsyncGenerator<T> {
+async function* pagesOf(
+  view: ReadView, page: (after: { main: number; sub: number }) => KvRow[],
+): AsyncGenerator<KvRow> {
   let after = { main: -1, sub: -1 };
   let turnStartedMs = performance.now();
   for (;;) {
@@ -79,6 +75,24 @@ async function* pagesOf<T extends RowHead>(
   }
 }
 
+/** The view's rows up to `upTo` for hashing, packed a run at a time; as rowsOf, in turns. */
+async function* packedRowsOf(
+  view: ReadView, upTo: number, withValues: boolean,
+): AsyncGenerator<PackedRows> {
+  const scan = new PackedScan(view.backend, upTo, withValues);
+  let turnStartedMs = performance.now();
+  for (;;) {
+    if (!view.isOpen()) throw new ViewClosedError();
+    const rows = scan.next();
+    if (rows === null) return;
+    yield rows;
+    if (performance.now() - turnStartedMs >= TURN_BUDGET_MS) {
+      await nextTurn();
+      turnStartedMs = performance.now();
+    }
+  }
+}
+
 export class Maintenance {
   private defragmenting: Promise<void> | null = null;
 
@@ -87,7 +101,7 @@ export class Maintenance {
   /** Maintenance.Hash: the key-value history at the current revision (not the file: members agree). */
   hash(): Promise<number> {
     return this.withView((view) => hashKeyValuesInSteps(
-      () => headsOf(view, view.currentRev), () => rowsOf(view, view.currentRev), view.currentRev, -1,
+      (withValues) => packedRowsOf(view, view.currentRev, withValues), view.currentRev, -1,
     ));
   }
 
@@ -97,7 +111,9 @@ export class Maintenance {
       // A compaction applied while the view waited for the previous one may have passed it.
       if (revision > 0 && revision <= view.compactRev) throw new StoreError('compacted');
       const upTo = revision === 0 ? view.currentRev : revision;
-      const hash = await hashKeyValuesInSteps(() => headsOf(view, upTo), () => rowsOf(view, upTo), upTo, view.compactRev);
+      const scan = (withValues: boolean): AsyncGenerator<PackedRows> =>
+        packedRowsOf(view, upTo, withValues);
+      const hash = await hashKeyValuesInSteps(scan, upTo, view.compactRev);
       return { hash, compactRevision: view.compactRev };
     });
   }

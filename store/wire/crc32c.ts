@@ -20,12 +20,12 @@ const TABLES = (() => {
   return tables;
 })();
 
-/** Continues a running CRC-32C (start with 0) over `bytes`. */
-export function crc32c(bytes: Uint8Array, previous = 0): number {
+/** Continues a running CRC-32C (start with 0) over `bytes`, or over bytes[start, end). */
+export function crc32c(bytes: Uint8Array, previous = 0, start = 0, end = bytes.length): number {
   const t = TABLES;
   let crc = ~previous >>> 0;
-  let i = 0;
-  const end8 = bytes.length - (bytes.length % 8);
+  let i = start;
+  const end8 = end - ((end - start) % 8);
   for (; i < end8; i += 8) {
     const low = (crc ^ ((bytes[i] as number) | ((bytes[i + 1] as number) << 8) | ((bytes[i + 2] as number) << 16) | ((bytes[i + 3] as number) << 24))) >>> 0;
     crc = (t[7 * 256 + (low & 0xff)] as number)
@@ -37,6 +37,6 @@ export function crc32c(bytes: Uint8Array, previous = 0): number {
       ^ (t[256 + (bytes[i + 6] as number)] as number)
       ^ (t[bytes[i + 7] as number] as number);
   }
-  for (; i < bytes.length; i++) crc = (t[(crc ^ (bytes[i] as number)) & 0xff] as number) ^ (crc >>> 8);
+  for (; i < end; i++) crc = (t[(crc ^ (bytes[i] as number)) & 0xff] as number) ^ (crc >>> 8);
   return ~crc >>> 0;
 }

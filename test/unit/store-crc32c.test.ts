@@ -26,4 +26,16 @@ describe('CRC-32C', () => {
       }
     }
   });
+
+  it('over bytes[start, end) equals the CRC of that subarray, continued or not', () => {
+    const bytes = Buffer.from(Array.from({ length: 45 }, (_, i) => (i * 37 + 11) & 0xff));
+    for (let start = 0; start <= bytes.length; start += 3) {
+      for (let end = start; end <= bytes.length; end += 4) {
+        const part = bytes.subarray(start, end);
+        expect(crc32c(bytes, 0, start, end), `${start}-${end}`).toBe(bytewise(part));
+        const continued = crc32c(bytes, 0x1234_5678, start, end);
+        expect(continued, `${start}-${end} continued`).toBe(bytewise(part, 0x1234_5678));
+      }
+    }
+  });
 });

@@ -12,6 +12,7 @@ import {
   claimRun, recordNotStarted, withdrawClaim, writeFenced, writeRunOnly, type Claimed, type FencedResult,
 } from './claimer/claim.js';
 import { fitOutputTail } from './executor/fit-output-tail.js';
+import { TxnBatcher } from './claimer/txn-batcher.js';
 import {
   startProcess, type ProcessExit, type ProcessSpec, type RunningProcess, type StopCause,
 } from './executor/process-group.js';
@@ -101,6 +102,8 @@ export class RunManager {
   private liveProcesses = 0;
   /** Set by a clean stop: no new claims, and a claim answered meanwhile is closed, not started. */
   private draining = false;
+  /** Claims and finish writes of one event-loop turn share txns (a cron-aligned burst: a few txns). */
+  private readonly batcher: TxnBatcher;
 
   constructor(
     private readonly client: Etcd3,
@@ -112,10 +115,16 @@ export class RunManager {
     private readonly guard: RunGuard | null = null,
     /** The worker's session now (broadcast retries run under it). */
     private readonly currentSession: () => Session | undefined = () => undefined,
-  ) {}
+  ) {
+    this.batcher = new TxnBatcher(client);
+  }
 
-  stats(): { runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number; claimMsSum: number; claimMsMax: number; claimsTimed: number } {
-    return { ...this.counters };
+  stats(): {
+    runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number; claimMsSum: number;
+    claimMsMax: number; claimsTimed: number; batchTxns: number; batchItems: number; batchesFailed: number;
+  } {
+    const batches = this.batcher.stats();
+    return { ...this.counters, batchTxns: batches.txns, batchItems: batches.items, batchesFailed: batches.failedBatches };
   }
 
   async isUnclaimed(spec: JobSpec, slotMs: number): Promise<boolean> {
@@ -221,7 +230,7 @@ export class RunManager {
       ...(request.triggeredBy === undefined ? {} : { triggeredBy: request.triggeredBy }),
       ...(previousRunModRevision === undefined ? {} : { previousRunModRevision }),
       ...(request.retry === undefined ? {} : { retryKey: request.retry.key, previousAttempts: request.retry.previousAttempts }),
-    });
+    }, this.batcher);
     schedulerMetrics.claims.inc({ result: result.ok ? 'won' : result.reason });
     const claimMs = performance.now() - claimStartedMs;
     this.counters.claimMsSum += claimMs;
@@ -398,7 +407,7 @@ export class RunManager {
       run.writes = run.writes.then(async () => {
         if (run.finishing) return;
         this.counters.progressWrites++;
-        const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, run.record, false);
+        const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, run.record, false, undefined, this.batcher);
         if (result.ok) run.runModRevision = result.runModRevision;
       });
     });
@@ -542,7 +551,7 @@ export class RunManager {
     let record = finalRecord;
     for (let attempt = 0; attempt < FINISH_ATTEMPTS_MAX; attempt++) {
       this.counters.progressWrites++;
-      const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true, retry);
+      const result = await writeFenced(this.client, { ...run.claim, runModRevision: run.runModRevision }, record, true, retry, this.batcher);
       if (result.ok) return result;
       if (result.reason === 'fenced') {
         const current = await this.readOwnRun(run).catch(() => undefined);

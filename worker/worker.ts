@@ -47,6 +47,10 @@ export interface WorkerStats {
   readonly claimMsSum: number;
   readonly claimMsMax: number;
   readonly claimsTimed: number;
+  /** Shared txns sent for claims and fenced writes, the items they carried, and those that failed (an item lost). */
+  readonly batchTxns: number;
+  readonly batchItems: number;
+  readonly batchesFailed: number;
 }
 
 export interface WorkerHandle {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Etcd3, IKeyValue, IRequestOp } from 'etcd3';
 import { lockKey, locksPrefix, prefixEnd, runKey } from '../../shared/keys.js';
 import { deleteOp, getOp, putOp, rangeResult, revisionOf, runTxn, type CompareSpec } from '../../shared/etcd/txn.js';
 import { classifyEtcdError } from '../../shared/etcd/errors.js';
@@ -8,6 +8,7 @@ import {
 } from '../../shared/history/records.js';
 import type { JobSpec } from '../../shared/job/spec.js';
 import { slotId } from '../../shared/keys.js';
+import type { TxnBatcher } from './txn-batcher.js';
 
 /**
  * The claim protocol (docs/scheduler.md, "Claim"): one txn
@@ -58,14 +59,38 @@ export type ClaimRefusal =
 export type ClaimResult = Claimed | ClaimRefusal;
 
 const READ_BACK_ATTEMPTS_MAX = 10;
+
+/**
+ * Unique per claim, so a worker knows its own write when a reply was lost: a random prefix per
+ * process and a counter (8 random bytes per claim cost a randomFillSync call each).
+ */
+const NONCE_PREFIX = randomBytes(8).toString('hex');
+let nonceCount = 0;
+function newNonce(): string {
+  nonceCount++;
+  return `${NONCE_PREFIX}${nonceCount.toString(36)}`;
+}
 const READ_BACK_PAUSE_MS = 200;
 
-export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<ClaimResult> {
+/** One claim's keys, nonce, record and txn branches, fixed once: a resend must reuse the nonce. */
+interface ClaimPlan {
+  readonly rKey: string;
+  readonly lKey: string;
+  readonly nonce: string;
+  readonly record: RunRecord;
+  readonly compare: CompareSpec[];
+  readonly success: IRequestOp[];
+  /** The run key, then the job's locks. */
+  readonly failure: IRequestOp[];
+  readonly bytes: number;
+}
+
+function planClaim(request: ClaimRequest): ClaimPlan {
   const { spec, slotMs, worker, leaseId, attempt } = request;
   const slot = slotId(slotMs);
   const rKey = runKey(spec.name, slotMs, request.broadcastWorker);
   const lKey = lockKey(spec.name, slotMs, request.broadcastWorker);
-  const nonce = randomBytes(8).toString('hex');
+  const nonce = newNonce();
   const runId = runIdFor(spec.name, slot, attempt, request.broadcastWorker);
   const record: RunRecord = {
     job: spec.name, slot, runId, state: 'claimed', worker, leaseId, nonce, attempt, claimedAtMs: request.nowMs,
@@ -77,8 +102,7 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
   const compare: CompareSpec[] = [request.previousRunModRevision === undefined
     ? { key: rKey, target: 'Create', result: 'Equal', value: 0 }
     : { key: rKey, target: 'Mod', result: 'Equal', value: request.previousRunModRevision }];
-  const checksOverlap = (spec.overlap === 'Forbid' || spec.overlap === 'BufferOne') && request.broadcastWorker === undefined;
-  if (checksOverlap) {
+  if (checksOverlap(request)) {
     const prefix = locksPrefix(spec.name);
     compare.push({ key: prefix, rangeEnd: prefixEnd(prefix), target: 'Create', result: 'Equal', value: 0 });
   }
@@ -89,10 +113,53 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
     putOp(lKey, encodeRecord(lock), leaseId),
     ...(request.retryKey === undefined ? [] : [deleteOp(request.retryKey)]),
   ];
+  const failure = [getOp(rKey), getOp(locksPrefix(spec.name), prefixEnd(locksPrefix(spec.name)))];
+  return { rKey, lKey, nonce, record, compare, success, failure, bytes: opBytes(success) };
+}
+
+function checksOverlap(request: ClaimRequest): boolean {
+  return (request.spec.overlap === 'Forbid' || request.spec.overlap === 'BufferOne') && request.broadcastWorker === undefined;
+}
+
+/**
+ * A first-attempt claim that compares nothing but its own run key can share a txn with others
+ * (TxnBatcher): whether it lost is told by its run key alone. Retries, Forbid/BufferOne (the
+ * job's lock range) and Replace (locks read before) go on their own.
+ */
+export function isBatchable(request: ClaimRequest): boolean {
+  return request.previousRunModRevision === undefined && request.retryKey === undefined
+    && (request.replaceLocks ?? []).length === 0 && !checksOverlap(request);
+}
+
+export async function claimRun(client: Etcd3, request: ClaimRequest, batcher?: TxnBatcher): Promise<ClaimResult> {
+  const plan = planClaim(request);
+  if (batcher === undefined || !isBatchable(request)) return sendClaim(client, request, plan);
+  const winning = (fence: number): Claimed => ({
+    ok: true, fence, runKey: plan.rKey, lockKey: plan.lKey, record: plan.record, runModRevision: fence, recovered: false,
+  });
+  return batcher.submit<ClaimResult>({
+    group: request.spec.name,
+    bytes: plan.bytes,
+    compare: plan.compare,
+    success: plan.success,
+    failure: plan.failure.slice(0, 1),
+    succeeded: winning,
+    failed: ([runKvs]) => {
+      const existingKv = runKvs?.[0];
+      const existing = existingKv === undefined ? undefined : decodeRunRecord(existingKv.value.toString());
+      // Free (another item failed the batch), or our own nonce (a resend was applied): decide alone.
+      if (existingKv === undefined || existing?.nonce === plan.nonce) return 'alone';
+      return existing === undefined ? { ok: false, reason: 'taken' } : { ok: false, reason: 'taken', existing };
+    },
+    alone: () => sendClaim(client, request, plan),
+    errored: (error) => claimErrored(client, plan, error),
+  });
+}
+
+async function sendClaim(client: Etcd3, request: ClaimRequest, plan: ClaimPlan): Promise<ClaimResult> {
+  const { rKey, lKey, nonce, record } = plan;
   try {
-    const outcome = await runTxn(client, {
-      compare, success, failure: [getOp(rKey), getOp(locksPrefix(spec.name), prefixEnd(locksPrefix(spec.name)))],
-    });
+    const outcome = await runTxn(client, { compare: plan.compare, success: plan.success, failure: plan.failure });
     if (outcome.succeeded) {
       return { ok: true, fence: outcome.revision, runKey: rKey, lockKey: lKey, record, runModRevision: outcome.revision, recovered: false };
     }
@@ -110,11 +177,15 @@ export async function claimRun(client: Etcd3, request: ClaimRequest): Promise<Cl
     }
     return existing === undefined ? { ok: false, reason: 'taken' } : { ok: false, reason: 'taken', existing };
   } catch (error) {
-    const kind = classifyEtcdError(error);
-    if (kind === 'lease-lost') return { ok: false, reason: 'lease-lost', error };
-    if (kind === 'unknown' || kind === 'retry') return readBack(client, rKey, lKey, nonce, record, error);
-    return { ok: false, reason: 'store-error', error };
+    return claimErrored(client, plan, error);
   }
+}
+
+function claimErrored(client: Etcd3, plan: ClaimPlan, error: unknown): Promise<ClaimResult> {
+  const kind = classifyEtcdError(error);
+  if (kind === 'lease-lost') return Promise.resolve({ ok: false, reason: 'lease-lost', error });
+  if (kind === 'unknown' || kind === 'retry') return readBack(client, plan.rKey, plan.lKey, plan.nonce, plan.record, error);
+  return Promise.resolve({ ok: false, reason: 'store-error', error });
 }
 
 /** Never re-send the create txn blindly: that would turn our own success into "taken". Read the nonce. */
@@ -157,23 +228,49 @@ export type FencedResult = { ok: true; runModRevision: number } | { ok: false; r
  */
 export async function writeFenced(
   client: Etcd3, target: FencedWrite, record: RunRecord, releaseLock: boolean,
-  retry?: { readonly key: string; readonly request: RetryRequest },
+  retry?: { readonly key: string; readonly request: RetryRequest }, batcher?: TxnBatcher,
 ): Promise<FencedResult> {
-  try {
-    const outcome = await runTxn(client, {
-      compare: [
-        { key: target.lockKey, target: 'Create', result: 'Equal', value: target.fence },
-        { key: target.runKey, target: 'Mod', result: 'Equal', value: target.runModRevision },
-      ],
-      success: [putOp(target.runKey, encodeRecord(record)),
-        ...(releaseLock ? [deleteOp(target.lockKey)] : []),
-        // Same txn as the final record: the retry key's modRevision is the record's (the claim's compare).
-        ...(retry === undefined ? [] : [putOp(retry.key, encodeRecord(retry.request))])],
-    });
-    return outcome.succeeded ? { ok: true, runModRevision: outcome.revision } : { ok: false, reason: 'fenced' };
-  } catch (error) {
-    return { ok: false, reason: 'store-error', error };
+  const compare: CompareSpec[] = [
+    { key: target.lockKey, target: 'Create', result: 'Equal', value: target.fence },
+    { key: target.runKey, target: 'Mod', result: 'Equal', value: target.runModRevision },
+  ];
+  const success = [putOp(target.runKey, encodeRecord(record)),
+    ...(releaseLock ? [deleteOp(target.lockKey)] : []),
+    // Same txn as the final record: the retry key's modRevision is the record's (the claim's compare).
+    ...(retry === undefined ? [] : [putOp(retry.key, encodeRecord(retry.request))])];
+  const alone = async (): Promise<FencedResult> => {
+    try {
+      const outcome = await runTxn(client, { compare, success });
+      return outcome.succeeded ? { ok: true, runModRevision: outcome.revision } : { ok: false, reason: 'fenced' };
+    } catch (error) {
+      return { ok: false, reason: 'store-error', error };
+    }
+  };
+  if (batcher === undefined) return alone();
+  return batcher.submit<FencedResult>({
+    group: target.runKey, bytes: opBytes(success), compare, success,
+    failure: [getOp(target.lockKey), getOp(target.runKey)],
+    succeeded: (revision) => ({ ok: true, runModRevision: revision }),
+    failed: ([lockKvs, runKvs]) => {
+      const lock = lockKvs?.[0];
+      const run = runKvs?.[0];
+      const holds = lock !== undefined && revisionOf(lock.create_revision) === target.fence
+        && run !== undefined && revisionOf(run.mod_revision) === target.runModRevision;
+      return holds ? 'alone' : { ok: false, reason: 'fenced' };
+    },
+    alone,
+    errored: (error) => Promise.resolve({ ok: false, reason: 'store-error', error }),
+  });
+}
+
+/** The bytes a txn's puts carry (keys and values): what counts toward the request size limit. */
+function opBytes(ops: readonly IRequestOp[]): number {
+  let bytes = 0;
+  for (const op of ops) {
+    const put = op.request_put;
+    if (put !== undefined) bytes += (put.key?.length ?? 0) + (put.value?.length ?? 0);
   }
+  return bytes;
 }
 
 /**

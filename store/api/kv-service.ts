@@ -3,7 +3,7 @@ import { StoreError } from '../mvcc/errors.js';
 import type { ApiContext } from './context.js';
 import { unary } from './context.js';
 import {
-  decodeDeleteRange, decodePut, decodeRange, decodeTxn, encodeKv, encodeTxnResult, int, type Wire,
+  bool, decodeDeleteRange, decodePut, decodeRange, decodeTxn, encodeKv, encodeTxnResult, int, type Wire,
 } from './codec.js';
 import { checkDeleteRange, checkPut, checkRange, checkTxn } from './validate.js';
 import type { TxnRequest } from '../mvcc/types.js';
@@ -74,6 +74,8 @@ export function kvService(ctx: ApiContext): UntypedServiceImplementation {
       // etcd 3.4 lets any user compact; an unknown token is still refused.
       const result = await server.propose({ type: 'compact', revision, auth: await ctx.caller(call) });
       if (result.type !== 'compact') throw new StoreError('compacted');
+      // physical: etcd answers once this member has removed the compacted rows.
+      if (bool(w['physical'])) await server.compactionSettled();
       return { header: ctx.header(result.revision) };
     }),
   };

@@ -166,4 +166,43 @@ describe(`maintenance details of the ${subjectKind()} store`, () => {
       await disposeStores(freshReference, freshSubject);
     }
   });
+
+  it('Compact with physical answers once the compacted rows are gone: dbSizeInUse has dropped', async () => {
+    // Enough keys that removing them takes many of etcron's compaction steps (1,000 keys each).
+    const keys = 16_000;
+    const putsPerTxn = 128;
+    const value = Buffer.alloc(1_000, 0x70);
+    const inUse = async (client: CompatClient): Promise<number> => {
+      const status = await client.status();
+      if (!status.ok) throw new Error(status.message);
+      return int(status.value, 'dbSizeInUse');
+    };
+    const run = async (store: StoreProcess, which: string): Promise<{ before: number; after: number }> => {
+      const client = new CompatClient(store.endpoint);
+      try {
+        const keyOf = (n: number): Buffer => Buffer.from(`physical/${String(n).padStart(6, '0')}`);
+        for (let first = 0; first < keys; first += putsPerTxn) {
+          const success = Array.from({ length: putsPerTxn }, (_, i) => ({
+            request_put: { key: keyOf(first + i), value },
+          }));
+          expect((await client.txn({ success })).ok, `${which}: load`).toBe(true);
+        }
+        const deleted = await client.deleteRange({ key: keyOf(0), range_end: Buffer.from('physical0') });
+        if (!deleted.ok) throw new Error(`${which}: delete: ${deleted.message}`);
+        const before = await inUse(client);
+        const revision = text(child(deleted.value, 'header'), 'revision');
+        expect((await client.compact({ revision, physical: true })).ok, `${which}: compact`).toBe(true);
+        return { before, after: await inUse(client) };
+      } finally {
+        client.close();
+      }
+    };
+    const [fromReference, fromSubject] = await Promise.all([
+      run(store('reference'), 'etcd'), run(store('subject'), subjectKind()),
+    ]);
+    for (const [which, { before, after }] of [['etcd', fromReference], ['subject', fromSubject]] as const) {
+      expect(after, `${which}: dbSizeInUse ${before} before the compaction, ${after} after`)
+        .toBeLessThan(before / 2);
+    }
+  }, 120_000);
 });

@@ -1,3 +1,4 @@
+import { assert } from '../../shared/assert.js';
 import { ProtoWriter } from '../wire/proto-writer.js';
 import { crc32c } from '../wire/crc32c.js';
 import type { KvRow } from './backend.js';
@@ -43,11 +44,21 @@ export async function hashKeyValuesInSteps(
   return hash.value;
 }
 
-/** The two passes of the hash: note() every row first (if needed), then add() every row. */
+/**
+ * The two passes of the hash: note() every row first (if needed), then add() every row. Both see
+ * the same rows in the same order (the rows of one state), so the first pass can tell the second
+ * which rows at or below the compaction point count by their place in that order.
+ */
 class KeyValueHash {
-  /** Each key's newest row up to the hashed revision. */
-  private readonly newest = new Map<string, { main: number; sub: number; tombstone: boolean }>();
-  private keptCount = -1;
+  /** Each key's newest row up to the hashed revision: its place, times 2, plus 1 if a tombstone. */
+  private readonly newest = new Map<string, number>();
+  /** Rows the first pass saw, and those of them at or below the compaction point. */
+  private notedRows = 0;
+  private notedRowsCompacted = 0;
+  /** Whether each row at or below the compaction point counts; null until the second pass. */
+  private kept: Uint8Array | null = null;
+  private keptCount = 0;
+  private addedRows = 0;
   private hash = crc32c(Buffer.from('key'));
   /** The KeyValue's field tags and varints between the key and value bytes. */
   private readonly scratch = Buffer.alloc(64);
@@ -62,28 +73,40 @@ class KeyValueHash {
   /** First pass, over rows up to the hashed revision in revision order. */
   note(rows: PackedRows): void {
     while (rows.next()) {
-      if (rows.main > this.upToRevision) return;
-      const newest = { main: rows.main, sub: rows.sub, tombstone: rows.tombstone };
-      this.newest.set(rows.keyString(), newest);
+      const main = rows.main;
+      if (main > this.upToRevision) return;
+      if (main <= this.compactRevision) this.notedRowsCompacted++;
+      this.newest.set(rows.keyString(), this.notedRows * 2 + (rows.tombstone ? 1 : 0));
+      this.notedRows++;
     }
   }
 
   /** Second pass, over rows up to the hashed revision in revision order. */
   add(rows: PackedRows): void {
-    if (this.keptCount < 0) {
-      this.keptCount = 0;
-      for (const kept of this.newest.values()) if (!kept.tombstone) this.keptCount++;
-    }
+    const kept = this.kept ?? this.keptRows();
     while (rows.next()) {
       const main = rows.main;
       if (main > this.upToRevision) return;
-      if (main <= this.compactRevision && this.keptCount > 0) {
-        const kept = this.newest.get(rows.keyString());
-        if (kept === undefined || kept.tombstone) continue;
-        if (kept.main !== main || kept.sub !== rows.sub) continue;
-      }
+      const place = this.addedRows++;
+      if (main <= this.compactRevision && this.keptCount > 0 && kept[place] !== 1) continue;
       this.addRow(rows);
     }
+  }
+
+  /**
+   * Marks the rows at or below the compaction point that are their key's newest up to the
+   * hashed revision and not a tombstone (etcd's kvindex.Keep); they come first in revision order.
+   */
+  private keptRows(): Uint8Array {
+    const kept = new Uint8Array(this.notedRowsCompacted);
+    for (const newest of this.newest.values()) {
+      if (newest % 2 === 1) continue;
+      this.keptCount++;
+      const place = newest / 2;
+      if (place < kept.length) kept[place] = 1;
+    }
+    this.kept = kept;
+    return kept;
   }
 
   /** The row's bbolt key and its KeyValue's bytes, as keyValueBytes writes them. */
@@ -112,6 +135,8 @@ class KeyValueHash {
   }
 
   get value(): number {
+    assert(!this.needsNewest || this.addedRows === this.notedRows,
+      `the hash's passes saw ${this.notedRows} and ${this.addedRows} rows`);
     return this.hash;
   }
 }

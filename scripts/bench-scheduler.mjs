@@ -23,9 +23,10 @@
 //   duplicates   executor starts counted by the workers minus distinct started run records
 //   misses       slots of the window without a record ("unexplained"), and records that were
 //                never started, by reason (explained: written by housekeeping or a worker)
-//   requests     store requests per start counted by the workers: claim txns, takeover reads and
-//                fenced progress writes (running, finish); revisions per start is the store's
-//                own count of writes over the window (housekeeping included)
+//   requests     store requests per start counted by the workers: claims, takeover reads and
+//                fenced progress writes (running, finish), where the claims and writes that shared
+//                a txn (worker/claimer/txn-batcher.ts) count as that one txn; revisions per start
+//                is the store's own count of writes over the window (housekeeping included)
 //   cpu          CPU seconds used during the window by the store and by the workers together (each
 //                with its run guard, which spawns the runs; the runs' own processes not counted)
 import { spawn, spawnSync } from 'node:child_process';
@@ -428,7 +429,7 @@ function summarize(kind, o, m) {
   const stats = sumStats(m.workers);
   const startsInWindow = (m.statsAfter.runsStarted ?? 0) - (m.statsBefore.runsStarted ?? 0);
   const delta = (k) => (m.statsAfter[k] ?? 0) - (m.statsBefore[k] ?? 0);
-  const requests = delta('claimTxns') + delta('takeoverReads') + delta('progressWrites');
+  const requests = delta('claimTxns') + delta('takeoverReads') + delta('progressWrites') - delta('batchItems') + delta('batchTxns');
   return {
     store: kind,
     jobs: o.jobs, offeredPerSecond: Number((o.jobs / o.periodS).toFixed(1)), windowSeconds: o.durationS, executor: o.executor,
@@ -444,6 +445,8 @@ function summarize(kind, o, m) {
     workerWarnings: warningCounts(m.workers),
     requestsPerStart: Number((requests / Math.max(1, startsInWindow)).toFixed(2)),
     claimTxnsPerStart: Number((delta('claimTxns') / Math.max(1, startsInWindow)).toFixed(2)),
+    itemsPerBatch: Number((delta('batchItems') / Math.max(1, delta('batchTxns'))).toFixed(1)),
+    batchesFailed: delta('batchesFailed'),
     revisionsPerStart: Number(((m.revisionAfter - m.revisionBefore) / Math.max(1, startsInWindow)).toFixed(2)),
     leaseLosses: stats.leaseLosses ?? 0,
     slotsTooLate: delta('slotsTooLate'),
@@ -488,7 +491,9 @@ function printTable(results, o, load) {
     ['unexplained misses', (r) => r.unexplainedMisses],
     ['not started (explained)', (r) => Object.values(r.notStarted).reduce((a, b) => a + b, 0)],
     ['store requests/start', (r) => r.requestsPerStart],
-    ['claim txns/start', (r) => r.claimTxnsPerStart],
+    ['claims/start', (r) => r.claimTxnsPerStart],
+    ['claims+writes per shared txn', (r) => r.itemsPerBatch],
+    ['shared txns failed', (r) => r.batchesFailed],
     ['revisions/start', (r) => r.revisionsPerStart],
     ['lease losses', (r) => r.leaseLosses],
     ['slots too late (workers)', (r) => r.slotsTooLate],

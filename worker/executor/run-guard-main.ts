@@ -44,6 +44,10 @@ function check(): void {
   timer = setTimeout(check, Math.max(0, delayMs) + 1);
 }
 
+/**
+ * Every group is checked against the deadline as it is added: a burst of spawns (each holds this
+ * loop for a millisecond or two) delays a deadline kill by one spawn at most.
+ */
 function applyGroupCommand(command: GroupCommand): void {
   state.apply(command);
   check();

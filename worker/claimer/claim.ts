@@ -147,8 +147,9 @@ export async function claimRun(client: Etcd3, request: ClaimRequest, batcher?: T
     failed: ([runKvs]) => {
       const existingKv = runKvs?.[0];
       const existing = existingKv === undefined ? undefined : decodeRunRecord(existingKv.value.toString());
-      // Free (another item failed the batch), or our own nonce (a resend was applied): decide alone.
-      if (existingKv === undefined || existing?.nonce === plan.nonce) return 'alone';
+      // Free: another item failed the batch. Our own nonce: a resend was applied; read it back alone.
+      if (existingKv === undefined) return 'again';
+      if (existing?.nonce === plan.nonce) return 'alone';
       return existing === undefined ? { ok: false, reason: 'taken' } : { ok: false, reason: 'taken', existing };
     },
     alone: () => sendClaim(client, request, plan),
@@ -256,7 +257,7 @@ export async function writeFenced(
       const run = runKvs?.[0];
       const holds = lock !== undefined && revisionOf(lock.create_revision) === target.fence
         && run !== undefined && revisionOf(run.mod_revision) === target.runModRevision;
-      return holds ? 'alone' : { ok: false, reason: 'fenced' };
+      return holds ? 'again' : { ok: false, reason: 'fenced' };
     },
     alone,
     errored: (error) => Promise.resolve({ ok: false, reason: 'store-error', error }),

@@ -7,7 +7,9 @@ import { rangeResult, runTxn, type CompareSpec, type TxnOutcome } from '../../sh
  * each. A txn is all or nothing, so the batch succeeds only when every item's compares hold; that
  * is the common case (each worker claims its own slots). When it fails, its failure branch holds
  * each item's reads, and every item decides from its own reads alone whether it lost (taken,
- * fenced) or would have passed; those are sent again on their own. A batch whose outcome is unknown
+ * fenced) or would have passed; those go into the next batch. Each failed batch settles at least
+ * one item (reads and compares see one revision), so an item is re-batched at most as often as its
+ * batch had items. A batch whose outcome is unknown
  * (deadline, lost reply) hands each item to its own error path: claims read their nonce back,
  * never re-send blindly.
  *
@@ -24,9 +26,12 @@ export interface BatchItem<R> {
   readonly failure: readonly IRequestOp[];
   /** The batch succeeded: every write is at `revision`. */
   succeeded(revision: number): R;
-  /** The batch failed: 'alone' if this item's compares held (another item failed it), else its result. */
-  failed(reads: readonly IKeyValue[][]): R | 'alone';
-  /** The item sent on its own (after a failed batch it would have passed in). Never rejects. */
+  /**
+   * The batch failed: 'again' if this item's compares held (another item failed it), 'alone' if
+   * it must be settled on its own, else its result.
+   */
+  failed(reads: readonly IKeyValue[][]): R | 'again' | 'alone';
+  /** The item sent on its own. Never rejects. */
   alone(): Promise<R>;
   /** The batch's outcome is unknown or it was refused. Never rejects. */
   errored(error: unknown): Promise<R>;
@@ -53,11 +58,14 @@ export class TxnBatcher {
   submit<R>(item: BatchItem<R>): Promise<R> {
     return new Promise<R>((resolve) => {
       this.queue.push({ item, resolve: resolve as (result: unknown) => void });
-      if (!this.isFlushScheduled) {
-        this.isFlushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     });
+  }
+
+  private scheduleFlush(): void {
+    if (this.isFlushScheduled || this.queue.length === 0) return;
+    this.isFlushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   stats(): { txns: number; items: number; failedBatches: number } {
@@ -118,6 +126,17 @@ export class TxnBatcher {
       const reads = p.item.failure.map(() => rangeResult(outcome, index++));
       return { p, result: p.item.failed(reads) };
     });
-    await Promise.all(decided.map(async ({ p, result }) => p.resolve(result === 'alone' ? await p.item.alone() : result)));
+    // A failed batch always settles one item; if none did, the reads do not mirror the compares,
+    // and sending each alone is what ends the loop.
+    const isSettling = decided.some(({ result }) => result !== 'again');
+    for (const { p, result } of decided) {
+      if (result === 'again') {
+        if (isSettling) this.queue.push(p);
+        else void p.item.alone().then(p.resolve);
+      }
+      else if (result === 'alone') void p.item.alone().then(p.resolve);
+      else p.resolve(result);
+    }
+    this.scheduleFlush();
   }
 }

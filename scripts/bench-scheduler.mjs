@@ -429,7 +429,7 @@ function summarize(kind, o, m) {
   const stats = sumStats(m.workers);
   const startsInWindow = (m.statsAfter.runsStarted ?? 0) - (m.statsBefore.runsStarted ?? 0);
   const delta = (k) => (m.statsAfter[k] ?? 0) - (m.statsBefore[k] ?? 0);
-  const requests = delta('claimTxns') + delta('takeoverReads') + delta('progressWrites') - delta('batchItems') + delta('batchTxns');
+  const requests = delta('claimTxns') + delta('takeoverReads') + delta('progressWrites') - delta('batchSubmitted') + delta('batchTxns');
   return {
     store: kind,
     jobs: o.jobs, offeredPerSecond: Number((o.jobs / o.periodS).toFixed(1)), windowSeconds: o.durationS, executor: o.executor,

@@ -54,15 +54,16 @@ export const WORKER_LIMITS = {
   inProcessRunsLiveMax: 4_096,
   /**
    * Claims in flight per worker, all kinds: the store round trip is most of a start's latency, so
-   * at 1,000 starts/s over 3 workers fewer than ~100 in flight each leave slots waiting.
+   * at 1,000 starts/s over 3 workers fewer than ~100 in flight each leave slots waiting. Claims of
+   * one turn share txns (64 per txn), so 512 in flight are 8 txns.
    */
-  claimsInFlightMax: 128,
+  claimsInFlightMax: 512,
   /**
-   * Claims of process jobs (and so spawns) in flight. spawn() blocks the event loop for
-   * milliseconds each, so an unbounded burst (100 new jobs x a 5 s look-back = 500 claims) stalled
-   * workers for seconds and cost them their leases; past this bound, slots wait for the next tick.
+   * Claims of process jobs (and so spawns) in flight. The run guard spawns (off the worker's event
+   * loop) at about 500/s; an unbounded burst (100 new jobs x a 5 s look-back = 500 claims) would
+   * still queue spawns behind each other there; past this bound, slots wait for the next tick.
    */
-  processClaimsInFlightMax: 32,
+  processClaimsInFlightMax: 128,
   /** Slots looked at per job per planning pass; a 1 s schedule after a day of downtime must not spin. */
   slotsPerPassMax: 1_000,
 } as const;

@@ -121,10 +121,10 @@ export class RunManager {
 
   stats(): {
     runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number; claimMsSum: number;
-    claimMsMax: number; claimsTimed: number; batchTxns: number; batchItems: number; batchesFailed: number;
+    claimMsMax: number; claimsTimed: number; batchTxns: number; batchItems: number; batchesFailed: number; batchSubmitted: number;
   } {
     const batches = this.batcher.stats();
-    return { ...this.counters, batchTxns: batches.txns, batchItems: batches.items, batchesFailed: batches.failedBatches };
+    return { ...this.counters, batchTxns: batches.txns, batchItems: batches.items, batchesFailed: batches.failedBatches, batchSubmitted: batches.submitted };
   }
 
   async isUnclaimed(spec: JobSpec, slotMs: number): Promise<boolean> {

@@ -47,7 +47,8 @@ export interface WorkerStats {
   readonly claimMsSum: number;
   readonly claimMsMax: number;
   readonly claimsTimed: number;
-  /** Shared txns sent for claims and fenced writes, the items they carried, and those that failed (an item lost). */
+  /** Claims and fenced writes sent through shared txns; the txns, the items they carried, and those that failed. */
+  readonly batchSubmitted: number;
   readonly batchTxns: number;
   readonly batchItems: number;
   readonly batchesFailed: number;

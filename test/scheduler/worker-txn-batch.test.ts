@@ -48,7 +48,7 @@ describe.skipIf(!hasStoreUnderTest())('claims and fenced writes in shared txns',
     const results = await Promise.all(specs.map((spec) => claimRun(client, request(spec, SLOT_MS), batcher)));
     expect(won(results)).toHaveLength(100);
     // Two puts per claim, at most 128 ops: 64 claims per txn.
-    expect(batcher.stats()).toEqual({ txns: 2, items: 100, failedBatches: 0 });
+    expect(batcher.stats()).toEqual({ submitted: 100, txns: 2, items: 100, failedBatches: 0 });
     for (const claim of won(results)) {
       const lock = (await client.kv.range({ key: Buffer.from(claim.lockKey) })).kvs[0];
       expect(Number(lock?.create_revision)).toBe(claim.fence);
@@ -70,7 +70,7 @@ describe.skipIf(!hasStoreUnderTest())('claims and fenced writes in shared txns',
     const [first, later] = [results[0], results[10]];
     expect(first?.ok && later?.ok && first.fence !== later.fence).toBe(true);
     // The nine free claims went again in one txn: 10 + 1 (the job's second slot) + 9 items.
-    expect(batcher.stats()).toEqual({ txns: 3, items: 20, failedBatches: 1 });
+    expect(batcher.stats()).toEqual({ submitted: 11, txns: 3, items: 20, failedBatches: 1 });
   });
 
   it('settles a batch whose reply was lost by each claim\'s nonce, never reporting its own claim taken', async () => {
@@ -107,6 +107,6 @@ describe.skipIf(!hasStoreUnderTest())('claims and fenced writes in shared txns',
       if (i !== 2) expect((await client.kv.range({ key: Buffer.from(c.lockKey) })).kvs).toHaveLength(0);
     }
     // The five that would have passed went again together.
-    expect(batcher.stats()).toEqual({ txns: 2, items: 11, failedBatches: 1 });
+    expect(batcher.stats()).toEqual({ submitted: 6, txns: 2, items: 11, failedBatches: 1 });
   });
 });

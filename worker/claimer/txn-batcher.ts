@@ -50,12 +50,13 @@ interface Pending {
 export class TxnBatcher {
   private queue: Pending[] = [];
   private isFlushScheduled = false;
-  private readonly counters = { txns: 0, items: 0, failedBatches: 0 };
+  private readonly counters = { submitted: 0, txns: 0, items: 0, failedBatches: 0 };
 
   constructor(private readonly client: Etcd3, private readonly opsMax = TXN_OPS_MAX, private readonly bytesMax = TXN_BYTES_MAX) {}
 
   /** Queues the item for the next flush (this event-loop turn's items go together). */
   submit<R>(item: BatchItem<R>): Promise<R> {
+    this.counters.submitted++;
     return new Promise<R>((resolve) => {
       this.queue.push({ item, resolve: resolve as (result: unknown) => void });
       this.scheduleFlush();
@@ -68,7 +69,8 @@ export class TxnBatcher {
     setImmediate(() => this.flush());
   }
 
-  stats(): { txns: number; items: number; failedBatches: number } {
+  /** Items submitted; txns sent, and the items they carried (an item sent again counts again). */
+  stats(): { submitted: number; txns: number; items: number; failedBatches: number } {
     return { ...this.counters };
   }
 

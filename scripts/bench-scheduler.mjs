@@ -259,6 +259,8 @@ function jobSpecInput(i, o) {
     schedule: `${second}-59/${o.periodS} * * * * *`,
     ...(o.executor === 'http' ? { http: { url: `${o.targetUrl}/run` } } : { command: o.executor === 'noop' ? NOOP_COMMAND : 'true' }),
     history: { countMax: 5 },
+    // Stamped as the master stamps a new job: slots before it are not the job's.
+    createdAtMs: o.definedAtMs,
   };
 }
 
@@ -349,7 +351,7 @@ async function runOne(kind, o, lib) {
       return client.put('/bench/ready').value('1').then(() => true, () => false);
     }, 60_000, 250);
     const defineStart = Date.now();
-    await defineJobs(lib, client, o);
+    await defineJobs(lib, client, { ...o, definedAtMs: defineStart });
     const defineMs = Date.now() - defineStart;
     log(`${kind}: ${o.jobs} jobs defined in ${defineMs} ms`);
     const housekeeper = await startChild('--housekeeper-mode', [store.endpoint], 'housekeeper');
@@ -416,6 +418,17 @@ function summarize(kind, o, m) {
   const started = inWindow.filter((r) => r.startedAtMs !== undefined);
   const notStarted = inWindow.filter((r) => r.startedAtMs === undefined);
   const lateness = started.map((r) => r.startedAtMs - Date.parse(r.slot)).sort((a, b) => a - b);
+  // Where the slowest 1% lost their time: before the claim was sent (queue, takeover) or after.
+  const p99Ms = percentile(lateness, 99);
+  const tail = started.filter((r) => r.startedAtMs - Date.parse(r.slot) >= p99Ms && r.claimedAtMs !== undefined);
+  const median = (values) => percentile(values.sort((a, b) => a - b), 50);
+  const tailSplit = {
+    runs: tail.length,
+    claimSentAfterSlotMs: median(tail.map((r) => r.claimedAtMs - Date.parse(r.slot))),
+    startAfterClaimSentMs: median(tail.map((r) => r.startedAtMs - r.claimedAtMs)),
+    byWorker: tail.reduce((acc, r) => ({ ...acc, [r.worker]: (acc[r.worker] ?? 0) + 1 }), {}),
+    bySecond: tail.reduce((acc, r) => { const k = r.slot.slice(11, 19); return { ...acc, [k]: (acc[k] ?? 0) + 1 }; }, {}),
+  };
   const expected = expectedSlots(o, m.windowStartMs, m.windowEndMs);
   const states = {};
   for (const r of inWindow) states[r.state] = (states[r.state] ?? 0) + 1;
@@ -437,6 +450,7 @@ function summarize(kind, o, m) {
     expectedSlots: expected,
     startsPerSecond: Number((started.length / o.durationS).toFixed(1)),
     latenessMs: { p50: percentile(lateness, 50), p99: percentile(lateness, 99), max: lateness[lateness.length - 1] ?? Number.NaN },
+    latenessTail: tailSplit,
     // A second start of a slot would be a second executor start with no record of its own.
     duplicates: Math.max(0, (stats.runsStarted ?? 0) - claimsRecorded),
     unexplainedMisses: Math.max(0, expected - inWindow.length) + notStarted.filter((r) => r.reason === undefined).length,

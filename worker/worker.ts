@@ -309,13 +309,14 @@ class Worker {
     if (!compiled.ok) return;
     const existing = this.jobs.get(name);
     // Jobs found when the worker starts look back over their catch-up window (slots due while no
-    // worker ran); a job created while we watch starts from its creation stamp (or now): slots
-    // before it existed are not its own, and one due while the watch was delivering it is. An
-    // edited job keeps its cursor.
+    // worker ran), never before their creation stamp; a job created while we watch starts from
+    // that stamp (or now): slots before it existed are not its own, and one due while the watch
+    // was delivering it is. An edited job keeps its cursor.
     const isCreatedNow = this.jobsLoaded && kv.version === '1';
     const nowMs = this.clock.nowMs();
     const lookbackMs = Math.max(parsed.spec.catchUp.windowMs, ON_TIME_GRACE_MS) + parsed.spec.jitterMs;
-    const createdCursorMs = isCreatedNow ? creationCursorMs(parsed.spec, nowMs) ?? nowMs : Number.NEGATIVE_INFINITY;
+    const stampedCursorMs = creationCursorMs(parsed.spec, nowMs);
+    const createdCursorMs = stampedCursorMs ?? (isCreatedNow ? nowMs : Number.NEGATIVE_INFINITY);
     const cursorMs = existing?.cursorMs ?? Math.max(nowMs - lookbackMs, createdCursorMs);
     const inViewSinceMs = existing?.inViewSinceMs ?? (isCreatedNow ? createdCursorMs : nowMs);
     this.jobs.set(name, { spec: parsed.spec, schedule: compiled.schedule, cursorMs, inViewSinceMs, nextSlot: memoNextSlot(compiled.schedule) });

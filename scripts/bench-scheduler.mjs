@@ -48,11 +48,12 @@ const TICKS_PER_SECOND = 100; // USER_HZ on Linux, for /proc/<pid>/stat CPU time
 // ---------------------------------------------------------------------------------------------
 // Child modes: one worker, or the housekeeper (what the elected master runs), from dist/.
 
-async function workerMode([id, endpoints]) {
+async function workerMode([id, endpoints, claimAhead]) {
   const { startWorker } = await import(join(REPO, 'dist', 'worker', 'index.js'));
   const { createLogger } = await import(join(REPO, 'dist', 'shared', 'log.js'));
   const handle = await startWorker({
     id, client: { endpoints }, leaseTtlSeconds: 5, logger: createLogger('warn'), benchNoopExecutor: true,
+    ...(claimAhead ? { claimAheadMs: Number(claimAhead) } : {}),
   });
   process.stdout.write(`ready ${id}\n`);
   // The worker's longest event-loop stall per report interval, logged when over 500 ms.
@@ -95,6 +96,7 @@ const USAGE = `usage: npm run bench:scheduler -- [options]
   --jobs N           jobs defined (default 10000)
   --period S         each job starts every S seconds (a divisor of 60; default 60); rate = jobs/S
   --workers N        worker processes (default 3)
+  --claim-ahead MS   the workers' --claim-ahead (default: the worker's own, 1000)
   --executor E       noop (in-process, bench only; default), shell (spawns \`true\`) or http (a GET to a local target)
   --stores LIST      etcron,etcd (default both, in that order)
   --no-build         do not run \`npm run build\` first
@@ -113,6 +115,7 @@ function parseOptions(argv) {
       case '--jobs': o.jobs = boundedInt(flag, value(), 1, 100_000); break;
       case '--period': o.periodS = boundedInt(flag, value(), 1, 60); break;
       case '--workers': o.workers = boundedInt(flag, value(), 1, 16); break;
+      case '--claim-ahead': o.claimAheadMs = boundedInt(flag, value(), 0, 60_000); break;
       case '--executor': o.executor = value(); break;
       case '--stores': o.stores = value().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--no-build': o.build = false; break;
@@ -357,7 +360,7 @@ async function runOne(kind, o, lib) {
     const housekeeper = await startChild('--housekeeper-mode', [store.endpoint], 'housekeeper');
     children.push(housekeeper);
     const workers = [];
-    for (let w = 1; w <= o.workers; w++) workers.push(await startChild('--worker-mode', [`bw${w}`, store.endpoint], `worker bw${w}`));
+    for (let w = 1; w <= o.workers; w++) workers.push(await startChild('--worker-mode', [`bw${w}`, store.endpoint, String(o.claimAheadMs ?? '')], `worker bw${w}`));
     children.push(...workers);
     // Warm-up: a few seconds of the steady state before the window.
     const windowStartMs = Math.ceil((Date.now() + 5_000) / 1000) * 1000;

@@ -114,8 +114,10 @@ export function memoNextSlot(schedule: CompiledSchedule): (afterMs: number) => n
     const known = memo.get(afterMs);
     if (known !== undefined) return known;
     const next = nextSlotMs(schedule, afterMs);
-    if (memo.size >= NEXT_SLOT_MEMO_ENTRIES_MAX) memo.clear();
+    if (memo.size >= NEXT_SLOT_MEMO_ENTRIES_MAX - 1) memo.clear();
     memo.set(afterMs, next);
+    // Also the question "is `next` still a slot?" (asked as next - 1 when a claim goes out).
+    if (next !== null) memo.set(next - 1, next);
     return next;
   };
 }

@@ -1,7 +1,7 @@
 import { assert } from '../../shared/assert.js';
 import type { Backend } from '../mvcc/backend.js';
 import { StoreError } from '../mvcc/errors.js';
-import { DeadlineHeap } from './deadline-heap.js';
+import { DeadlineHeap } from '../../shared/deadline-heap.js';
 
 /** etcd refuses TTLs above this many seconds. */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
@@ -41,7 +41,7 @@ export interface Lease {
 export class Lessor {
   private readonly leases = new Map<bigint, Lease>();
   /** Deadlines of the leases this member expires, soonest first (primary only). */
-  private readonly deadlines = new DeadlineHeap();
+  private readonly deadlines = new DeadlineHeap<bigint>();
   /** Leases granted while primary that have no deadline yet (see startTimers). */
   private readonly untimed = new Set<bigint>();
   private primary = false;

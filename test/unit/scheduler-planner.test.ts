@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileSchedule, type CompiledSchedule } from '../../shared/job/schedule.js';
-import { jitterOffsetMs, nextSlotMs, slotsBetween } from '../../master/planner/slots.js';
+import { jitterOffsetMs, memoNextSlot, nextSlotMs, slotsBetween } from '../../master/planner/slots.js';
 import { planDueSlots, startLimitMs, ON_TIME_GRACE_MS, type DueSlot } from '../../master/planner/catch-up.js';
 import type { CatchUpPolicy } from '../../shared/job/spec.js';
 
@@ -137,5 +137,22 @@ describe('planner: slots late because of load', () => {
     expect([plan.onTime.length, plan.tooLate.length]).toEqual([1, 1]);
     expect(startLimitMs({ windowMs: 0, max: 1, lateStartMs: 0 })).toBe(ON_TIME_GRACE_MS);
     expect(startLimitMs({ windowMs: 120_000, max: 1, lateStartMs: 60_000 })).toBe(120_000);
+  });
+});
+
+describe('planner: memoized next slot', () => {
+  it('answers as croner does, for cursors on, just before and between slots', () => {
+    const compiled = compileSchedule('*/7 * * * * *', 'Europe/Paris');
+    if (!compiled.ok) throw new Error(compiled.reason);
+    const memo = memoNextSlot(compiled.schedule);
+    let cursor = Date.parse('2026-03-29T00:59:50Z'); // across a DST change
+    for (let i = 0; i < 50; i++) {
+      const next = memo(cursor);
+      expect(next).toBe(nextSlotMs(compiled.schedule, cursor));
+      if (next === null) break;
+      expect(memo(next - 1)).toBe(next);
+      expect(memo(next - 1_500)).toBe(nextSlotMs(compiled.schedule, next - 1_500));
+      cursor = next;
+    }
   });
 });

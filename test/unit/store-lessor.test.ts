@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../shared/random.js';
-import { DeadlineHeap } from '../../store/lease/deadline-heap.js';
+import { DeadlineHeap } from '../../shared/deadline-heap.js';
 import { EXPIRED_LEASE_RETRY_MS, Lessor } from '../../store/lease/lessor.js';
 import { Backend } from '../../store/mvcc/backend.js';
 
@@ -25,7 +25,7 @@ function newLessor(): Lessor {
 describe('DeadlineHeap', () => {
   it('pops entries in deadline order for any push/pop interleaving', () => {
     const random = seededRandom(20261205);
-    const heap = new DeadlineHeap();
+    const heap = new DeadlineHeap<bigint>();
     const model: number[] = [];
     for (let step = 0; step < 20_000; step++) {
       if (random.int(3) > 0) {

@@ -4,11 +4,10 @@ import type { Etcd3 } from 'etcd3';
 import { type StoreProcess } from '../support/etcd-process.js';
 import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
 import { waitFor } from '../support/ports.js';
-import { clientFor, duplicates, historyRecords, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
+import { clientFor, dropFirstTxnReply, duplicates, historyRecords, putJob, quietLogger, readStarts, tempDir } from '../support/scheduler-fixtures.js';
 import { startWorker, type WorkerHandle } from '../../worker/index.js';
 import { readLocks, readLockTimeline } from '../../shared/history/read.js';
 import { claimRun } from '../../worker/claimer/claim.js';
-import { GRPCDeadlineExceededError } from 'etcd3';
 
 describe.skipIf(!hasStoreUnderTest())('worker claims on a real store', () => {
   let store: StoreProcess;
@@ -104,21 +103,6 @@ describe.skipIf(!hasStoreUnderTest())('claim with an unknown outcome (reply lost
     await store?.kill();
     store?.cleanup();
   });
-
-  /** The txn is applied by the store, then the caller sees a deadline error, as on a dropped reply. */
-  function dropFirstTxnReply(real: Etcd3): Etcd3 {
-    let dropped = false;
-    const kv = {
-      txn: async (request: Parameters<Etcd3['kv']['txn']>[0]) => {
-        const response = await real.kv.txn(request);
-        if (dropped) return response;
-        dropped = true;
-        throw new GRPCDeadlineExceededError('Deadline exceeded');
-      },
-      range: (request: Parameters<Etcd3['kv']['range']>[0]) => real.kv.range(request),
-    };
-    return { kv } as unknown as Etcd3;
-  }
 
   it('recognises its own claim by the nonce instead of reporting the slot as taken', async () => {
     const spec = await putJob(client, { name: 'unknown', schedule: '* * * * * *', command: 'true' });

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { GRPCDeadlineExceededError } from 'etcd3';
 import { type StoreProcess } from '../support/etcd-process.js';
 import { hasStoreUnderTest, startStoreUnderTest } from '../support/store-under-test.js';
-import { clientFor, putJob } from '../support/scheduler-fixtures.js';
+import { clientFor, dropFirstTxnReply, putJob } from '../support/scheduler-fixtures.js';
 import { claimRun, writeFenced, type ClaimResult, type Claimed } from '../../worker/claimer/claim.js';
 import { TxnBatcher } from '../../worker/claimer/txn-batcher.js';
 import { decodeRunRecord, type RunRecord } from '../../shared/history/records.js';
@@ -75,18 +74,7 @@ describe.skipIf(!hasStoreUnderTest())('claims and fenced writes in shared txns',
 
   it('settles a batch whose reply was lost by each claim\'s nonce, never reporting its own claim taken', async () => {
     const slotMs = SLOT_MS + 5_000;
-    let dropped = false;
-    const lossy = {
-      kv: {
-        txn: async (req: Parameters<Etcd3['kv']['txn']>[0]) => {
-          const response = await client.kv.txn(req);
-          if (dropped) return response;
-          dropped = true;
-          throw new GRPCDeadlineExceededError('Deadline exceeded');
-        },
-        range: (req: Parameters<Etcd3['kv']['range']>[0]) => client.kv.range(req),
-      },
-    } as unknown as Etcd3;
+    const lossy = dropFirstTxnReply(client);
     const batcher = new TxnBatcher(lossy);
     const results = await Promise.all(specs.slice(0, 8).map((spec) => claimRun(lossy, request(spec, slotMs), batcher)));
     expect(results.every((r) => r.ok && r.recovered)).toBe(true);

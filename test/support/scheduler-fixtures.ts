@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Etcd3 } from 'etcd3';
+import { GRPCDeadlineExceededError, type Etcd3 } from 'etcd3';
 import { parseJobSpec, serializeJobSpec, formatJobSpecIssues, type JobSpec } from '../../shared/job/index.js';
 import { jobKey } from '../../shared/keys.js';
 import { createEtcdClient } from '../../shared/etcd/client.js';
@@ -62,3 +62,18 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 export const quietLogger = createLogger(process.env['ETCRON_TEST_LOG'] === '1' ? 'debug' : 'silent');
+
+/** A client whose first txn is applied by the store, then fails with a deadline, as on a dropped reply. */
+export function dropFirstTxnReply(real: Etcd3): Etcd3 {
+  let dropped = false;
+  const kv = {
+    txn: async (request: Parameters<Etcd3['kv']['txn']>[0]) => {
+      const response = await real.kv.txn(request);
+      if (dropped) return response;
+      dropped = true;
+      throw new GRPCDeadlineExceededError('Deadline exceeded');
+    },
+    range: (request: Parameters<Etcd3['kv']['range']>[0]) => real.kv.range(request),
+  };
+  return { kv } as unknown as Etcd3;
+}

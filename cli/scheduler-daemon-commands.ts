@@ -139,7 +139,7 @@ export function registerDaemonCommands(program: Command): void {
   daemonOptions(program.command('worker').description('run a scheduler worker: claims due slots and runs jobs'))
     .option('--tags <a,b>', 'routing tags: the worker runs jobs whose tags it all has')
     .option('--takeover-delay <ms>', 'how long after a slot a non-preferred worker tries the claim (default 1000)')
-    .option('--claim-ahead <ms>', 'how long before a slot the claim of a job allowing overlap is sent; the run starts at the slot (default 1000, 0: at the slot)')
+    .option('--claim-ahead <ms>', 'how long before a slot the claim of a job allowing overlap is sent; the run starts at the slot (default 1500, 0: at the slot)')
     .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics (default: off)')
     .addOption(new Option('--clock-offset <ms>', 'shift this worker\'s wall clock (clock-skew tests)').hideHelp())
     .action(action(async (flags: WorkerFlags) => {

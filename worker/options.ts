@@ -37,7 +37,12 @@ export interface WorkerOptions {
 export const WORKER_DEFAULTS = {
   leaseTtlSeconds: 5,
   takeoverDelayMs: 1_000,
-  claimAheadMs: 1_000,
+  /**
+   * Not a whole number of seconds: the claims for the slots of second T + 2 are then planned at
+   * T + 0.5, between cron-aligned instants, not at T itself while second T's runs start on the
+   * same event loop (1,000 starts/s measured: p99 lateness 132 ms with 1,000, 105 ms with 1,500).
+   */
+  claimAheadMs: 1_500,
 } as const;
 
 export const WORKER_LIMITS = {

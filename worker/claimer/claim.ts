@@ -59,6 +59,7 @@ export type ClaimRefusal =
 export type ClaimResult = Claimed | ClaimRefusal;
 
 const READ_BACK_ATTEMPTS_MAX = 10;
+const READ_BACK_PAUSE_MS = 200;
 
 /**
  * Unique per claim, so a worker knows its own write when a reply was lost: a random prefix per
@@ -70,7 +71,6 @@ function newNonce(): string {
   nonceCount++;
   return `${NONCE_PREFIX}${nonceCount.toString(36)}`;
 }
-const READ_BACK_PAUSE_MS = 200;
 
 /** One claim's keys, nonce, record and txn branches, fixed once: a resend must reuse the nonce. */
 interface ClaimPlan {

@@ -1,5 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import { MASTERS_PREFIX } from '../shared/keys.js';
+import { parseJsonObject } from '../shared/json.js';
 import { readLeader } from './election.js';
 import { ok, type Route } from './http-server.js';
 import { revisionOf } from './job-routes.js';
@@ -40,14 +41,8 @@ export function mastersRoute(client: Etcd3, electionPrefix: string): Route {
 }
 
 function masterView(text: string, leaderId: string | undefined): MasterView | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const v = value as Record<string, unknown>;
+  const v = parseJsonObject(text);
+  if (v === undefined) return undefined;
   if (typeof v['id'] !== 'string' || typeof v['apiUrl'] !== 'string' || typeof v['startedAtMs'] !== 'number') {
     return undefined;
   }

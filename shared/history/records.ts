@@ -1,4 +1,5 @@
 import type { RetryPolicy } from '../job/spec.js';
+import { parseJsonObject } from '../json.js';
 
 /**
  * Run states. `claimed` and `running` are live; the rest are final.
@@ -105,22 +106,10 @@ export interface WorkerInfo {
   readonly leaseTtlSeconds: number;
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Decoding is lenient about extra fields (newer writers) but requires the fields readers depend on. */
 export function decodeRunRecord(text: string): RunRecord | undefined {
-  const value = parseJson(text);
-  if (!isObject(value)) return undefined;
+  const value = parseJsonObject(text);
+  if (value === undefined) return undefined;
   const state = value['state'];
   if (typeof value['job'] !== 'string' || typeof value['slot'] !== 'string' || typeof value['runId'] !== 'string') return undefined;
   if (typeof state !== 'string' || !(RUN_STATES as readonly string[]).includes(state)) return undefined;
@@ -129,21 +118,21 @@ export function decodeRunRecord(text: string): RunRecord | undefined {
 }
 
 export function decodeLockValue(text: string): LockValue | undefined {
-  const value = parseJson(text);
-  if (!isObject(value)) return undefined;
+  const value = parseJsonObject(text);
+  if (value === undefined) return undefined;
   if (typeof value['job'] !== 'string' || typeof value['slot'] !== 'string' || typeof value['worker'] !== 'string') return undefined;
   return value as unknown as LockValue;
 }
 
 export function decodeWorkerInfo(text: string): WorkerInfo | undefined {
-  const value = parseJson(text);
-  if (!isObject(value) || typeof value['id'] !== 'string' || !Array.isArray(value['tags'])) return undefined;
+  const value = parseJsonObject(text);
+  if (value === undefined || typeof value['id'] !== 'string' || !Array.isArray(value['tags'])) return undefined;
   return value as unknown as WorkerInfo;
 }
 
 export function decodeRetryRequest(text: string): RetryRequest | undefined {
-  const value = parseJson(text);
-  if (!isObject(value) || typeof value['job'] !== 'string' || typeof value['slot'] !== 'string') return undefined;
+  const value = parseJsonObject(text);
+  if (value === undefined || typeof value['job'] !== 'string' || typeof value['slot'] !== 'string') return undefined;
   if (typeof value['attempt'] !== 'number' || typeof value['retryAtMs'] !== 'number' || !Array.isArray(value['previousAttempts'])) return undefined;
   return value as unknown as RetryRequest;
 }

@@ -1,3 +1,5 @@
+import { parseJsonObject } from '../../shared/json.js';
+
 /**
  * The guard → worker side of the run guard's protocol, one JSON object a line on the guard's
  * fd 3: a run's process id once spawned, its output (coalesced, at most its tail bound per
@@ -20,14 +22,9 @@ export function formatGuardEvent(event: GuardEvent): string {
 }
 
 export function parseGuardEvent(line: string): GuardEvent | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const { id, pid, out, exit } = value as Record<string, unknown>;
+  const value = parseJsonObject(line);
+  if (value === undefined) return null;
+  const { id, pid, out, exit } = value;
   if (typeof id !== 'number') return null;
   if (typeof pid === 'number') return { id, pid };
   if (typeof out === 'string') return { id, out };

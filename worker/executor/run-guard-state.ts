@@ -1,3 +1,5 @@
+import { parseJsonObject } from '../../shared/json.js';
+
 /**
  * The decisions of the run guard (run-guard-main.ts), kept free of I/O so they can be tested as
  * they are: which process groups to kill, and when to look again. Times are CLOCK_MONOTONIC in
@@ -48,14 +50,9 @@ export function parseGuardLine(line: string): GuardCommand | null {
 }
 
 function parseSpawn(json: string): GuardCommand | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return null;
-  }
-  if (typeof value !== 'object' || value === null) return null;
-  const { id, argv, env, cwd, tailBytesMax } = value as Record<string, unknown>;
+  const value = parseJsonObject(json);
+  if (value === undefined) return null;
+  const { id, argv, env, cwd, tailBytesMax } = value;
   const isStrings = (v: unknown): v is string[] =>
     Array.isArray(v) && v.every((s) => typeof s === 'string');
   if (typeof id !== 'number' || !Number.isSafeInteger(id)) return null;

@@ -80,9 +80,6 @@ interface ClaimPlan {
   readonly record: RunRecord;
   readonly compare: CompareSpec[];
   readonly success: IRequestOp[];
-  /** The run key, then the job's locks. */
-  readonly failure: IRequestOp[];
-  readonly bytes: number;
 }
 
 function planClaim(request: ClaimRequest): ClaimPlan {
@@ -113,8 +110,7 @@ function planClaim(request: ClaimRequest): ClaimPlan {
     putOp(lKey, encodeRecord(lock), leaseId),
     ...(request.retryKey === undefined ? [] : [deleteOp(request.retryKey)]),
   ];
-  const failure = [getOp(rKey), getOp(locksPrefix(spec.name), prefixEnd(locksPrefix(spec.name)))];
-  return { rKey, lKey, nonce, record, compare, success, failure, bytes: opBytes(success) };
+  return { rKey, lKey, nonce, record, compare, success };
 }
 
 function checksOverlap(request: ClaimRequest): boolean {
@@ -139,10 +135,11 @@ export async function claimRun(client: Etcd3, request: ClaimRequest, batcher?: T
   });
   return batcher.submit<ClaimResult>({
     group: request.spec.name,
-    bytes: plan.bytes,
+    bytes: opBytes(plan.success),
     compare: plan.compare,
     success: plan.success,
-    failure: plan.failure.slice(0, 1),
+    // Its run key alone tells a batched claim's outcome (isBatchable).
+    failure: [getOp(plan.rKey)],
     succeeded: winning,
     failed: ([runKvs]) => {
       const existingKv = runKvs?.[0];
@@ -160,7 +157,10 @@ export async function claimRun(client: Etcd3, request: ClaimRequest, batcher?: T
 async function sendClaim(client: Etcd3, request: ClaimRequest, plan: ClaimPlan): Promise<ClaimResult> {
   const { rKey, lKey, nonce, record } = plan;
   try {
-    const outcome = await runTxn(client, { compare: plan.compare, success: plan.success, failure: plan.failure });
+    // The run key, then the job's locks (who holds it, for Forbid/BufferOne).
+    const locks = locksPrefix(request.spec.name);
+    const failure = [getOp(rKey), getOp(locks, prefixEnd(locks))];
+    const outcome = await runTxn(client, { compare: plan.compare, success: plan.success, failure });
     if (outcome.succeeded) {
       return { ok: true, fence: outcome.revision, runKey: rKey, lockKey: lKey, record, runModRevision: outcome.revision, recovered: false };
     }

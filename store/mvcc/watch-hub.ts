@@ -1,6 +1,7 @@
 import { assert } from '../../shared/assert.js';
 import type { MvccStore } from './kv-store.js';
 import type { KeyValue, MvccEvent } from './types.js';
+import { KeyRangeIndex } from './key-range-index.js';
 
 /** A batch handed to a watcher: events of one or more whole revisions, and the header revision. */
 export interface WatchBatch {
@@ -41,9 +42,26 @@ export interface WatchHandle {
 interface Watcher extends WatcherSpec {
   /** Watchers with equal keys here select the same events from a revision. */
   readonly selectionKey: string;
+  /**
+   * The first revision not handed to it yet. While it is synced this stays behind for revisions
+   * that had nothing for it (see notifiedRev); positionOf gives where it really is.
+   */
   nextRev: number;
   synced: boolean;
   closed: boolean;
+}
+
+/** The synced watchers of one range and one set of options: they see the same events. */
+interface Selection {
+  readonly key: Buffer;
+  readonly rangeEnd: Buffer;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly prevKv: boolean;
+  readonly selectionKey: string;
+  readonly watchers: Set<Watcher>;
+  /** Its events from the notify call under way (in revision order); null when none yet. */
+  picked: MvccEvent[] | null;
 }
 
 /** Rows read from the backend per catch-up step; one step is one event-loop turn. */
@@ -55,12 +73,24 @@ const CATCH_UP_ROWS_MAX = 1000;
  * bounded steps, one per event-loop turn, and joins the synced group in the same turn in which it
  * reaches the current revision, so nothing is missed or repeated at the hand-over. One that a
  * compaction overtakes is told so and dropped.
+ *
+ * Synced watchers are grouped by range and options; an event is matched against the groups that
+ * hold its key (a map for single keys, a KeyRangeIndex for ranges), never against every watcher,
+ * and each group's events are selected once and shared by all its watchers.
  */
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
   private readonly unsynced = new Set<Watcher>();
   /** Watchers whose consumer is not ready: nothing is sent to them until resumed. */
   private readonly parked = new Set<Watcher>();
+  /** Groups of synced watchers, by selection key. */
+  private readonly selections = new Map<string, Selection>();
+  /** Groups watching one key, by the key (latin1). */
+  private readonly singleKeys = new Map<string, Selection[]>();
+  /** Groups watching a range or every key from one on. */
+  private readonly ranges = new KeyRangeIndex<Selection>();
+  /** The last revision handed to the synced watchers (every revision up to it was). */
+  private notifiedRev = 0;
   private catchUpScheduled = false;
 
   constructor(private kv: MvccStore) {}
@@ -71,11 +101,10 @@ export class WatchHub {
    */
   replaceStore(kv: MvccStore): void {
     this.kv = kv;
-    for (const watcher of this.synced) {
-      watcher.synced = false;
+    for (const watcher of [...this.synced]) {
+      this.leaveSynced(watcher, this.positionOf(watcher));
       this.unsynced.add(watcher);
     }
-    this.synced.clear();
     if (this.unsynced.size > 0) this.scheduleCatchUp();
   }
 
@@ -84,10 +113,11 @@ export class WatchHub {
       spec.key.toString('latin1'), spec.rangeEnd.toString('latin1'),
       spec.noPut ? 1 : 0, spec.noDelete ? 1 : 0, spec.prevKv ? 1 : 0,
     ].join('\u0000');
-    const watcher: Watcher = { ...spec, selectionKey, nextRev: spec.startRev, synced: false, closed: false };
+    const watcher: Watcher = {
+      ...spec, selectionKey, nextRev: spec.startRev, synced: false, closed: false,
+    };
     if (watcher.nextRev > this.kv.currentRev) {
-      watcher.synced = true;
-      this.synced.add(watcher);
+      this.joinSynced(watcher);
     } else {
       this.unsynced.add(watcher);
       this.scheduleCatchUp();
@@ -95,7 +125,7 @@ export class WatchHub {
     return {
       cancel: () => {
         watcher.closed = true;
-        this.synced.delete(watcher);
+        if (watcher.synced) this.leaveSynced(watcher, watcher.nextRev);
         this.unsynced.delete(watcher);
         this.parked.delete(watcher);
       },
@@ -117,10 +147,57 @@ export class WatchHub {
     return this.unsynced.size + this.parked.size;
   }
 
-  /** Stops sending to a watcher whose consumer is full; its nextRev is where it resumes. */
-  private park(watcher: Watcher): void {
+  private joinSynced(watcher: Watcher): void {
+    watcher.synced = true;
+    this.synced.add(watcher);
+    let selection = this.selections.get(watcher.selectionKey);
+    if (selection === undefined) {
+      selection = {
+        key: watcher.key, rangeEnd: watcher.rangeEnd, prevKv: watcher.prevKv,
+        noPut: watcher.noPut, noDelete: watcher.noDelete,
+        selectionKey: watcher.selectionKey, watchers: new Set(), picked: null,
+      };
+      this.selections.set(selection.selectionKey, selection);
+      if (selection.rangeEnd.length === 0) {
+        const id = selection.key.toString('latin1');
+        const list = this.singleKeys.get(id);
+        if (list === undefined) this.singleKeys.set(id, [selection]);
+        else list.push(selection);
+      } else {
+        const isFromKey = selection.rangeEnd.length === 1 && selection.rangeEnd[0] === 0;
+        this.ranges.add(selection, selection.key, isFromKey ? null : selection.rangeEnd);
+      }
+    }
+    selection.watchers.add(watcher);
+  }
+
+  /** Out of the synced group, to go on from `nextRev` when it comes back. */
+  private leaveSynced(watcher: Watcher, nextRev: number): void {
+    watcher.nextRev = nextRev;
     watcher.synced = false;
     this.synced.delete(watcher);
+    const selection = this.selections.get(watcher.selectionKey);
+    if (selection === undefined || !selection.watchers.delete(watcher)) return;
+    if (selection.watchers.size > 0) return;
+    this.selections.delete(selection.selectionKey);
+    if (selection.rangeEnd.length > 0) {
+      this.ranges.delete(selection);
+      return;
+    }
+    const id = selection.key.toString('latin1');
+    const rest = (this.singleKeys.get(id) ?? []).filter((s) => s !== selection);
+    if (rest.length === 0) this.singleKeys.delete(id);
+    else this.singleKeys.set(id, rest);
+  }
+
+  /** Where a watcher is: a synced one has seen every revision up to notifiedRev. */
+  private positionOf(watcher: Watcher): number {
+    return watcher.synced ? Math.max(watcher.nextRev, this.notifiedRev + 1) : watcher.nextRev;
+  }
+
+  /** Stops sending to a watcher whose consumer is full; it resumes from `nextRev`. */
+  private park(watcher: Watcher, nextRev: number): void {
+    if (watcher.synced) this.leaveSynced(watcher, nextRev);
     this.unsynced.delete(watcher);
     this.parked.add(watcher);
   }
@@ -134,63 +211,89 @@ export class WatchHub {
    * all the revisions of one call (events in revision order, header at the last revision it has
    * events of), as etcd batches a catching-up watcher's revisions: under load a call carries a
    * whole group commit, and one response per revision per watcher was most of the cost of a
-   * 1,000-watcher fan-out. Watchers of the same range and options share one selection per
-   * revision.
+   * 1,000-watcher fan-out. Watchers of one group share one events array.
    */
   notify(revisions: readonly (readonly MvccEvent[])[]): void {
-    if (this.synced.size === 0) return;
-    const batches = new Map<Watcher, { events: MvccEvent[]; headerRevision: number }>();
+    const touched: Selection[] = [];
+    const firstRev = this.notifiedRev + 1;
     for (const events of revisions) {
       const first = events[0];
       if (first === undefined) continue;
-      const rev = first.kv.modRevision;
-      const previous = new Map<MvccEvent, KeyValue | null>();
-      const selections = new Map<string, MvccEvent[]>();
-      for (const watcher of this.synced) {
-        if (rev < watcher.nextRev) continue;
-        // A consumer that cannot keep up is not buffered for without bound: parked before this
-        // revision, it reads it (and what follows) from the backend once it has drained.
-        if (this.isBlocked(watcher)) {
-          this.park(watcher);
-          continue;
-        }
-        let mine = selections.get(watcher.selectionKey);
-        if (mine === undefined) {
-          mine = this.select(watcher, events, previous);
-          selections.set(watcher.selectionKey, mine);
-        }
-        watcher.nextRev = rev + 1;
-        if (mine.length === 0) continue;
-        const batch = batches.get(watcher);
-        if (batch === undefined) {
-          batches.set(watcher, { events: [...mine], headerRevision: rev });
-        } else {
-          for (const event of mine) batch.events.push(event);
-          batch.headerRevision = rev;
-        }
-      }
+      if (this.synced.size > 0) this.pick(events, touched);
+      this.notifiedRev = Math.max(this.notifiedRev, first.kv.modRevision);
     }
-    for (const [watcher, batch] of batches) {
-      if (!watcher.closed) watcher.deliver(batch);
+    for (const selection of touched) {
+      const picked = selection.picked as MvccEvent[];
+      selection.picked = null;
+      for (const watcher of selection.watchers) this.hand(watcher, picked, firstRev);
     }
   }
 
-  /**
-   * The events one watcher wants. `previous` caches prev_kv lookups (a backend read each) so that
-   * several prev_kv watchers of one event share a single read.
-   */
-  private select(watcher: Watcher, events: readonly MvccEvent[], previous = new Map<MvccEvent, KeyValue | null>()): MvccEvent[] {
+  /** Adds one revision's events to the groups that want them; a group is touched once. */
+  private pick(events: readonly MvccEvent[], touched: Selection[]): void {
+    for (const event of events) {
+      let previous: KeyValue | null | undefined;
+      let plain: MvccEvent | undefined;
+      const take = (selection: Selection): void => {
+        if (event.type === 'put' ? selection.noPut : selection.noDelete) return;
+        let picked: MvccEvent;
+        // As etcd: a create event (create revision = mod revision) has no prev_kv, even when
+        // the key was deleted and created again within one revision and so existed before it.
+        const isCreate = event.type === 'put' && event.kv.createRevision === event.kv.modRevision;
+        if (selection.prevKv && !isCreate) {
+          if (previous === undefined) {
+            previous = this.kv.previousOf(event.kv.key, event.kv.modRevision);
+          }
+          picked = { type: event.type, kv: event.kv, prevKv: previous };
+        } else {
+          plain ??= { type: event.type, kv: event.kv, prevKv: null };
+          picked = plain;
+        }
+        if (selection.picked === null) {
+          selection.picked = [];
+          touched.push(selection);
+        }
+        selection.picked.push(picked);
+      };
+      if (this.singleKeys.size > 0) {
+        const selections = this.singleKeys.get(event.kv.key.toString('latin1'));
+        if (selections !== undefined) for (const selection of selections) take(selection);
+      }
+      this.ranges.forEachHolding(event.kv.key, take);
+    }
+  }
+
+  /** Hands a group's events to one of its watchers: those from its next revision on. */
+  private hand(watcher: Watcher, picked: readonly MvccEvent[], firstRev: number): void {
+    if (watcher.closed || !watcher.synced) return;
+    const first = picked[0] as MvccEvent;
+    // Only a watcher that started ahead, or joined while these revisions awaited their fsync,
+    // has a next revision inside them.
+    const mine = watcher.nextRev <= first.kv.modRevision
+      ? picked
+      : picked.filter((e) => e.kv.modRevision >= watcher.nextRev);
+    const last = mine[mine.length - 1];
+    if (last === undefined) return;
+    // A consumer that cannot keep up is not buffered for without bound: parked, it reads these
+    // revisions (and what follows) from the backend once it has drained.
+    if (this.isBlocked(watcher)) {
+      this.park(watcher, Math.max(watcher.nextRev, firstRev));
+      return;
+    }
+    watcher.nextRev = last.kv.modRevision + 1;
+    watcher.deliver({ events: mine, headerRevision: last.kv.modRevision });
+  }
+
+  /** The events one catching-up watcher wants from what it read from the backend. */
+  private select(watcher: Watcher, events: readonly MvccEvent[]): MvccEvent[] {
     const out: MvccEvent[] = [];
     for (const event of events) {
       if (event.type === 'put' ? watcher.noPut : watcher.noDelete) continue;
       if (!inRange(event.kv.key, watcher.key, watcher.rangeEnd)) continue;
       let prevKv: KeyValue | null = null;
-      // As etcd: a create event (create revision = mod revision) has no prev_kv, even when the
-      // key was deleted and created again within one revision and so existed just before it.
       const isCreate = event.type === 'put' && event.kv.createRevision === event.kv.modRevision;
       if (watcher.prevKv && !isCreate) {
-        if (!previous.has(event)) previous.set(event, this.kv.previousOf(event.kv.key, event.kv.modRevision));
-        prevKv = previous.get(event) ?? null;
+        prevKv = this.kv.previousOf(event.kv.key, event.kv.modRevision);
       }
       out.push({ type: event.type, kv: event.kv, prevKv });
     }
@@ -211,7 +314,7 @@ export class WatchHub {
     for (const watcher of [...this.unsynced]) {
       if (watcher.closed) continue;
       if (this.isBlocked(watcher)) {
-        this.park(watcher);
+        this.park(watcher, watcher.nextRev);
         continue;
       }
       if (watcher.nextRev < this.kv.compactRev) {
@@ -229,8 +332,7 @@ export class WatchHub {
       if (mine.length > 0) watcher.deliver({ events: mine, headerRevision: this.kv.currentRev });
       if (batch.complete) {
         this.unsynced.delete(watcher);
-        watcher.synced = true;
-        this.synced.add(watcher);
+        this.joinSynced(watcher);
       }
     }
   }

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Backend } from '../../store/mvcc/backend.js';
 import { MvccStore } from '../../store/mvcc/kv-store.js';
-import { WatchHub, type WatchBatch } from '../../store/mvcc/watch-hub.js';
-import type { MvccEvent } from '../../store/mvcc/types.js';
+import { WatchHub, inRange, type WatchBatch } from '../../store/mvcc/watch-hub.js';
+import type { KeyValue, MvccEvent } from '../../store/mvcc/types.js';
 import { waitFor } from '../support/ports.js';
+import { seededRandom } from '../../shared/random.js';
 
 const dirs: string[] = [];
 const unexpectedCompaction = (rev: number): void => { throw new Error(`unexpected compaction at ${rev}`); };
@@ -164,4 +165,135 @@ describe('WatchHub', () => {
     expect(hub.slowCount).toBe(0);
     close();
   });
+
+  it('a watcher that saw nothing for many revisions resumes where the hub is, not where it last got events', async () => {
+    const { hub, write, writeGroup, kv, close } = setup();
+    let ready = true;
+    const revs: number[] = [];
+    const compactedAt: number[] = [];
+    const handle = hub.add({
+      key: Buffer.from('a'), rangeEnd: Buffer.alloc(0), startRev: kv.currentRev + 1, noPut: false, noDelete: false,
+      prevKv: false, isReady: () => ready, compacted: (rev) => compactedAt.push(rev),
+      deliver: (batch) => { for (const e of batch.events) revs.push(e.kv.modRevision); },
+    });
+    for (let i = 0; i < 10; i++) writeGroup([[['put', `b${i}`]], [['put', `c${i}`]]]);
+    kv.compact(kv.currentRev);
+    ready = false;
+    write([['put', 'a']]);
+    expect(revs).toEqual([]);
+    ready = true;
+    handle.resume();
+    await waitFor('the parked watcher to catch up', () => (handle.isSynced() ? true : undefined));
+    expect(compactedAt).toEqual([]);
+    expect(revs).toEqual([kv.currentRev]);
+    // The same after a snapshot replaced the store: it goes on from the hub's revision.
+    for (let i = 0; i < 5; i++) write([['put', `d${i}`]]);
+    kv.compact(kv.currentRev);
+    hub.replaceStore(kv);
+    await waitFor('the watcher to catch up after the new store', () => (handle.isSynced() ? true : undefined));
+    write([['put', 'a']]);
+    expect(compactedAt).toEqual([]);
+    expect(revs).toEqual([kv.currentRev - 6, kv.currentRev]);
+    close();
+  });
+
+  it('gives every watcher what a check of every event against it gives (random watchers and writes)', async () => {
+    for (let seed = 1; seed <= 8; seed++) {
+      const { hub, kv, close, writeRevisions } = setupRecorded();
+      const { int } = seededRandom(seed);
+      const key = (): string => 'abcdef'[int(6)] + (int(2) === 0 ? '' : String(int(3)));
+      const watchers: { spec: Spec; got: MvccEvent[]; handle: ReturnType<WatchHub['add']> }[] = [];
+      const addWatcher = (): void => {
+        const kind = int(4);
+        const from = key();
+        const other = key();
+        const rangeEnd = kind === 0 ? '' : kind === 1 ? '\u0000' : kind === 2 ? `${from}\u00ff` : (other > from ? other : `${from}0`);
+        const ahead = int(4) === 0;
+        const spec: Spec = {
+          key: from, rangeEnd, noPut: int(4) === 0, noDelete: int(4) === 0, prevKv: int(2) === 0,
+          startRev: ahead ? kv.currentRev + 1 + int(5) : Math.max(1, kv.currentRev + 1 - int(8)),
+        };
+        const got: MvccEvent[] = [];
+        const handle = hub.add({
+          key: Buffer.from(spec.key), rangeEnd: Buffer.from(spec.rangeEnd, 'latin1'), startRev: spec.startRev,
+          noPut: spec.noPut, noDelete: spec.noDelete, prevKv: spec.prevKv, compacted: unexpectedCompaction,
+          deliver: (batch) => {
+            expect(batch.events.length).toBeGreaterThan(0);
+            got.push(...batch.events);
+          },
+        });
+        watchers.push({ spec, got, handle });
+      };
+      for (let step = 0; step < 80; step++) {
+        if (int(3) === 0) addWatcher();
+        const revisions = Array.from({ length: 1 + int(4) }, () => {
+          const keys = [...new Set(Array.from({ length: 1 + int(3) }, key))];
+          return keys.map((k): ['put' | 'del', string] => [int(3) === 0 ? 'del' : 'put', k]);
+        });
+        writeRevisions(revisions);
+        if (int(4) === 0) await new Promise((r) => setImmediate(r));
+      }
+      await waitFor('every watcher to catch up', () => (watchers.every((w) => w.handle.isSynced()) ? true : undefined));
+      const history = recordedHistory(kv);
+      for (const [i, w] of watchers.entries()) {
+        const expected = history.filter((h) => h.event.kv.modRevision >= w.spec.startRev &&
+          (h.event.type === 'put' ? !w.spec.noPut : !w.spec.noDelete) &&
+          inRange(h.event.kv.key, Buffer.from(w.spec.key), Buffer.from(w.spec.rangeEnd, 'latin1')));
+        const show = (e: MvccEvent, prevKv: KeyValue | null): string =>
+          `${e.type}:${e.kv.key.toString()}@${e.kv.modRevision}:${e.kv.value.toString()}:prev=${prevKv === null ? '-' : `${prevKv.modRevision}:${prevKv.value.toString()}`}`;
+        expect(w.got.map((e) => show(e, e.prevKv)), `seed ${seed} watcher ${i} ${JSON.stringify(w.spec)}`)
+          .toEqual(expected.map((h) => show(h.event, w.spec.prevKv ? h.previous : null)));
+      }
+      close();
+    }
+  });
 });
+
+interface Spec {
+  key: string;
+  rangeEnd: string;
+  noPut: boolean;
+  noDelete: boolean;
+  prevKv: boolean;
+  startRev: number;
+}
+
+/** Every event written, with the key's live state before it as the model knows it. */
+const histories = new WeakMap<MvccStore, { event: MvccEvent; previous: KeyValue | null }[]>();
+
+function recordedHistory(kv: MvccStore): { event: MvccEvent; previous: KeyValue | null }[] {
+  return histories.get(kv) ?? [];
+}
+
+/** As setup, but every write is also recorded with an independent model of the live keys. */
+function setupRecorded() {
+  const dir = mkdtempSync(join(tmpdir(), 'etcron-watch-'));
+  dirs.push(dir);
+  const backend = new Backend(join(dir, 'db'));
+  const kv = new MvccStore(backend);
+  const hub = new WatchHub(kv);
+  const live = new Map<string, KeyValue>();
+  const history: { event: MvccEvent; previous: KeyValue | null }[] = [];
+  histories.set(kv, history);
+  const writeRevisions = (revisions: ['put' | 'del', string][][]): void => {
+    const groups: MvccEvent[][] = backend.transaction(() => revisions.map((ops) => {
+      const txn = kv.beginWrite();
+      for (const [op, key] of ops) {
+        if (op === 'put') txn.put({ key: Buffer.from(key), value: Buffer.from(`v${kv.currentRev + 1}`), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false });
+        else txn.deleteRange({ key: Buffer.from(key), rangeEnd: Buffer.alloc(0), prevKv: false });
+      }
+      return txn.end();
+    }));
+    for (const events of groups) {
+      for (const event of events) {
+        const id = event.kv.key.toString('latin1');
+        const before = live.get(id) ?? null;
+        history.push({ event, previous: before });
+        if (event.type === 'put') live.set(id, event.kv);
+        else live.delete(id);
+      }
+    }
+    hub.notify(groups);
+  };
+  return { kv, hub, writeRevisions, close: () => backend.close() };
+}

@@ -217,7 +217,9 @@ async function startStore(kind, dir) {
 async function startChild(modeFlag, args, name) {
   // ETCRON_BENCH_CPU_PROF=<dir>: V8 CPU profiles of the workers and the housekeeper, for finding bottlenecks.
   const profileDir = process.env.ETCRON_BENCH_CPU_PROF;
-  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+  // ETCRON_BENCH_NODE_FLAGS: more node flags for those children (e.g. --trace-gc, heap sizes).
+  const extraFlags = (process.env.ETCRON_BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+  const nodeFlags = [...extraFlags, ...(profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir])];
   const child = spawn(process.execPath, [...nodeFlags, SELF, modeFlag, ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   track(child, name);
   const state = { child, name, stats: undefined, stderr: '' };
@@ -416,6 +418,25 @@ function expectedSlots(o, fromMs, toMs) {
   return count;
 }
 
+/**
+ * The bursts (one worker's starts of one second) with the latest last start: `first` high means
+ * the worker's event loop was busy at the slot instant, `last - first` high a slow burst.
+ */
+function worstBursts(started, count) {
+  const bursts = new Map();
+  for (const r of started) {
+    const key = `${r.slot.slice(11, 19)} ${r.worker}`;
+    const late = r.startedAtMs - Date.parse(r.slot);
+    const b = bursts.get(key) ?? { burst: key, runs: 0, first: late, last: late };
+    b.runs++;
+    b.first = Math.min(b.first, late);
+    b.last = Math.max(b.last, late);
+    bursts.set(key, b);
+  }
+  const all = [...bursts.values()].sort((a, b) => b.last - a.last);
+  return { lastStartP50Ms: all[Math.floor(all.length / 2)]?.last, worst: all.slice(0, count) };
+}
+
 function summarize(kind, o, m) {
   const inWindow = m.runs.filter((r) => { const s = Date.parse(r.slot); return s >= m.windowStartMs && s < m.windowEndMs; });
   const started = inWindow.filter((r) => r.startedAtMs !== undefined);
@@ -431,6 +452,7 @@ function summarize(kind, o, m) {
     startAfterClaimSentMs: median(tail.map((r) => r.startedAtMs - r.claimedAtMs)),
     byWorker: tail.reduce((acc, r) => ({ ...acc, [r.worker]: (acc[r.worker] ?? 0) + 1 }), {}),
     bySecond: tail.reduce((acc, r) => { const k = r.slot.slice(11, 19); return { ...acc, [k]: (acc[k] ?? 0) + 1 }; }, {}),
+    worstBursts: worstBursts(started, 5),
   };
   const expected = expectedSlots(o, m.windowStartMs, m.windowEndMs);
   const states = {};

@@ -236,13 +236,13 @@ export class RunManager {
     this.counters.claimMsSum += claimMs;
     this.counters.claimsTimed++;
     this.counters.claimMsMax = Math.max(this.counters.claimMsMax, claimMs);
-    const log = this.logger.child({ job: spec.name, slot: slotId(slotMs) });
+    const log = (): Logger => this.logger.child({ job: spec.name, slot: slotId(slotMs) });
     if (result.ok && !session.isAlive()) {
       // The claim was answered after this worker lost its lease: the lock goes with the lease and
       // the reaper records the run lost (its retry may already run elsewhere); starting it here
       // would run it under an abandoned lease, possibly beside that retry.
       this.counters.claimsAfterLeaseLoss++;
-      log.warn({ fence: result.fence }, 'claim answered after the lease was lost; not starting');
+      log().warn({ fence: result.fence }, 'claim answered after the lease was lost; not starting');
       return false;
     }
     if (result.ok && this.draining) {
@@ -255,8 +255,8 @@ export class RunManager {
       return true;
     }
     if (result.reason === 'busy') return this.onBusy(request, attempt, previousRunModRevision, result.holders.map((h) => h.runId));
-    if (result.reason === 'taken') log.debug('slot already claimed');
-    else log.warn({ err: result.error, reason: result.reason }, 'claim failed');
+    if (result.reason === 'taken') log().debug('slot already claimed');
+    else log().warn({ err: result.error, reason: result.reason }, 'claim failed');
     return false;
   }
 
@@ -314,14 +314,14 @@ export class RunManager {
     }
     const go = (): void => {
       this.held.delete(claim.lockKey);
-      const log = this.logger.child({ job: claim.record.job, slot: claim.record.slot, fence: claim.fence });
       if (!request.session.isAlive()) {
         // The lock went with the lease; the reaper records the run lost (and its retry, if any).
-        log.warn('lease lost before the slot; not starting');
+        this.runLogger(claim).warn('lease lost before the slot; not starting');
         return;
       }
       const spec = startAt.currentSpec();
       if (spec === undefined) {
+        const log = this.runLogger(claim);
         log.info('job paused, removed or rescheduled before its slot; claim withdrawn');
         void withdrawClaim(this.client, claim).catch((err: unknown) => log.warn({ err }, 'could not withdraw the claim'));
         return;
@@ -349,7 +349,10 @@ export class RunManager {
       ETCRON_ATTEMPT: String(claim.record.attempt),
       ...(request.triggeredBy === undefined ? {} : { ETCRON_TRIGGERED_BY: request.triggeredBy }),
     };
-    const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
+    // Made on first use: most runs log nothing at info level, and a child logger per start shows
+    // at 1,000 starts/s.
+    let runLog: Logger | undefined;
+    const log = (): Logger => (runLog ??= this.runLogger(claim));
     const process = this.launch(spec, env, log);
     this.counters.runsStarted++;
     this.countStart(request, claim);
@@ -360,15 +363,15 @@ export class RunManager {
     };
     this.live.set(claim.lockKey, run);
     if (isProcessJob(spec)) this.liveProcesses++;
-    log.debug('run started');
+    if (this.logger.isLevelEnabled('debug')) log().debug('run started');
     this.scheduleRunningWrite(run);
     this.scheduleOutputFlush(run);
     run.done = process.exited.then((exit) => this.finish(request, run, exit))
-      .catch((err: unknown) => { log.error({ err }, 'finishing run failed'); });
+      .catch((err: unknown) => { log().error({ err }, 'finishing run failed'); });
   }
 
   /** The run itself: a process group, or for an HTTP job a request made from this process. */
-  private launch(spec: JobSpec, env: Record<string, string>, log: Logger): RunningProcess {
+  private launch(spec: JobSpec, env: Record<string, string>, log: () => Logger): RunningProcess {
     if (spec.http !== undefined) {
       return startHttpRequest({
         request: spec.http, runHeaders: runHeadersFrom(env), outputTailBytesMax: spec.outputTailBytesMax,
@@ -383,8 +386,12 @@ export class RunManager {
       ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
     };
     // The guard spawns (off this event loop) and tracks the group from its first instant.
-    if (this.guard === null) return startProcess(processSpec, this.clock, log);
-    return this.guard.startProcess(processSpec, this.clock, log);
+    if (this.guard === null) return startProcess(processSpec, this.clock, log());
+    return this.guard.startProcess(processSpec, this.clock, log());
+  }
+
+  private runLogger(claim: Claimed): Logger {
+    return this.logger.child({ job: claim.record.job, slot: claim.record.slot, fence: claim.fence });
   }
 
   private countStart(request: LaunchRequest, claim: Claimed): void {
@@ -479,7 +486,7 @@ export class RunManager {
       ...(exit.inProcess?.httpStatus === undefined ? {} : { httpStatus: exit.inProcess.httpStatus }),
       ...(finalReason === undefined ? {} : { reason: finalReason }),
     };
-    const log = this.logger.child({ job: spec.name, slot: claim.record.slot, fence: claim.fence });
+    const log = (): Logger => this.runLogger(claim);
     const retryRequest: RetryRequest | undefined = retry && !retriesHere ? {
       job: spec.name, slot: claim.record.slot, attempt: attempt + 1, retryAtMs: endedAtMs + backoffMs,
       previousAttempts: [...(record.previousAttempts ?? []), summarizeAttempt(record)],
@@ -491,25 +498,25 @@ export class RunManager {
     if (!result.ok && result.reason === 'fenced') {
       if (run.lockDeleted && request.session.isAlive() && exit.stopCause !== 'lease-lost') {
         // Killed on request while our lease lived: the run record is still ours to close.
-        if (!(await this.closeKilledRun(run, record, request.session))) log.warn({ state }, 'could not record the end of a killed run');
+        if (!(await this.closeKilledRun(run, record, request.session))) log().warn({ state }, 'could not record the end of a killed run');
         return;
       }
       this.counters.reportsRejected++;
-      log.warn({ state, stopCause: exit.stopCause }, 'finish report rejected: the claim is no longer ours (fenced)');
+      log().warn({ state, stopCause: exit.stopCause }, 'finish report rejected: the claim is no longer ours (fenced)');
       return;
     }
     if (!result.ok) {
-      log.error({ err: result.error }, 'finish report failed');
+      log().error({ err: result.error }, 'finish report failed');
       return;
     }
-    log.debug({ state, exitCode: exit.exitCode }, 'run finished');
+    if (this.logger.isLevelEnabled('debug')) log().debug({ state, exitCode: exit.exitCode }, 'run finished');
     if (retry && retriesHere) {
       this.clock.setTimer(backoffMs, () => {
         // A broadcast run is this worker's own: its retry goes out under whatever session the
         // worker has by then (the one that ran attempt 1 may have been lost and replaced).
         const session = this.currentSession();
         if (session === undefined || !session.isAlive() || this.draining) {
-          log.warn({ attempt: attempt + 1 }, 'broadcast retry dropped: no live session');
+          log().warn({ attempt: attempt + 1 }, 'broadcast retry dropped: no live session');
           schedulerMetrics.claims.inc({ result: 'retry-dropped' });
           return;
         }

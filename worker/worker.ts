@@ -148,8 +148,13 @@ class Worker {
   /** Slots waiting for room among the claims in flight; process jobs apart (their own bound). */
   private readonly waitingClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
   private readonly waitingProcessClaims = new ClaimQueue<WaitingClaim>(CLAIM_LATE_AFTER_MS);
-  /** Slots of other workers waiting for their takeover instant (cancelled on stop). */
-  private readonly takeoverTimers = new Set<Timer>();
+  /**
+   * Slots of other workers waiting for their takeover instant, by lock key: cancelled when the
+   * slot's lock shows up on the watch (claimed; nothing left to decide), and on stop. With a 1 s
+   * takeover delay the timers of the slots not cancelled so would all fire at the next second's
+   * start instant, in the middle of its burst of starts.
+   */
+  private readonly takeoverTimers = new Map<string, Timer>();
   /**
    * Lock keys this worker saw created (its /cron/lock/ watch), oldest first. A slot whose lock
    * appeared was claimed, and its run record can never be reopened, so a non-preferred worker
@@ -251,7 +256,7 @@ class Worker {
 
   /** Slots not claimed yet are let go: the other workers take them over. */
   private cancelWaiting(): void {
-    for (const timer of this.takeoverTimers) timer.cancel();
+    for (const timer of this.takeoverTimers.values()) timer.cancel();
     this.takeoverTimers.clear();
     this.waitingClaims.clear();
     this.waitingProcessClaims.clear();
@@ -337,6 +342,11 @@ class Worker {
       if (oldest.done !== true) this.claimsSeen.delete(oldest.value);
     }
     this.claimsSeen.add(key);
+    const takeover = this.takeoverTimers.get(key);
+    if (takeover !== undefined) {
+      takeover.cancel();
+      this.takeoverTimers.delete(key);
+    }
   }
 
   private onRetryPut(key: string, kv: IKeyValue): void {
@@ -540,8 +550,12 @@ class Worker {
   /** Looks at a slot preferred for another worker again at `atMs`, its takeover instant. */
   private deferToTakeover(name: string, slot: DueSlot, catchUp: boolean, atMs: number, waiting?: WaitingClaim): void {
     this.counters.slotsDeferred++;
+    const key = lockKey(name, slot.slotMs);
+    // Claimed already (seen on the watch while this slot was being planned): nothing to wait for.
+    if (this.claimsSeen.has(key)) return;
+    this.takeoverTimers.get(key)?.cancel();
     const timer = this.clock.setTimer(atMs - this.clock.nowMs(), () => {
-      this.takeoverTimers.delete(timer);
+      if (this.takeoverTimers.get(key) === timer) this.takeoverTimers.delete(key);
       const session = this.session;
       const job = this.jobs.get(name);
       if (this.stopping || session === undefined || !session.isAlive() || job === undefined) return;
@@ -549,7 +563,7 @@ class Worker {
       const launched = this.launch(job, slot, catchUp, this.clock.nowMs(), session, waiting?.triggeredBy, waiting?.scheduled === false);
       if (launched !== true) this.deferToTakeover(name, slot, catchUp, launched, waiting);
     });
-    this.takeoverTimers.add(timer);
+    this.takeoverTimers.set(key, timer);
   }
 
   /** Whether a slot waiting here should still be claimed: a schedule's slot still in it, a manual run of a runnable job. */

@@ -111,8 +111,13 @@ export class HistogramVec {
   }
 }
 
+/** One string per label set, whatever the key order; counted on every start, so kept cheap. */
 function labelKey(labels: Labels): string {
-  return JSON.stringify(Object.keys(labels).sort().map((k) => [k, labels[k]]));
+  const names = Object.keys(labels);
+  if (names.length > 1) names.sort();
+  let key = '';
+  for (const name of names) key += `${name}\u0000${labels[name] ?? ''}\u0001`;
+  return key;
 }
 
 /** One metric family at scrape time: its samples are computed by `collect`. */

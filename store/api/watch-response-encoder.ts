@@ -6,7 +6,9 @@ import { ProtoWriter } from '../wire/proto-writer.js';
  * A hand-written protobuf encoder for event-carrying WatchResponses. A put seen by 1,000 watchers
  * went through proto-loader's fromObject and encode 1,000 times; here a KeyValue's bytes are
  * encoded once, cached on the object every watcher's event shares, and each response is its
- * header, its watch ID and those cached bytes. Field numbers are etcd 3.4's (rpc.proto,
+ * header, its watch ID and those cached bytes; the events of a response that many watchers share
+ * (the watch hub hands one array to every watcher of a range) are joined once for all of them.
+ * Field numbers are etcd 3.4's (rpc.proto,
  * kv.proto); zero values are left out, as proto3 encoders do. Responses without events
  * (created, canceled, progress) keep going through proto-loader.
  */
@@ -82,31 +84,77 @@ function eventField(event: MvccEvent): Buffer {
   return bytes;
 }
 
-/** ResponseHeader bytes, remembered for the last header seen: a fan-out repeats one header. */
-let lastHeader: { key: string; bytes: Buffer } | null = null;
+/** ResponseHeader field bytes by header object: a fan-out hands one header to every watcher. */
+const headerFields = new WeakMap<Wire, Buffer>();
 
-function headerBytes(header: Wire): Buffer {
-  const clusterId = String(header['cluster_id'] ?? '0');
-  const memberId = String(header['member_id'] ?? '0');
-  const revision = Number(header['revision'] ?? 0);
-  const raftTerm = Number(header['raft_term'] ?? 0);
-  const key = `${clusterId}/${memberId}/${revision}/${raftTerm}`;
-  if (lastHeader !== null && lastHeader.key === key) return lastHeader.bytes;
+/** Field 1 of WatchResponse. */
+function headerField(header: Wire): Buffer {
+  const cached = headerFields.get(header);
+  if (cached !== undefined) return cached;
+  const inner = new ProtoWriter();
+  inner.uintField(1, BigInt(String(header['cluster_id'] ?? '0')));
+  inner.uintField(2, BigInt(String(header['member_id'] ?? '0')));
+  inner.uintField(3, Number(header['revision'] ?? 0));
+  inner.uintField(4, Number(header['raft_term'] ?? 0));
   const out = new ProtoWriter();
-  out.uintField(1, BigInt(clusterId));
-  out.uintField(2, BigInt(memberId));
-  out.uintField(3, revision);
-  out.uintField(4, raftTerm);
+  out.messageField(1, inner.finish());
   const bytes = out.finish();
-  lastHeader = { key, bytes };
+  headerFields.set(header, bytes);
   return bytes;
 }
 
+/**
+ * Fields 11 of a response, by events array. Arrays handed to eventResponse are never changed
+ * afterwards (the hub builds each one before handing it out), so the bytes stay right.
+ */
+const eventsFields = new WeakMap<readonly MvccEvent[], Buffer>();
+
+function eventsField(events: readonly MvccEvent[]): Buffer {
+  const cached = eventsFields.get(events);
+  if (cached !== undefined) return cached;
+  const bytes = events.length === 1 ? eventField(events[0] as MvccEvent) : Buffer.concat(events.map(eventField));
+  eventsFields.set(events, bytes);
+  return bytes;
+}
+
+/** Bytes of a varint of a non-negative safe integer. */
+function varintSize(value: number): number {
+  let size = 1;
+  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) size++;
+  return size;
+}
+
+/** The header and events are copied once into a buffer of the exact size. */
 function encodeEventResponse(response: EventResponse, events: readonly MvccEvent[]): Buffer {
-  const out = new ProtoWriter();
-  out.messageField(1, headerBytes(response['header'] as Wire));
-  out.uintField(2, Number(response['watch_id'] ?? 0));
-  if (response['fragment'] === true) out.uintField(7, 1);
-  for (const event of events) out.raw(eventField(event));
-  return out.finish();
+  const header = headerField(response['header'] as Wire);
+  const body = eventsField(events);
+  const watchId = Number(response['watch_id'] ?? 0);
+  const isFragment = response['fragment'] === true;
+  if (watchId < 0 || !Number.isSafeInteger(watchId)) {
+    const out = new ProtoWriter();
+    out.raw(header);
+    out.uintField(2, watchId);
+    if (isFragment) out.uintField(7, 1);
+    out.raw(body);
+    return out.finish();
+  }
+  const idSize = watchId === 0 ? 0 : 1 + varintSize(watchId);
+  const out = Buffer.allocUnsafe(header.length + idSize + (isFragment ? 2 : 0) + body.length);
+  let at = header.copy(out, 0);
+  if (watchId !== 0) {
+    out[at++] = (2 << 3) | 0; // watch_id, varint
+    for (let rest = watchId; ; rest = Math.floor(rest / 0x80)) {
+      if (rest < 0x80) {
+        out[at++] = rest;
+        break;
+      }
+      out[at++] = (rest % 0x80) | 0x80;
+    }
+  }
+  if (isFragment) {
+    out[at++] = (7 << 3) | 0; // fragment, bool
+    out[at++] = 1;
+  }
+  body.copy(out, at);
+  return out;
 }

@@ -44,6 +44,8 @@ class WatchStream {
   /** Event bytes handed to the stream whose writes have not completed (see QUEUED_BYTES_MAX). */
   private queuedBytes = 0;
   private hasParked = false;
+  /** The header of the last event response: one revision's responses share it (and its bytes). */
+  private lastEventHeader: Wire | null = null;
 
   constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
 
@@ -168,7 +170,7 @@ class WatchStream {
   }
 
   private deliver(id: number, batch: WatchBatch, fragment: boolean): void {
-    const header = this.ctx.header(batch.headerRevision);
+    const header = this.eventHeader(batch.headerRevision);
     const size = approxSize(batch.events);
     if (!fragment || batch.events.length < 2 || size <= FRAGMENT_BYTES_MAX) {
       this.send(eventResponse(header, id, batch.events), size);
@@ -176,6 +178,13 @@ class WatchStream {
     }
     const chunks = chunkBySize(batch.events, Number.POSITIVE_INFINITY, FRAGMENT_BYTES_MAX, (event) => approxSize([event]));
     chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1), approxSize(part)));
+  }
+
+  private eventHeader(revision: number): Wire {
+    const last = this.lastEventHeader;
+    if (last !== null && last['revision'] === revision && last['raft_term'] === this.ctx.server.term) return last;
+    this.lastEventHeader = this.ctx.header(revision);
+    return this.lastEventHeader;
   }
 
   /** etcd's answer to a watcher whose revisions were compacted: canceled, no header revision. */

@@ -46,13 +46,20 @@ describe('watch response encoder', () => {
         revision: 1_000 + round,
         raft_term: random.int(4),
       };
-      const watchId = random.int(3) === 0 ? 0 : random.int(100_000);
+      // etcd takes any client-chosen ID but -1, negative ones included.
+      const watchId = random.int(3) === 0 ? 0 : random.int(6) === 0 ? -2 - random.int(100) : random.int(100_000);
       const fragment = random.int(4) === 0;
       const expected = { header, watch_id: watchId, events: events.map(encodeEvent), ...(fragment ? { fragment } : {}) };
       const bytes = fast(eventResponse(header, watchId, events, fragment));
       expect(toObject(bytes)).toEqual(toObject(reference(expected)));
       // Encoding the same events again (cached KeyValue bytes) gives the same result.
       expect(fast(eventResponse(header, watchId, events, fragment)).equals(bytes)).toBe(true);
+      // Another watcher of the same events array (as the hub shares it), with its own ID and a
+      // later header: its own response, not the first one's.
+      const later = { ...header, revision: header.revision + 1 };
+      const other = fast(eventResponse(later, watchId + 7, events));
+      const otherExpected = { header: later, watch_id: watchId + 7, events: events.map(encodeEvent) };
+      expect(toObject(other)).toEqual(toObject(reference(otherExpected)));
     }
   });
 

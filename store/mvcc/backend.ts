@@ -62,6 +62,7 @@ const WAL_BYTES_KEPT = 64 * 1024 * 1024;
 
 export class Backend implements PackedRowSource {
   readonly db: Db;
+  private pageBytes: number | null = null;
   private readonly stmts: {
     insertKv: Statement;
     getKv: Statement;
@@ -272,7 +273,9 @@ export class Backend implements PackedRowSource {
 
   /** Bytes the file takes on disk, and bytes its pages in use hold. */
   sizes(): { sizeBytes: number; inUseBytes: number } {
-    const pageSize = Number(this.stmts.pageSize.get());
+    // Fixed once the file exists: a VACUUM keeps it (nothing here sets another page size).
+    this.pageBytes ??= Number(this.stmts.pageSize.get());
+    const pageSize = this.pageBytes;
     const pageCount = Number(this.stmts.pageCount.get());
     const freePages = Number(this.stmts.freePages.get());
     return { sizeBytes: pageSize * pageCount, inUseBytes: pageSize * (pageCount - freePages) };

@@ -13,7 +13,9 @@ import { MvccStore } from '../mvcc/kv-store.js';
 import type { KeyValue, RangeRequest, RangeResult } from '../mvcc/types.js';
 import { WatchHub, type WatcherSpec, type WatchHandle } from '../mvcc/watch-hub.js';
 import { Raft, newRaftNode } from '../raft/raft-node.js';
-import type { Entry, Message, RaftNode, Ready, Snapshot, StepResult } from '../raft/types.js';
+import type {
+  Entry, HardState, Message, RaftNode, Ready, Snapshot, StepResult,
+} from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
 import { PeerTransport, type ClusterView } from '../transport/peer-transport.js';
 import { MemberChangeError, MembershipTable, decodeMemberChange, encodeMemberChange, type MemberChange } from './membership-table.js';
@@ -149,6 +151,15 @@ export class EtcdServer {
   /** Readies taken but not yet advanced; their continuations run strictly in order. */
   private inflight = 0;
   private lastStep: Promise<void> = Promise.resolve();
+  /**
+   * A single member's committed entries, durable and not yet applied: the next Ready's
+   * transaction applies them (one SQLite commit per batch instead of two), or they are applied
+   * alone when there is no next Ready to store.
+   */
+  private deferredApply: readonly Entry[] = [];
+  /** The hard state last written, and to which backend: unchanged fields are not written again. */
+  private writtenHardState: { readonly backend: Backend; readonly hardState: HardState } | null =
+    null;
   private closed = false;
   private isCompactionScheduled = false;
   /** Open read views; compaction removes no rows while there are any. */
@@ -462,20 +473,34 @@ export class EtcdServer {
     // Ready carries new entries, and waiting would add an fsync to every commit.
     const split = this.durablePrefix(ready.committed);
     const store = ready.hardState !== null || ready.entries.length > 0;
+    const deferred = this.deferredApply;
+    this.deferredApply = [];
+    const applies = split > 0 || deferred.length > 0;
     // Heartbeat and ReadIndex rounds carry nothing to store: no transaction for them.
-    if (store || split > 0) {
+    if (store || applies) {
       const settles = this.backend.transaction(() => {
+        const earlier = deferred.length > 0 ? this.applyCommitted(deferred) : [];
         if (store) this.persist(ready);
-        return split > 0 ? this.applyCommitted(ready.committed.slice(0, split)) : [];
+        if (split === 0) return earlier;
+        return earlier.concat(this.applyCommitted(ready.committed.slice(0, split)));
       });
-      if (split > 0) this.answerApplied(settles);
+      const hardState = ready.hardState;
+      if (hardState !== null) this.writtenHardState = { backend: this.backend, hardState };
+      if (applies) this.answerApplied(settles);
     }
     const writtenUpTo = this.storage.lastIndex();
     const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
     const finish = (): void => {
       this.inflight--;
       if (this.closed) return;
-      if (split < ready.committed.length) this.applyAndAnswer(ready.committed.slice(split));
+      if (split < ready.committed.length) {
+        const rest = ready.committed.slice(split);
+        if (this.mayDeferApply(ready)) {
+          this.applyWithNextReady(ready, rest);
+          return;
+        }
+        this.applyAndAnswer(rest);
+      }
       this.node.advance(ready);
       if (ready.softState !== null) this.onSoftState(ready.softState.leader);
       this.reads.answer(ready.readStates);
@@ -509,6 +534,32 @@ export class EtcdServer {
    */
   private maxInflight(): number {
     return this.node instanceof SoloNode ? 2 : 1;
+  }
+
+  /**
+   * A single member's node hands out the next Ready whatever it has applied, and its advance only
+   * counts; the Raft core wants its committed entries applied before it is advanced.
+   */
+  private mayDeferApply(ready: Ready): boolean {
+    return this.node instanceof SoloNode && ready.softState === null;
+  }
+
+  /**
+   * Finishes a single member's Ready whose entries are now durable: they are applied in the
+   * transaction that stores the next Ready, if drain() takes one now, else alone. Its reads are
+   * answered after that.
+   */
+  private applyWithNextReady(ready: Ready, committed: readonly Entry[]): void {
+    this.node.advance(ready);
+    this.deferredApply = committed;
+    this.drain();
+    if (this.deferredApply.length > 0) {
+      const alone = this.deferredApply;
+      this.deferredApply = [];
+      this.applyAndAnswer(alone);
+    }
+    this.reads.answer(ready.readStates);
+    this.reads.release();
   }
 
   /** How many of `committed` (in index order) are already durable in this member's log. */
@@ -589,10 +640,13 @@ export class EtcdServer {
   }
 
   private persist(ready: Ready): void {
-    if (ready.hardState !== null) {
-      this.backend.setMeta('term', ready.hardState.term);
-      this.backend.setMeta('vote', ready.hardState.vote.toString());
-      this.backend.setMeta('commit', ready.hardState.commit);
+    const hard = ready.hardState;
+    if (hard !== null) {
+      const last = this.writtenHardState;
+      const written = last !== null && last.backend === this.backend ? last.hardState : null;
+      if (written?.term !== hard.term) this.backend.setMeta('term', hard.term);
+      if (written?.vote !== hard.vote) this.backend.setMeta('vote', hard.vote.toString());
+      if (written?.commit !== hard.commit) this.backend.setMeta('commit', hard.commit);
     }
     // New entries replace any conflicting suffix the leader overwrote.
     this.storage.append(ready.entries);

@@ -95,7 +95,8 @@ export class SqliteLogStorage implements LogStorage {
   append(entries: readonly Entry[]): void {
     const head = entries[0];
     if (head === undefined) return;
-    this.backend.truncateLogFrom(head.index);
+    // Only entries a new leader overwrites have rows to remove; appends past the end have none.
+    if (head.index <= this.lastIndex()) this.backend.truncateLogFrom(head.index);
     for (const entry of entries) this.backend.appendLog(entry.index, entry.term, entry.type === 'normal' ? 0 : 1, entry.data);
     if (this.terms.length === 0) this.first = head.index;
     this.terms.length = Math.max(0, head.index - this.first);

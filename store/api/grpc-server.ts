@@ -3,7 +3,7 @@ import {
   type ServiceClientConstructor, type ServiceDefinition, type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { decodeFailure } from './context.js';
-import { RANGE_END_PRESENT } from './codec.js';
+import { RANGE_END_PRESENT, type Wire } from './codec.js';
 import { lockService } from './lock-service.js';
 import { electionService } from './election-service.js';
 import { loadSync } from '@grpc/proto-loader';
@@ -13,6 +13,7 @@ import type { ApiContext } from './context.js';
 import { kvService } from './kv-service.js';
 import { watchService } from './watch-service.js';
 import { watchResponseSerializer } from './watch-response-encoder.js';
+import { KV_RESPONSE_ENCODERS } from './kv-response-encoder.js';
 import { leaseService } from './lease-service.js';
 import { maintenanceService } from './maintenance-service.js';
 import { clusterService } from './cluster-service.js';
@@ -119,6 +120,16 @@ function withFastWatchResponses(definition: ServiceDefinition): ServiceDefinitio
   return { ...definition, Watch: { ...watch, responseSerialize: watchResponseSerializer(watch.responseSerialize) } };
 }
 
+/** Range, Put, DeleteRange and Txn answers skip proto-loader (see kv-response-encoder.ts). */
+function withFastKvResponses(definition: ServiceDefinition): ServiceDefinition {
+  const out: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const encode = KV_RESPONSE_ENCODERS[name];
+    out[name] = encode === undefined ? method : { ...method, responseSerialize: (value) => encode(value as Wire) };
+  }
+  return out;
+}
+
 /** grpc-js refuses larger messages itself; below this our decoder answers with Go's words. */
 const TRANSPORT_RECEIVE_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -131,6 +142,7 @@ export function createGrpcServer(ctx: ApiContext, options: { readonly maxConcurr
   const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
     let definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
     if (name === 'Watch') definition = withFastWatchResponses(definition);
+    if (name === 'KV') definition = withFastKvResponses(definition);
     const counted = countedService(definition, impl); // grpc_server_*_total, gateway calls included
     server.addService(definition, counted);
     registerForGateway(server, definition, counted); // the JSON gateway calls the same handlers

@@ -14,6 +14,7 @@ import { kvService } from './kv-service.js';
 import { watchService } from './watch-service.js';
 import { watchResponseSerializer } from './watch-response-encoder.js';
 import { KV_RESPONSE_ENCODERS } from './kv-response-encoder.js';
+import { decodePutRequest } from './put-request-decoder.js';
 import { leaseService } from './lease-service.js';
 import { maintenanceService } from './maintenance-service.js';
 import { clusterService } from './cluster-service.js';
@@ -50,10 +51,16 @@ function service(root: GrpcObject, pkgName: string, name: string): ServiceClient
  * etcd's clients and tests see "grpc: received message larger than max (N vs. M)" and
  * "grpc: error unmarshalling request: …". The handler finds the failure in the request object.
  */
-function withGoDecodeErrors(definition: ServiceDefinition, maxBytes: number): ServiceDefinition {
+function withGoDecodeErrors(
+  definition: ServiceDefinition, maxBytes: number, fastDecoders: FastDecoders = {},
+): ServiceDefinition {
   const out: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
-    const decode = method.requestDeserialize;
+    const fallback = method.requestDeserialize;
+    const fast = fastDecoders[name];
+    const decode = fast === undefined
+      ? fallback
+      : (bytes: Buffer): unknown => fast(bytes) ?? fallback(bytes);
     out[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer): unknown => {
@@ -76,6 +83,12 @@ function withGoDecodeErrors(definition: ServiceDefinition, maxBytes: number): Se
   }
   return out;
 }
+
+/** Hand-written request decoders by method name; null sends the bytes to proto-loader. */
+type FastDecoders = Readonly<Record<string, (bytes: Buffer) => Wire | null>>;
+
+/** KV requests decoded by hand (see put-request-decoder.ts). */
+const KV_REQUEST_DECODERS: FastDecoders = { Put: decodePutRequest };
 
 /** gRPC receives up to the request limit plus etcd's 512 KiB allowance for framing. */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -140,7 +153,9 @@ export function createGrpcServer(ctx: ApiContext, options: { readonly maxConcurr
   const root = loadEtcdProtos();
   const receiveMax = ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const add = (pkgName: string, name: string, impl: UntypedServiceImplementation): void => {
-    let definition = withGoDecodeErrors(service(root, pkgName, name).service, receiveMax);
+    const fastDecoders = name === 'KV' ? KV_REQUEST_DECODERS : {};
+    const methods = service(root, pkgName, name).service;
+    let definition = withGoDecodeErrors(methods, receiveMax, fastDecoders);
     if (name === 'Watch') definition = withFastWatchResponses(definition);
     if (name === 'KV') definition = withFastKvResponses(definition);
     const counted = countedService(definition, impl); // grpc_server_*_total, gateway calls included

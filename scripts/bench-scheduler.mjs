@@ -31,7 +31,7 @@
 //                with its run guard, which spawns the runs; the runs' own processes not counted)
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, readdirSync, existsSync, createWriteStream } from 'node:fs';
 import { freePort } from './lib/free-port.mjs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -66,10 +66,34 @@ async function workerMode([id, endpoints, claimAhead]) {
     process.stdout.write(`stats ${JSON.stringify(handle.stats())}\n`);
   };
   const timer = setInterval(report, 1000);
+  const allocations = await sampleAllocations(id);
   process.on('SIGTERM', () => {
     clearInterval(timer);
-    handle.stop().finally(() => { report(); process.exit(0); });
+    handle.stop().then(allocations).finally(() => { report(); process.exit(0); });
   });
+}
+
+/**
+ * ETCRON_BENCH_ALLOC_PROF=<dir>: a sampled allocation profile of the worker, short-lived objects
+ * included (what drives its young-generation collections), written to <dir>/<id>.heapprofile.
+ */
+async function sampleAllocations(id) {
+  const dir = process.env.ETCRON_BENCH_ALLOC_PROF;
+  if (dir === undefined) return async () => undefined;
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  const post = (method, params) => new Promise((resolve, reject) => {
+    session.post(method, params, (err, result) => (err ? reject(err) : resolve(result)));
+  });
+  await post('HeapProfiler.startSampling', {
+    samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = await post('HeapProfiler.stopSampling', {});
+    writeFileSync(join(dir, `${id}.heapprofile`), JSON.stringify(profile));
+  };
 }
 
 async function housekeeperMode([endpoints]) {
@@ -224,6 +248,9 @@ async function startChild(modeFlag, args, name) {
   track(child, name);
   const state = { child, name, stats: undefined, stderr: '' };
   let buffered = '';
+  // ETCRON_BENCH_CHILD_LOG=<dir>: each child's standard output kept in <dir>/<name>.log (--trace-gc).
+  const childLogDir = process.env.ETCRON_BENCH_CHILD_LOG;
+  if (childLogDir !== undefined) child.stdout.pipe(createWriteStream(join(childLogDir, `${name}.log`)));
   child.stdout.on('data', (d) => {
     buffered += d;
     const lines = buffered.split('\n');

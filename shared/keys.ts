@@ -70,9 +70,17 @@ export function validateWorkerId(id: unknown): NameCheck {
   return validateName(id, 'worker id');
 }
 
+let lastSlotMs = Number.NaN;
+let lastSlotId = '';
+
 /** Slot id: the nominal scheduled instant, ISO 8601 UTC as toISOString prints it. */
 export function slotId(slotMs: number): string {
-  return new Date(slotMs).toISOString();
+  // Cron slots fall on few instants (a second's slots share one): the last answer is kept.
+  if (slotMs !== lastSlotMs) {
+    lastSlotMs = slotMs;
+    lastSlotId = new Date(slotMs).toISOString();
+  }
+  return lastSlotId;
 }
 
 export function jobKey(job: string): string {

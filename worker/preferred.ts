@@ -9,13 +9,15 @@ import { stableHash } from '../master/planner/slots.js';
  * (job, slot). Slots spread evenly over workers, and when a worker leaves only its own slots move.
  */
 export function preferredWorker(
-  job: string, slot: string, candidates: Iterable<string>, affinity: readonly string[] = [],
+  job: string, slot: string, candidates: readonly string[] | ReadonlySet<string>, affinity: readonly string[] = [],
 ): string | undefined {
-  const live = new Set(candidates);
-  for (const worker of affinity) if (live.has(worker)) return worker;
+  if (affinity.length > 0) {
+    const live = new Set(candidates);
+    for (const worker of affinity) if (live.has(worker)) return worker;
+  }
   let best: string | undefined;
   let bestScore = -1;
-  for (const worker of live) {
+  for (const worker of candidates) {
     const score = stableHash(`${job}|${slot}|${worker}`);
     if (score > bestScore || (score === bestScore && best !== undefined && worker < best)) {
       best = worker;

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../shared/log.js';
 import { checkSchedulerAccess } from '../shared/etcd/access-check.js';
 import { createEtcdClient, resolveCredentials } from '../shared/etcd/client.js';
 import {
-  JOBS_PREFIX, LOCKS_PREFIX, RETRIES_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, lockKey, validateWorkerId, workerKey,
+  JOBS_PREFIX, LOCKS_PREFIX, RETRIES_PREFIX, RUN_NOW_PREFIX, WORKERS_PREFIX, lockKey, slotId, validateWorkerId, workerKey,
 } from '../shared/keys.js';
 import { deserializeJobSpec } from '../shared/job/parse.js';
 import { creationCursorMs } from '../shared/job/creation.js';
@@ -133,6 +133,8 @@ class Worker {
   private readonly claimAheadMs: number;
   private readonly jobs = new Map<string, JobState>();
   private readonly liveWorkers = new Map<string, WorkerInfo>();
+  /** candidatesFor's answers by a job's tags, cleared whenever liveWorkers changes. */
+  private readonly candidatesByTags = new Map<string, readonly string[]>();
   private readonly caches: PrefixCache[] = [];
   private readonly runs: RunManager;
   private readonly guard: RunGuard;
@@ -199,7 +201,10 @@ class Worker {
     await this.openSession();
     this.caches.push(await openPrefixCache(this.client, WORKERS_PREFIX, {
       put: (key, kv) => this.onWorkerPut(key, kv),
-      delete: (key) => { this.liveWorkers.delete(key.slice(WORKERS_PREFIX.length)); },
+      delete: (key) => {
+        this.liveWorkers.delete(key.slice(WORKERS_PREFIX.length));
+        this.candidatesByTags.clear();
+      },
     }, this.logger));
     this.caches.push(await openPrefixCache(this.client, JOBS_PREFIX, {
       put: (key, kv) => this.onJobPut(key, kv),
@@ -303,6 +308,7 @@ class Worker {
   private onWorkerPut(key: string, kv: IKeyValue): void {
     const info = decodeWorkerInfo(kv.value.toString());
     if (info !== undefined) this.liveWorkers.set(key.slice(WORKERS_PREFIX.length), info);
+    this.candidatesByTags.clear();
   }
 
   private onJobPut(key: string, kv: IKeyValue): void {
@@ -376,8 +382,7 @@ class Worker {
         earliestMs = Math.min(earliestMs, retry.request.retryAtMs);
         continue;
       }
-      const candidates = new Set([this.id]);
-      for (const [id, info] of this.liveWorkers) if (this.isEligible(job.spec, info.tags)) candidates.add(id);
+      const candidates = new Set(this.candidatesFor(job.spec));
       const lastWorker = retry.request.previousAttempts[retry.request.previousAttempts.length - 1]?.worker;
       if (lastWorker !== undefined && candidates.size > 1) candidates.delete(lastWorker);
       const preferred = preferredWorker(job.spec.name, `${retry.request.slot}#${retry.request.attempt}`, candidates, job.spec.preferWorkers);
@@ -453,6 +458,19 @@ class Worker {
         this.scheduleTick(nextDelayMs);
       }
     });
+  }
+
+  /** This worker and the live workers eligible for a job (its tags); cached until the live set changes. */
+  private candidatesFor(spec: JobSpec): readonly string[] {
+    const key = spec.tags.join('\u0000');
+    let candidates = this.candidatesByTags.get(key);
+    if (candidates === undefined) {
+      const eligible = new Set([this.id]);
+      for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) eligible.add(id);
+      candidates = [...eligible];
+      this.candidatesByTags.set(key, candidates);
+    }
+    return candidates;
   }
 
   private isEligible(spec: JobSpec, tags: readonly string[]): boolean {
@@ -591,9 +609,7 @@ class Worker {
     const spec = job.spec;
     let isTakeover = false;
     if (!spec.broadcast) {
-      const candidates = new Set([this.id]);
-      for (const [id, info] of this.liveWorkers) if (this.isEligible(spec, info.tags)) candidates.add(id);
-      const preferred = preferredWorker(spec.name, new Date(slot.slotMs).toISOString(), candidates, spec.preferWorkers);
+      const preferred = preferredWorker(spec.name, slotId(slot.slotMs), this.candidatesFor(spec), spec.preferWorkers);
       if (preferred !== this.id) {
         if (nowMs < slot.startMs + this.takeoverDelayMs) return slot.startMs + this.takeoverDelayMs;
         if (this.claimsSeen.has(lockKey(spec.name, slot.slotMs))) return true;

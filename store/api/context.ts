@@ -25,6 +25,7 @@ export class ApiContext {
 
   /** Streams opened with clientv3's WithRequireLeader, ended when this member loses its leader. */
   readonly leaderStreams: LeaderRequiredStreams;
+  private ids: IdStrings | null = null;
 
   constructor(readonly server: EtcdServer, readonly limits: Limits, readonly log: Logger) {
     this.leaderStreams = new LeaderRequiredStreams(server, server.config.electionMs);
@@ -56,9 +57,10 @@ export class ApiContext {
 
   /** A full response header; `revision` defaults to the current revision. */
   header(revision?: number): Wire {
+    const ids = this.idStrings();
     return {
-      cluster_id: this.server.config.clusterId.toString(),
-      member_id: this.server.memberId.toString(),
+      cluster_id: ids.cluster,
+      member_id: ids.member,
       revision: revision ?? this.server.kv.currentRev,
       raft_term: this.server.term,
     };
@@ -66,8 +68,26 @@ export class ApiContext {
 
   /** A header without a revision, as etcd's cluster RPCs answer. */
   headerWithoutRevision(): Wire {
-    return { cluster_id: this.server.config.clusterId.toString(), member_id: this.server.memberId.toString(), raft_term: this.server.term };
+    const ids = this.idStrings();
+    return { cluster_id: ids.cluster, member_id: ids.member, raft_term: this.server.term };
   }
+
+  /** The IDs in decimal, made again only when one changes (formatting them is not free). */
+  private idStrings(): IdStrings {
+    const clusterId = this.server.config.clusterId;
+    const memberId = this.server.memberId;
+    const last = this.ids;
+    if (last !== null && last.clusterId === clusterId && last.memberId === memberId) return last;
+    this.ids = { clusterId, memberId, cluster: clusterId.toString(), member: memberId.toString() };
+    return this.ids;
+  }
+}
+
+interface IdStrings {
+  readonly clusterId: bigint;
+  readonly memberId: bigint;
+  readonly cluster: string;
+  readonly member: string;
 }
 
 export function toServiceError(err: unknown, log: Logger): Partial<ServiceError> {

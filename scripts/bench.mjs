@@ -304,10 +304,37 @@ async function runOpsRow(cluster, name) {
     '-keys', String(row.keys ?? KEYS), '-val', String(VAL), '-warmup', String(row.warmup),
     '-prefix', `bench/${name}/`, '-duration', `${SIZE.rowCapS}s`, '-timeout', '10s', ...(row.extra ?? []),
   ];
+  const cpuBefore = clusterCpuUs(cluster);
   const r = await loadgen(cluster, args, (SIZE.rowCapS * 2 + 60) * 1000);
+  const cpuUs = clusterCpuUs(cluster) - cpuBefore;
   checkAlive(cluster);
   if (!r.ok) throw new Error(r.error);
-  return r.result;
+  // Everything the servers did for the row: seeding (reads and txn write the key space first),
+  // warm-up and measured operations. Ticks of 10 ms: a row of 1 s is measured to about 1%.
+  const seeded = ['get', 'getser', 'txn'].includes(row.op) ? (row.keys ?? KEYS) : 0;
+  const requests = r.result.ops + row.warmup + seeded;
+  return { ...r.result, cpuUsPerOp: requests > 0 ? +(cpuUs / requests).toFixed(1) : null };
+}
+
+const CLOCK_TICKS_PER_S = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** CPU time (user + system, µs) used so far by the servers' process groups. */
+function clusterCpuUs(cluster) {
+  return cluster.members.reduce((sum, m) => sum + groupCpuUs(m.child.pid), 0);
+}
+
+function groupCpuUs(pid) {
+  let ticks = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== pid && Number(d) !== pid) continue;
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch { /* exited meanwhile */ }
+  }
+  return (ticks * 1e6) / CLOCK_TICKS_PER_S;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,10 +383,12 @@ async function runMem(subject) {
   try {
     const before = groupRss(cluster.members[0].child.pid);
     log(`${subject}: loading ${SIZE.load} keys x ${VAL} B (64 clients)`);
+    const cpuBefore = clusterCpuUs(cluster);
     const r = await loadgen(cluster, [
       '-load', String(SIZE.load), '-val', String(VAL), '-clients', '64', '-conns', '8',
       '-prefix', 'bench/mem/', '-duration', `${SIZE.loadCapS}s`, '-timeout', '10s',
     ], (SIZE.loadCapS + 120) * 1000);
+    const cpuUs = clusterCpuUs(cluster) - cpuBefore;
     checkAlive(cluster);
     if (!r.ok) throw new Error(r.error);
     // An incomplete load is still measured (and flagged, and counted as a failure).
@@ -374,6 +403,7 @@ async function runMem(subject) {
       incomplete,
       keysLoaded: r.result.ops,
       load: r.result,
+      cpuUsPerKey: r.result.ops > 0 ? +(cpuUs / r.result.ops).toFixed(1) : null,
       rssBytes: max(mem, (x) => x.rss),
       rssPeakBytes: max(mem, (x) => x.hwm),
       rssIdleBytes: before.rss,
@@ -445,6 +475,7 @@ function summarize(subject, name) {
     opsPerSec: Math.round(median(rs.map((r) => r.opsPerSec))),
     p50Ms: median(rs.map((r) => r.p50Ms)),
     p99Ms: median(rs.map((r) => r.p99Ms)),
+    cpuUsPerOp: median(rs.map((r) => r.cpuUsPerOp ?? NaN)),
     errors: rs.reduce((a, r) => a + r.errors, 0),
     runs: rs.map((r) => r.opsPerSec),
   };
@@ -465,11 +496,12 @@ function report(meta) {
   }
   const fmt = (v) => (v == null ? '-' : String(v));
   const lat = (s) => (s ? `${s.p50Ms.toFixed(2)} / ${s.p99Ms.toFixed(2)}` : '-');
-  const table = [['row', `${a} ops/s`, `${b} ops/s`, `${b}/${a}`, `${a} p50/p99 ms`, `${b} p50/p99 ms`]];
+  const cpu = (s) => (s && Number.isFinite(s.cpuUsPerOp) ? s.cpuUsPerOp.toFixed(0) : '-');
+  const table = [['row', `${a} ops/s`, `${b} ops/s`, `${b}/${a}`, `${a} p50/p99 ms`, `${b} p50/p99 ms`, `${a} / ${b} CPU µs/op`]];
   for (const name of opsRows) {
     const r = out.rows[name];
     const errNote = (s) => (s && s.errors ? ` (${s.errors} err)` : '');
-    table.push([r.label, fmt(r[a]?.opsPerSec) + errNote(r[a]), fmt(r[b]?.opsPerSec) + errNote(r[b]), r.ratio == null ? '-' : `${r.ratio.toFixed(2)}x`, lat(r[a]), lat(r[b])]);
+    table.push([r.label, fmt(r[a]?.opsPerSec) + errNote(r[a]), fmt(r[b]?.opsPerSec) + errNote(r[b]), r.ratio == null ? '-' : `${r.ratio.toFixed(2)}x`, lat(r[a]), lat(r[b]), `${cpu(r[a])} / ${cpu(r[b])}`]);
   }
   if (memRow) {
     const ma = out.mem[a];
@@ -477,9 +509,10 @@ function report(meta) {
     const ratio = (f) => (ma && mb_ ? `${(f(mb_) / f(ma)).toFixed(2)}x` : '-');
     const star = (m) => (m?.incomplete ? '*' : '');
     const keys = `${SIZE.load / 1000}k x ${VAL} B`;
-    table.push([`load ${keys} (keys/s)`, fmt(ma?.load.opsPerSec), fmt(mb_?.load.opsPerSec), ratio((m) => m.load.opsPerSec), lat(ma?.load), lat(mb_?.load)]);
-    table.push([`RSS after load (MB)`, ma ? mb(ma.rssBytes) + star(ma) : '-', mb_ ? mb(mb_.rssBytes) + star(mb_) : '-', ratio((m) => m.rssBytes), '(lower is better)', '']);
-    table.push([`data dir (MB, on disk)`, ma ? mb(ma.dataDirBytes) + star(ma) : '-', mb_ ? mb(mb_.dataDirBytes) + star(mb_) : '-', ratio((m) => m.dataDirBytes), '(lower is better)', '']);
+    const loadCpu = (m) => (m && Number.isFinite(m.cpuUsPerKey) ? m.cpuUsPerKey.toFixed(0) : '-');
+    table.push([`load ${keys} (keys/s)`, fmt(ma?.load.opsPerSec), fmt(mb_?.load.opsPerSec), ratio((m) => m.load.opsPerSec), lat(ma?.load), lat(mb_?.load), `${loadCpu(ma)} / ${loadCpu(mb_)}`]);
+    table.push([`RSS after load (MB)`, ma ? mb(ma.rssBytes) + star(ma) : '-', mb_ ? mb(mb_.rssBytes) + star(mb_) : '-', ratio((m) => m.rssBytes), '(lower is better)', '', '']);
+    table.push([`data dir (MB, on disk)`, ma ? mb(ma.dataDirBytes) + star(ma) : '-', mb_ ? mb(mb_.dataDirBytes) + star(mb_) : '-', ratio((m) => m.dataDirBytes), '(lower is better)', '', '']);
   }
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();

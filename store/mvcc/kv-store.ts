@@ -321,18 +321,25 @@ export class MvccStore {
 
   /** Events of every revision in [fromRev, …] in revision order, at most `maxRows` rows. */
   eventsFrom(fromRev: number, maxRows: number): { events: MvccEvent[]; lastRev: number; complete: boolean } {
-    const rows = this.backend.scanFrom(fromRev, maxRows + 1);
-    const complete = rows.length <= maxRows;
-    let use = complete ? rows : rows.slice(0, maxRows);
-    if (!complete) {
+    let rows = this.backend.scanFrom(fromRev, maxRows + 1);
+    let use = rows.length <= maxRows ? rows : rows.slice(0, maxRows);
+    if (rows.length > maxRows) {
       // Never split a revision between two batches.
       const cut = (rows[maxRows] as KvRow).main;
       use = use.filter((r) => r.main < cut);
-      if (use.length === 0) use = rows.filter((r) => r.main === cut);
+      if (use.length === 0) {
+        // The first revision alone has more rows than a batch: it is read whole, however large.
+        let limit = maxRows + 1;
+        while (rows.length === limit && (rows.at(-1) as KvRow).main === cut) {
+          limit *= 2;
+          rows = this.backend.scanFrom(fromRev, limit);
+        }
+        use = rows.filter((r) => r.main === cut);
+      }
     }
     const events = use.map((row) => rowToEvent(row));
     const last = use[use.length - 1];
-    return { events, lastRev: last === undefined ? this.currentRev : last.main, complete: complete || use.length === rows.length };
+    return { events, lastRev: last === undefined ? this.currentRev : last.main, complete: use.length === rows.length };
   }
 
   keyCount(): number {

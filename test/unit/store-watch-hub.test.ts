@@ -42,7 +42,7 @@ function setup() {
     }));
     hub.notify(groups);
   };
-  return { kv, hub, write, writeGroup, close: () => backend.close() };
+  return { kv, hub, backend, write, writeGroup, close: () => backend.close() };
 }
 
 describe('WatchHub', () => {
@@ -163,6 +163,33 @@ describe('WatchHub', () => {
     write([['put', 'k0']]);
     expect(revs).toEqual(Array.from({ length: 22 }, (_, i) => 2 + i));
     expect(hub.slowCount).toBe(0);
+    close();
+  });
+
+  it('replays a revision with more events than a catch-up step reads whole, and what follows it', async () => {
+    const { hub, kv, backend, close } = setup();
+    backend.transaction(() => {
+      const txn = kv.beginWrite();
+      for (let i = 0; i < 2_500; i++) {
+        const key = Buffer.from(`k${String(i).padStart(4, '0')}`);
+        txn.put({ key, value: Buffer.from('v'), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false });
+      }
+      return txn.end();
+    });
+    backend.transaction(() => {
+      const txn = kv.beginWrite();
+      txn.deleteRange({ key: Buffer.from('k'), rangeEnd: Buffer.from('l'), prevKv: false });
+      return txn.end();
+    });
+    const got: string[] = [];
+    const handle = hub.add({
+      key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRev: 2, noPut: false, noDelete: false, prevKv: false,
+      compacted: unexpectedCompaction, deliver: (batch) => { for (const e of batch.events) got.push(`${e.type}@${e.kv.modRevision}`); },
+    });
+    await waitFor('the watcher to catch up', () => (handle.isSynced() ? true : undefined));
+    expect(got.filter((e) => e === 'put@2')).toHaveLength(2_500);
+    expect(got.filter((e) => e === 'delete@3')).toHaveLength(2_500);
+    expect(got).toHaveLength(5_000);
     close();
   });
 

@@ -193,6 +193,27 @@ describe('WatchHub', () => {
     close();
   });
 
+  it('catches up many watchers of close revisions with one backend read per step, each from its own revision', async () => {
+    const { hub, write, kv, close } = setup();
+    for (let i = 0; i < 50; i++) write([['put', `k${i % 5}`]]);
+    let reads = 0;
+    const eventsFrom = kv.eventsFrom.bind(kv);
+    kv.eventsFrom = (fromRev, maxRows) => { reads++; return eventsFrom(fromRev, maxRows); };
+    const watchers = Array.from({ length: 300 }, (_, i) => {
+      const revs: number[] = [];
+      const startRev = 40 + (i % 3);
+      const handle = hub.add({
+        key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRev, noPut: false, noDelete: false, prevKv: i % 2 === 0,
+        compacted: unexpectedCompaction, deliver: (batch) => { for (const e of batch.events) revs.push(e.kv.modRevision); },
+      });
+      return { startRev, revs, handle };
+    });
+    await waitFor('the watchers to catch up', () => (watchers.every((w) => w.handle.isSynced()) ? true : undefined));
+    expect(reads).toBe(1);
+    for (const w of watchers) expect(w.revs).toEqual(Array.from({ length: 52 - w.startRev }, (_, i) => w.startRev + i));
+    close();
+  });
+
   it('a watcher that saw nothing for many revisions resumes where the hub is, not where it last got events', async () => {
     const { hub, write, writeGroup, kv, close } = setup();
     let ready = true;

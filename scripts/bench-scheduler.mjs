@@ -29,6 +29,14 @@
 //                is the store's own count of writes over the window (housekeeping included)
 //   cpu          CPU seconds used during the window by the store and by the workers together (each
 //                with its run guard, which spawns the runs; the runs' own processes not counted)
+//   --json only  latenessTail: where the slowest 1% lost their time, and the worst bursts (one
+//                worker's starts of one second: `first` high = its event loop was busy at the
+//                slot, `last - first` high = a slow burst)
+//
+// For finding where time goes (environment): ETCRON_BENCH_CPU_PROF=<dir> (CPU profiles of the
+// workers and the housekeeper), ETCRON_BENCH_ALLOC_PROF=<dir> (sampled allocations of the
+// workers), ETCRON_BENCH_NODE_FLAGS="..." (node flags for them, e.g. --trace-gc),
+// ETCRON_BENCH_CHILD_LOG=<dir> (their standard output, where --trace-gc writes).
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, readdirSync, existsSync, createWriteStream } from 'node:fs';

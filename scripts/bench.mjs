@@ -496,7 +496,8 @@ function report(meta) {
   }
   const fmt = (v) => (v == null ? '-' : String(v));
   const lat = (s) => (s ? `${s.p50Ms.toFixed(2)} / ${s.p99Ms.toFixed(2)}` : '-');
-  const cpu = (s) => (s && Number.isFinite(s.cpuUsPerOp) ? s.cpuUsPerOp.toFixed(0) : '-');
+  // The watch row's ops are events, well under a microsecond each: one decimal below 10.
+  const cpu = (s) => (s && Number.isFinite(s.cpuUsPerOp) ? s.cpuUsPerOp.toFixed(s.cpuUsPerOp < 10 ? 1 : 0) : '-');
   const table = [['row', `${a} ops/s`, `${b} ops/s`, `${b}/${a}`, `${a} p50/p99 ms`, `${b} p50/p99 ms`, `${a} / ${b} CPU µs/op`]];
   for (const name of opsRows) {
     const r = out.rows[name];

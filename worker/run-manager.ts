@@ -1,3 +1,4 @@
+import type { WorkerStats } from './worker.js';
 import type { Etcd3 } from 'etcd3';
 import type { Clock, Timer } from '../shared/clock.js';
 import type { Logger } from '../shared/log.js';
@@ -66,6 +67,11 @@ interface LiveRun {
   finishing: boolean;
 }
 
+/** The worker's figures that come from its runs and claims (see WorkerStats for their meaning). */
+export type RunStats = Pick<WorkerStats,
+  | 'runsStarted' | 'reportsRejected' | 'progressWrites' | 'claimsAfterLeaseLoss' | 'claimMsSum' | 'claimMsMax'
+  | 'claimsTimed' | 'batchTxns' | 'batchItems' | 'batchesFailed' | 'batchSubmitted'>;
+
 /** How often a BufferOne slot re-checks whether the running one has ended. */
 const BUFFER_POLL_MS = 250;
 const SHUTDOWN_WAIT_MS_MAX = 10_000;
@@ -119,10 +125,7 @@ export class RunManager {
     this.batcher = new TxnBatcher(client);
   }
 
-  stats(): {
-    runsStarted: number; reportsRejected: number; progressWrites: number; claimsAfterLeaseLoss: number; claimMsSum: number;
-    claimMsMax: number; claimsTimed: number; batchTxns: number; batchItems: number; batchesFailed: number; batchSubmitted: number;
-  } {
+  stats(): RunStats {
     const batches = this.batcher.stats();
     return { ...this.counters, batchTxns: batches.txns, batchItems: batches.items, batchesFailed: batches.failedBatches, batchSubmitted: batches.submitted };
   }

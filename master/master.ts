@@ -77,16 +77,25 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
   const root = (options.logger ?? createLogger('info')).child({ master: id });
   const logger = root.child({ component: 'master' });
   const clock = options.clock ?? systemClock;
-  const client = createEtcdClient({
+  const clientOptions = {
     ...(options.endpoints === undefined ? {} : { endpoints: options.endpoints }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-  });
+  };
+  const client = createEtcdClient(clientOptions);
+  // The election's and the registration's leases on a connection of their own: on the shared one
+  // their keep-alive answers would queue behind the leader work's large reads (housekeeping of
+  // 10,000 jobs), and a leader that misses its renewals hands over while it is working fine.
+  const sessionClient = createEtcdClient({ ...clientOptions, ownConnection: true });
+  const closeClients = (): void => {
+    sessionClient.close();
+    client.close();
+  };
   const startedAtMs = clock.nowMs();
   const user = options.credentials?.user ?? resolveCredentials(undefined, undefined)?.user;
   const ttlSeconds = options.leaseTtlSeconds ?? DEFAULT_MASTER_LEASE_TTL_SECONDS;
   await probeStore(client, logger, user).then(() => checkSchedulerAccess(client, user)).catch((err: unknown) => {
-    client.close();
+    closeClients();
     throw err;
   });
   let work: LeaderWork | undefined;
@@ -115,13 +124,16 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     ],
     root.child({ component: 'api' }),
     authenticate,
-  );
+  ).catch((err: unknown) => {
+    closeClients();
+    throw err;
+  });
   let advertised: string;
   let registrar: Awaited<ReturnType<typeof startRegistration>>;
   try {
     advertised = advertisedApiUrl(apiHost, api.port, options.advertiseApiUrl);
     registrar = await startRegistration({
-      client,
+      client: sessionClient,
       registration: { id, apiUrl: advertised, startedAtMs, hostname: hostname(), pid: process.pid },
       ttlSeconds,
       clock,
@@ -129,12 +141,12 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
     });
   } catch (err) {
     await api.close();
-    client.close();
+    closeClients();
     throw err;
   }
 
   const election = startElection({
-    client,
+    client: sessionClient,
     prefix: MASTER_ELECTION_PREFIX,
     value: JSON.stringify({ id, api: advertised, pid: process.pid }),
     ttlSeconds,
@@ -172,7 +184,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
       await registrar.stop();
       await workStopping;
       await api.close();
-      client.close();
+      closeClients();
       logger.info('master stopped');
     },
   };

@@ -140,8 +140,7 @@ export async function startMaster(options: MasterOptions = {}): Promise<Master> 
       logger: root.child({ component: 'registration' }),
     });
   } catch (err) {
-    await api.close();
-    closeClients();
+    await api.close().finally(closeClients);
     throw err;
   }
 

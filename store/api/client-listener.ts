@@ -1,35 +1,46 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
+import type { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../tls/tls-config.js';
 import { normalizeSerial } from '../tls/crl.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
-import { serveHttp2 } from './h2/authority-fix.js';
+import { isRegisteredService, registeredMethod } from './gateway/service-registry.js';
+import { GrpcH2Server } from './grpc/grpc-h2-server.js';
+import { GRPC_OVERHEAD_BYTES } from './grpc-server.js';
 
 /** The HTTP/2 connection preface every gRPC client sends first. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
-type Injector = ReturnType<GrpcServer['createConnectionInjector']>;
+/** etcd's default --max-concurrent-streams (math.MaxUint32) means no limit. */
+const UNLIMITED_STREAMS = 4294967295;
 
 /**
- * One client port for gRPC and HTTP/1.1, as etcd serves them. HTTP/2 connections go to grpc-js
- * (the socket itself, after a look at the first request: h2/authority-fix.ts); HTTP/1.1 ones to the HTTP/1.1 handler of gateway/ (/health,
- * /version, /metrics, the JSON gateway). On a plain port the first bytes decide; with `tls`
- * (an https:// URL) TLS terminates first and the negotiated ALPN protocol decides.
+ * One client port for gRPC and HTTP/1.1, as etcd serves them. HTTP/2 connections go to our gRPC
+ * server (grpc/grpc-h2-server.ts), which calls the handlers registered on `grpc`; HTTP/1.1 ones to
+ * the HTTP/1.1 handler of gateway/ (/health, /version, /metrics, the JSON gateway). On a plain
+ * port the first bytes decide; with `tls` (an https:// URL) TLS terminates first and the
+ * negotiated ALPN protocol decides.
  */
 export function listenClients(
   grpc: GrpcServer, ctx: ApiContext, host: string, port: number, tls: TlsMaterial | null = null,
 ): Promise<{ port: number; close(): void }> {
-  const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
+  const streamsMax = ctx.limits.maxConcurrentStreams ?? UNLIMITED_STREAMS;
+  const h2 = new GrpcH2Server({
+    lookup: (path) => registeredMethod(grpc, path),
+    isService: (service) => isRegisteredService(grpc, service),
+    receiveBytesMax: ctx.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    maxConcurrentStreams: streamsMax >= UNLIMITED_STREAMS ? null : streamsMax,
+    log: ctx.log,
+  });
   const http = createHttpServer(createHttp1Handler(grpc, ctx));
   const listener: NetServer = tls === null
     // No Nagle: a response written while the previous one is unacknowledged would otherwise wait
     // for the client's delayed ACK (up to 40 ms on Linux). Go, and so etcd, disables it too.
-    ? createNetServer({ noDelay: true }, (socket: Socket) => dispatchByFirstBytes(socket, injector, http, ctx.log))
-    : listenSecure(tls, injector, http, ctx.log);
+    ? createNetServer({ noDelay: true }, (socket: Socket) => dispatchByFirstBytes(socket, h2, http))
+    : listenSecure(tls, h2, http, ctx.log);
   // As etcd: under --client-cert-auth, a call without a token acts as the user named by the
   // common name of its verified certificate. Plain listeners' calls have no certificate.
   if (tls?.isClientCertAuth === true) ctx.certificateCommonName = commonNameOf;
@@ -42,7 +53,7 @@ export function listenClients(
         close: () => {
           listener.close();
           http.close();
-          injector.destroy();
+          h2.close();
         },
       });
     });
@@ -68,16 +79,14 @@ export function listenMetrics(handler: ReturnType<typeof createHttp1Handler>, ho
   });
 }
 
-function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServer, log: Logger): void {
+function dispatchByFirstBytes(socket: Socket, h2: GrpcH2Server, http: HttpServer): void {
   socket.once('data', (first: Buffer) => {
     // Put the bytes back and stop the flow: the next owner reads them from the buffer.
     socket.pause();
     socket.unshift(first);
     const probe = first.subarray(0, Math.min(first.length, H2_PREFACE.length));
     if (H2_PREFACE.subarray(0, probe.length).equals(probe)) {
-      // Through the :authority check (h2/authority-fix.ts); grpc-js gets the socket itself
-      // unless the client names a scheme in :authority.
-      serveHttp2(socket, (connection) => injector.injectConnection(connection), log);
+      h2.serve(socket);
     } else {
       http.emit('connection', socket);
       socket.resume();
@@ -91,7 +100,7 @@ function dispatchByFirstBytes(socket: Socket, injector: Injector, http: HttpServ
  * client without a certificate signed by --trusted-ca-file (or with an expired one), as in etcd:
  * no request is ever read from it.
  */
-function listenSecure(tls: TlsMaterial, injector: Injector, http: HttpServer, log: Logger): NetServer {
+function listenSecure(tls: TlsMaterial, h2: GrpcH2Server, http: HttpServer, log: Logger): NetServer {
   const server = createTlsServer({
     noDelay: true,
     cert: tls.cert,
@@ -111,9 +120,8 @@ function listenSecure(tls: TlsMaterial, injector: Injector, http: HttpServer, lo
       socket.destroy();
       return;
     }
-    // grpc-js's HTTP/2 server accepts a TLS socket only when ALPN chose h2, which every gRPC
-    // client (Go, grpc-js) offers; anything else speaks HTTP/1.1.
-    if (socket.alpnProtocol === 'h2') injector.injectConnection(socket);
+    // gRPC clients (Go, grpc-js) offer only h2; anything else speaks HTTP/1.1.
+    if (socket.alpnProtocol === 'h2') h2.serve(socket);
     else http.emit('connection', socket);
   });
   // As etcd's "rejected connection from": why (the certificate's verification error when there
@@ -136,7 +144,7 @@ function chooseProtocol(offered: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** The CN of a call's verified client certificate; grpc-js reports one only for authorized sockets. */
+/** The CN of a call's verified client certificate; a call reports one only for authorized sockets. */
 function commonNameOf(call: ServerSurfaceCall): string | undefined {
   const name = call.getAuthContext().sslPeerCertificate?.subject.CN;
   return Array.isArray(name) ? name[0] : name;

@@ -43,3 +43,10 @@ export function registerForGateway(
 export function registeredMethod(server: GrpcServer, path: string): RegisteredMethod | undefined {
   return registry.get(server)?.get(path);
 }
+
+/** Whether any method of `service` ("etcdserverpb.KV") is registered on `server`. */
+export function isRegisteredService(server: GrpcServer, service: string): boolean {
+  const prefix = `/${service}/`;
+  for (const path of registry.get(server)?.keys() ?? []) if (path.startsWith(prefix)) return true;
+  return false;
+}

@@ -1,0 +1,438 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { CLIENT_PREFACE } from './frames.js';
+import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+import {
+  DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
+  H2ConnectionError, SETTING, WINDOW_BYTES_MAX, frameOf, goawayFrame, rstStreamFrame, settingsFrame,
+  windowUpdateFrame, writeFrameHeader,
+} from './h2-protocol.js';
+import { H2ServerStream } from './h2-server-stream.js';
+
+/** What the layer above does with a stream's input. */
+export interface H2StreamHandler {
+  /** A DATA frame's content (padding removed). */
+  onData(payload: Buffer): void;
+  /** The client half-closed the stream (END_STREAM): no more input. */
+  onEndOfInput(): void;
+  /** The stream is gone without our answer finishing it: client reset, or the connection ended. */
+  onReset(): void;
+}
+
+export interface H2ServerOptions {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS to announce and enforce; null for no limit. */
+  readonly maxConcurrentStreams: number | null;
+  /** A new request stream and its decoded header block: returns what handles its input. */
+  readonly onStream: (stream: H2ServerStream, headers: HeaderList) => H2StreamHandler;
+  readonly log: Logger;
+}
+
+/**
+ * Receive windows we grant: 1 MiB per stream, 16 MiB for the connection. Input is taken as it
+ * arrives (a request is decoded when complete), so windows are given back as bytes are read,
+ * once half a stream's window or a quarter of the connection's has been used.
+ */
+const STREAM_RECEIVE_WINDOW_BYTES = 1 << 20;
+const CONNECTION_RECEIVE_WINDOW_BYTES = 16 << 20;
+/** A header block longer than this ends the connection (Go's default header list limit). */
+const HEADER_BLOCK_BYTES_MAX = 16 << 20;
+/**
+ * Above this many bytes waiting in the socket, stream data waits in its stream's queue (and
+ * write callbacks wait with it), so a client that stops reading holds bounded memory here.
+ */
+const SOCKET_BUFFER_BYTES_MAX = 1 << 20;
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The server side of one HTTP/2 connection on a socket (RFC 9113): frames in, frames out, flow
+ * control both ways, a stream table. It knows nothing of gRPC; the layer above gets each request
+ * stream's headers and data through `onStream`, and answers through H2ServerStream.
+ *
+ * Output is gathered and written once per turn of the event loop, so the answers to a batch of
+ * requests leave in one socket write.
+ */
+export class H2ServerConnection {
+  private readonly streams = new Map<number, H2ServerStream>();
+  private readonly decoder = new HpackDecoder(4096, 4096);
+  private pending: Buffer = EMPTY;
+  private isPrefaceRead = false;
+  /** Highest stream id the client opened; lower ids not in `streams` are closed. */
+  private lastStreamId = 0;
+  /** A header block spread over CONTINUATION frames: its stream, flags and fragments. */
+  private continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
+  private out: Buffer[] = [];
+  private outCallbacks: (() => void)[] = [];
+  private isFlushScheduled = false;
+  /** Streams with data waiting for window (or for the socket), in the order they blocked. */
+  private readonly blocked = new Set<H2ServerStream>();
+  private receiveUnacked = 0;
+  private isGoingAway = false;
+  private isClosed = false;
+
+  /** Flow control of what we send, as the client's SETTINGS and WINDOW_UPDATEs allow. */
+  sendWindow = DEFAULT_WINDOW_BYTES;
+  peerInitialWindow = DEFAULT_WINDOW_BYTES;
+  peerMaxFramePayload = DEFAULT_FRAME_PAYLOAD_BYTES;
+
+  constructor(readonly socket: Socket, private readonly options: H2ServerOptions) {
+    const settings: [number, number][] = [
+      [SETTING.initialWindowSize, STREAM_RECEIVE_WINDOW_BYTES],
+      [SETTING.enablePush, 0],
+    ];
+    if (options.maxConcurrentStreams !== null) settings.push([SETTING.maxConcurrentStreams, options.maxConcurrentStreams]);
+    this.enqueue(settingsFrame(settings));
+    this.enqueue(windowUpdateFrame(0, CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES));
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('drain', () => this.drainBlocked());
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.onSocketClosed());
+  }
+
+  /** Open streams (for the concurrency limit and tests). */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Ends the connection politely: GOAWAY, then the socket once the output is written. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isGoingAway = true;
+    this.enqueue(goawayFrame(this.lastStreamId, ERROR_CODE.noError));
+    this.flush();
+    this.socket.end();
+    this.onSocketClosed();
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  /** Queues bytes for the next flush; `callback` runs once they are handed to the socket. */
+  enqueue(bytes: Buffer, callback?: () => void): void {
+    if (this.isClosed) return;
+    this.out.push(bytes);
+    if (callback !== undefined) this.outCallbacks.push(callback);
+    if (!this.isFlushScheduled) {
+      this.isFlushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.isFlushScheduled = false;
+    if (this.out.length === 0) return;
+    const bytes = this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out);
+    const callbacks = this.outCallbacks;
+    this.out = [];
+    this.outCallbacks = [];
+    if (!this.socket.destroyed) this.socket.write(bytes);
+    for (const callback of callbacks) callback();
+  }
+
+  /** Whether stream data should wait rather than grow the socket's buffer. */
+  isSocketCongested(): boolean {
+    return this.socket.writableLength > SOCKET_BUFFER_BYTES_MAX;
+  }
+
+  /** Called by a stream that has data it cannot send yet. */
+  block(stream: H2ServerStream): void {
+    this.blocked.add(stream);
+  }
+
+  /** Sends what the windows now allow, streams in the order they blocked. */
+  private drainBlocked(): void {
+    for (const stream of this.blocked) {
+      if (this.sendWindow <= 0 || this.isSocketCongested()) return;
+      if (stream.sendQueued()) this.blocked.delete(stream);
+    }
+  }
+
+  /** A stream ended (answered, reset by either side): it leaves the table. */
+  forget(stream: H2ServerStream): void {
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    if (this.isGoingAway && this.streams.size === 0 && !this.isClosed) {
+      this.flush();
+      this.socket.end();
+    }
+  }
+
+  /** Writes a DATA frame sequence for `payload` (the caller checked the windows). */
+  writeDataFrames(streamId: number, payload: Buffer, endStream: boolean, callback?: () => void): void {
+    const maxPayload = this.peerMaxFramePayload;
+    if (payload.length <= maxPayload) {
+      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+      writeFrameHeader(header, 0, payload.length, FRAME.data, endStream ? FLAGS.endStream : 0, streamId);
+      this.enqueue(header);
+      this.enqueue(payload, callback);
+      return;
+    }
+    for (let at = 0; at < payload.length; at += maxPayload) {
+      const end = Math.min(payload.length, at + maxPayload);
+      const isLast = end === payload.length;
+      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+      writeFrameHeader(header, 0, end - at, FRAME.data, isLast && endStream ? FLAGS.endStream : 0, streamId);
+      this.enqueue(header);
+      this.enqueue(payload.subarray(at, end), isLast ? callback : undefined);
+    }
+  }
+
+  /** A header block as HEADERS (+ CONTINUATION) frames within the client's frame size. */
+  writeHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
+    const maxPayload = this.peerMaxFramePayload;
+    const endStreamFlag = endStream ? FLAGS.endStream : 0;
+    if (block.length <= maxPayload) {
+      this.enqueue(frameOf(FRAME.headers, endStreamFlag | FLAGS.endHeaders, streamId, block));
+      return;
+    }
+    for (let at = 0; at < block.length; at += maxPayload) {
+      const end = Math.min(block.length, at + maxPayload);
+      const type = at === 0 ? FRAME.headers : FRAME.continuation;
+      const flags = (at === 0 ? endStreamFlag : 0) | (end === block.length ? FLAGS.endHeaders : 0);
+      this.enqueue(frameOf(type, flags, streamId, block.subarray(at, end)));
+    }
+  }
+
+  resetStream(streamId: number, code: number): void {
+    this.enqueue(rstStreamFrame(streamId, code));
+  }
+
+  /** Gives back receive window of a stream whose input is not over. */
+  grantStreamWindow(streamId: number, bytes: number): void {
+    this.enqueue(windowUpdateFrame(streamId, bytes));
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  private onBytes(chunk: Buffer): void {
+    if (this.isClosed) return;
+    let bytes = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    try {
+      if (!this.isPrefaceRead) {
+        if (bytes.length < CLIENT_PREFACE.length) {
+          if (!CLIENT_PREFACE.subarray(0, bytes.length).equals(bytes)) throw new H2ConnectionError(ERROR_CODE.protocol, 'not an HTTP/2 client preface');
+          this.pending = bytes;
+          return;
+        }
+        if (!bytes.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)) throw new H2ConnectionError(ERROR_CODE.protocol, 'not an HTTP/2 client preface');
+        this.isPrefaceRead = true;
+        bytes = bytes.subarray(CLIENT_PREFACE.length);
+      }
+      let at = 0;
+      while (bytes.length - at >= FRAME_HEADER_BYTES && !this.isClosed) {
+        const length = ((bytes[at] as number) << 16) | ((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number);
+        if (length > DEFAULT_FRAME_PAYLOAD_BYTES) throw new H2ConnectionError(ERROR_CODE.frameSize, `frame of ${length} bytes`);
+        const end = at + FRAME_HEADER_BYTES + length;
+        if (end > bytes.length) break;
+        const type = bytes[at + 3] as number;
+        const flags = bytes[at + 4] as number;
+        const streamId = bytes.readUInt32BE(at + 5) & 0x7fff_ffff;
+        this.onFrame(type, flags, streamId, bytes.subarray(at + FRAME_HEADER_BYTES, end));
+        at = end;
+      }
+      this.pending = at === bytes.length ? EMPTY : bytes.subarray(at);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.continuation !== null && (type !== FRAME.continuation || streamId !== this.continuation.streamId)) {
+      throw new H2ConnectionError(ERROR_CODE.protocol, 'a header block was interrupted');
+    }
+    switch (type) {
+      case FRAME.data: this.onData(flags, streamId, payload); break;
+      case FRAME.headers: this.onHeaders(flags, streamId, payload); break;
+      case FRAME.continuation: this.onContinuation(flags, streamId, payload); break;
+      case FRAME.rstStream: this.onRstStream(streamId, payload); break;
+      case FRAME.settings: this.onSettings(flags, streamId, payload); break;
+      case FRAME.ping: this.onPing(flags, streamId, payload); break;
+      case FRAME.goaway: this.onGoaway(streamId); break;
+      case FRAME.windowUpdate: this.onWindowUpdate(streamId, payload); break;
+      case FRAME.priority:
+        if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PRIORITY on stream 0');
+        break;
+      case FRAME.pushPromise: throw new H2ConnectionError(ERROR_CODE.protocol, 'PUSH_PROMISE from a client');
+      default: break; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  }
+
+  private onData(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA on stream 0');
+    if (streamId > this.lastStreamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA on an idle stream');
+    // The connection's window counts every DATA frame, whatever became of its stream.
+    this.receiveUnacked += payload.length;
+    if (this.receiveUnacked > CONNECTION_RECEIVE_WINDOW_BYTES) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window exceeded');
+    if (this.receiveUnacked >= CONNECTION_RECEIVE_WINDOW_BYTES / 4) {
+      this.enqueue(windowUpdateFrame(0, this.receiveUnacked));
+      this.receiveUnacked = 0;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined || stream.isInputEnded) return; // closed: late frames are dropped
+    let content = payload;
+    if ((flags & FLAGS.padded) !== 0) {
+      const padding = payload[0] ?? 0;
+      if (padding >= payload.length) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA padding past the frame');
+      content = payload.subarray(1, payload.length - padding);
+    }
+    stream.received(payload.length, content, (flags & FLAGS.endStream) !== 0);
+  }
+
+  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0 || streamId % 2 === 0) throw new H2ConnectionError(ERROR_CODE.protocol, `HEADERS on stream ${streamId}`);
+    let start = 0;
+    let end = payload.length;
+    if ((flags & FLAGS.padded) !== 0) {
+      start = 1;
+      end -= payload[0] ?? 0;
+    }
+    if ((flags & FLAGS.priority) !== 0) start += 5;
+    if (end < start) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS padding past the frame');
+    const fragment = payload.subarray(start, end);
+    const endStream = (flags & FLAGS.endStream) !== 0;
+    if ((flags & FLAGS.endHeaders) !== 0) {
+      this.onHeaderBlock(streamId, fragment, endStream);
+      return;
+    }
+    this.continuation = { streamId, endStream, fragments: [fragment], bytes: fragment.length };
+  }
+
+  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.continuation;
+    if (block === null || block.streamId !== streamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'CONTINUATION without HEADERS');
+    block.fragments.push(payload);
+    block.bytes += payload.length;
+    if (block.bytes > HEADER_BLOCK_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.enhanceYourCalm, 'header block too large');
+    if ((flags & FLAGS.endHeaders) === 0) return;
+    this.continuation = null;
+    this.onHeaderBlock(streamId, Buffer.concat(block.fragments), block.endStream);
+  }
+
+  private onHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
+    let headers: HeaderList;
+    try {
+      headers = this.decoder.decode(block);
+    } catch (err) {
+      if (err instanceof HpackError) throw new H2ConnectionError(ERROR_CODE.compression, err.message);
+      throw err;
+    }
+    const existing = this.streams.get(streamId);
+    if (existing !== undefined) {
+      // Trailers from the client: gRPC sends none, but a trailer block ends the input.
+      if (!endStream) throw new H2ConnectionError(ERROR_CODE.protocol, 'a second header block without END_STREAM');
+      if (!existing.isInputEnded) existing.received(0, EMPTY, true);
+      return;
+    }
+    if (streamId <= this.lastStreamId) throw new H2ConnectionError(ERROR_CODE.streamClosed, `HEADERS on closed stream ${streamId}`);
+    this.lastStreamId = streamId;
+    if (this.isGoingAway) return;
+    const limit = this.options.maxConcurrentStreams;
+    if (limit !== null && this.streams.size >= limit) {
+      this.resetStream(streamId, ERROR_CODE.refusedStream);
+      return;
+    }
+    const stream = new H2ServerStream(this, streamId, this.peerInitialWindow, STREAM_RECEIVE_WINDOW_BYTES);
+    this.streams.set(streamId, stream);
+    stream.attach(this.options.onStream(stream, headers));
+    if (endStream) stream.received(0, EMPTY, true);
+  }
+
+  private onRstStream(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'RST_STREAM of the wrong size');
+    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'RST_STREAM on stream 0');
+    if (streamId > this.lastStreamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'RST_STREAM on an idle stream');
+    this.streams.get(streamId)?.resetByPeer();
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS on a stream');
+    if ((flags & FLAGS.ack) !== 0) {
+      if (payload.length !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS ack with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS of the wrong size');
+    for (let at = 0; at < payload.length; at += 6) {
+      const id = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (id === SETTING.enablePush && value > 1) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_ENABLE_PUSH above 1');
+      if (id === SETTING.initialWindowSize) this.setPeerInitialWindow(value);
+      if (id === SETTING.maxFrameSize) {
+        if (value < DEFAULT_FRAME_PAYLOAD_BYTES || value > 0xff_ffff) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        this.peerMaxFramePayload = value;
+      }
+      // Header table size: our blocks never use the dynamic table. The rest do not apply to us.
+    }
+    this.enqueue(frameOf(FRAME.settings, FLAGS.ack, 0, EMPTY));
+    this.drainBlocked();
+  }
+
+  private setPeerInitialWindow(value: number): void {
+    if (value > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+    const delta = value - this.peerInitialWindow;
+    this.peerInitialWindow = value;
+    for (const stream of this.streams.values()) {
+      stream.sendWindow += delta;
+      if (stream.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'a stream window above 2^31-1');
+    }
+  }
+
+  private onPing(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
+    if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
+    if ((flags & FLAGS.ack) === 0) this.enqueue(frameOf(FRAME.ping, FLAGS.ack, 0, payload));
+  }
+
+  private onGoaway(streamId: number): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'GOAWAY on a stream');
+    // The client opens no more streams; those open are answered, then the connection ends.
+    this.isGoingAway = true;
+    if (this.streams.size === 0) {
+      this.flush();
+      this.socket.end();
+    }
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'WINDOW_UPDATE of the wrong size');
+    const increment = payload.readUInt32BE(0) & 0x7fff_ffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'WINDOW_UPDATE of 0');
+      this.sendWindow += increment;
+      if (this.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window above 2^31-1');
+      this.drainBlocked();
+      return;
+    }
+    if (streamId > this.lastStreamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'WINDOW_UPDATE on an idle stream');
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    if (increment === 0 || stream.sendWindow + increment > WINDOW_BYTES_MAX) {
+      stream.failByConnection(increment === 0 ? ERROR_CODE.protocol : ERROR_CODE.flowControl);
+      return;
+    }
+    stream.sendWindow += increment;
+    if (this.blocked.has(stream) && stream.sendQueued()) this.blocked.delete(stream);
+  }
+
+  // ---- ending -------------------------------------------------------------------------------
+
+  private fail(err: unknown): void {
+    const code = err instanceof H2ConnectionError ? err.code : ERROR_CODE.internal;
+    const message = err instanceof Error ? err.message : String(err);
+    this.options.log.debug({ err: message, code, remote: this.socket.remoteAddress }, 'HTTP/2 connection error');
+    this.enqueue(goawayFrame(this.lastStreamId, code, message));
+    this.flush();
+    this.socket.end();
+    this.onSocketClosed();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private onSocketClosed(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.out = [];
+    this.outCallbacks = [];
+    const open = [...this.streams.values()];
+    this.streams.clear();
+    this.blocked.clear();
+    for (const stream of open) stream.resetByPeer();
+  }
+}

@@ -51,6 +51,20 @@ function methodDefinition(service: string, method: string): grpc.MethodDefinitio
   return found;
 }
 
+/** A method's HTTP/2 path and its request and response codecs, for raw HTTP/2 clients. */
+export function methodCodec(service: string, method: string): {
+  readonly path: string;
+  encode(request: Msg): Buffer;
+  decode(bytes: Buffer): Msg;
+} {
+  const definition = methodDefinition(qualified(service), method);
+  return {
+    path: definition.path,
+    encode: (request) => definition.requestSerialize(request),
+    decode: (bytes) => definition.responseDeserialize(bytes),
+  };
+}
+
 const codeNames = new Map<number, string>(
   Object.entries(grpc.status)
     .filter((entry): entry is [string, number] => typeof entry[1] === 'number')

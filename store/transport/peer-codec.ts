@@ -26,6 +26,17 @@ export interface LeaseRenewResponse {
   readonly error?: string;
 }
 
+/** The lease calls of one event-loop turn, forwarded to the leader as one peer call. */
+export interface LeaseBatchRequest {
+  readonly clusterId: bigint;
+  readonly requests: readonly Omit<LeaseRenewRequest, 'clusterId'>[];
+}
+
+/** One answer per request, in order; a failed one has ok false and its error. */
+export interface LeaseBatchResponse {
+  readonly responses: readonly LeaseRenewResponse[];
+}
+
 /** A member checking its data at start (--experimental-initial-corrupt-check) asks a peer for its HashKV. */
 export interface HashKVRequest {
   readonly clusterId: bigint;

@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
 import {
-  decodeFrame, encodeFrame, type HashKVRequest, type HashKVResponse, type KvHashResult, type LeaseRenewRequest,
-  type LeaseRenewResponse, type PeerFrame,
+  decodeFrame, encodeFrame, type HashKVRequest, type HashKVResponse, type KvHashResult, type LeaseBatchRequest,
+  type LeaseBatchResponse, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame,
 } from './peer-codec.js';
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +29,11 @@ const PEER_SERVICE: ServiceDefinition = {
     path: '/etcron.peer.Raft/Lease', requestStream: false, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
+  /** Several lease calls in one (see leaseCall). */
+  LeaseBatch: {
+    path: '/etcron.peer.Raft/LeaseBatch', requestStream: false, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
   Members: {
     path: '/etcron.peer.Raft/Members', requestStream: false, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
@@ -44,6 +49,14 @@ const PEER_SERVICE: ServiceDefinition = {
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
 };
+
+interface PendingLeaseCall {
+  readonly request: Omit<LeaseRenewRequest, 'clusterId'>;
+  /** Date.now() by which the caller gives up on this call. */
+  readonly deadline: number;
+  resolve(response: LeaseRenewResponse): void;
+  reject(err: unknown): void;
+}
 
 /** Why Raft streams are refused while a member checks its data at start. */
 const RAFT_HELD_DETAILS = 'member is starting: initial corruption check in progress';
@@ -120,6 +133,8 @@ export class PeerTransport {
     ...PEER_KEEPALIVE_OPTIONS,
   });
   private readonly links = new Map<MemberId, PeerLink>();
+  /** Lease calls waiting for the end of this event-loop turn, by leader (see leaseCall). */
+  private readonly leaseBatches = new Map<MemberId, PendingLeaseCall[]>();
   /** The last TLS failure logged per peer: a refused handshake repeats on every reconnect. */
   private readonly tlsFailures = new Map<MemberId, string>();
   private closed = false;
@@ -148,6 +163,7 @@ export class PeerTransport {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
       Lease: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLease(call, callback)) as handleUnaryCall<Buffer, Buffer>,
+      LeaseBatch: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLeaseBatch(call, callback)) as handleUnaryCall<Buffer, Buffer>,
       Members: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
         const refusal = this.refusePeerCertificate(call);
         if (refusal !== null) callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
@@ -380,6 +396,17 @@ export class PeerTransport {
       (request) => this.handlers.leaseRequest(request));
   }
 
+  private onLeaseBatch(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
+    this.serveUnary<LeaseBatchRequest, LeaseBatchResponse>(call, callback, 'lease batch',
+      (request) => (request.clusterId === this.clusterId ? null : 'cluster ID mismatch'),
+      async (request) => ({
+        responses: await Promise.all(request.requests.map((one) => this.handlers.leaseRequest({ ...one, clusterId: this.clusterId }).then(
+          (response) => response,
+          (err: unknown): LeaseRenewResponse => ({ ok: false, ttl: 0, grantedTtl: 0, error: err instanceof Error ? err.message : String(err) }),
+        ))),
+      }));
+  }
+
   private onHashKV(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
     this.serveUnary<HashKVRequest, HashKVResponse>(call, callback, 'hash kv request',
       (request) => this.refuse(request.clusterId, request.from),
@@ -540,9 +567,49 @@ export class PeerTransport {
     this.connectAll();
   }
 
-  /** Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). */
+  /**
+   * Forwards a lease call to the member `leader` (keep-alives reach the leader's lessor). The
+   * calls of one event-loop turn to one leader go as one LeaseBatch call: a follower serving
+   * thousands of keep-alives a second would otherwise make a peer call for each.
+   */
   leaseCall(leader: MemberId, request: Omit<LeaseRenewRequest, 'clusterId'>, timeoutMs: number): Promise<LeaseRenewResponse> {
-    return this.unaryCall<LeaseRenewResponse>(leader, '/etcron.peer.Raft/Lease', { ...request, clusterId: this.clusterId }, timeoutMs, 'unknown leader');
+    return new Promise((resolve, reject) => {
+      let batch = this.leaseBatches.get(leader);
+      if (batch === undefined) {
+        batch = [];
+        this.leaseBatches.set(leader, batch);
+        setImmediate(() => this.sendLeaseBatch(leader));
+      }
+      batch.push({ request, deadline: Date.now() + timeoutMs, resolve, reject });
+    });
+  }
+
+  private sendLeaseBatch(leader: MemberId): void {
+    const batch = this.leaseBatches.get(leader) ?? [];
+    this.leaseBatches.delete(leader);
+    const single = (pending: PendingLeaseCall): void => {
+      this.unaryCall<LeaseRenewResponse>(leader, '/etcron.peer.Raft/Lease', { ...pending.request, clusterId: this.clusterId },
+        Math.max(0, pending.deadline - Date.now()), 'unknown leader').then(pending.resolve, pending.reject);
+    };
+    const first = batch[0];
+    if (batch.length === 1 && first !== undefined) {
+      single(first);
+      return;
+    }
+    const request: LeaseBatchRequest = { clusterId: this.clusterId, requests: batch.map((pending) => pending.request) };
+    const timeoutMs = Math.max(0, Math.min(...batch.map((pending) => pending.deadline)) - Date.now());
+    this.unaryCall<LeaseBatchResponse>(leader, '/etcron.peer.Raft/LeaseBatch', request, timeoutMs, 'unknown leader').then(
+      (answer) => batch.forEach((pending, i) => {
+        const response = answer.responses[i];
+        if (response?.ok === true) pending.resolve(response);
+        else pending.reject(new Error(response?.error ?? 'no answer in the lease batch'));
+      }),
+      (err: unknown) => {
+        // A leader of an earlier build has no LeaseBatch: ask it one call at a time.
+        if ((err as { code?: unknown } | null)?.code === status.UNIMPLEMENTED) batch.forEach(single);
+        else for (const pending of batch) pending.reject(err);
+      },
+    );
   }
 
   /** Refuses Raft traffic both ways until releaseRaft(); other peer calls are served meanwhile. */

@@ -143,4 +143,35 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
       stream.end();
     }
   }, 60_000);
+
+  it('answers a burst of keepalives through a follower one by one, in order, each with its own lease\'s TTL', async () => {
+    onTestFailed(() => { console.error(cluster.logTails(40)); });
+    for (const index of cluster.members.map((m) => m.index)) {
+      if (cluster.state(index) === 'down') await cluster.restart(index);
+    }
+    await cluster.converged(20_000);
+    const leader = await cluster.leader();
+    const follower = (leader.index + 1) % cluster.size;
+    // The follower forwards the renewals of one turn to the leader as one call: each answer
+    // must still be its own lease's (an unknown lease answers TTL 0, as in etcd).
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const ttl = 20 + (i % 5);
+      const grant = await cluster.client(follower).call('Lease', 'LeaseGrant', { TTL: String(ttl), ID: '0' });
+      if (!grant.ok) throw new Error(`grant failed: ${grant.code} ${grant.message}`);
+      ids.push(String(grant.value['ID']));
+    }
+    const unknown = '123456789';
+    const sent = [...ids.slice(0, 20), unknown, ...ids.slice(20)];
+    const stream = cluster.client(follower).keepAliveStream();
+    try {
+      for (const id of sent) stream.send({ ID: id });
+      await stream.until('an answer to every keepalive', (r) => r.length >= sent.length, 10_000);
+      expect(stream.responses.map((r) => String(r['ID']))).toEqual(sent);
+      expect(stream.responses.map((r) => Number(r['TTL']))).toEqual(
+        sent.map((id) => (id === unknown ? 0 : 20 + (ids.indexOf(id) % 5))));
+    } finally {
+      stream.end();
+    }
+  }, 60_000);
 });

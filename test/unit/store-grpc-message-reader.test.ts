@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { MessageFramingError, MessageReader } from '../../store/api/grpc/message-reader.js';
-import { parseGrpcTimeout, percentEncode, prefixedMessage } from '../../store/api/grpc/grpc-wire.js';
+import { parseGrpcTimeout, percentEncode } from '../../store/api/grpc/grpc-wire.js';
+
+/** A message as gRPC frames it: flag 0, big-endian length, the bytes. */
+function prefixedMessage(message: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(message.length, 1);
+  return Buffer.concat([head, message]);
+}
 
 const messages = [Buffer.from('first request'), Buffer.alloc(0), Buffer.alloc(300, 7), Buffer.from('last')];
 const stream = Buffer.concat(messages.map(prefixedMessage));

@@ -70,15 +70,6 @@ export function statusBlock(code: number, message: string, withResponseHeaders: 
 /** `grpc-status: 0`, the trailer block of nearly every call. */
 export const OK_TRAILERS_BLOCK = statusBlock(0, '', false);
 
-/** A message with gRPC's prefix (uncompressed flag, big-endian length), ready for DATA frames. */
-export function prefixedMessage(message: Buffer): Buffer {
-  const framed = Buffer.allocUnsafe(5 + message.length);
-  framed[0] = 0;
-  framed.writeUInt32BE(message.length, 1);
-  message.copy(framed, 5);
-  return framed;
-}
-
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
 
 /** grpc-timeout ("100m", at most 8 digits and a unit) in milliseconds; null when malformed. */

@@ -3,7 +3,7 @@ import { TLSSocket } from 'node:tls';
 import { status, type Metadata, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import type { H2ServerStream } from '../h2/h2-server-stream.js';
-import { OK_TRAILERS_BLOCK, RESPONSE_HEADERS_BLOCK, prefixedMessage, statusBlock } from './grpc-wire.js';
+import { OK_TRAILERS_BLOCK, RESPONSE_HEADERS_BLOCK, statusBlock } from './grpc-wire.js';
 
 /** Above this many bytes queued on a stream, write() returns false until 'drain'. */
 const WRITE_QUEUE_BYTES_HIGH = 256 * 1024;
@@ -91,7 +91,7 @@ export class ServerCall extends EventEmitter {
     this.isFinished = true;
     const stream = this.stream;
     stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
-    stream.sendData(prefixedMessage(bytes));
+    stream.sendLengthPrefixed(bytes);
     stream.sendTrailers(OK_TRAILERS_BLOCK);
     this.closed();
   }
@@ -111,7 +111,7 @@ export class ServerCall extends EventEmitter {
     }
     const stream = this.stream;
     if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
-    const queued = stream.sendData(prefixedMessage(bytes), () => this.written(callback));
+    const queued = stream.sendLengthPrefixed(bytes, () => this.written(callback));
     if (queued < WRITE_QUEUE_BYTES_HIGH) return true;
     this.needsDrain = true;
     return false;

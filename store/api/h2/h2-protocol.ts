@@ -53,20 +53,6 @@ export function frameOf(type: number, flags: number, streamId: number, payload: 
   return frame;
 }
 
-export function windowUpdateFrame(streamId: number, increment: number): Buffer {
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
-  writeFrameHeader(frame, 0, 4, FRAME.windowUpdate, 0, streamId);
-  frame.writeUInt32BE(increment, FRAME_HEADER_BYTES);
-  return frame;
-}
-
-export function rstStreamFrame(streamId: number, code: number): Buffer {
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
-  writeFrameHeader(frame, 0, 4, FRAME.rstStream, 0, streamId);
-  frame.writeUInt32BE(code, FRAME_HEADER_BYTES);
-  return frame;
-}
-
 export function goawayFrame(lastStreamId: number, code: number, debug = ''): Buffer {
   const text = Buffer.from(debug, 'utf8');
   const payload = Buffer.allocUnsafe(8 + text.length);

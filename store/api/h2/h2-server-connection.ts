@@ -4,10 +4,10 @@ import { CLIENT_PREFACE } from './frames.js';
 import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
 import {
   DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
-  H2ConnectionError, SETTING, WINDOW_BYTES_MAX, frameOf, goawayFrame, rstStreamFrame, settingsFrame,
-  windowUpdateFrame, writeFrameHeader,
+  H2ConnectionError, SETTING, WINDOW_BYTES_MAX, goawayFrame, settingsFrame,
 } from './h2-protocol.js';
-import { H2ServerStream } from './h2-server-stream.js';
+import { OutputBuffer } from './output-buffer.js';
+import { H2ServerStream, type QueuedData } from './h2-server-stream.js';
 
 /** What the layer above does with a stream's input. */
 export interface H2StreamHandler {
@@ -61,7 +61,7 @@ export class H2ServerConnection {
   private lastStreamId = 0;
   /** A header block spread over CONTINUATION frames: its stream, flags and fragments. */
   private continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
-  private out: Buffer[] = [];
+  private output = new OutputBuffer();
   private outCallbacks: (() => void)[] = [];
   private isFlushScheduled = false;
   /** Streams with data waiting for window (or for the socket), in the order they blocked. */
@@ -82,7 +82,7 @@ export class H2ServerConnection {
     ];
     if (options.maxConcurrentStreams !== null) settings.push([SETTING.maxConcurrentStreams, options.maxConcurrentStreams]);
     this.enqueue(settingsFrame(settings));
-    this.enqueue(windowUpdateFrame(0, CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES));
+    this.writeWord(FRAME.windowUpdate, 0, CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES);
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('drain', () => this.drainBlocked());
     socket.on('error', () => socket.destroy());
@@ -106,25 +106,50 @@ export class H2ServerConnection {
 
   // ---- output -------------------------------------------------------------------------------
 
-  /** Queues bytes for the next flush; `callback` runs once they are handed to the socket. */
-  enqueue(bytes: Buffer, callback?: () => void): void {
+  /** Queues whole frames for the next flush. */
+  enqueue(bytes: Buffer): void {
     if (this.isClosed) return;
-    this.out.push(bytes);
+    this.output.append(bytes);
+    this.scheduleFlush();
+  }
+
+  /** A frame with a payload; `callback` runs once it is handed to the socket. */
+  private writeFrame(type: number, flags: number, streamId: number, payload: Buffer, callback?: () => void): void {
+    if (this.isClosed) return;
+    this.output.frame(type, flags, streamId, payload);
     if (callback !== undefined) this.outCallbacks.push(callback);
-    if (!this.isFlushScheduled) {
-      this.isFlushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
+  }
+
+  /** WINDOW_UPDATE or RST_STREAM. */
+  private writeWord(type: number, streamId: number, word: number): void {
+    if (this.isClosed) return;
+    this.output.frameWithWord(type, streamId, word);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.isFlushScheduled) return;
+    this.isFlushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private flush(): void {
     this.isFlushScheduled = false;
-    if (this.out.length === 0) return;
-    const bytes = this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out);
+    if (this.output.isEmpty) return;
+    const pieces = this.output.take();
     const callbacks = this.outCallbacks;
-    this.out = [];
     this.outCallbacks = [];
-    if (!this.socket.destroyed) this.socket.write(bytes);
+    const socket = this.socket;
+    if (!socket.destroyed) {
+      if (pieces.length === 1) {
+        socket.write(pieces[0] as Buffer);
+      } else {
+        socket.cork();
+        for (const piece of pieces) socket.write(piece);
+        socket.uncork();
+      }
+    }
     for (const callback of callbacks) callback();
   }
 
@@ -160,20 +185,39 @@ export class H2ServerConnection {
   writeDataFrames(streamId: number, payload: Buffer, endStream: boolean, callback?: () => void): void {
     const maxPayload = this.peerMaxFramePayload;
     if (payload.length <= maxPayload) {
-      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-      writeFrameHeader(header, 0, payload.length, FRAME.data, endStream ? FLAGS.endStream : 0, streamId);
-      this.enqueue(header);
-      this.enqueue(payload, callback);
+      this.writeFrame(FRAME.data, endStream ? FLAGS.endStream : 0, streamId, payload, callback);
       return;
     }
     for (let at = 0; at < payload.length; at += maxPayload) {
       const end = Math.min(payload.length, at + maxPayload);
       const isLast = end === payload.length;
-      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-      writeFrameHeader(header, 0, end - at, FRAME.data, isLast && endStream ? FLAGS.endStream : 0, streamId);
-      this.enqueue(header);
-      this.enqueue(payload.subarray(at, end), isLast ? callback : undefined);
+      this.writeFrame(FRAME.data, isLast && endStream ? FLAGS.endStream : 0, streamId, payload.subarray(at, end), isLast ? callback : undefined);
     }
+  }
+
+  /**
+   * Writes one DATA frame of a 5-byte message prefix and `message` (gRPC's framing) if it fits
+   * the client's frame size; false when the caller must send the prefixed bytes as data instead.
+   * The caller checked the windows for the 5 + message bytes.
+   */
+  writeLengthPrefixedFrame(streamId: number, message: Buffer, callback?: () => void): boolean {
+    if (this.isClosed) return true;
+    if (5 + message.length > this.peerMaxFramePayload) return false;
+    this.output.lengthPrefixedFrame(FRAME.data, 0, streamId, message);
+    if (callback !== undefined) this.outCallbacks.push(callback);
+    this.scheduleFlush();
+    return true;
+  }
+
+  /** Queued entries [from, to) of a stream as one DATA frame of `total` payload bytes. */
+  writeDataRun(streamId: number, entries: readonly QueuedData[], from: number, to: number, total: number): void {
+    if (this.isClosed) return;
+    this.output.dataRun(FRAME.data, streamId, entries, from, to, total);
+    for (let i = from; i < to; i++) {
+      const callback = (entries[i] as QueuedData).callback;
+      if (callback !== undefined) this.outCallbacks.push(callback);
+    }
+    this.scheduleFlush();
   }
 
   /** A header block as HEADERS (+ CONTINUATION) frames within the client's frame size. */
@@ -181,24 +225,24 @@ export class H2ServerConnection {
     const maxPayload = this.peerMaxFramePayload;
     const endStreamFlag = endStream ? FLAGS.endStream : 0;
     if (block.length <= maxPayload) {
-      this.enqueue(frameOf(FRAME.headers, endStreamFlag | FLAGS.endHeaders, streamId, block));
+      this.writeFrame(FRAME.headers, endStreamFlag | FLAGS.endHeaders, streamId, block);
       return;
     }
     for (let at = 0; at < block.length; at += maxPayload) {
       const end = Math.min(block.length, at + maxPayload);
       const type = at === 0 ? FRAME.headers : FRAME.continuation;
       const flags = (at === 0 ? endStreamFlag : 0) | (end === block.length ? FLAGS.endHeaders : 0);
-      this.enqueue(frameOf(type, flags, streamId, block.subarray(at, end)));
+      this.writeFrame(type, flags, streamId, block.subarray(at, end));
     }
   }
 
   resetStream(streamId: number, code: number): void {
-    this.enqueue(rstStreamFrame(streamId, code));
+    this.writeWord(FRAME.rstStream, streamId, code);
   }
 
   /** Gives back receive window of a stream whose input is not over. */
   grantStreamWindow(streamId: number, bytes: number): void {
-    this.enqueue(windowUpdateFrame(streamId, bytes));
+    this.writeWord(FRAME.windowUpdate, streamId, bytes);
   }
 
   // ---- input --------------------------------------------------------------------------------
@@ -263,7 +307,7 @@ export class H2ServerConnection {
     this.receiveUnacked += payload.length;
     if (this.receiveUnacked > CONNECTION_RECEIVE_WINDOW_BYTES) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window exceeded');
     if (this.receiveUnacked >= CONNECTION_RECEIVE_WINDOW_BYTES / 4) {
-      this.enqueue(windowUpdateFrame(0, this.receiveUnacked));
+      this.writeWord(FRAME.windowUpdate, 0, this.receiveUnacked);
       this.receiveUnacked = 0;
     }
     const stream = this.streams.get(streamId);
@@ -361,7 +405,7 @@ export class H2ServerConnection {
       }
       // Header table size: our blocks never use the dynamic table. The rest do not apply to us.
     }
-    this.enqueue(frameOf(FRAME.settings, FLAGS.ack, 0, EMPTY));
+    this.writeFrame(FRAME.settings, FLAGS.ack, 0, EMPTY);
     this.drainBlocked();
   }
 
@@ -378,7 +422,7 @@ export class H2ServerConnection {
   private onPing(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
     if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
-    if ((flags & FLAGS.ack) === 0) this.enqueue(frameOf(FRAME.ping, FLAGS.ack, 0, payload));
+    if ((flags & FLAGS.ack) === 0) this.writeFrame(FRAME.ping, FLAGS.ack, 0, payload);
   }
 
   private onGoaway(streamId: number): void {
@@ -428,7 +472,7 @@ export class H2ServerConnection {
   private onSocketClosed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.out = [];
+    this.output = new OutputBuffer();
     this.outCallbacks = [];
     const open = [...this.streams.values()];
     this.streams.clear();

@@ -1,10 +1,20 @@
 import { ERROR_CODE } from './h2-protocol.js';
 import type { H2ServerConnection, H2StreamHandler } from './h2-server-connection.js';
 
-interface QueuedData {
-  payload: Buffer;
+/** Data waiting for window: raw bytes, or a message still to get gRPC's 5-byte prefix. */
+export interface QueuedData {
+  bytes: Buffer;
+  isMessage: boolean;
   readonly callback: (() => void) | undefined;
 }
+
+/** The DATA payload bytes an entry takes. */
+export function wireBytes(entry: QueuedData): number {
+  return entry.isMessage ? 5 + entry.bytes.length : entry.bytes.length;
+}
+
+/** A run of queued entries goes out as one DATA frame of at most this many bytes. */
+const RUN_BYTES_MAX = 64 * 1024;
 
 /**
  * One request stream on the server side: its flow-control windows, the data it waits to send,
@@ -14,8 +24,10 @@ interface QueuedData {
  */
 export class H2ServerStream {
   private handler: H2StreamHandler | null = null;
-  private readonly queue: QueuedData[] = [];
-  /** Bytes of data in `queue` (not yet framed). */
+  private queue: QueuedData[] = [];
+  /** The first entry of `queue` not sent yet (entries before it are sent). */
+  private queueHead = 0;
+  /** DATA payload bytes in `queue` (not yet framed). */
   queuedBytes = 0;
   /** The trailer block to send once the queue has drained. */
   private pendingTrailers: Buffer | null = null;
@@ -94,22 +106,43 @@ export class H2ServerStream {
     if (this.isOutputEnded) return 0;
     const connection = this.connection;
     const length = payload.length;
-    if (this.queue.length === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()) {
+    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()) {
       this.sendWindow -= length;
       connection.sendWindow -= length;
       connection.writeDataFrames(this.id, payload, false, callback);
       return 0;
     }
-    this.queue.push({ payload, callback });
-    this.queuedBytes += length;
-    if (!this.sendQueued()) connection.block(this);
+    return this.enqueue({ bytes: payload, isMessage: false, callback });
+  }
+
+  private enqueue(entry: QueuedData): number {
+    this.queue.push(entry);
+    this.queuedBytes += wireBytes(entry);
+    if (!this.sendQueued()) this.connection.block(this);
     return this.queuedBytes;
+  }
+
+  /**
+   * Sends a DATA payload of gRPC's 5-byte prefix and `message`, written into the connection's
+   * output in place when the windows allow; otherwise as sendData of the prefixed bytes.
+   */
+  sendLengthPrefixed(message: Buffer, callback?: () => void): number {
+    if (this.isOutputEnded) return 0;
+    const connection = this.connection;
+    const length = 5 + message.length;
+    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()
+      && connection.writeLengthPrefixedFrame(this.id, message, callback)) {
+      this.sendWindow -= length;
+      connection.sendWindow -= length;
+      return 0;
+    }
+    return this.enqueue({ bytes: message, isMessage: true, callback });
   }
 
   /** Ends the answer with a trailer block (END_STREAM) once the queued data is out. */
   sendTrailers(block: Buffer): void {
     if (this.isOutputEnded || this.pendingTrailers !== null) return;
-    if (this.queue.length > 0) {
+    if (this.queuedBytes > 0) {
       this.pendingTrailers = block;
       return;
     }
@@ -127,22 +160,56 @@ export class H2ServerStream {
     this.connection.forget(this);
   }
 
-  /** Sends queued data as far as the windows allow; true when the queue is empty. */
+  /**
+   * Sends queued data as far as the windows allow; true when the queue is empty. Whole entries
+   * that fit together go out as one DATA frame (as grpc-go packs a stream's messages); an entry
+   * larger than the room goes out in parts.
+   */
   sendQueued(): boolean {
     const connection = this.connection;
-    while (this.queue.length > 0) {
+    const queue = this.queue;
+    while (this.queueHead < queue.length) {
       const room = Math.min(this.sendWindow, connection.sendWindow);
-      if (room <= 0 || connection.isSocketCongested()) return false;
-      const head = this.queue[0] as QueuedData;
-      const part = head.payload.length <= room ? head.payload : head.payload.subarray(0, room);
-      const isWhole = part.length === head.payload.length;
-      this.sendWindow -= part.length;
-      connection.sendWindow -= part.length;
-      this.queuedBytes -= part.length;
-      if (isWhole) this.queue.shift();
-      else head.payload = head.payload.subarray(room);
-      connection.writeDataFrames(this.id, part, false, isWhole ? head.callback : undefined);
+      if (room <= 0 || connection.isSocketCongested()) {
+        // Sent entries are dropped from the front now and then, not one shift() each.
+        if (this.queueHead >= 1024 && this.queueHead * 2 >= queue.length) {
+          this.queue = queue.slice(this.queueHead);
+          this.queueHead = 0;
+        }
+        return false;
+      }
+      const limit = Math.min(room, connection.peerMaxFramePayload, RUN_BYTES_MAX);
+      let end = this.queueHead;
+      let total = 0;
+      while (end < queue.length) {
+        const bytes = wireBytes(queue[end] as QueuedData);
+        if (total + bytes > limit) break;
+        total += bytes;
+        end++;
+      }
+      if (end > this.queueHead) {
+        connection.writeDataRun(this.id, queue, this.queueHead, end, total);
+        this.queueHead = end;
+      } else {
+        const head = queue[this.queueHead] as QueuedData;
+        if (head.isMessage) {
+          const prefixed = Buffer.allocUnsafe(5 + head.bytes.length);
+          prefixed[0] = 0;
+          prefixed.writeUInt32BE(head.bytes.length, 1);
+          head.bytes.copy(prefixed, 5);
+          head.bytes = prefixed;
+          head.isMessage = false;
+        }
+        total = limit;
+        connection.writeDataFrames(this.id, head.bytes.subarray(0, limit), false);
+        head.bytes = head.bytes.subarray(limit);
+      }
+      this.sendWindow -= total;
+      connection.sendWindow -= total;
+      this.queuedBytes -= total;
     }
+    this.queue = [];
+    this.queueHead = 0;
     if (this.pendingTrailers !== null) {
       const trailers = this.pendingTrailers;
       this.pendingTrailers = null;
@@ -162,7 +229,8 @@ export class H2ServerStream {
   }
 
   private dropQueue(): void {
-    this.queue.length = 0;
+    this.queue = [];
+    this.queueHead = 0;
     this.queuedBytes = 0;
     this.pendingTrailers = null;
   }

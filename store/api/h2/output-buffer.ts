@@ -1,0 +1,122 @@
+import { FRAME_HEADER_BYTES, writeFrameHeader } from './h2-protocol.js';
+import type { QueuedData } from './h2-server-stream.js';
+
+/** Bytes of a slab that frames are written into. */
+const SLAB_BYTES = 64 * 1024;
+/** Payloads from this size on go out as they are, not copied into a slab. */
+const COPY_BYTES_MAX = 16 * 1024;
+
+/**
+ * A connection's output until the next socket write: frames are written straight into a slab
+ * (no buffer per frame header, one copy of each small payload), large payloads are kept as they
+ * are. take() hands over what was written; the slab's unwritten rest serves the next turn.
+ */
+export class OutputBuffer {
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  /** Where the current run of written bytes starts in the slab, and where it ends. */
+  private start = 0;
+  private end = 0;
+  private pieces: Buffer[] = [];
+
+  get isEmpty(): boolean {
+    return this.end === this.start && this.pieces.length === 0;
+  }
+
+  /** A whole frame: header and payload. */
+  frame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (payload.length >= COPY_BYTES_MAX) {
+      const at = this.reserve(FRAME_HEADER_BYTES);
+      writeFrameHeader(this.slab, at, payload.length, type, flags, streamId);
+      this.append(payload);
+      return;
+    }
+    const at = this.reserve(FRAME_HEADER_BYTES + payload.length);
+    writeFrameHeader(this.slab, at, payload.length, type, flags, streamId);
+    payload.copy(this.slab, at + FRAME_HEADER_BYTES);
+  }
+
+  /** A frame whose payload is a 4-byte big-endian value (WINDOW_UPDATE, RST_STREAM). */
+  frameWithWord(type: number, streamId: number, word: number): void {
+    const at = this.reserve(FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(this.slab, at, 4, type, 0, streamId);
+    this.slab.writeUInt32BE(word, at + FRAME_HEADER_BYTES);
+  }
+
+  /**
+   * A DATA frame whose payload is a 5-byte gRPC message prefix (not compressed, the length) and
+   * the message: the prefix is written in place rather than put in front of a copy.
+   */
+  lengthPrefixedFrame(type: number, flags: number, streamId: number, message: Buffer): void {
+    const payloadBytes = 5 + message.length;
+    if (message.length >= COPY_BYTES_MAX) {
+      const at = this.reserve(FRAME_HEADER_BYTES + 5);
+      writeFrameHeader(this.slab, at, payloadBytes, type, flags, streamId);
+      this.writePrefix(at + FRAME_HEADER_BYTES, message.length);
+      this.append(message);
+      return;
+    }
+    const at = this.reserve(FRAME_HEADER_BYTES + payloadBytes);
+    writeFrameHeader(this.slab, at, payloadBytes, type, flags, streamId);
+    this.writePrefix(at + FRAME_HEADER_BYTES, message.length);
+    message.copy(this.slab, at + FRAME_HEADER_BYTES + 5);
+  }
+
+  /** One DATA frame of queued entries [from, to), `total` payload bytes, messages prefixed. */
+  dataRun(type: number, streamId: number, entries: readonly QueuedData[], from: number, to: number, total: number): void {
+    let at = this.reserve(FRAME_HEADER_BYTES + total);
+    writeFrameHeader(this.slab, at, total, type, 0, streamId);
+    at += FRAME_HEADER_BYTES;
+    for (let i = from; i < to; i++) {
+      const entry = entries[i] as QueuedData;
+      if (entry.isMessage) {
+        this.writePrefix(at, entry.bytes.length);
+        at += 5;
+      }
+      entry.bytes.copy(this.slab, at);
+      at += entry.bytes.length;
+    }
+  }
+
+  /** Bytes that are already frames (or part of one: a large payload after its header). */
+  append(bytes: Buffer): void {
+    if (bytes.length < COPY_BYTES_MAX) {
+      bytes.copy(this.slab, this.reserve(bytes.length));
+      return;
+    }
+    this.closeRun();
+    this.pieces.push(bytes);
+  }
+
+  /** Everything written since the last take, in order. */
+  take(): Buffer[] {
+    this.closeRun();
+    const pieces = this.pieces;
+    this.pieces = [];
+    return pieces;
+  }
+
+  private writePrefix(at: number, length: number): void {
+    this.slab[at] = 0;
+    this.slab.writeUInt32BE(length, at + 1);
+  }
+
+  /** Room for `bytes` in the slab, at the returned offset. */
+  private reserve(bytes: number): number {
+    if (this.end + bytes > this.slab.length) {
+      this.closeRun();
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
+      this.start = 0;
+      this.end = 0;
+    }
+    const at = this.end;
+    this.end += bytes;
+    return at;
+  }
+
+  /** The bytes written in the slab since the last run become a piece (the socket will own it). */
+  private closeRun(): void {
+    if (this.end === this.start) return;
+    this.pieces.push(this.slab.subarray(this.start, this.end));
+    this.start = this.end;
+  }
+}

@@ -434,8 +434,23 @@ export class EtcdServer {
     // Everything that arrives within this event-loop turn shares one Ready and one fsync.
     setImmediate(() => {
       this.drainScheduled = false;
+      this.forwardProposals();
       this.drain();
     });
+  }
+
+  /**
+   * A follower sends its proposals to the leader now rather than in its next Ready, which waits
+   * for the one in flight (an append and its fsync) that a forwarded proposal needs nothing of.
+   * The message is the one the Raft core would make (stepFollower: to the leader, term 0).
+   */
+  private forwardProposals(): void {
+    if (this.proposals.length === 0 || this.transport === null || this.closed || this.isSwitching) return;
+    const { role, lead } = this.node.status();
+    if (role !== 'follower' || lead === 0n || lead === this.memberId) return;
+    const entries = this.proposals.map((p): Entry => ({ term: 0, index: 0, type: 'normal', data: p.data }));
+    this.proposals = [];
+    this.transport.send([{ ...localMessage('unreachable', this.memberId, lead, false), type: 'prop', to: lead, entries }]);
   }
 
   private drain(): void {

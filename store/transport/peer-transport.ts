@@ -1,8 +1,12 @@
 import {
-  ChannelCredentials, Client, Metadata, connectivityState, Server, ServerCredentials, credentials, status, type ClientWritableStream,
-  type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
+  ChannelCredentials, Client, Metadata, connectivityState, credentials, status, type ClientWritableStream,
+  type MethodDefinition, type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
   type ServerUnaryCall, type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { GrpcH2Server } from '../api/grpc/grpc-h2-server.js';
+import type { RegisteredMethod } from '../api/gateway/service-registry.js';
 import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
 import type { TlsMaterial } from '../tls/tls-config.js';
@@ -18,6 +22,8 @@ import { peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
 const identity = (b: Buffer): Buffer => b;
+
+const PEER_SERVICE_NAME = 'etcron.peer.Raft';
 
 /** The peer service: a stream of Raft messages per sender, and lease calls forwarded to the leader. */
 const PEER_SERVICE: ServiceDefinition = {
@@ -127,11 +133,9 @@ const PEER_KEEPALIVE_OPTIONS = {
  * next send. Frames from another cluster or an unknown member are refused with a clear error.
  */
 export class PeerTransport {
-  private readonly server = new Server({
-    'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
-    'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
-    ...PEER_KEEPALIVE_OPTIONS,
-  });
+  /** The peer service on our own HTTP/2 server connection (as the client port's gRPC). */
+  private readonly server: GrpcH2Server;
+  private readonly listeners: NetServer[] = [];
   private readonly links = new Map<MemberId, PeerLink>();
   /** Lease calls waiting for the end of this event-loop turn, by leader (see leaseCall). */
   private readonly leaseBatches = new Map<MemberId, PendingLeaseCall[]>();
@@ -172,7 +176,19 @@ export class PeerTransport {
       Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
       HashKV: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onHashKV(call, callback)) as handleUnaryCall<Buffer, Buffer>,
     };
-    this.server.addService(PEER_SERVICE, impl);
+    const methods = new Map<string, RegisteredMethod>();
+    for (const [name, definition] of Object.entries(PEER_SERVICE)) {
+      const handler = impl[name];
+      if (handler !== undefined) methods.set(definition.path, { definition: definition as MethodDefinition<unknown, unknown>, handler });
+    }
+    this.server = new GrpcH2Server({
+      lookup: (path) => methods.get(path),
+      isService: (service) => service === PEER_SERVICE_NAME,
+      receiveBytesMax: PEER_MESSAGE_BYTES_MAX,
+      maxConcurrentStreams: null,
+      log,
+      keepalive: { intervalMs: PEER_KEEPALIVE_OPTIONS['grpc.keepalive_time_ms'], timeoutMs: PEER_KEEPALIVE_OPTIONS['grpc.keepalive_timeout_ms'] },
+    });
     this.connectAll();
   }
 
@@ -185,19 +201,39 @@ export class PeerTransport {
   async listen(urls: readonly string[]): Promise<void> {
     for (const url of urls) {
       const target = new URL(url);
-      const serverCredentials = target.protocol === 'https:' ? this.serverCredentials() : ServerCredentials.createInsecure();
+      const serve = (socket: Socket): void => this.server.serve(socket);
+      const listener = target.protocol === 'https:' ? this.secureListener(serve) : createNetServer({ noDelay: true }, serve);
       await new Promise<void>((resolve, reject) => {
-        this.server.bindAsync(`${target.hostname}:${target.port}`, serverCredentials, (err) => (err ? reject(err) : resolve()));
+        listener.once('error', reject);
+        listener.listen(Number(target.port), target.hostname, () => {
+          listener.removeListener('error', reject);
+          resolve();
+        });
       });
+      this.listeners.push(listener);
     }
   }
 
   /** Under --peer-client-cert-auth a peer without a certificate from the peer CA fails the handshake. */
-  private serverCredentials(): ServerCredentials {
+  private secureListener(serve: (socket: Socket) => void): NetServer {
     if (this.tls === null) throw new Error('https peer URL without peer TLS material'); // resolveTls refuses this first
-    return ServerCredentials.createSsl(
-      this.tls.ca, [{ private_key: this.tls.key, cert_chain: this.tls.cert }], this.tls.isClientCertAuth,
-    );
+    const tls = this.tls;
+    const server = createTlsServer({
+      noDelay: true,
+      cert: tls.cert,
+      key: tls.key,
+      ...(tls.ca === null ? {} : { ca: tls.ca }),
+      requestCert: tls.isClientCertAuth,
+      rejectUnauthorized: tls.isClientCertAuth,
+      ALPNProtocols: ['h2'],
+    }, (socket) => {
+      socket.on('error', () => socket.destroy());
+      serve(socket);
+    });
+    server.on('tlsClientError', (err: Error, socket) => {
+      this.log.warn({ remote: socket.remoteAddress, err: err.message.trim() }, 'rejected peer connection');
+    });
+    return server;
   }
 
   /**
@@ -645,7 +681,8 @@ export class PeerTransport {
       link.stream?.end();
       link.client.close();
     }
-    this.server.forceShutdown();
+    for (const listener of this.listeners) listener.close();
+    this.server.close();
   }
 }
 

@@ -13,6 +13,7 @@ import { waitFor } from '../support/ports.js';
 
 const FLAG = '--experimental-initial-corrupt-check';
 const PASSED = 'initial corruption checking passed; no corruption';
+const SERVING = 'serving client requests';
 
 /** The member's SQLite database (etcron keeps it under <data-dir>/member). */
 function databaseOf(cluster: Cluster, index: number): string {
@@ -81,10 +82,12 @@ describe.skipIf(clusterSubject() !== 'etcron')(`3 etcron members with ${FLAG}`, 
     await put(cluster, 1, 'check/after-kill', 'later');
     const offset = logLength(cluster, 0);
     await cluster.restart(0);
-    const log = await waitForLog(cluster, 0, offset, PASSED);
+    // The member serves clients only after the check: wait for the later line, then compare.
+    const log = await waitForLog(cluster, 0, offset, SERVING);
     expect(log).toContain('starting initial corruption check');
     expect(log).not.toContain('found different hash values from remote peer');
-    expect(log.indexOf(PASSED), 'checked before serving clients').toBeLessThan(log.indexOf('serving client requests'));
+    expect(log.indexOf(PASSED), 'checked before serving clients').toBeGreaterThan(-1);
+    expect(log.indexOf(PASSED), 'checked before serving clients').toBeLessThan(log.indexOf(SERVING));
     await cluster.converged(20_000);
     expect(await valueAt(cluster, 0, 'check/after-kill')).toBe('later');
   }, 60_000);
@@ -176,7 +179,8 @@ describe.skipIf(clusterSubject() !== 'etcron')(`one etcron member with ${FLAG}`,
     await cluster.stop(0);
     const offset = logLength(cluster, 0);
     await cluster.restart(0);
-    const log = await waitForLog(cluster, 0, offset, PASSED);
+    // The member serves clients only after the check: wait for the later line, then compare.
+    const log = await waitForLog(cluster, 0, offset, SERVING);
     expect(log).toContain('starting initial corruption check');
     expect(await valueAt(cluster, 0, 'solo/k')).toBe('v');
   }, 60_000);

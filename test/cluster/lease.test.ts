@@ -24,6 +24,16 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
     await cluster?.teardown();
   });
 
+  /** Every member running and caught up; the leader and a follower of it. */
+  async function allMembersUp(): Promise<{ leader: Awaited<ReturnType<Cluster['leader']>>; follower: number }> {
+    for (const index of cluster.members.map((m) => m.index)) {
+      if (cluster.state(index) === 'down') await cluster.restart(index);
+    }
+    await cluster.converged(20_000);
+    const leader = await cluster.leader();
+    return { leader, follower: (leader.index + 1) % cluster.size };
+  }
+
   it("expires the lease's keys exactly once, after the TTL, on every member", async () => {
     onTestFailed(() => { console.error(cluster.logTails(40)); });
     const leader = await cluster.leader();
@@ -108,12 +118,7 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
   }, 120_000);
   it('a keepalive stream on a follower keeps answering across a leader SIGKILL', async () => {
     onTestFailed(() => { console.error(cluster.logTails(40)); });
-    for (const index of cluster.members.map((m) => m.index)) {
-      if (cluster.state(index) === 'down') await cluster.restart(index);
-    }
-    await cluster.converged(20_000);
-    const leader = await cluster.leader();
-    const follower = (leader.index + 1) % cluster.size;
+    const { leader, follower } = await allMembersUp();
     const grant = await cluster.client(follower).call('Lease', 'LeaseGrant', { TTL: String(TTL_SECONDS), ID: '0' });
     if (!grant.ok) throw new Error(`grant failed: ${grant.code} ${grant.message}`);
     const id = String(grant.value['ID']);
@@ -146,12 +151,7 @@ describe(`3 ${clusterSubject()} members: lease expiry across a leader SIGKILL`, 
 
   it('answers a burst of keepalives through a follower one by one, in order, each with its own lease\'s TTL', async () => {
     onTestFailed(() => { console.error(cluster.logTails(40)); });
-    for (const index of cluster.members.map((m) => m.index)) {
-      if (cluster.state(index) === 'down') await cluster.restart(index);
-    }
-    await cluster.converged(20_000);
-    const leader = await cluster.leader();
-    const follower = (leader.index + 1) % cluster.size;
+    const { leader, follower } = await allMembersUp();
     // The follower forwards the renewals of one turn to the leader as one call: each answer
     // must still be its own lease's (an unknown lease answers TTL 0, as in etcd).
     const ids: string[] = [];

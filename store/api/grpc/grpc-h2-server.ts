@@ -20,6 +20,8 @@ export interface GrpcH2ServerOptions {
   /** --max-concurrent-streams; null for no limit. */
   readonly maxConcurrentStreams: number | null;
   readonly log: Logger;
+  /** Server keepalive pings (see H2ServerOptions); none when absent. */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number } | null;
 }
 
 /** Input of a stream answered at once (unknown method, refused header): read and dropped. */
@@ -43,6 +45,7 @@ export class GrpcH2Server {
       maxConcurrentStreams: this.options.maxConcurrentStreams,
       onStream: (stream, headers) => this.open(stream, headers),
       log: this.options.log,
+      keepalive: this.options.keepalive ?? null,
     });
     this.connections.add(connection);
     socket.once('close', () => this.connections.delete(connection));

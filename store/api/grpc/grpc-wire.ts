@@ -1,37 +1,11 @@
 import { Metadata } from '@grpc/grpc-js';
-import type { HeaderList } from '../h2/hpack.js';
+import { encodeLiterals, type HeaderList } from '../h2/hpack.js';
 
 /**
  * gRPC over HTTP/2 (grpc/doc/PROTOCOL-HTTP2.md) as the server writes it: header blocks in HPACK
  * literals that need no table state (never indexed, never Huffman), the 5-byte message prefix,
  * grpc-timeout, and the request headers that become metadata.
  */
-
-/** HPACK integer with an N-bit prefix (RFC 7541 §5.1). */
-function pushInteger(out: number[], value: number, prefixBits: number, firstByte: number): void {
-  const mask = (1 << prefixBits) - 1;
-  if (value < mask) {
-    out.push(firstByte | value);
-    return;
-  }
-  out.push(firstByte | mask);
-  let rest = value - mask;
-  while (rest >= 0x80) {
-    out.push((rest & 0x7f) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  out.push(rest);
-}
-
-/** A literal header field without indexing, with a literal name (RFC 7541 §6.2.2). */
-function literal(name: string, value: Buffer): Buffer {
-  const head: number[] = [0x00];
-  pushInteger(head, name.length, 7, 0x00);
-  const nameBytes = Buffer.from(name, 'latin1');
-  const valueHead: number[] = [];
-  pushInteger(valueHead, value.length, 7, 0x00);
-  return Buffer.concat([Buffer.from(head), nameBytes, Buffer.from(valueHead), value]);
-}
 
 /** `:status: 200` (static table entry 8) and `content-type: application/grpc` (name: entry 31). */
 export const RESPONSE_HEADERS_BLOCK = Buffer.concat([
@@ -56,15 +30,12 @@ export function percentEncode(message: string): Buffer {
   return Buffer.from(out, 'latin1');
 }
 
-const STATUS_DIGITS = Array.from({ length: 17 }, (_, code) => Buffer.from(String(code), 'latin1'));
-
 /** The trailer block of a finished call; with `withResponseHeaders`, a trailers-only answer. */
 export function statusBlock(code: number, message: string, withResponseHeaders: boolean): Buffer {
-  const parts: Buffer[] = [];
-  if (withResponseHeaders) parts.push(RESPONSE_HEADERS_BLOCK);
-  parts.push(literal('grpc-status', STATUS_DIGITS[code] ?? Buffer.from(String(code), 'latin1')));
-  if (message !== '') parts.push(literal('grpc-message', percentEncode(message)));
-  return Buffer.concat(parts);
+  const fields: HeaderList = [['grpc-status', String(code)]];
+  if (message !== '') fields.push(['grpc-message', percentEncode(message).toString('latin1')]);
+  const block = encodeLiterals(fields);
+  return withResponseHeaders ? Buffer.concat([RESPONSE_HEADERS_BLOCK, block]) : block;
 }
 
 /** `grpc-status: 0`, the trailer block of nearly every call. */

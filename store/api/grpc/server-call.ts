@@ -111,18 +111,16 @@ export class ServerCall extends EventEmitter {
     }
     const stream = this.stream;
     if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
-    const queued = stream.sendLengthPrefixed(bytes, () => this.written(callback));
+    const queued = stream.sendLengthPrefixed(bytes, callback);
     if (queued < WRITE_QUEUE_BYTES_HIGH) return true;
-    this.needsDrain = true;
-    return false;
-  }
-
-  private written(callback: ((err?: Error | null) => void) | undefined): void {
-    if (callback !== undefined) callback();
-    if (this.needsDrain && this.stream.queuedBytes < WRITE_QUEUE_BYTES_HIGH) {
-      this.needsDrain = false;
-      this.emit('drain');
+    if (!this.needsDrain) {
+      this.needsDrain = true;
+      stream.whenQueueBelow(WRITE_QUEUE_BYTES_HIGH, () => {
+        this.needsDrain = false;
+        this.emit('drain');
+      });
     }
+    return false;
   }
 
   /** Ends a stream with OK once what was written is out. */

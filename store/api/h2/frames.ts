@@ -1,4 +1,8 @@
-/** HTTP/2 framing (RFC 9113 §4), just what the authority fix needs. */
+/**
+ * HTTP/2 framing (RFC 9113 §4) as whole frames: the client preface, a frame reader, header blocks
+ * as HEADERS + CONTINUATION frames. The server connection reads frames its own way (h2-server-
+ * connection.ts); these serve tools and tests that speak HTTP/2 frame by frame.
+ */
 export const CLIENT_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 export const FRAME_HEADER_BYTES = 9;
 /** The smallest SETTINGS_MAX_FRAME_SIZE a peer may set, and the default: frames we write stay within it. */

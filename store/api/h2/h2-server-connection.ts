@@ -25,7 +25,16 @@ export interface H2ServerOptions {
   /** A new request stream and its decoded header block: returns what handles its input. */
   readonly onStream: (stream: H2ServerStream, headers: HeaderList) => H2StreamHandler;
   readonly log: Logger;
+  /**
+   * Server pings (peer links): a PING every `intervalMs`, and the connection dropped when one is
+   * not acknowledged within `timeoutMs`, so a link that stopped carrying bytes without closing
+   * is let go. Null sends none (the client port, as etcd's 2 h default in effect).
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number } | null;
 }
+
+/** The payload of our keepalive PINGs (any 8 bytes; the acknowledgement echoes them). */
+const KEEPALIVE_PAYLOAD = Buffer.from('etcronka', 'latin1');
 
 /**
  * Receive windows we grant: 1 MiB per stream, 16 MiB for the connection. Input is taken as it
@@ -69,6 +78,9 @@ export class H2ServerConnection {
   private receiveUnacked = 0;
   private isGoingAway = false;
   private isClosed = false;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  /** Date.now() when the unacknowledged keepalive PING left; 0 when none is out. */
+  private pingSentAt = 0;
 
   /** Flow control of what we send, as the client's SETTINGS and WINDOW_UPDATEs allow. */
   sendWindow = DEFAULT_WINDOW_BYTES;
@@ -87,6 +99,23 @@ export class H2ServerConnection {
     socket.on('drain', () => this.drainBlocked());
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onSocketClosed());
+    const keepalive = options.keepalive ?? null;
+    if (keepalive !== null) {
+      this.keepaliveTimer = setInterval(() => this.keepaliveTick(keepalive.timeoutMs), keepalive.intervalMs);
+      this.keepaliveTimer.unref();
+    }
+  }
+
+  private keepaliveTick(timeoutMs: number): void {
+    const now = Date.now();
+    if (this.pingSentAt !== 0) {
+      if (now - this.pingSentAt < timeoutMs) return;
+      this.options.log.warn({ remote: this.socket.remoteAddress }, 'HTTP/2 keepalive ping not answered; dropping the connection');
+      this.socket.destroy();
+      return;
+    }
+    this.pingSentAt = now;
+    this.writeFrame(FRAME.ping, 0, 0, KEEPALIVE_PAYLOAD);
   }
 
   /** Open streams (for the concurrency limit and tests). */
@@ -423,6 +452,7 @@ export class H2ServerConnection {
     if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
     if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
     if ((flags & FLAGS.ack) === 0) this.writeFrame(FRAME.ping, FLAGS.ack, 0, payload);
+    else if (payload.equals(KEEPALIVE_PAYLOAD)) this.pingSentAt = 0;
   }
 
   private onGoaway(streamId: number): void {
@@ -472,6 +502,7 @@ export class H2ServerConnection {
   private onSocketClosed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     this.output = new OutputBuffer();
     this.outCallbacks = [];
     const open = [...this.streams.values()];

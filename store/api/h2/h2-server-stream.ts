@@ -29,6 +29,8 @@ export class H2ServerStream {
   private queueHead = 0;
   /** DATA payload bytes in `queue` (not yet framed). */
   queuedBytes = 0;
+  /** Called once, when the queued bytes fall below `lowWaterBytes` (a writer waiting for drain). */
+  private lowWater: { readonly bytes: number; readonly listener: () => void } | null = null;
   /** The trailer block to send once the queue has drained. */
   private pendingTrailers: Buffer | null = null;
   private receiveUnacked = 0;
@@ -139,6 +141,20 @@ export class H2ServerStream {
     return this.enqueue({ bytes: message, isMessage: true, callback });
   }
 
+  /** Calls `listener` once the queued bytes are below `bytes` (now, if they are). */
+  whenQueueBelow(bytes: number, listener: () => void): void {
+    this.lowWater = { bytes, listener };
+    this.checkLowWater();
+  }
+
+  private checkLowWater(): void {
+    const lowWater = this.lowWater;
+    if (lowWater === null || this.queuedBytes >= lowWater.bytes) return;
+    this.lowWater = null;
+    // After the frames just written are handed to the socket, as a write callback would be.
+    setImmediate(lowWater.listener);
+  }
+
   /** Ends the answer with a trailer block (END_STREAM) once the queued data is out. */
   sendTrailers(block: Buffer): void {
     if (this.isOutputEnded || this.pendingTrailers !== null) return;
@@ -207,6 +223,7 @@ export class H2ServerStream {
       this.sendWindow -= total;
       connection.sendWindow -= total;
       this.queuedBytes -= total;
+      this.checkLowWater();
     }
     this.queue = [];
     this.queueHead = 0;

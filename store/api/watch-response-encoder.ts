@@ -140,7 +140,8 @@ function encodeEventResponse(response: EventResponse, events: readonly MvccEvent
   }
   const idSize = watchId === 0 ? 0 : 1 + varintSize(watchId);
   const out = Buffer.allocUnsafe(header.length + idSize + (isFragment ? 2 : 0) + body.length);
-  let at = header.copy(out, 0);
+  out.set(header, 0); // TypedArray.set: cheaper per call than Buffer#copy for small buffers
+  let at = header.length;
   if (watchId !== 0) {
     out[at++] = (2 << 3) | 0; // watch_id, varint
     for (let rest = watchId; ; rest = Math.floor(rest / 0x80)) {
@@ -155,6 +156,6 @@ function encodeEventResponse(response: EventResponse, events: readonly MvccEvent
     out[at++] = (7 << 3) | 0; // fragment, bool
     out[at++] = 1;
   }
-  body.copy(out, at);
+  out.set(body, at);
   return out;
 }

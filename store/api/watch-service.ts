@@ -6,7 +6,6 @@ import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
 import { eventResponse } from './watch-response-encoder.js';
 import { failStream, refusedRequest } from './context.js';
-import { batchStreamWrites } from './batched-stream-writes.js';
 import { chunkBySize } from '../../shared/chunks.js';
 
 /** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
@@ -51,7 +50,6 @@ class WatchStream {
 
   start(): void {
     if (!this.ctx.leaderStreams.admit(this.stream)) return;
-    batchStreamWrites(this.stream);
     this.stream.on('data', (request: Wire) => this.onRequest(request));
     const close = (): void => this.close();
     // As etcd: a client's half-close ends no watch; the stream lives until the client cancels

@@ -233,7 +233,9 @@ export class WatchHub {
     for (const selection of touched) {
       const picked = selection.picked as MvccEvent[];
       selection.picked = null;
-      for (const watcher of selection.watchers) this.hand(watcher, picked, firstRev);
+      // One batch object for every watcher that takes all of them (nearly all do).
+      const whole: WatchBatch = { events: picked, headerRevision: (picked[picked.length - 1] as MvccEvent).kv.modRevision };
+      for (const watcher of selection.watchers) this.hand(watcher, picked, whole, firstRev);
     }
   }
 
@@ -272,7 +274,7 @@ export class WatchHub {
   }
 
   /** Hands a group's events to one of its watchers: those from its next revision on. */
-  private hand(watcher: Watcher, picked: readonly MvccEvent[], firstRev: number): void {
+  private hand(watcher: Watcher, picked: readonly MvccEvent[], whole: WatchBatch, firstRev: number): void {
     if (watcher.closed || !watcher.synced) return;
     const first = picked[0] as MvccEvent;
     // Only a watcher that started ahead, or joined while these revisions awaited their fsync,
@@ -289,7 +291,7 @@ export class WatchHub {
       return;
     }
     watcher.nextRev = last.kv.modRevision + 1;
-    watcher.deliver({ events: mine, headerRevision: last.kv.modRevision });
+    watcher.deliver(mine === picked ? whole : { events: mine, headerRevision: last.kv.modRevision });
   }
 
   /** The events one catching-up watcher wants from what it read from the backend. */

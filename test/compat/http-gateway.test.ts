@@ -392,6 +392,31 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
     }
   });
 
+  it('keeps a watch streaming past 4 MiB of events (the volume at which a slow gRPC watcher parks)', { timeout: 60_000 }, async () => {
+    const [etcd, store] = endpoints();
+    const key = b64('volume');
+    const value = b64('v'.repeat(256 * 1024));
+    const puts = 24; // 6 MiB of values
+    const streams = [
+      httpStream(etcd, '/v3/watch', `{"create_request":{"key":"${key}"}}`),
+      httpStream(store, '/v3/watch', `{"create_request":{"key":"${key}"}}`),
+    ];
+    try {
+      await expectSameLines(streams, 1, 'created');
+      for (const endpoint of [etcd, store]) {
+        for (let i = 0; i < puts; i++) {
+          expect((await httpCall(endpoint, 'POST', '/v3/kv/put', `{"key":"${key}","value":"${value}"}`)).status).toBe(200);
+        }
+      }
+      for (const [i, stream] of streams.entries()) {
+        await waitFor(`${i === 0 ? 'etcd' : 'subject'}: every put seen on the watch`,
+          () => (stream.lines().length >= 1 + puts ? true : undefined), 30_000, 50);
+      }
+    } finally {
+      for (const stream of streams) stream.close();
+    }
+  });
+
   it('compacted start revision, progress and cancel requests, and a bad first request', async () => {
     const [etcd, store] = endpoints();
     const opened: HttpStream[] = [];

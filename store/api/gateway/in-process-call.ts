@@ -94,8 +94,10 @@ export class InProcessStream extends InProcessCall {
     this.on('error', (err: Error) => this.destroy(err));
   }
 
-  write(response: unknown): boolean {
+  /** The sink takes each answer as it is written: the write is complete at once. */
+  write(response: unknown, callback?: () => void): boolean {
     if (!this.isFinished && !this.cancelled) this.sink.message(response);
+    if (callback !== undefined) process.nextTick(callback);
     return true;
   }
 

@@ -16,18 +16,6 @@ import {
   type GrpcReply, type RawH2Options,
 } from '../support/raw-h2-client.js';
 
-// Checks in which grpc-js (etcron's transport before its own HTTP/2 server) differed from grpc-go:
-// each runs on etcd always and on the subject while its switch is on (all are on etcron's own).
-/** grpc-message texts in grpc-go's words ("unknown service X", "context deadline exceeded"). */
-const MATCH_GO_MESSAGES = true;
-/** grpc-encoding gzip refused (etcd 3.4 registers no compressor), and a set compressed flag
- *  without an encoding. */
-const MATCH_GO_COMPRESSION = true;
-/** A message whose length prefix is over the receive limit is refused before its body comes. */
-const REFUSE_OVERSIZE_AT_PREFIX = true;
-/** A connection error (a frame that may not be sent) closes the TCP connection. */
-const CLOSE_ON_CONNECTION_ERROR = true;
-
 const KV_PUT = methodCodec('KV', 'Put');
 const KV_RANGE = methodCodec('KV', 'Range');
 const WATCH = methodCodec('Watch', 'Watch');
@@ -45,10 +33,6 @@ const bigKey = (i: number): Buffer => Buffer.from(`big/${i}`);
 const allBig: Msg = { key: Buffer.from('big/'), range_end: Buffer.from('big0') };
 
 /** Whether a grpc-go-only expectation applies to `store` (always on etcd, the oracle). */
-function goOnly(store: StoreProcess, isSwitchedOn: boolean): boolean {
-  return store.kind === 'etcd' || isSwitchedOn;
-}
-
 function putMessage(key: string): Buffer {
   return KV_PUT.encode({ key: Buffer.from(key), value: Buffer.from('v') });
 }
@@ -205,9 +189,7 @@ describe('gRPC over HTTP/2 on the client port, as grpc-go serves it', () => {
         expect([2, 4], label).toContain(reply.status);
         expect(ms, `${label}: not before the deadline`).toBeGreaterThanOrEqual(295);
         expect(ms, `${label}: soon after it`).toBeLessThan(3_000);
-        if (goOnly(store, MATCH_GO_MESSAGES)) {
-          expect(reply.message, label).toBe('context deadline exceeded');
-        }
+        expect(reply.message, label).toBe('context deadline exceeded');
       }
       expect(watched.messages, `${store.kind}: the watch was created first`).toHaveLength(1);
       expect(kept.isTrailersOnly, store.kind).toBe(true);
@@ -240,10 +222,8 @@ describe('gRPC over HTTP/2 on the client port, as grpc-go serves it', () => {
       const method = await unary(connection, '/etcdserverpb.KV/Nope', Buffer.alloc(0));
       const service = await unary(connection, '/nope.Svc/Do', Buffer.alloc(0));
       expect([method.status, service.status], store.kind).toEqual([12, 12]);
-      if (goOnly(store, MATCH_GO_MESSAGES)) {
-        expect(method.message, store.kind).toBe('unknown method Nope for service etcdserverpb.KV');
-        expect(service.message, store.kind).toBe('unknown service nope.Svc');
-      }
+      expect(method.message, store.kind).toBe('unknown method Nope for service etcdserverpb.KV');
+      expect(service.message, store.kind).toBe('unknown service nope.Svc');
     }
   });
 
@@ -260,15 +240,13 @@ describe('gRPC over HTTP/2 on the client port, as grpc-go serves it', () => {
         client.close();
       }
       // Only the length prefix: grpc-go answers without waiting for the body.
-      if (goOnly(store, REFUSE_OVERSIZE_AT_PREFIX)) {
-        const connection = await open(store);
-        const id = connection.startCall(KV_PUT.path);
-        const prefix = Buffer.alloc(5);
-        prefix.writeUInt32BE(declared, 1);
-        connection.sendData(id, prefix, false);
-        const reply = await connection.reply(id, 5_000);
-        expect([reply.status, reply.message], store.kind).toEqual([8, text]);
-      }
+      const connection = await open(store);
+      const id = connection.startCall(KV_PUT.path);
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(declared, 1);
+      connection.sendData(id, prefix, false);
+      const reply = await connection.reply(id, 5_000);
+      expect([reply.status, reply.message], store.kind).toEqual([8, text]);
     }
   });
 
@@ -333,9 +311,7 @@ describe('gRPC over HTTP/2 on the client port, as grpc-go serves it', () => {
         await offender.barrier();
         offender.write(bytes);
         const label = `${store.kind}, ${offence}`;
-        if (goOnly(store, CLOSE_ON_CONNECTION_ERROR)) {
-          await offender.until(`${label}: connection closed`, () => offender.isClosed);
-        }
+        await offender.until(`${label}: connection closed`, () => offender.isClosed);
         // grpc-go 1.33 closes without a GOAWAY; RFC 9113 has a server send one first.
         if (offence.startsWith('DATA')) {
           expect(offender.goAway?.code ?? H2_ERROR.protocol, label).toBe(H2_ERROR.protocol);
@@ -356,14 +332,12 @@ describe('gRPC over HTTP/2 on the client port, as grpc-go serves it', () => {
       const flagged = connection.startCall(KV_PUT.path);
       connection.sendMessage(flagged, putMessage('flagged'), true, true);
       const flag = await connection.reply(flagged);
-      if (goOnly(store, MATCH_GO_COMPRESSION)) {
-        expect([gzip.status, gzip.message], store.kind)
-          .toEqual([12, 'grpc: Decompressor is not installed for grpc-encoding "gzip"']);
-        expect([flag.status, flag.message], store.kind)
-          .toEqual([13, 'grpc: compressed flag set with identity or empty encoding']);
-        // etcd offers no compression to clients.
-        expect(headerValue(gzip.headerBlocks[0], 'grpc-accept-encoding'), store.kind).toBe('');
-      }
+      expect([gzip.status, gzip.message], store.kind)
+        .toEqual([12, 'grpc: Decompressor is not installed for grpc-encoding "gzip"']);
+      expect([flag.status, flag.message], store.kind)
+        .toEqual([13, 'grpc: compressed flag set with identity or empty encoding']);
+      // etcd offers no compression to clients.
+      expect(headerValue(gzip.headerBlocks[0], 'grpc-accept-encoding'), store.kind).toBe('');
     }
   });
 });

@@ -397,7 +397,7 @@ describe(`watch stream through the gateway of the ${subjectKind()} store`, () =>
     const key = b64('volume');
     const value = b64('v'.repeat(256 * 1024));
     const puts = 24; // 6 MiB of values
-    const streams = [
+    const streams: [HttpStream, HttpStream] = [
       httpStream(etcd, '/v3/watch', `{"create_request":{"key":"${key}"}}`),
       httpStream(store, '/v3/watch', `{"create_request":{"key":"${key}"}}`),
     ];

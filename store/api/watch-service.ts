@@ -20,18 +20,26 @@ interface StreamWatcher {
 }
 
 /**
- * Bytes of event responses written to one stream and not yet taken by HTTP/2 (the client's flow
- * control window is full: it stopped reading) beyond which its watchers are parked: sent nothing
- * more until the queue has drained to half of this, then they catch up from the backend. A client
- * that reads slowly so costs bounded memory, as etcd's slow watchers do, and misses nothing (or is
- * cancelled with compact_revision if a compaction overtakes it).
+ * Bytes of responses queued on one stream and not yet sent (the client's flow-control window is
+ * full: it stopped reading) beyond which its watchers are parked: sent nothing more until the
+ * queue has drained to half of this, then they catch up from the backend. A client that reads
+ * slowly so costs bounded memory, as etcd's slow watchers do, and misses nothing (or is cancelled
+ * with compact_revision if a compaction overtakes it).
  */
 const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * The calls a watch stream is served on (our gRPC server's and the gateway's) also say how much
+ * is queued, and call back when it has drained below a mark.
+ */
+type WatchCall = ServerDuplexStream<Wire, Wire> & {
+  onceWritableBelow(bytes: number, listener: () => void): void;
+};
 
 /** etcdserverpb.Watch: one bidirectional stream multiplexes many watchers. */
 export function watchService(ctx: ApiContext): UntypedServiceImplementation {
   return {
-    Watch: (stream: ServerDuplexStream<Wire, Wire>) => new WatchStream(ctx, stream).start(),
+    Watch: (stream: ServerDuplexStream<Wire, Wire>) => new WatchStream(ctx, stream as WatchCall).start(),
   };
 }
 
@@ -40,13 +48,11 @@ class WatchStream {
   private nextId = 0;
   private closed = false;
   private progressTimer: NodeJS.Timeout | null = null;
-  /** Event bytes handed to the stream whose writes have not completed (see QUEUED_BYTES_MAX). */
-  private queuedBytes = 0;
   private hasParked = false;
   /** The header of the last event response: one revision's responses share it (and its bytes). */
   private lastEventHeader: Wire | null = null;
 
-  constructor(private readonly ctx: ApiContext, private readonly stream: ServerDuplexStream<Wire, Wire>) {}
+  constructor(private readonly ctx: ApiContext, private readonly stream: WatchCall) {}
 
   start(): void {
     if (!this.ctx.leaderStreams.admit(this.stream)) return;
@@ -61,26 +67,20 @@ class WatchStream {
     this.progressTimer.unref();
   }
 
-  private send(response: Wire, bytes = 0): void {
-    if (this.closed) return;
-    if (bytes === 0) {
-      this.stream.write(response);
-      return;
-    }
-    this.queuedBytes += bytes;
-    this.stream.write(response, () => {
-      this.queuedBytes -= bytes;
-      if (this.hasParked && this.queuedBytes <= QUEUED_BYTES_MAX / 2) {
-        this.hasParked = false;
-        for (const watcher of this.watchers.values()) watcher.handle?.resume();
-      }
-    });
+  private send(response: Wire): void {
+    if (!this.closed) this.stream.write(response);
   }
 
   /** Whether more events may be queued on this stream; false parks the asking watcher. */
   private isReady(): boolean {
-    if (this.queuedBytes < QUEUED_BYTES_MAX) return true;
-    this.hasParked = true;
+    if (this.stream.writableLength < QUEUED_BYTES_MAX) return true;
+    if (!this.hasParked) {
+      this.hasParked = true;
+      this.stream.onceWritableBelow(QUEUED_BYTES_MAX / 2, () => {
+        this.hasParked = false;
+        for (const watcher of this.watchers.values()) watcher.handle?.resume();
+      });
+    }
     return false;
   }
 
@@ -171,11 +171,11 @@ class WatchStream {
     const header = this.eventHeader(batch.headerRevision);
     const size = approxSize(batch.events);
     if (!fragment || batch.events.length < 2 || size <= FRAGMENT_BYTES_MAX) {
-      this.send(eventResponse(header, id, batch.events), size);
+      this.send(eventResponse(header, id, batch.events));
       return;
     }
     const chunks = chunkBySize(batch.events, Number.POSITIVE_INFINITY, FRAGMENT_BYTES_MAX, (event) => approxSize([event]));
-    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1), approxSize(part)));
+    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
   }
 
   private eventHeader(revision: number): Wire {

@@ -94,6 +94,13 @@ export class InProcessStream extends InProcessCall {
     this.on('error', (err: Error) => this.destroy(err));
   }
 
+  /** Nothing is queued here: the sink takes each answer as it is written. */
+  readonly writableLength = 0;
+
+  onceWritableBelow(_bytes: number, listener: () => void): void {
+    process.nextTick(listener);
+  }
+
   /** The sink takes each answer as it is written: the write is complete at once. */
   write(response: unknown, callback?: () => void): boolean {
     if (!this.isFinished && !this.cancelled) this.sink.message(response);

@@ -96,6 +96,16 @@ export class ServerCall extends EventEmitter {
     this.closed();
   }
 
+  /** Bytes written and still queued for the client's flow-control window (as a Writable's). */
+  get writableLength(): number {
+    return this.stream.queuedBytes;
+  }
+
+  /** Calls `listener` once fewer than `bytes` are queued (a writer that stopped for room). */
+  onceWritableBelow(bytes: number, listener: () => void): void {
+    this.stream.whenQueueBelow(bytes, listener);
+  }
+
   /** A stream's next message; false when the caller should wait for 'drain'. */
   write(value: unknown, callback?: (err?: Error | null) => void): boolean {
     if (this.isFinished) {

@@ -7,7 +7,7 @@ import {
   H2ConnectionError, SETTING, WINDOW_BYTES_MAX, goawayFrame, settingsFrame,
 } from './h2-protocol.js';
 import { OutputBuffer } from './output-buffer.js';
-import { H2ServerStream, type QueuedData } from './h2-server-stream.js';
+import { H2ServerStream } from './h2-server-stream.js';
 
 /** What the layer above does with a stream's input. */
 export interface H2StreamHandler {
@@ -238,14 +238,9 @@ export class H2ServerConnection {
     return true;
   }
 
-  /** Queued entries [from, to) of a stream as one DATA frame of `total` payload bytes. */
-  writeDataRun(streamId: number, entries: readonly QueuedData[], from: number, to: number, total: number): void {
-    if (this.isClosed) return;
-    this.output.dataRun(FRAME.data, streamId, entries, from, to, total);
-    for (let i = from; i < to; i++) {
-      const callback = (entries[i] as QueuedData).callback;
-      if (callback !== undefined) this.outCallbacks.push(callback);
-    }
+  /** Runs `callback` once what is written so far has been handed to the socket. */
+  afterFlush(callback: () => void): void {
+    this.outCallbacks.push(callback);
     this.scheduleFlush();
   }
 

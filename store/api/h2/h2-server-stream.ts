@@ -1,19 +1,8 @@
+import { ByteQueue } from './byte-queue.js';
 import { ERROR_CODE } from './h2-protocol.js';
 import type { H2ServerConnection, H2StreamHandler } from './h2-server-connection.js';
 
-/** Data waiting for window: raw bytes, or a message still to get gRPC's 5-byte prefix. */
-export interface QueuedData {
-  bytes: Buffer;
-  isMessage: boolean;
-  readonly callback: (() => void) | undefined;
-}
-
-/** The DATA payload bytes an entry takes. */
-export function wireBytes(entry: QueuedData): number {
-  return entry.isMessage ? 5 + entry.bytes.length : entry.bytes.length;
-}
-
-/** A run of queued entries goes out as one DATA frame of at most this many bytes. */
+/** Queued data goes out in DATA frames of at most this many bytes (and the client's frame size). */
 const RUN_BYTES_MAX = 64 * 1024;
 
 /**
@@ -24,13 +13,11 @@ const RUN_BYTES_MAX = 64 * 1024;
  */
 export class H2ServerStream {
   private handler: H2StreamHandler | null = null;
-  private queue: QueuedData[] = [];
-  /** The first entry of `queue` not sent yet (entries before it are sent). */
-  private queueHead = 0;
-  /** DATA payload bytes in `queue` (not yet framed). */
-  queuedBytes = 0;
-  /** Called once, when the queued bytes fall below `lowWaterBytes` (a writer waiting for drain). */
-  private lowWater: { readonly bytes: number; readonly listener: () => void } | null = null;
+  /** Data waiting for window, and the write callbacks waiting for it (by the queue's byte count). */
+  private readonly pending = new ByteQueue();
+  private waiting: { readonly end: number; readonly callback: () => void }[] = [];
+  /** Each called once, when the queued bytes fall below its mark (writers waiting for room). */
+  private lowWaters: { readonly bytes: number; readonly listener: () => void }[] = [];
   /** The trailer block to send once the queue has drained. */
   private pendingTrailers: Buffer | null = null;
   private receiveUnacked = 0;
@@ -45,6 +32,11 @@ export class H2ServerStream {
     public sendWindow: number,
     private readonly receiveWindow: number,
   ) {}
+
+  /** DATA payload bytes queued for window (not yet framed). */
+  get queuedBytes(): number {
+    return this.pending.length;
+  }
 
   attach(handler: H2StreamHandler): void {
     this.handler = handler;
@@ -114,14 +106,14 @@ export class H2ServerStream {
       connection.writeDataFrames(this.id, payload, false, callback);
       return 0;
     }
-    return this.enqueue({ bytes: payload, isMessage: false, callback });
+    return this.enqueue(payload, false, callback);
   }
 
-  private enqueue(entry: QueuedData): number {
-    this.queue.push(entry);
-    this.queuedBytes += wireBytes(entry);
+  private enqueue(bytes: Buffer, isMessage: boolean, callback: (() => void) | undefined): number {
+    this.pending.push(bytes, isMessage);
+    if (callback !== undefined) this.waiting.push({ end: this.pending.pushedTotal, callback });
     if (!this.sendQueued()) this.connection.block(this);
-    return this.queuedBytes;
+    return this.pending.length;
   }
 
   /**
@@ -138,21 +130,23 @@ export class H2ServerStream {
       connection.sendWindow -= length;
       return 0;
     }
-    return this.enqueue({ bytes: message, isMessage: true, callback });
+    return this.enqueue(message, true, callback);
   }
 
   /** Calls `listener` once the queued bytes are below `bytes` (now, if they are). */
   whenQueueBelow(bytes: number, listener: () => void): void {
-    this.lowWater = { bytes, listener };
+    this.lowWaters.push({ bytes, listener });
     this.checkLowWater();
   }
 
   private checkLowWater(): void {
-    const lowWater = this.lowWater;
-    if (lowWater === null || this.queuedBytes >= lowWater.bytes) return;
-    this.lowWater = null;
+    if (this.lowWaters.length === 0) return;
+    const queued = this.queuedBytes;
+    const due = this.lowWaters.filter((mark) => queued < mark.bytes);
+    if (due.length === 0) return;
+    this.lowWaters = this.lowWaters.filter((mark) => queued >= mark.bytes);
     // After the frames just written are handed to the socket, as a write callback would be.
-    setImmediate(lowWater.listener);
+    for (const mark of due) setImmediate(mark.listener);
   }
 
   /** Ends the answer with a trailer block (END_STREAM) once the queued data is out. */
@@ -176,57 +170,22 @@ export class H2ServerStream {
     this.connection.forget(this);
   }
 
-  /**
-   * Sends queued data as far as the windows allow; true when the queue is empty. Whole entries
-   * that fit together go out as one DATA frame (as grpc-go packs a stream's messages); an entry
-   * larger than the room goes out in parts.
-   */
+  /** Sends queued data as far as the windows allow; true when the queue is empty. */
   sendQueued(): boolean {
     const connection = this.connection;
-    const queue = this.queue;
-    while (this.queueHead < queue.length) {
+    const pending = this.pending;
+    while (pending.length > 0) {
       const room = Math.min(this.sendWindow, connection.sendWindow);
-      if (room <= 0 || connection.isSocketCongested()) {
-        // Sent entries are dropped from the front now and then, not one shift() each.
-        if (this.queueHead >= 1024 && this.queueHead * 2 >= queue.length) {
-          this.queue = queue.slice(this.queueHead);
-          this.queueHead = 0;
-        }
-        return false;
+      if (room <= 0 || connection.isSocketCongested()) return false;
+      const chunk = pending.take(Math.min(room, connection.peerMaxFramePayload, RUN_BYTES_MAX));
+      connection.writeDataFrames(this.id, chunk, false);
+      this.sendWindow -= chunk.length;
+      connection.sendWindow -= chunk.length;
+      while (this.waiting.length > 0 && (this.waiting[0] as { end: number }).end <= pending.takenTotal) {
+        connection.afterFlush((this.waiting.shift() as { callback: () => void }).callback);
       }
-      const limit = Math.min(room, connection.peerMaxFramePayload, RUN_BYTES_MAX);
-      let end = this.queueHead;
-      let total = 0;
-      while (end < queue.length) {
-        const bytes = wireBytes(queue[end] as QueuedData);
-        if (total + bytes > limit) break;
-        total += bytes;
-        end++;
-      }
-      if (end > this.queueHead) {
-        connection.writeDataRun(this.id, queue, this.queueHead, end, total);
-        this.queueHead = end;
-      } else {
-        const head = queue[this.queueHead] as QueuedData;
-        if (head.isMessage) {
-          const prefixed = Buffer.allocUnsafe(5 + head.bytes.length);
-          prefixed[0] = 0;
-          prefixed.writeUInt32BE(head.bytes.length, 1);
-          head.bytes.copy(prefixed, 5);
-          head.bytes = prefixed;
-          head.isMessage = false;
-        }
-        total = limit;
-        connection.writeDataFrames(this.id, head.bytes.subarray(0, limit), false);
-        head.bytes = head.bytes.subarray(limit);
-      }
-      this.sendWindow -= total;
-      connection.sendWindow -= total;
-      this.queuedBytes -= total;
       this.checkLowWater();
     }
-    this.queue = [];
-    this.queueHead = 0;
     if (this.pendingTrailers !== null) {
       const trailers = this.pendingTrailers;
       this.pendingTrailers = null;
@@ -246,9 +205,9 @@ export class H2ServerStream {
   }
 
   private dropQueue(): void {
-    this.queue = [];
-    this.queueHead = 0;
-    this.queuedBytes = 0;
+    this.pending.clear();
+    this.waiting = [];
+    this.lowWaters = [];
     this.pendingTrailers = null;
   }
 }

@@ -1,5 +1,4 @@
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './h2-protocol.js';
-import type { QueuedData } from './h2-server-stream.js';
 
 /** Bytes of a slab that frames are written into. */
 const SLAB_BYTES = 64 * 1024;
@@ -59,23 +58,6 @@ export class OutputBuffer {
     writeFrameHeader(this.slab, at, payloadBytes, type, flags, streamId);
     this.writePrefix(at + FRAME_HEADER_BYTES, message.length);
     this.slab.set(message, at + FRAME_HEADER_BYTES + 5);
-  }
-
-  /** One DATA frame of queued entries [from, to), `total` payload bytes, messages prefixed. */
-  dataRun(type: number, streamId: number, entries: readonly QueuedData[], from: number, to: number, total: number): void {
-    let at = this.reserve(FRAME_HEADER_BYTES + total);
-    writeFrameHeader(this.slab, at, total, type, 0, streamId);
-    at += FRAME_HEADER_BYTES;
-    for (let i = from; i < to; i++) {
-      const entry = entries[i] as QueuedData;
-      if (entry.isMessage) {
-        this.writePrefix(at, entry.bytes.length);
-        at += 5;
-      }
-      // TypedArray.set: for the small buffers here far cheaper per call than Buffer#copy.
-      this.slab.set(entry.bytes, at);
-      at += entry.bytes.length;
-    }
   }
 
   /** Bytes that are already frames (or part of one: a large payload after its header). */

@@ -3,7 +3,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { TlsMaterial } from '../tls/tls-config.js';
+import { serverTlsOptions, type TlsMaterial } from '../tls/tls-config.js';
 import { normalizeSerial } from '../tls/crl.js';
 import type { ApiContext, ServerSurfaceCall } from './context.js';
 import { createHttp1Handler } from './gateway/index.js';
@@ -103,12 +103,7 @@ function dispatchByFirstBytes(socket: Socket, h2: GrpcH2Server, http: HttpServer
 function listenSecure(tls: TlsMaterial, h2: GrpcH2Server, http: HttpServer, log: Logger): NetServer {
   const server = createTlsServer({
     noDelay: true,
-    cert: tls.cert,
-    key: tls.key,
-    ...(tls.ca === null ? {} : { ca: tls.ca }),
-    requestCert: tls.isClientCertAuth,
-    rejectUnauthorized: tls.isClientCertAuth,
-    minVersion: 'TLSv1.2', // etcd 3.4's floor
+    ...serverTlsOptions(tls),
     ALPNCallback: ({ protocols }) => chooseProtocol(protocols),
   }, (socket: TLSSocket) => {
     socket.on('error', () => socket.destroy());

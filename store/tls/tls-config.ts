@@ -1,6 +1,7 @@
 import { revokedSerials } from './crl.js';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { FlagError, type TlsFlags } from '../flags.js';
 import { ensureAutoTlsFiles } from './auto-tls.js';
@@ -150,4 +151,19 @@ function readTlsFile(path: string): Buffer {
       code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : String(code);
     throw new TlsConfigError(`open ${path}: ${reason}`);
   }
+}
+
+/**
+ * A listener's TLS settings from its material: under client-cert auth a client without a
+ * certificate from the trusted CA fails the handshake itself, as in etcd; TLS 1.2 at least.
+ */
+export function serverTlsOptions(tls: TlsMaterial): TlsOptions {
+  return {
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.ca === null ? {} : { ca: tls.ca }),
+    requestCert: tls.isClientCertAuth,
+    rejectUnauthorized: tls.isClientCertAuth,
+    minVersion: 'TLSv1.2', // etcd 3.4's floor
+  };
 }

@@ -9,7 +9,7 @@ import { GrpcH2Server } from '../api/grpc/grpc-h2-server.js';
 import type { RegisteredMethod } from '../api/gateway/service-registry.js';
 import type { Logger } from 'pino';
 import type { Message, MemberId } from '../raft/types.js';
-import type { TlsMaterial } from '../tls/tls-config.js';
+import { serverTlsOptions, type TlsMaterial } from '../tls/tls-config.js';
 import {
   decodeFrame, encodeFrame, type HashKVRequest, type HashKVResponse, type KvHashResult, type LeaseBatchRequest,
   type LeaseBatchResponse, type LeaseRenewRequest, type LeaseRenewResponse, type PeerFrame,
@@ -220,11 +220,7 @@ export class PeerTransport {
     const tls = this.tls;
     const server = createTlsServer({
       noDelay: true,
-      cert: tls.cert,
-      key: tls.key,
-      ...(tls.ca === null ? {} : { ca: tls.ca }),
-      requestCert: tls.isClientCertAuth,
-      rejectUnauthorized: tls.isClientCertAuth,
+      ...serverTlsOptions(tls),
       ALPNProtocols: ['h2'],
     }, (socket) => {
       socket.on('error', () => socket.destroy());

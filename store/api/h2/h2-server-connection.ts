@@ -484,9 +484,13 @@ export class H2ServerConnection {
   // ---- ending -------------------------------------------------------------------------------
 
   private fail(err: unknown): void {
-    const code = err instanceof H2ConnectionError ? err.code : ERROR_CODE.internal;
+    const isClients = err instanceof H2ConnectionError;
+    const code = isClients ? err.code : ERROR_CODE.internal;
     const message = err instanceof Error ? err.message : String(err);
-    this.options.log.debug({ err: message, code, remote: this.socket.remoteAddress }, 'HTTP/2 connection error');
+    // The client's protocol errors are its own business; anything else thrown while reading is
+    // ours (a handler's bug), and the connection it ended is worth an error line.
+    if (isClients) this.options.log.debug({ err: message, code, remote: this.socket.remoteAddress }, 'HTTP/2 connection error');
+    else this.options.log.error({ err, remote: this.socket.remoteAddress }, 'failed serving an HTTP/2 connection; closing it');
     this.enqueue(goawayFrame(this.lastStreamId, code, message));
     this.flush();
     this.socket.end();

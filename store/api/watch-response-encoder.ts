@@ -124,38 +124,52 @@ function varintSize(value: number): number {
   return size;
 }
 
-/** The header and events are copied once into a buffer of the exact size. */
+/** Field 7 (fragment) set. */
+const FRAGMENT_FIELD = Buffer.from([(7 << 3) | 0, 1]);
+const NO_BYTES = Buffer.alloc(0);
+/** Field 2 (watch_id) bytes of the IDs a stream hands out first (0, 1, 2, ...), made once. */
+const watchIdFields: Buffer[] = [];
+const WATCH_ID_FIELDS_CACHED = 4096;
+
+function watchIdField(watchId: number): Buffer {
+  if (watchId === 0) return NO_BYTES;
+  const cached = watchIdFields[watchId];
+  if (cached !== undefined) return cached;
+  const out = Buffer.allocUnsafe(1 + varintSize(watchId));
+  out[0] = (2 << 3) | 0; // watch_id, varint
+  let at = 1;
+  for (let rest = watchId; ; rest = Math.floor(rest / 0x80)) {
+    if (rest < 0x80) {
+      out[at++] = rest;
+      break;
+    }
+    out[at++] = (rest % 0x80) | 0x80;
+  }
+  if (watchId < WATCH_ID_FIELDS_CACHED) watchIdFields[watchId] = out;
+  return out;
+}
+
+/**
+ * An event response as the parts of its encoding, in field order: the header, the watch ID, the
+ * fragment flag, the events. Written one after the other they are the response; the header and
+ * events parts are shared by every watcher they go to. Null for an ID the parts do not cover
+ * (negative ones, which proto3 encodes in ten bytes).
+ */
+export function eventResponseParts(header: Wire, watchId: number, events: readonly MvccEvent[], fragment = false): Buffer[] | null {
+  if (watchId < 0 || !Number.isSafeInteger(watchId)) return null;
+  return [headerField(header), watchIdField(watchId), fragment ? FRAGMENT_FIELD : NO_BYTES, eventsField(events)];
+}
+
+/** The whole encoding of an event response. */
 function encodeEventResponse(response: EventResponse, events: readonly MvccEvent[]): Buffer {
-  const header = headerField(response['header'] as Wire);
-  const body = eventsField(events);
   const watchId = Number(response['watch_id'] ?? 0);
   const isFragment = response['fragment'] === true;
-  if (watchId < 0 || !Number.isSafeInteger(watchId)) {
-    const out = new ProtoWriter();
-    out.raw(header);
-    out.uintField(2, watchId);
-    if (isFragment) out.uintField(7, 1);
-    out.raw(body);
-    return out.finish();
-  }
-  const idSize = watchId === 0 ? 0 : 1 + varintSize(watchId);
-  const out = Buffer.allocUnsafe(header.length + idSize + (isFragment ? 2 : 0) + body.length);
-  out.set(header, 0); // TypedArray.set: cheaper per call than Buffer#copy for small buffers
-  let at = header.length;
-  if (watchId !== 0) {
-    out[at++] = (2 << 3) | 0; // watch_id, varint
-    for (let rest = watchId; ; rest = Math.floor(rest / 0x80)) {
-      if (rest < 0x80) {
-        out[at++] = rest;
-        break;
-      }
-      out[at++] = (rest % 0x80) | 0x80;
-    }
-  }
-  if (isFragment) {
-    out[at++] = (7 << 3) | 0; // fragment, bool
-    out[at++] = 1;
-  }
-  out.set(body, at);
-  return out;
+  const parts = eventResponseParts(response['header'] as Wire, watchId, events, isFragment);
+  if (parts !== null) return Buffer.concat(parts);
+  const out = new ProtoWriter();
+  out.raw(headerField(response['header'] as Wire));
+  out.uintField(2, watchId);
+  if (isFragment) out.uintField(7, 1);
+  out.raw(eventsField(events));
+  return out.finish();
 }

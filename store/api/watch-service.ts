@@ -4,7 +4,7 @@ import type { WatchBatch, WatchHandle } from '../mvcc/watch-hub.js';
 import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
-import { eventResponse } from './watch-response-encoder.js';
+import { eventResponse, eventResponseParts } from './watch-response-encoder.js';
 import { failStream, refusedRequest } from './context.js';
 import { chunkBySize } from '../../shared/chunks.js';
 
@@ -34,6 +34,8 @@ const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
  */
 type WatchCall = ServerDuplexStream<Wire, Wire> & {
   onceWritableBelow(bytes: number, listener: () => void): void;
+  /** Our gRPC server's calls take an encoded message as parts (see eventResponseParts). */
+  writeParts?(parts: readonly Buffer[]): boolean;
 };
 
 /** etcdserverpb.Watch: one bidirectional stream multiplexes many watchers. */
@@ -171,11 +173,19 @@ class WatchStream {
     const header = this.eventHeader(batch.headerRevision);
     const size = approxSize(batch.events);
     if (!fragment || batch.events.length < 2 || size <= FRAGMENT_BYTES_MAX) {
-      this.send(eventResponse(header, id, batch.events));
+      this.sendEvents(header, id, batch.events, false);
       return;
     }
     const chunks = chunkBySize(batch.events, Number.POSITIVE_INFINITY, FRAGMENT_BYTES_MAX, (event) => approxSize([event]));
-    chunks.forEach((part, i) => this.send(eventResponse(header, id, part, i < chunks.length - 1)));
+    chunks.forEach((part, i) => this.sendEvents(header, id, part, i < chunks.length - 1));
+  }
+
+  /** An event response: written as encoded parts where the call takes them, else as an object. */
+  private sendEvents(header: Wire, id: number, events: readonly MvccEvent[], isFragment: boolean): void {
+    if (this.closed) return;
+    const parts = this.stream.writeParts === undefined ? null : eventResponseParts(header, id, events, isFragment);
+    if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
+    else this.send(eventResponse(header, id, events, isFragment));
   }
 
   private eventHeader(revision: number): Wire {

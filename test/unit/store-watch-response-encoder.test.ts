@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, type Wire } from '../../store/api/codec.js';
-import { eventResponse, watchResponseSerializer } from '../../store/api/watch-response-encoder.js';
+import { eventResponse, eventResponseParts, watchResponseSerializer } from '../../store/api/watch-response-encoder.js';
 import type { KeyValue, MvccEvent } from '../../store/mvcc/types.js';
 import { seededRandom } from '../../shared/random.js';
 
@@ -52,6 +52,10 @@ describe('watch response encoder', () => {
       const expected = { header, watch_id: watchId, events: events.map(encodeEvent), ...(fragment ? { fragment } : {}) };
       const bytes = fast(eventResponse(header, watchId, events, fragment));
       expect(toObject(bytes)).toEqual(toObject(reference(expected)));
+      // The parts our gRPC server writes one after the other are the same bytes.
+      const parts = eventResponseParts(header, watchId, events, fragment);
+      if (watchId >= 0) expect(Buffer.concat(parts ?? []).equals(bytes)).toBe(true);
+      else expect(parts).toBeNull();
       // Encoding the same events again (cached KeyValue bytes) gives the same result.
       expect(fast(eventResponse(header, watchId, events, fragment)).equals(bytes)).toBe(true);
       // Another watcher of the same events array (as the hub shares it), with its own ID and a

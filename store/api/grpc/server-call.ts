@@ -106,6 +106,19 @@ export class ServerCall extends EventEmitter {
     this.stream.whenQueueBelow(bytes, listener);
   }
 
+  /**
+   * A stream's next message already encoded, as parts written one after the other (a watch
+   * response: its header, watch ID and events fields), so they need not be joined first.
+   */
+  writeParts(parts: readonly Buffer[]): boolean {
+    if (this.isFinished) return false;
+    const stream = this.stream;
+    if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
+    let bytes = 0;
+    for (const part of parts) bytes += part.length;
+    return this.afterWrite(stream.sendLengthPrefixedParts(parts, bytes));
+  }
+
   /** A stream's next message; false when the caller should wait for 'drain'. */
   write(value: unknown, callback?: (err?: Error | null) => void): boolean {
     if (this.isFinished) {
@@ -121,8 +134,13 @@ export class ServerCall extends EventEmitter {
     }
     const stream = this.stream;
     if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
-    const queued = stream.sendLengthPrefixed(bytes, callback);
+    return this.afterWrite(stream.sendLengthPrefixed(bytes, callback));
+  }
+
+  /** Whether a writer may go on, given the bytes now queued; if not, 'drain' says when. */
+  private afterWrite(queued: number): boolean {
     if (queued < WRITE_QUEUE_BYTES_HIGH) return true;
+    const stream = this.stream;
     if (!this.needsDrain) {
       this.needsDrain = true;
       stream.whenQueueBelow(WRITE_QUEUE_BYTES_HIGH, () => {

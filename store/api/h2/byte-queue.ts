@@ -20,7 +20,12 @@ export class ByteQueue {
 
   /** Appends `bytes`, after gRPC's 5-byte message prefix when `isMessage`. */
   push(bytes: Buffer, isMessage: boolean): void {
-    const total = bytes.length + (isMessage ? 5 : 0);
+    this.pushParts([bytes], bytes.length, isMessage);
+  }
+
+  /** Appends the parts of one payload (`bytes` long in all), prefixed as one message or not. */
+  pushParts(parts: readonly Buffer[], bytes: number, isMessage: boolean): void {
+    const total = bytes + (isMessage ? 5 : 0);
     let block = this.blocks[this.blocks.length - 1];
     if (block === undefined || block.length - this.tail < total) {
       // The full block is cut to what it holds: a block before the last ends at its length.
@@ -32,11 +37,13 @@ export class ByteQueue {
     }
     if (isMessage) {
       block[this.tail] = 0;
-      block.writeUInt32BE(bytes.length, this.tail + 1);
+      block.writeUInt32BE(bytes, this.tail + 1);
       this.tail += 5;
     }
-    block.set(bytes, this.tail);
-    this.tail += bytes.length;
+    for (const part of parts) {
+      block.set(part, this.tail);
+      this.tail += part.length;
+    }
     this.length += total;
     this.pushedTotal += total;
   }

@@ -244,6 +244,15 @@ export class H2ServerConnection {
     this.scheduleFlush();
   }
 
+  /** As writeLengthPrefixedFrame, for a message given as parts `bytes` long in all. */
+  writeLengthPrefixedParts(streamId: number, parts: readonly Buffer[], bytes: number): boolean {
+    if (this.isClosed) return true;
+    if (5 + bytes > this.peerMaxFramePayload) return false;
+    this.output.lengthPrefixedParts(FRAME.data, 0, streamId, parts, bytes);
+    this.scheduleFlush();
+    return true;
+  }
+
   /** A header block as HEADERS (+ CONTINUATION) frames within the client's frame size. */
   writeHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
     const maxPayload = this.peerMaxFramePayload;

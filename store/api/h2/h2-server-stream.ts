@@ -149,6 +149,22 @@ export class H2ServerStream {
     for (const mark of due) setImmediate(mark.listener);
   }
 
+  /** As sendLengthPrefixed, for a message given as parts `bytes` long in all (never joined). */
+  sendLengthPrefixedParts(parts: readonly Buffer[], bytes: number): number {
+    if (this.isOutputEnded) return 0;
+    const connection = this.connection;
+    const length = 5 + bytes;
+    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()
+      && connection.writeLengthPrefixedParts(this.id, parts, bytes)) {
+      this.sendWindow -= length;
+      connection.sendWindow -= length;
+      return 0;
+    }
+    this.pending.pushParts(parts, bytes, true);
+    if (!this.sendQueued()) connection.block(this);
+    return this.pending.length;
+  }
+
   /** Ends the answer with a trailer block (END_STREAM) once the queued data is out. */
   sendTrailers(block: Buffer): void {
     if (this.isOutputEnded || this.pendingTrailers !== null) return;

@@ -60,6 +60,18 @@ export class OutputBuffer {
     this.slab.set(message, at + FRAME_HEADER_BYTES + 5);
   }
 
+  /** A DATA frame of gRPC's prefix and one message given as parts (`bytes` long in all). */
+  lengthPrefixedParts(type: number, flags: number, streamId: number, parts: readonly Buffer[], bytes: number): void {
+    let at = this.reserve(FRAME_HEADER_BYTES + 5 + bytes);
+    writeFrameHeader(this.slab, at, 5 + bytes, type, flags, streamId);
+    this.writePrefix(at + FRAME_HEADER_BYTES, bytes);
+    at += FRAME_HEADER_BYTES + 5;
+    for (const part of parts) {
+      this.slab.set(part, at);
+      at += part.length;
+    }
+  }
+
   /** Bytes that are already frames (or part of one: a large payload after its header). */
   append(bytes: Buffer): void {
     if (bytes.length < COPY_BYTES_MAX) {

@@ -1,7 +1,11 @@
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './h2-protocol.js';
 
-/** Bytes of a slab that frames are written into. */
-const SLAB_BYTES = 64 * 1024;
+/**
+ * Bytes of a slab that frames are written into: between these, four times what the last turn
+ * wrote, so a connection that answers a request now and then holds a few KiB, not 64.
+ */
+const SLAB_BYTES_MIN = 4 * 1024;
+const SLAB_BYTES_MAX = 64 * 1024;
 /** Payloads from this size on go out as they are, not copied into a slab. */
 const COPY_BYTES_MAX = 16 * 1024;
 
@@ -11,7 +15,11 @@ const COPY_BYTES_MAX = 16 * 1024;
  * are. take() hands over what was written; the slab's unwritten rest serves the next turn.
  */
 export class OutputBuffer {
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  /** Allocated at the first write: a connection that never writes holds none. */
+  private slab = Buffer.alloc(0);
+  private slabBytes = SLAB_BYTES_MIN;
+  /** Bytes written since the last take(), to size the next slab. */
+  private writtenBytes = 0;
   /** Where the current run of written bytes starts in the slab, and where it ends. */
   private start = 0;
   private end = 0;
@@ -75,7 +83,8 @@ export class OutputBuffer {
   /** Bytes that are already frames (or part of one: a large payload after its header). */
   append(bytes: Buffer): void {
     if (bytes.length < COPY_BYTES_MAX) {
-      this.slab.set(bytes, this.reserve(bytes.length));
+      const at = this.reserve(bytes.length); // first: it may replace the slab
+      this.slab.set(bytes, at);
       return;
     }
     this.closeRun();
@@ -87,6 +96,8 @@ export class OutputBuffer {
     this.closeRun();
     const pieces = this.pieces;
     this.pieces = [];
+    this.slabBytes = Math.min(SLAB_BYTES_MAX, Math.max(SLAB_BYTES_MIN, 4 * this.writtenBytes));
+    this.writtenBytes = 0;
     return pieces;
   }
 
@@ -99,12 +110,13 @@ export class OutputBuffer {
   private reserve(bytes: number): number {
     if (this.end + bytes > this.slab.length) {
       this.closeRun();
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
+      this.slab = Buffer.allocUnsafe(Math.max(this.slabBytes, bytes));
       this.start = 0;
       this.end = 0;
     }
     const at = this.end;
     this.end += bytes;
+    this.writtenBytes += bytes;
     return at;
   }
 

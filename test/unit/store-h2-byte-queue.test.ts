@@ -20,7 +20,7 @@ describe('queued stream data', () => {
       lengths.forEach((length, i) => {
         const bytes = Buffer.alloc(length, i % 251);
         const isMessage = i % 3 !== 0;
-        queue.push(bytes, isMessage);
+        queue.pushParts([bytes], length, isMessage);
         if (isMessage) {
           const prefix = Buffer.alloc(5);
           prefix.writeUInt32BE(length, 1);

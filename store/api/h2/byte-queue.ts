@@ -18,11 +18,6 @@ export class ByteQueue {
   pushedTotal = 0;
   takenTotal = 0;
 
-  /** Appends `bytes`, after gRPC's 5-byte message prefix when `isMessage`. */
-  push(bytes: Buffer, isMessage: boolean): void {
-    this.pushParts([bytes], bytes.length, isMessage);
-  }
-
   /** Appends the parts of one payload (`bytes` long in all), prefixed as one message or not. */
   pushParts(parts: readonly Buffer[], bytes: number, isMessage: boolean): void {
     const total = bytes + (isMessage ? 5 : 0);

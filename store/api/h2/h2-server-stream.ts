@@ -98,19 +98,29 @@ export class H2ServerStream {
    */
   sendData(payload: Buffer, callback?: () => void): number {
     if (this.isOutputEnded) return 0;
-    const connection = this.connection;
-    const length = payload.length;
-    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()) {
-      this.sendWindow -= length;
-      connection.sendWindow -= length;
-      connection.writeDataFrames(this.id, payload, false, callback);
+    if (this.hasRoomNow(payload.length)) {
+      this.spend(payload.length);
+      this.connection.writeDataFrames(this.id, payload, false, callback);
       return 0;
     }
-    return this.enqueue(payload, false, callback);
+    return this.enqueue([payload], payload.length, false, callback);
   }
 
-  private enqueue(bytes: Buffer, isMessage: boolean, callback: (() => void) | undefined): number {
-    this.pending.push(bytes, isMessage);
+  /** Whether `length` bytes may go out now: nothing queued ahead, window and socket room. */
+  private hasRoomNow(length: number): boolean {
+    const connection = this.connection;
+    return this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested();
+  }
+
+  /** Takes `length` bytes from the stream's and the connection's send windows. */
+  private spend(length: number): void {
+    this.sendWindow -= length;
+    this.connection.sendWindow -= length;
+  }
+
+  /** Queues a payload given as parts (`bytes` long), then sends what the windows allow. */
+  private enqueue(parts: readonly Buffer[], bytes: number, isMessage: boolean, callback: (() => void) | undefined): number {
+    this.pending.pushParts(parts, bytes, isMessage);
     if (callback !== undefined) this.waiting.push({ end: this.pending.pushedTotal, callback });
     if (!this.sendQueued()) this.connection.block(this);
     return this.pending.length;
@@ -122,15 +132,12 @@ export class H2ServerStream {
    */
   sendLengthPrefixed(message: Buffer, callback?: () => void): number {
     if (this.isOutputEnded) return 0;
-    const connection = this.connection;
     const length = 5 + message.length;
-    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()
-      && connection.writeLengthPrefixedFrame(this.id, message, callback)) {
-      this.sendWindow -= length;
-      connection.sendWindow -= length;
+    if (this.hasRoomNow(length) && this.connection.writeLengthPrefixedFrame(this.id, message, callback)) {
+      this.spend(length);
       return 0;
     }
-    return this.enqueue(message, true, callback);
+    return this.enqueue([message], message.length, true, callback);
   }
 
   /** Calls `listener` once the queued bytes are below `bytes` (now, if they are). */
@@ -152,17 +159,11 @@ export class H2ServerStream {
   /** As sendLengthPrefixed, for a message given as parts `bytes` long in all (never joined). */
   sendLengthPrefixedParts(parts: readonly Buffer[], bytes: number): number {
     if (this.isOutputEnded) return 0;
-    const connection = this.connection;
-    const length = 5 + bytes;
-    if (this.queuedBytes === 0 && length <= this.sendWindow && length <= connection.sendWindow && !connection.isSocketCongested()
-      && connection.writeLengthPrefixedParts(this.id, parts, bytes)) {
-      this.sendWindow -= length;
-      connection.sendWindow -= length;
+    if (this.hasRoomNow(5 + bytes) && this.connection.writeLengthPrefixedParts(this.id, parts, bytes)) {
+      this.spend(5 + bytes);
       return 0;
     }
-    this.pending.pushParts(parts, bytes, true);
-    if (!this.sendQueued()) connection.block(this);
-    return this.pending.length;
+    return this.enqueue(parts, bytes, true, undefined);
   }
 
   /** Ends the answer with a trailer block (END_STREAM) once the queued data is out. */
@@ -195,8 +196,7 @@ export class H2ServerStream {
       if (room <= 0 || connection.isSocketCongested()) return false;
       const chunk = pending.take(Math.min(room, connection.peerMaxFramePayload, RUN_BYTES_MAX));
       connection.writeDataFrames(this.id, chunk, false);
-      this.sendWindow -= chunk.length;
-      connection.sendWindow -= chunk.length;
+      this.spend(chunk.length);
       while (this.waiting.length > 0 && (this.waiting[0] as { end: number }).end <= pending.takenTotal) {
         connection.afterFlush((this.waiting.shift() as { callback: () => void }).callback);
       }

@@ -68,7 +68,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   if (flags.initialClusterState === 'existing' && !hadData) {
     const others = members.filter((m) => m.id !== self.id).flatMap((m) => m.peerUrls);
     if (others.length === 0) throw new FlagError('--initial-cluster-state existing needs the other members in --initial-cluster');
-    const view = await fetchClusterView(others, peerTls, JOIN_FETCH_TIMEOUT_MS).catch((err: unknown) => {
+    const view = await fetchClusterView(others, peerTls, JOIN_FETCH_TIMEOUT_MS, logger).catch((err: unknown) => {
       throw new FlagError(err instanceof Error ? err.message : String(err));
     });
     const sameUrls = (a: readonly string[], b: readonly string[]): boolean => [...a].sort().join(',') === [...b].sort().join(',');

@@ -467,14 +467,10 @@ export class EtcdServer {
     const early = this.node.status().role === 'leader' ? ready.messages.filter((m) => m.type === 'app' || m.type === 'heartbeat') : [];
     const late = early.length === 0 ? ready.messages : ready.messages.filter((m) => m.type !== 'app' && m.type !== 'heartbeat');
     this.inflight++;
-    if (early.length === 0 || this.transport === null) {
-      this.store(ready, late);
-      return;
-    }
-    this.transport.send(early);
-    // grpc-js hands a message to its socket after a few promise steps, and the socket write runs
-    // in the check phase: storing the Ready right now would hold the appends back until it is done.
-    setImmediate(() => this.store(ready, late));
+    // The peer channel writes to its sockets at once: the appends are on their way before the
+    // Ready's own write and fsync start.
+    if (early.length > 0) this.transport?.send(early);
+    this.store(ready, late);
   }
 
   /** Writes a Ready (and applies what is already durable), then finishes it after the fsync. */
@@ -530,9 +526,9 @@ export class EtcdServer {
           finish();
           return;
         }
-        // Acknowledgements leave before the next Ready is stored, for the same reason as above.
+        // Acknowledgements leave (written at once) before the next Ready is stored.
         this.transport.send(late);
-        setImmediate(finish);
+        finish();
       },
       (err: unknown) => {
         // A failed fsync may have dropped pages: going on could acknowledge lost writes.

@@ -1,6 +1,5 @@
 import {
-  ChannelCredentials, Client, Metadata, connectivityState, credentials, status, type ClientWritableStream,
-  type MethodDefinition, type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
+  status, type MethodDefinition, type ServerReadableStream, type ServiceDefinition, type handleUnaryCall, type sendUnaryData,
   type ServerUnaryCall, type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
@@ -16,8 +15,8 @@ import {
 } from './peer-codec.js';
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { once } from 'node:events';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import { PeerChannel, type PeerCall } from './peer-channel.js';
 import { peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
@@ -107,11 +106,9 @@ export interface PeerAddress {
 }
 
 interface PeerLink {
-  readonly client: Client;
+  readonly channel: PeerChannel;
   readonly url: string;
-  stream: ClientWritableStream<Buffer> | null;
-  /** When the connection to the peer last became ready (ms, monotonic); null while it is not. */
-  activeSinceMs: number | null;
+  stream: PeerCall | null;
 }
 
 /**
@@ -120,12 +117,9 @@ interface PeerLink {
  * ends ping every 2 s while connected and drop a connection whose ping is not answered within
  * 3 s, so such a link is replaced within about 5 s, as etcd's 5 s peer read timeout does.
  */
-const PEER_KEEPALIVE_OPTIONS = {
-  'grpc.keepalive_time_ms': 2_000,
-  'grpc.keepalive_timeout_ms': 3_000,
-  'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 1_000,
-} as const;
+const PEER_KEEPALIVE = { intervalMs: 2_000, timeoutMs: 3_000 } as const;
+/** Between attempts to reach a peer that is down: 100 ms, doubling to 1 s. */
+const PEER_DIAL_BACKOFF = { initialMs: 100, maxMs: 1_000 } as const;
 
 /**
  * Raft messages between members over gRPC on the peer URLs. One client stream per peer keeps
@@ -187,7 +181,7 @@ export class PeerTransport {
       receiveBytesMax: PEER_MESSAGE_BYTES_MAX,
       maxConcurrentStreams: null,
       log,
-      keepalive: { intervalMs: PEER_KEEPALIVE_OPTIONS['grpc.keepalive_time_ms'], timeoutMs: PEER_KEEPALIVE_OPTIONS['grpc.keepalive_timeout_ms'] },
+      keepalive: PEER_KEEPALIVE,
     });
     this.connectAll();
   }
@@ -237,12 +231,13 @@ export class PeerTransport {
    * and checks the peer's against the peer CA. Auto TLS certificates are self-signed, so, as in
    * etcd, a member with --peer-auto-tls does not verify its peers.
    */
-  private channelCredentials(target: URL): ChannelCredentials {
-    if (target.protocol !== 'https:') return credentials.createInsecure();
-    if (this.tls === null) return credentials.createSsl();
+  private dialTls(target: URL): ConnectionOptions | null {
+    if (target.protocol !== 'https:') return null;
+    if (this.tls === null) return {};
     const allowed = this.tls.allowedPeer;
     const isVerified = !this.tls.isSelfSigned;
-    return credentials.createSsl(this.tls.ca, this.tls.key, this.tls.cert, {
+    return {
+      ...(this.tls.ca === null ? {} : { ca: this.tls.ca }), key: this.tls.key, cert: this.tls.cert,
       rejectUnauthorized: isVerified,
       // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
       checkServerIdentity: (host, cert) => {
@@ -251,7 +246,7 @@ export class PeerTransport {
         const refusal = peerCertificateRefusal(allowed, cert);
         return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
       },
-    });
+    };
   }
 
   /**
@@ -391,16 +386,14 @@ export class PeerTransport {
    * when the follower has the file durable and has taken the message.
    */
   private sendSnapshotFile(peer: MemberId, link: PeerLink, message: Message, ref: SnapshotFileRef): void {
-    const call = link.client.makeClientStreamRequest<Buffer, Buffer>(
-      '/etcron.peer.Raft/Snapshot', identity, identity, new Metadata(), { deadline: Infinity },
+    const call = link.channel.clientStream('/etcron.peer.Raft/Snapshot',
       (err) => {
         if (err !== null) {
           this.log.warn({ peer: peer.toString(16), err: err.details }, 'sending a snapshot failed');
           if (!this.closed) this.onUnreachable(peer);
         }
         if (!this.closed) this.onSnapshotStatus(peer, err !== null);
-      },
-    );
+      });
     call.on('error', () => {});
     const snapshot = message.snapshot;
     if (snapshot === undefined || snapshot === null) return;
@@ -411,7 +404,9 @@ export class PeerTransport {
     call.write(encodeFrame(header));
     const pump = async (): Promise<void> => {
       for await (const chunk of createReadStream(ref.path, { highWaterMark: SNAPSHOT_CHUNK_BYTES })) {
-        if (!call.write(chunk as Buffer)) await once(call, 'drain');
+        // A failed call has said so through its callback; the file is closed as the loop ends.
+        if (call.isOver) return;
+        if (!call.write(chunk as Buffer)) await call.whenWritable();
       }
       call.end();
     };
@@ -482,39 +477,10 @@ export class PeerTransport {
     const address = this.peers.find((p) => p.id === peer);
     if (address === undefined) return undefined;
     const target = new URL(address.url);
-    const client = new Client(`${target.hostname}:${target.port}`, this.channelCredentials(target), {
-      'grpc.max_send_message_length': PEER_MESSAGE_BYTES_MAX,
-      'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
-      ...PEER_KEEPALIVE_OPTIONS,
-    });
-    link = { client, url: address.url, stream: null, activeSinceMs: null };
+    const channel = new PeerChannel({ target, tls: this.dialTls(target), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
+    link = { channel, url: address.url, stream: null };
     this.links.set(peer, link);
-    this.watchConnectivity(link);
     return link;
-  }
-
-  /**
-   * Follows the link's connection state (keepalive pings keep an idle one checked), so that a
-   * membership change can ask how long each peer has been reachable, as etcd asks its streams.
-   */
-  private watchConnectivity(link: PeerLink): void {
-    const channel = link.client.getChannel();
-    const follow = (): void => {
-      if (this.closed || this.links.get(this.peerOf(link)) !== link) return;
-      const state = channel.getConnectivityState(true);
-      const isReady = state === connectivityState.READY;
-      if (isReady && link.activeSinceMs === null) link.activeSinceMs = performance.now();
-      if (!isReady) link.activeSinceMs = null;
-      channel.watchConnectivityState(state, Infinity, follow);
-    };
-    follow();
-  }
-
-  private peerOf(link: PeerLink): MemberId {
-    for (const [id, candidate] of this.links) if (candidate === link) return id;
-    return -1n;
   }
 
   /**
@@ -522,7 +488,7 @@ export class PeerTransport {
    * break, or null if it is not up. Links are dialled on first use; asking dials one.
    */
   activeSince(peer: MemberId): number | null {
-    return this.link(peer)?.activeSinceMs ?? null;
+    return this.link(peer)?.channel.activeSinceMs ?? null;
   }
 
   /**
@@ -530,10 +496,9 @@ export class PeerTransport {
    * show only as an unreachable peer. Logged once per distinct reason, as etcd logs rejections.
    */
   private noteTlsFailure(peer: MemberId, details: string): void {
-    const reason = details.replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, ''); // grpc-js stamps the time
-    if (!/SSL|TLS|certificate/i.test(reason) || this.tlsFailures.get(peer) === reason) return;
-    this.tlsFailures.set(peer, reason);
-    this.log.warn({ peer: peer.toString(16), err: reason }, 'peer TLS handshake failed');
+    if (!/SSL|TLS|certificate/i.test(details) || this.tlsFailures.get(peer) === details) return;
+    this.tlsFailures.set(peer, details);
+    this.log.warn({ peer: peer.toString(16), err: details }, 'peer TLS handshake failed');
   }
 
   /** Sends messages, grouped per destination, each group as one frame on that peer's stream. */
@@ -550,19 +515,14 @@ export class PeerTransport {
       const link = this.link(peer);
       if (link === undefined) continue;
       if (link.stream === null) {
-        const metadata = new Metadata();
-        const stream = link.client.makeClientStreamRequest<Buffer, Buffer>(
-          '/etcron.peer.Raft/Send', identity, identity, metadata, { deadline: Infinity },
-          (err) => {
-            if (link.stream === stream) link.stream = null;
-            if (err !== null && !this.closed) {
-              if (err.code === status.FAILED_PRECONDITION) this.log.error({ peer: peer.toString(16), err: err.details }, 'peer refused us');
-              this.noteTlsFailure(peer, err.details);
-              this.onUnreachable(peer);
-            }
-          },
-        );
-        stream.on('error', () => {});
+        const stream = link.channel.clientStream('/etcron.peer.Raft/Send', (err) => {
+          if (link.stream === stream) link.stream = null;
+          if (err !== null && !this.closed) {
+            if (err.code === status.FAILED_PRECONDITION) this.log.error({ peer: peer.toString(16), err: err.details }, 'peer refused us');
+            this.noteTlsFailure(peer, err.details);
+            this.onUnreachable(peer);
+          }
+        });
         link.stream = stream;
       }
       // File snapshots take their own stream; everything else (and in-memory snapshots) a frame.
@@ -593,7 +553,7 @@ export class PeerTransport {
       const address = peers.find((p) => p.id === id);
       if (address !== undefined && link.url === address.url) continue;
       link.stream?.end();
-      link.client.close();
+      link.channel.close();
       this.links.delete(id);
     }
     this.connectAll();
@@ -663,19 +623,14 @@ export class PeerTransport {
   private unaryCall<Response>(peer: MemberId, path: string, request: object, timeoutMs: number, unknownPeer: string): Promise<Response> {
     const link = this.link(peer);
     if (link === undefined) return Promise.reject(new Error(unknownPeer));
-    return new Promise((resolve, reject) => {
-      link.client.makeUnaryRequest<Buffer, Buffer>(
-        path, identity, identity, encodeFrame(request), new Metadata(), { deadline: Date.now() + timeoutMs },
-        (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<Response>(value))),
-      );
-    });
+    return link.channel.unary(path, encodeFrame(request), timeoutMs).then((answer) => decodeFrame<Response>(answer));
   }
 
   close(): void {
     this.closed = true;
     for (const link of this.links.values()) {
       link.stream?.end();
-      link.client.close();
+      link.channel.close();
     }
     for (const listener of this.listeners) listener.close();
     this.server.close();
@@ -686,23 +641,19 @@ export class PeerTransport {
  * Asks the members at `peerUrls`, one after the other, for the cluster they form (a member
  * joining with --initial-cluster-state existing). Resolves with the first answer.
  */
-export async function fetchClusterView(peerUrls: readonly string[], tls: TlsMaterial | null, timeoutMs: number): Promise<ClusterView> {
+export async function fetchClusterView(peerUrls: readonly string[], tls: TlsMaterial | null, timeoutMs: number, log: Logger): Promise<ClusterView> {
   const errors: string[] = [];
   for (const url of peerUrls) {
     const target = new URL(url);
-    const channel = target.protocol !== 'https:' ? credentials.createInsecure()
-      : tls === null ? credentials.createSsl() : credentials.createSsl(tls.ca, tls.key, tls.cert, { rejectUnauthorized: !tls.isSelfSigned });
-    const client = new Client(`${target.hostname}:${target.port}`, channel);
+    const dialTls: ConnectionOptions | null = target.protocol !== 'https:' ? null
+      : tls === null ? {} : { ...(tls.ca === null ? {} : { ca: tls.ca }), key: tls.key, cert: tls.cert, rejectUnauthorized: !tls.isSelfSigned };
+    const channel = new PeerChannel({ target, tls: dialTls, keepalive: null, backoff: PEER_DIAL_BACKOFF, log });
     try {
-      return await new Promise<ClusterView>((resolve, reject) => {
-        client.makeUnaryRequest<Buffer, Buffer>('/etcron.peer.Raft/Members', identity, identity, Buffer.alloc(0), new Metadata(),
-          { deadline: Date.now() + timeoutMs },
-          (err, value) => (err !== null || value === undefined ? reject(err ?? new Error('empty answer')) : resolve(decodeFrame<ClusterView>(value))));
-      });
+      return decodeFrame<ClusterView>(await channel.unary('/etcron.peer.Raft/Members', Buffer.alloc(0), timeoutMs));
     } catch (err) {
       errors.push(`${url}: ${err instanceof Error ? err.message : String(err)}`);
     } finally {
-      client.close();
+      channel.close();
     }
   }
   throw new Error(`could not retrieve the cluster from its members (${errors.join('; ')})`);

@@ -1,0 +1,582 @@
+import type { Socket } from 'node:net';
+import { CLIENT_PREFACE } from './frames.js';
+import { HpackDecoder, HpackError, encodeLiterals, type HeaderList } from './hpack.js';
+import {
+  DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
+  H2ConnectionError, SETTING, WINDOW_BYTES_MAX, frameOf, goawayFrame, settingsFrame, writeFrameHeader,
+} from './h2-protocol.js';
+
+/** What the layer above hears of one request stream. */
+export interface H2ClientStreamHandler {
+  /** A header block from the server: the response headers, then (END_STREAM) the trailers. */
+  onHeaders(headers: HeaderList, endStream: boolean): void;
+  /** A DATA frame's content (padding removed); `endStream` when it is the last. */
+  onData(content: Buffer, endStream: boolean): void;
+  /**
+   * The stream ended without the server finishing it: RST_STREAM or GOAWAY (`code` is HTTP/2's
+   * error code), or the connection is gone (CONNECTION_LOST).
+   */
+  onReset(code: number, reason: string): void;
+}
+
+/** onReset's code when the connection itself ended. */
+export const CONNECTION_LOST = -1;
+
+export interface H2ClientOptions {
+  /** PING every `intervalMs`; the connection is dropped when one is not answered in `timeoutMs`. */
+  readonly keepalive: { readonly intervalMs: number; readonly timeoutMs: number } | null;
+  /** The server's first SETTINGS arrived: the connection is usable. */
+  readonly onReady: () => void;
+  /** The connection is over (socket closed, or a protocol error); `reason` says why. */
+  readonly onClosed: (reason: string) => void;
+  /** The server sent GOAWAY: no new streams here (those at or below its last id go on). */
+  readonly onGoaway: () => void;
+  /** An exception from the layer above while handling input (a bug): the connection ends with it. */
+  readonly onInternalError: (err: unknown) => void;
+}
+
+/** Receive windows we grant (as our server does), given back as bytes are read. */
+const STREAM_RECEIVE_WINDOW_BYTES = 1 << 20;
+const CONNECTION_RECEIVE_WINDOW_BYTES = 16 << 20;
+const HEADER_BLOCK_BYTES_MAX = 16 << 20;
+/** Stream ids are 31 bits; a connection that used them all takes no new stream. */
+const STREAM_ID_MAX = 0x7fff_ffff;
+const KEEPALIVE_PAYLOAD = Buffer.from('etcronkc', 'latin1');
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One request stream. Data leaves as soon as both windows allow; the rest waits here, in order,
+ * with the END_STREAM that follows it.
+ */
+export class H2ClientStream {
+  sendWindow: number;
+  private readonly queue: { bytes: Buffer; done: (() => void) | null }[] = [];
+  private queuedBytes = 0;
+  private isEndQueued = false;
+  /** We sent END_STREAM, or the stream is over: nothing more is written. */
+  isEnded = false;
+  /** The stream left the connection's table: over for both sides. */
+  isClosed = false;
+  /** Bytes received and not yet given back as stream window. */
+  private receiveUnacked = 0;
+  handler: H2ClientStreamHandler | null = null;
+
+  constructor(private readonly connection: H2ClientConnection, readonly id: number, initialWindow: number) {
+    this.sendWindow = initialWindow;
+  }
+
+  /** Bytes waiting for window. */
+  get pendingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** Sends `bytes` as DATA; `done` runs once they have been handed to the socket. */
+  write(bytes: Buffer, done: (() => void) | null = null): void {
+    if (this.isEnded || this.isEndQueued || this.isClosed) return;
+    if (this.queue.length === 0 && this.connection.trySend(this, bytes, false)) {
+      done?.();
+      return;
+    }
+    this.queue.push({ bytes, done });
+    this.queuedBytes += bytes.length;
+    // What the windows hold leaves now (the server grants more only as it reads); the rest waits.
+    if (!this.sendQueued()) this.connection.block(this);
+  }
+
+  /** Half-closes the stream once the queued data has left. */
+  end(): void {
+    if (this.isEnded || this.isEndQueued) return;
+    this.isEndQueued = true;
+    if (this.queue.length === 0) this.connection.sendEnd(this);
+  }
+
+  /** Ends the stream now with RST_STREAM; nothing more is heard of it. */
+  reset(code: number = ERROR_CODE.cancel): void {
+    // Also after our END_STREAM: the server may still be answering, and should stop.
+    if (this.isClosed) return;
+    this.connection.resetStream(this, code);
+  }
+
+  /** Sends queued data while the windows allow; true when nothing is left. */
+  sendQueued(): boolean {
+    while (this.queue.length > 0) {
+      const head = this.queue[0] as { bytes: Buffer; done: (() => void) | null };
+      const room = Math.min(this.sendWindow, this.connection.sendWindow);
+      if (room <= 0) return false;
+      if (head.bytes.length <= room) {
+        this.connection.trySend(this, head.bytes, false);
+        this.queue.shift();
+        this.queuedBytes -= head.bytes.length;
+        head.done?.();
+        continue;
+      }
+      this.connection.trySend(this, head.bytes.subarray(0, room), false);
+      head.bytes = head.bytes.subarray(room);
+      this.queuedBytes -= room;
+    }
+    if (this.isEndQueued && !this.isEnded) this.connection.sendEnd(this);
+    return true;
+  }
+
+  /** Counts received DATA; returns the window to give back, once half of it is used. */
+  consumed(bytes: number): number {
+    this.receiveUnacked += bytes;
+    if (this.receiveUnacked < STREAM_RECEIVE_WINDOW_BYTES / 2) return 0;
+    const grant = this.receiveUnacked;
+    this.receiveUnacked = 0;
+    return grant;
+  }
+
+  /** Drops what waits; its write callbacks are not called. */
+  clear(): void {
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+  }
+}
+
+/**
+ * The client side of one HTTP/2 connection (RFC 9113) on a connected socket, for gRPC between
+ * members: requests as streams, flow control both ways, SETTINGS, PING (keepalive both ways),
+ * GOAWAY. Frames are written to the socket when they are made, not gathered for a later turn: a
+ * Raft message leaves in the same turn it was sent in, which is what a write's latency needs.
+ */
+export class H2ClientConnection {
+  private readonly streams = new Map<number, H2ClientStream>();
+  private readonly decoder = new HpackDecoder(4096, 4096);
+  private readonly blocked = new Set<H2ClientStream>();
+  private pending: Buffer = EMPTY;
+  private nextStreamId = 1;
+  private continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
+  private receiveUnacked = 0;
+  private isReady = false;
+  private isGoingAway = false;
+  private isClosed = false;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private pingSentAt = 0;
+
+  sendWindow = DEFAULT_WINDOW_BYTES;
+  private peerInitialWindow = DEFAULT_WINDOW_BYTES;
+  private peerMaxFramePayload = DEFAULT_FRAME_PAYLOAD_BYTES;
+
+  constructor(readonly socket: Socket, private readonly options: H2ClientOptions) {
+    const windowUpdate = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(windowUpdate, 0, 4, FRAME.windowUpdate, 0, 0);
+    windowUpdate.writeUInt32BE(CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES, FRAME_HEADER_BYTES);
+    this.writeAll([
+      CLIENT_PREFACE,
+      settingsFrame([[SETTING.enablePush, 0], [SETTING.initialWindowSize, STREAM_RECEIVE_WINDOW_BYTES]]),
+      windowUpdate,
+    ]);
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.onSocketClosed('connection closed'));
+    const keepalive = options.keepalive;
+    if (keepalive !== null) {
+      this.keepaliveTimer = setInterval(() => this.keepaliveTick(keepalive.timeoutMs), keepalive.intervalMs);
+      this.keepaliveTimer.unref();
+    }
+  }
+
+  /** Whether new streams may be opened here. */
+  get isUsable(): boolean {
+    return this.isReady && !this.isGoingAway && !this.isClosed && this.nextStreamId <= STREAM_ID_MAX;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Opens a stream with the request header `headers` (END_STREAM with them when `endStream`).
+   * The caller checked isUsable.
+   */
+  openStream(headers: HeaderList, handler: H2ClientStreamHandler, endStream = false): H2ClientStream {
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new H2ClientStream(this, id, this.peerInitialWindow);
+    stream.handler = handler;
+    this.streams.set(id, stream);
+    this.writeAll(this.headerFrames(id, encodeLiterals(headers), endStream));
+    if (endStream) stream.end();
+    return stream;
+  }
+
+  /** Ends the connection: GOAWAY, then the socket; open streams are reset. */
+  close(reason = 'connection closed by this member'): void {
+    if (this.isClosed) return;
+    this.writeAll([goawayFrame(0, ERROR_CODE.noError)]);
+    this.socket.end();
+    this.onSocketClosed(reason);
+    // A peer that stopped reading would hold the socket until TCP gives up.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  /** Drops the connection at once (one still connecting, or at shutdown). */
+  destroy(reason: string): void {
+    this.socket.destroy();
+    this.onSocketClosed(reason);
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  /** Runs `write` with the socket corked: the frames it makes leave in one write. */
+  batch(write: () => void): void {
+    this.socket.cork();
+    try {
+      write();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  private writeAll(frames: readonly Buffer[]): void {
+    if (this.socket.destroyed) return;
+    if (frames.length === 1) {
+      this.socket.write(frames[0] as Buffer);
+      return;
+    }
+    this.socket.cork();
+    for (const frame of frames) this.socket.write(frame);
+    this.socket.uncork();
+  }
+
+  private headerFrames(streamId: number, block: Buffer, endStream: boolean): Buffer[] {
+    const maxPayload = this.peerMaxFramePayload;
+    const frames: Buffer[] = [];
+    for (let at = 0; at === 0 || at < block.length; at += maxPayload) {
+      const end = Math.min(block.length, at + maxPayload);
+      const type = at === 0 ? FRAME.headers : FRAME.continuation;
+      const flags = (at === 0 && endStream ? FLAGS.endStream : 0) | (end === block.length ? FLAGS.endHeaders : 0);
+      frames.push(frameOf(type, flags, streamId, block.subarray(at, end)));
+    }
+    return frames;
+  }
+
+  /**
+   * Sends `bytes` of `stream` as DATA frames now if both windows hold all of them; false (and
+   * nothing sent) otherwise. Frames larger than the server allows are split.
+   */
+  trySend(stream: H2ClientStream, bytes: Buffer, endStream: boolean): boolean {
+    if (this.isClosed) return true;
+    if (bytes.length > stream.sendWindow || bytes.length > this.sendWindow) return false;
+    stream.sendWindow -= bytes.length;
+    this.sendWindow -= bytes.length;
+    const maxPayload = this.peerMaxFramePayload;
+    if (bytes.length <= maxPayload && bytes.length <= 1024) {
+      const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
+      writeFrameHeader(frame, 0, bytes.length, FRAME.data, endStream ? FLAGS.endStream : 0, stream.id);
+      bytes.copy(frame, FRAME_HEADER_BYTES);
+      this.writeAll([frame]);
+      return true;
+    }
+    const pieces: Buffer[] = [];
+    for (let at = 0; at === 0 || at < bytes.length; at += maxPayload) {
+      const end = Math.min(bytes.length, at + maxPayload);
+      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+      writeFrameHeader(header, 0, end - at, FRAME.data, end === bytes.length && endStream ? FLAGS.endStream : 0, stream.id);
+      pieces.push(header, bytes.subarray(at, end));
+    }
+    this.writeAll(pieces);
+    return true;
+  }
+
+  sendEnd(stream: H2ClientStream): void {
+    if (stream.isEnded) return;
+    this.writeAll([frameOf(FRAME.data, FLAGS.endStream, stream.id, EMPTY)]);
+    stream.isEnded = true;
+    if (stream.handler === null) this.forget(stream);
+  }
+
+  block(stream: H2ClientStream): void {
+    this.blocked.add(stream);
+  }
+
+  private drainBlocked(): void {
+    for (const stream of this.blocked) {
+      if (this.sendWindow <= 0) return;
+      if (stream.sendQueued()) this.blocked.delete(stream);
+    }
+  }
+
+  resetStream(stream: H2ClientStream, code: number): void {
+    this.writeAll([this.wordFrame(FRAME.rstStream, stream.id, code)]);
+    stream.isEnded = true;
+    stream.handler = null;
+    this.forget(stream);
+  }
+
+  private forget(stream: H2ClientStream): void {
+    stream.isClosed = true;
+    stream.clear();
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+  }
+
+  private wordFrame(type: number, streamId: number, word: number): Buffer {
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(frame, 0, 4, type, 0, streamId);
+    frame.writeUInt32BE(word, FRAME_HEADER_BYTES);
+    return frame;
+  }
+
+  private keepaliveTick(timeoutMs: number): void {
+    const now = Date.now();
+    if (this.pingSentAt !== 0) {
+      if (now - this.pingSentAt >= timeoutMs) this.fail(new Error('keepalive ping not answered'));
+      return;
+    }
+    this.pingSentAt = now;
+    this.writeAll([frameOf(FRAME.ping, 0, 0, KEEPALIVE_PAYLOAD)]);
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  private onBytes(chunk: Buffer): void {
+    if (this.isClosed) return;
+    const bytes = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    try {
+      let at = 0;
+      while (bytes.length - at >= FRAME_HEADER_BYTES && !this.isClosed) {
+        const length = ((bytes[at] as number) << 16) | ((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number);
+        if (length > DEFAULT_FRAME_PAYLOAD_BYTES) throw new H2ConnectionError(ERROR_CODE.frameSize, `frame of ${length} bytes`);
+        const end = at + FRAME_HEADER_BYTES + length;
+        if (end > bytes.length) break;
+        const type = bytes[at + 3] as number;
+        const flags = bytes[at + 4] as number;
+        const streamId = bytes.readUInt32BE(at + 5) & 0x7fff_ffff;
+        if (!this.isReady && type !== FRAME.settings) throw new H2ConnectionError(ERROR_CODE.protocol, 'the server did not start with SETTINGS');
+        this.onFrame(type, flags, streamId, bytes.subarray(at + FRAME_HEADER_BYTES, end));
+        at = end;
+      }
+      this.pending = at === bytes.length ? EMPTY : bytes.subarray(at);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.continuation !== null && (type !== FRAME.continuation || streamId !== this.continuation.streamId)) {
+      throw new H2ConnectionError(ERROR_CODE.protocol, 'a header block was interrupted');
+    }
+    switch (type) {
+      case FRAME.data: this.onData(flags, streamId, payload); break;
+      case FRAME.headers: this.onHeaders(flags, streamId, payload); break;
+      case FRAME.continuation: this.onContinuation(flags, streamId, payload); break;
+      case FRAME.rstStream: this.onRstStream(streamId, payload); break;
+      case FRAME.settings: this.onSettings(flags, streamId, payload); break;
+      case FRAME.ping: this.onPing(flags, streamId, payload); break;
+      case FRAME.goaway: this.onGoaway(streamId, payload); break;
+      case FRAME.windowUpdate: this.onWindowUpdate(streamId, payload); break;
+      case FRAME.pushPromise: throw new H2ConnectionError(ERROR_CODE.protocol, 'PUSH_PROMISE though push is disabled');
+      default: break; // PRIORITY and unknown types are ignored
+    }
+  }
+
+  private onData(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA on stream 0');
+    this.receiveUnacked += payload.length;
+    if (this.receiveUnacked > CONNECTION_RECEIVE_WINDOW_BYTES) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window exceeded');
+    const grants: Buffer[] = [];
+    if (this.receiveUnacked >= CONNECTION_RECEIVE_WINDOW_BYTES / 4) {
+      grants.push(this.wordFrame(FRAME.windowUpdate, 0, this.receiveUnacked));
+      this.receiveUnacked = 0;
+    }
+    const stream = this.streams.get(streamId);
+    const endStream = (flags & FLAGS.endStream) !== 0;
+    if (stream !== undefined && !endStream) {
+      const grant = stream.consumed(payload.length);
+      if (grant > 0) grants.push(this.wordFrame(FRAME.windowUpdate, streamId, grant));
+    }
+    if (grants.length > 0) this.writeAll(grants);
+    if (stream === undefined || stream.handler === null) return;
+    let content = payload;
+    if ((flags & FLAGS.padded) !== 0) {
+      const padding = payload[0] ?? 0;
+      if (padding >= payload.length) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA padding past the frame');
+      content = payload.subarray(1, payload.length - padding);
+    }
+    const handler = stream.handler;
+    if (endStream) this.finished(stream);
+    handler.onData(content, endStream);
+  }
+
+  /** The server ended its side: the stream is over once ours is too (ours is not waited for). */
+  private finished(stream: H2ClientStream): void {
+    stream.handler = null;
+    if (!stream.isEnded) this.resetStream(stream, ERROR_CODE.noError);
+    else this.forget(stream);
+  }
+
+  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS on stream 0');
+    let start = 0;
+    let end = payload.length;
+    if ((flags & FLAGS.padded) !== 0) {
+      start = 1;
+      end -= payload[0] ?? 0;
+    }
+    if ((flags & FLAGS.priority) !== 0) start += 5;
+    if (end < start) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS padding past the frame');
+    const fragment = payload.subarray(start, end);
+    const endStream = (flags & FLAGS.endStream) !== 0;
+    if ((flags & FLAGS.endHeaders) !== 0) {
+      this.onHeaderBlock(streamId, fragment, endStream);
+      return;
+    }
+    this.continuation = { streamId, endStream, fragments: [fragment], bytes: fragment.length };
+  }
+
+  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
+    const block = this.continuation;
+    if (block === null || block.streamId !== streamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'CONTINUATION without HEADERS');
+    block.fragments.push(payload);
+    block.bytes += payload.length;
+    if (block.bytes > HEADER_BLOCK_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.enhanceYourCalm, 'header block too large');
+    if ((flags & FLAGS.endHeaders) === 0) return;
+    this.continuation = null;
+    this.onHeaderBlock(streamId, Buffer.concat(block.fragments), block.endStream);
+  }
+
+  private onHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
+    let headers: HeaderList;
+    try {
+      // Decoded even for a stream we dropped: the dynamic table must stay in step.
+      headers = this.decoder.decode(block);
+    } catch (err) {
+      if (err instanceof HpackError) throw new H2ConnectionError(ERROR_CODE.compression, err.message);
+      throw err;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined || stream.handler === null) return;
+    const handler = stream.handler;
+    if (endStream) this.finished(stream);
+    handler.onHeaders(headers, endStream);
+  }
+
+  private onRstStream(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'RST_STREAM of the wrong size');
+    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'RST_STREAM on stream 0');
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    const handler = stream.handler;
+    stream.isEnded = true;
+    stream.handler = null;
+    this.forget(stream);
+    const code = payload.readUInt32BE(0);
+    handler?.onReset(code, `stream reset by the server (HTTP/2 error code ${code})`);
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS on a stream');
+    if ((flags & FLAGS.ack) !== 0) {
+      if (payload.length !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS ack with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS of the wrong size');
+    for (let at = 0; at < payload.length; at += 6) {
+      const id = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (id === SETTING.initialWindowSize) this.setPeerInitialWindow(value);
+      if (id === SETTING.maxFrameSize) {
+        if (value < DEFAULT_FRAME_PAYLOAD_BYTES || value > 0xff_ffff) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        this.peerMaxFramePayload = value;
+      }
+      // Our header blocks are literals (no table); we open few streams, far below any limit.
+    }
+    this.writeAll([frameOf(FRAME.settings, FLAGS.ack, 0, EMPTY)]);
+    this.drainBlocked();
+    if (!this.isReady) {
+      this.isReady = true;
+      this.options.onReady();
+    }
+  }
+
+  private setPeerInitialWindow(value: number): void {
+    if (value > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+    const delta = value - this.peerInitialWindow;
+    this.peerInitialWindow = value;
+    for (const stream of this.streams.values()) {
+      stream.sendWindow += delta;
+      if (stream.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'a stream window above 2^31-1');
+    }
+  }
+
+  private onPing(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
+    if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
+    if ((flags & FLAGS.ack) === 0) this.writeAll([frameOf(FRAME.ping, FLAGS.ack, 0, payload)]);
+    else if (payload.equals(KEEPALIVE_PAYLOAD)) this.pingSentAt = 0;
+  }
+
+  private onGoaway(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'GOAWAY on a stream');
+    if (payload.length < 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'GOAWAY of the wrong size');
+    const lastStreamId = payload.readUInt32BE(0) & 0x7fff_ffff;
+    const code = payload.readUInt32BE(4);
+    const debug = payload.subarray(8).toString('utf8');
+    const wasGoingAway = this.isGoingAway;
+    this.isGoingAway = true;
+    // Streams the server never took may be retried elsewhere: REFUSED_STREAM says so.
+    for (const stream of [...this.streams.values()]) {
+      if (stream.id <= lastStreamId) continue;
+      const handler = stream.handler;
+      stream.isEnded = true;
+      stream.handler = null;
+      this.forget(stream);
+      handler?.onReset(ERROR_CODE.refusedStream, `the server is going away${debug === '' ? '' : `: ${debug}`} (HTTP/2 error code ${code})`);
+    }
+    if (!wasGoingAway) this.options.onGoaway();
+    if (this.streams.size === 0) this.close('the server went away');
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'WINDOW_UPDATE of the wrong size');
+    const increment = payload.readUInt32BE(0) & 0x7fff_ffff;
+    if (streamId === 0) {
+      if (increment === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'WINDOW_UPDATE of 0');
+      this.sendWindow += increment;
+      if (this.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window above 2^31-1');
+      this.drainBlocked();
+      return;
+    }
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    if (increment === 0 || stream.sendWindow + increment > WINDOW_BYTES_MAX) {
+      const handler = stream.handler;
+      this.resetStream(stream, increment === 0 ? ERROR_CODE.protocol : ERROR_CODE.flowControl);
+      handler?.onReset(ERROR_CODE.flowControl, 'the server broke flow control on the stream');
+      return;
+    }
+    stream.sendWindow += increment;
+    if (this.blocked.has(stream) && stream.sendQueued()) this.blocked.delete(stream);
+  }
+
+  // ---- ending -------------------------------------------------------------------------------
+
+  private fail(err: unknown): void {
+    if (!(err instanceof H2ConnectionError)) this.options.onInternalError(err);
+    const code = err instanceof H2ConnectionError ? err.code : ERROR_CODE.internal;
+    const message = err instanceof Error ? err.message : String(err);
+    this.writeAll([goawayFrame(0, code, message)]);
+    this.socket.end();
+    this.onSocketClosed(`HTTP/2 connection error: ${message}`);
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private onSocketClosed(reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    const open = [...this.streams.values()];
+    this.streams.clear();
+    this.blocked.clear();
+    for (const stream of open) {
+      const handler = stream.handler;
+      stream.isEnded = true;
+      stream.handler = null;
+      stream.clear();
+      handler?.onReset(CONNECTION_LOST, reason);
+    }
+    this.options.onClosed(reason);
+  }
+}

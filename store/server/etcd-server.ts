@@ -383,7 +383,7 @@ export class EtcdServer {
     // A removed member must not disrupt the cluster (its ID is never reused).
     if (this.membership.isRemoved(message.from)) return;
     this.node.step(message);
-    this.scheduleDrain();
+    this.scheduleDrain(true);
   }
 
   /** Proposes a state change; resolves once it is committed, applied and durable. */
@@ -428,15 +428,18 @@ export class EtcdServer {
     }
   }
 
-  scheduleDrain(): void {
+  scheduleDrain(isPeerInput = false): void {
     if (this.drainScheduled) return;
     this.drainScheduled = true;
-    // Everything that arrives within this event-loop turn shares one Ready and one fsync.
-    setImmediate(() => {
+    const run = (): void => {
       this.drainScheduled = false;
       this.forwardProposals();
       this.drain();
-    });
+    };
+    // Client requests of one event-loop turn share one Ready and one fsync. Peer messages arrive
+    // a socket read at a time, each read's as one batch: their Ready need not wait for the turn.
+    if (isPeerInput) queueMicrotask(run);
+    else setImmediate(run);
   }
 
   /**

@@ -160,6 +160,16 @@ export function eventResponseParts(header: Wire, watchId: number, events: readon
   return [headerField(header), watchIdField(watchId), fragment ? FRAGMENT_FIELD : NO_BYTES, eventsField(events)];
 }
 
+/**
+ * One response carrying the events of several batches, in order (events is a repeated field:
+ * its entries written one after the other are the whole list), each batch's bytes the ones
+ * shared with the other watchers it went to. Null where eventResponseParts is.
+ */
+export function joinedEventResponseParts(header: Wire, watchId: number, batches: readonly (readonly MvccEvent[])[]): Buffer[] | null {
+  if (watchId < 0 || !Number.isSafeInteger(watchId)) return null;
+  return [headerField(header), watchIdField(watchId), ...batches.map(eventsField)];
+}
+
 /** The whole encoding of an event response. */
 function encodeEventResponse(response: EventResponse, events: readonly MvccEvent[]): Buffer {
   const watchId = Number(response['watch_id'] ?? 0);

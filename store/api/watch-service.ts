@@ -4,7 +4,7 @@ import type { WatchBatch, WatchHandle } from '../mvcc/watch-hub.js';
 import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
-import { eventResponse, eventResponseParts } from './watch-response-encoder.js';
+import { eventResponse, eventResponseParts, joinedEventResponseParts } from './watch-response-encoder.js';
 import { failStream, refusedRequest } from './context.js';
 import { chunkBySize } from '../../shared/chunks.js';
 
@@ -17,6 +17,13 @@ interface StreamWatcher {
   handle: WatchHandle | null;
   progressNotify: boolean;
   sentSinceProgress: boolean;
+  /** performance.now() when its current rate window began, and the batches handed in it. */
+  windowStartMs: number;
+  batchesInWindow: number;
+  /** Busy in the last window: responses at most one per RESPONSE_INTERVAL_MS. */
+  isBusy: boolean;
+  /** performance.now() of its last event response. */
+  lastSentMs: number;
 }
 
 /**
@@ -27,6 +34,25 @@ interface StreamWatcher {
  * with compact_revision if a compaction overtakes it).
  */
 const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * A watcher handed BUSY_BATCHES batches or more within one RATE_WINDOW_MS is busy for the next
+ * window: it is sent at most one response per RESPONSE_INTERVAL_MS, what comes in between held
+ * and joined. A watcher that sees a few events at a time (or a short burst) gets each response
+ * at once, as from etcd; one in a sustained fan-out of hundreds of puts a second gets its events
+ * in fewer, larger responses, and its client spends a fraction of the time per event (a response
+ * costs a Go client several times what an event in it does), as etcd's slow watchers get
+ * multi-revision batches.
+ */
+const RATE_WINDOW_MS = 100;
+const BUSY_BATCHES = 20;
+const RESPONSE_INTERVAL_MS = 10;
+
+/** Batches held for one busy watcher until the end of its interval. */
+interface HeldBatches {
+  readonly batches: WatchBatch[];
+  readonly fragment: boolean;
+}
 
 /**
  * The calls a watch stream is served on (our gRPC server's and the gateway's) also say how much
@@ -53,6 +79,13 @@ class WatchStream {
   private hasParked = false;
   /** The header of the last event response: one revision's responses share it (and its bytes). */
   private lastEventHeader: Wire | null = null;
+  /**
+   * Batches of busy watchers held until the end of their interval (see BUSY_BATCHES), by watch
+   * ID. At most one interval's worth: a client that stops reading is met by parking (isReady),
+   * as the held batches are written into the queue when the interval ends.
+   */
+  private held = new Map<number, HeldBatches>();
+  private heldTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly ctx: ApiContext, private readonly stream: WatchCall) {}
 
@@ -69,8 +102,11 @@ class WatchStream {
     this.progressTimer.unref();
   }
 
+  /** A response other than events: held events go first, so it never overtakes them. */
   private send(response: Wire): void {
-    if (!this.closed) this.stream.write(response);
+    if (this.closed) return;
+    if (this.held.size > 0) this.sendHeld();
+    this.stream.write(response);
   }
 
   /** Whether more events may be queued on this stream; false parks the asking watcher. */
@@ -133,7 +169,7 @@ class WatchStream {
       return;
     }
     const fragment = bool(w['fragment']);
-    const entry: StreamWatcher = { handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false };
+    const entry: StreamWatcher = { handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false, windowStartMs: -Infinity, batchesInWindow: 0, isBusy: false, lastSentMs: -Infinity };
     const handle = server.watch({
       isReady: () => this.isReady(),
       key, rangeEnd, startRev,
@@ -142,7 +178,7 @@ class WatchStream {
       prevKv: bool(w['prev_kv']),
       deliver: (batch) => {
         entry.sentSinceProgress = true;
-        this.deliver(id, batch, fragment);
+        this.deliver(id, entry, batch, fragment);
       },
       compacted: (compactRevision) => {
         this.watchers.delete(id);
@@ -169,7 +205,57 @@ class WatchStream {
     }
   }
 
-  private deliver(id: number, batch: WatchBatch, fragment: boolean): void {
+  private deliver(id: number, watcher: StreamWatcher, batch: WatchBatch, fragment: boolean): void {
+    const nowMs = performance.now();
+    if (nowMs - watcher.windowStartMs >= RATE_WINDOW_MS) {
+      // A window with no batch at all after it (a quiet spell) is not busy either.
+      watcher.isBusy = watcher.batchesInWindow >= BUSY_BATCHES && nowMs - watcher.windowStartMs < 2 * RATE_WINDOW_MS;
+      watcher.windowStartMs = nowMs;
+      watcher.batchesInWindow = 0;
+    }
+    watcher.batchesInWindow++;
+    const held = this.held.get(id);
+    if (held !== undefined) {
+      held.batches.push(batch);
+      return;
+    }
+    if (!watcher.isBusy || nowMs - watcher.lastSentMs >= RESPONSE_INTERVAL_MS) {
+      watcher.lastSentMs = nowMs;
+      this.sendBatch(id, batch, fragment);
+      return;
+    }
+    this.held.set(id, { batches: [batch], fragment });
+    // One timer for the stream: its busy watchers are handed the same batches at the same time.
+    this.heldTimer ??= setTimeout(() => {
+      this.heldTimer = null;
+      this.sendHeld();
+    }, RESPONSE_INTERVAL_MS);
+  }
+
+  /** Each watcher's held batches as one response (fragmented, if asked, as any other). */
+  private sendHeld(): void {
+    const held = this.held;
+    this.held = new Map();
+    if (this.heldTimer !== null) clearTimeout(this.heldTimer);
+    this.heldTimer = null;
+    if (this.closed) return;
+    const nowMs = performance.now();
+    for (const [id, { batches, fragment }] of held) {
+      const watcher = this.watchers.get(id);
+      if (watcher !== undefined) watcher.lastSentMs = nowMs;
+      const last = batches[batches.length - 1] as WatchBatch;
+      if (batches.length === 1) {
+        this.sendBatch(id, last, fragment);
+        continue;
+      }
+      const parts = fragment || this.stream.writeParts === undefined ? null
+        : joinedEventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
+      if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
+      else this.sendBatch(id, { events: batches.flatMap((b) => b.events), headerRevision: last.headerRevision }, fragment);
+    }
+  }
+
+  private sendBatch(id: number, batch: WatchBatch, fragment: boolean): void {
     const header = this.eventHeader(batch.headerRevision);
     const size = approxSize(batch.events);
     if (!fragment || batch.events.length < 2 || size <= FRAGMENT_BYTES_MAX) {
@@ -207,6 +293,8 @@ class WatchStream {
     if (watcher === undefined) return; // etcd answers nothing for an unknown ID
     watcher.handle?.cancel();
     this.watchers.delete(id);
+    // Nothing more for a canceled watcher, as etcd sends none after it has canceled it.
+    this.held.delete(id);
     this.send({ header: this.ctx.header(), watch_id: id, canceled: true });
   }
 
@@ -226,6 +314,8 @@ class WatchStream {
     if (this.closed) return;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
+    this.held.clear();
+    if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     for (const watcher of this.watchers.values()) watcher.handle?.cancel();
     this.watchers.clear();
   }

@@ -81,13 +81,8 @@ export class ServerCall extends EventEmitter {
   /** The whole answer of a unary call: headers, the message and OK trailers, in one write. */
   answer(value: unknown): void {
     if (this.isFinished) return;
-    let bytes: Buffer;
-    try {
-      bytes = this.method.responseSerialize(value);
-    } catch (err) {
-      this.finish({ code: status.INTERNAL, details: `grpc: error while marshaling: ${statusOf(err).details}` });
-      return;
-    }
+    const bytes = this.serialize(value);
+    if (bytes === null) return;
     this.isFinished = true;
     const stream = this.stream;
     stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
@@ -112,8 +107,7 @@ export class ServerCall extends EventEmitter {
    */
   writeParts(parts: readonly Buffer[]): boolean {
     if (this.isFinished) return false;
-    const stream = this.stream;
-    if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
+    const stream = this.streamWithHeaders();
     let bytes = 0;
     for (const part of parts) bytes += part.length;
     return this.afterWrite(stream.sendLengthPrefixedParts(parts, bytes));
@@ -125,16 +119,26 @@ export class ServerCall extends EventEmitter {
       if (callback !== undefined) process.nextTick(callback);
       return false;
     }
-    let bytes: Buffer;
+    const bytes = this.serialize(value);
+    if (bytes === null) return false;
+    return this.afterWrite(this.streamWithHeaders().sendLengthPrefixed(bytes, callback));
+  }
+
+  /** The response's encoding; null (and the call failed with INTERNAL, as grpc-go) if it has none. */
+  private serialize(value: unknown): Buffer | null {
     try {
-      bytes = this.method.responseSerialize(value);
+      return this.method.responseSerialize(value);
     } catch (err) {
       this.finish({ code: status.INTERNAL, details: `grpc: error while marshaling: ${statusOf(err).details}` });
-      return false;
+      return null;
     }
+  }
+
+  /** The stream, its response headers sent (once, before the first message). */
+  private streamWithHeaders(): H2ServerStream {
     const stream = this.stream;
     if (!stream.headersSent) stream.sendHeaders(RESPONSE_HEADERS_BLOCK, false);
-    return this.afterWrite(stream.sendLengthPrefixed(bytes, callback));
+    return stream;
   }
 
   /** Whether a writer may go on, given the bytes now queued; if not, 'drain' says when. */

@@ -1,10 +1,14 @@
 import type { Socket } from 'node:net';
 import { CLIENT_PREFACE } from './frames.js';
-import { HpackDecoder, HpackError, encodeLiterals, type HeaderList } from './hpack.js';
+import { encodeLiterals, type HeaderList } from './hpack.js';
 import {
   DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
   H2ConnectionError, SETTING, WINDOW_BYTES_MAX, frameOf, goawayFrame, settingsFrame, writeFrameHeader,
 } from './h2-protocol.js';
+import {
+  HeaderBlockReader, applySettings, checkPing, connectionWindowAfter, dataContent, readFrames, shiftStreamWindows,
+  windowIncrement, type PeerSettings,
+} from './frame-input.js';
 
 /** What the layer above hears of one request stream. */
 export interface H2ClientStreamHandler {
@@ -38,7 +42,6 @@ export interface H2ClientOptions {
 /** Receive windows we grant (as our server does), given back as bytes are read. */
 const STREAM_RECEIVE_WINDOW_BYTES = 1 << 20;
 const CONNECTION_RECEIVE_WINDOW_BYTES = 16 << 20;
-const HEADER_BLOCK_BYTES_MAX = 16 << 20;
 /** Stream ids are 31 bits; a connection that used them all takes no new stream. */
 const STREAM_ID_MAX = 0x7fff_ffff;
 const KEEPALIVE_PAYLOAD = Buffer.from('etcronkc', 'latin1');
@@ -142,11 +145,10 @@ export class H2ClientStream {
  */
 export class H2ClientConnection {
   private readonly streams = new Map<number, H2ClientStream>();
-  private readonly decoder = new HpackDecoder(4096, 4096);
   private readonly blocked = new Set<H2ClientStream>();
   private pending: Buffer = EMPTY;
   private nextStreamId = 1;
-  private continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
+  private readonly headerBlocks = new HeaderBlockReader();
   private receiveUnacked = 0;
   private isReady = false;
   private isGoingAway = false;
@@ -155,8 +157,7 @@ export class H2ClientConnection {
   private pingSentAt = 0;
 
   sendWindow = DEFAULT_WINDOW_BYTES;
-  private peerInitialWindow = DEFAULT_WINDOW_BYTES;
-  private peerMaxFramePayload = DEFAULT_FRAME_PAYLOAD_BYTES;
+  private readonly peer: PeerSettings = { initialWindow: DEFAULT_WINDOW_BYTES, maxFramePayload: DEFAULT_FRAME_PAYLOAD_BYTES };
 
   constructor(readonly socket: Socket, private readonly options: H2ClientOptions) {
     const windowUpdate = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
@@ -193,7 +194,7 @@ export class H2ClientConnection {
   openStream(headers: HeaderList, handler: H2ClientStreamHandler, endStream = false): H2ClientStream {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new H2ClientStream(this, id, this.peerInitialWindow);
+    const stream = new H2ClientStream(this, id, this.peer.initialWindow);
     stream.handler = handler;
     this.streams.set(id, stream);
     this.writeAll(this.headerFrames(id, encodeLiterals(headers), endStream));
@@ -241,7 +242,7 @@ export class H2ClientConnection {
   }
 
   private headerFrames(streamId: number, block: Buffer, endStream: boolean): Buffer[] {
-    const maxPayload = this.peerMaxFramePayload;
+    const maxPayload = this.peer.maxFramePayload;
     const frames: Buffer[] = [];
     for (let at = 0; at === 0 || at < block.length; at += maxPayload) {
       const end = Math.min(block.length, at + maxPayload);
@@ -261,7 +262,7 @@ export class H2ClientConnection {
     if (bytes.length > stream.sendWindow || bytes.length > this.sendWindow) return false;
     stream.sendWindow -= bytes.length;
     this.sendWindow -= bytes.length;
-    const maxPayload = this.peerMaxFramePayload;
+    const maxPayload = this.peer.maxFramePayload;
     if (bytes.length <= maxPayload && bytes.length <= 1024) {
       const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
       writeFrameHeader(frame, 0, bytes.length, FRAME.data, endStream ? FLAGS.endStream : 0, stream.id);
@@ -335,33 +336,21 @@ export class H2ClientConnection {
     if (this.isClosed) return;
     const bytes = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     try {
-      let at = 0;
-      while (bytes.length - at >= FRAME_HEADER_BYTES && !this.isClosed) {
-        const length = ((bytes[at] as number) << 16) | ((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number);
-        if (length > DEFAULT_FRAME_PAYLOAD_BYTES) throw new H2ConnectionError(ERROR_CODE.frameSize, `frame of ${length} bytes`);
-        const end = at + FRAME_HEADER_BYTES + length;
-        if (end > bytes.length) break;
-        const type = bytes[at + 3] as number;
-        const flags = bytes[at + 4] as number;
-        const streamId = bytes.readUInt32BE(at + 5) & 0x7fff_ffff;
-        if (!this.isReady && type !== FRAME.settings) throw new H2ConnectionError(ERROR_CODE.protocol, 'the server did not start with SETTINGS');
-        this.onFrame(type, flags, streamId, bytes.subarray(at + FRAME_HEADER_BYTES, end));
-        at = end;
-      }
+      const at = readFrames(bytes, this.isOpen, this.onFrame);
       this.pending = at === bytes.length ? EMPTY : bytes.subarray(at);
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.continuation !== null && (type !== FRAME.continuation || streamId !== this.continuation.streamId)) {
-      throw new H2ConnectionError(ERROR_CODE.protocol, 'a header block was interrupted');
-    }
+  private readonly isOpen = (): boolean => !this.isClosed;
+
+  private readonly onFrame = (type: number, flags: number, streamId: number, payload: Buffer): void => {
+    if (!this.isReady && type !== FRAME.settings) throw new H2ConnectionError(ERROR_CODE.protocol, 'the server did not start with SETTINGS');
+    this.headerBlocks.checkOrder(type, streamId);
     switch (type) {
       case FRAME.data: this.onData(flags, streamId, payload); break;
-      case FRAME.headers: this.onHeaders(flags, streamId, payload); break;
-      case FRAME.continuation: this.onContinuation(flags, streamId, payload); break;
+      case FRAME.headers: case FRAME.continuation: this.onHeaderFrame(type, flags, streamId, payload); break;
       case FRAME.rstStream: this.onRstStream(streamId, payload); break;
       case FRAME.settings: this.onSettings(flags, streamId, payload); break;
       case FRAME.ping: this.onPing(flags, streamId, payload); break;
@@ -370,7 +359,7 @@ export class H2ClientConnection {
       case FRAME.pushPromise: throw new H2ConnectionError(ERROR_CODE.protocol, 'PUSH_PROMISE though push is disabled');
       default: break; // PRIORITY and unknown types are ignored
     }
-  }
+  };
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA on stream 0');
@@ -389,12 +378,7 @@ export class H2ClientConnection {
     }
     if (grants.length > 0) this.writeAll(grants);
     if (stream === undefined || stream.handler === null) return;
-    let content = payload;
-    if ((flags & FLAGS.padded) !== 0) {
-      const padding = payload[0] ?? 0;
-      if (padding >= payload.length) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA padding past the frame');
-      content = payload.subarray(1, payload.length - padding);
-    }
+    const content = dataContent(flags, payload);
     const handler = stream.handler;
     if (endStream) this.finished(stream);
     handler.onData(content, endStream);
@@ -407,45 +391,14 @@ export class H2ClientConnection {
     else this.forget(stream);
   }
 
-  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS on stream 0');
-    let start = 0;
-    let end = payload.length;
-    if ((flags & FLAGS.padded) !== 0) {
-      start = 1;
-      end -= payload[0] ?? 0;
-    }
-    if ((flags & FLAGS.priority) !== 0) start += 5;
-    if (end < start) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS padding past the frame');
-    const fragment = payload.subarray(start, end);
-    const endStream = (flags & FLAGS.endStream) !== 0;
-    if ((flags & FLAGS.endHeaders) !== 0) {
-      this.onHeaderBlock(streamId, fragment, endStream);
-      return;
-    }
-    this.continuation = { streamId, endStream, fragments: [fragment], bytes: fragment.length };
+  /** HEADERS or CONTINUATION: a whole block goes on to onHeaderBlock. */
+  private onHeaderFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (type === FRAME.headers && (streamId === 0)) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS on stream 0');
+    const whole = this.headerBlocks.read(type, flags, streamId, payload);
+    if (whole !== null) this.onHeaderBlock(whole.streamId, whole.headers, whole.endStream);
   }
 
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.continuation;
-    if (block === null || block.streamId !== streamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'CONTINUATION without HEADERS');
-    block.fragments.push(payload);
-    block.bytes += payload.length;
-    if (block.bytes > HEADER_BLOCK_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.enhanceYourCalm, 'header block too large');
-    if ((flags & FLAGS.endHeaders) === 0) return;
-    this.continuation = null;
-    this.onHeaderBlock(streamId, Buffer.concat(block.fragments), block.endStream);
-  }
-
-  private onHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
-    let headers: HeaderList;
-    try {
-      // Decoded even for a stream we dropped: the dynamic table must stay in step.
-      headers = this.decoder.decode(block);
-    } catch (err) {
-      if (err instanceof HpackError) throw new H2ConnectionError(ERROR_CODE.compression, err.message);
-      throw err;
-    }
+  private onHeaderBlock(streamId: number, headers: HeaderList, endStream: boolean): void {
     const stream = this.streams.get(streamId);
     if (stream === undefined || stream.handler === null) return;
     const handler = stream.handler;
@@ -467,22 +420,10 @@ export class H2ClientConnection {
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS on a stream');
-    if ((flags & FLAGS.ack) !== 0) {
-      if (payload.length !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS ack with a payload');
-      return;
-    }
-    if (payload.length % 6 !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS of the wrong size');
-    for (let at = 0; at < payload.length; at += 6) {
-      const id = payload.readUInt16BE(at);
-      const value = payload.readUInt32BE(at + 2);
-      if (id === SETTING.initialWindowSize) this.setPeerInitialWindow(value);
-      if (id === SETTING.maxFrameSize) {
-        if (value < DEFAULT_FRAME_PAYLOAD_BYTES || value > 0xff_ffff) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_MAX_FRAME_SIZE out of range');
-        this.peerMaxFramePayload = value;
-      }
-      // Our header blocks are literals (no table); we open few streams, far below any limit.
-    }
+    const { isAck, windowDelta } = applySettings(flags, streamId, payload, this.peer);
+    if (isAck) return;
+    // Our header blocks are literals (no table); we open few streams, far below any limit.
+    shiftStreamWindows(this.streams.values(), windowDelta);
     this.writeAll([frameOf(FRAME.settings, FLAGS.ack, 0, EMPTY)]);
     this.drainBlocked();
     if (!this.isReady) {
@@ -491,19 +432,8 @@ export class H2ClientConnection {
     }
   }
 
-  private setPeerInitialWindow(value: number): void {
-    if (value > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
-    const delta = value - this.peerInitialWindow;
-    this.peerInitialWindow = value;
-    for (const stream of this.streams.values()) {
-      stream.sendWindow += delta;
-      if (stream.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'a stream window above 2^31-1');
-    }
-  }
-
   private onPing(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
-    if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
+    checkPing(streamId, payload);
     if ((flags & FLAGS.ack) === 0) this.writeAll([frameOf(FRAME.ping, FLAGS.ack, 0, payload)]);
     else if (payload.equals(KEEPALIVE_PAYLOAD)) this.pingSentAt = 0;
   }
@@ -530,12 +460,9 @@ export class H2ClientConnection {
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'WINDOW_UPDATE of the wrong size');
-    const increment = payload.readUInt32BE(0) & 0x7fff_ffff;
+    const increment = windowIncrement(payload);
     if (streamId === 0) {
-      if (increment === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'WINDOW_UPDATE of 0');
-      this.sendWindow += increment;
-      if (this.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window above 2^31-1');
+      this.sendWindow = connectionWindowAfter(this.sendWindow, increment);
       this.drainBlocked();
       return;
     }

@@ -1,11 +1,15 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { CLIENT_PREFACE } from './frames.js';
-import { HpackDecoder, HpackError, type HeaderList } from './hpack.js';
+import type { HeaderList } from './hpack.js';
 import {
-  DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
-  H2ConnectionError, SETTING, WINDOW_BYTES_MAX, goawayFrame, settingsFrame,
+  DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, H2ConnectionError, SETTING,
+  WINDOW_BYTES_MAX, goawayFrame, settingsFrame,
 } from './h2-protocol.js';
+import {
+  HeaderBlockReader, applySettings, checkPing, connectionWindowAfter, dataContent, readFrames, shiftStreamWindows,
+  windowIncrement, type PeerSettings,
+} from './frame-input.js';
 import { OutputBuffer } from './output-buffer.js';
 import { H2ServerStream } from './h2-server-stream.js';
 
@@ -43,8 +47,6 @@ const KEEPALIVE_PAYLOAD = Buffer.from('etcronka', 'latin1');
  */
 const STREAM_RECEIVE_WINDOW_BYTES = 1 << 20;
 const CONNECTION_RECEIVE_WINDOW_BYTES = 16 << 20;
-/** A header block longer than this ends the connection (Go's default header list limit). */
-const HEADER_BLOCK_BYTES_MAX = 16 << 20;
 /**
  * Above this many bytes waiting in the socket, stream data waits in its stream's queue (and
  * write callbacks wait with it), so a client that stops reading holds bounded memory here.
@@ -63,13 +65,11 @@ const EMPTY = Buffer.alloc(0);
  */
 export class H2ServerConnection {
   private readonly streams = new Map<number, H2ServerStream>();
-  private readonly decoder = new HpackDecoder(4096, 4096);
   private pending: Buffer = EMPTY;
   private isPrefaceRead = false;
   /** Highest stream id the client opened; lower ids not in `streams` are closed. */
   private lastStreamId = 0;
-  /** A header block spread over CONTINUATION frames: its stream, flags and fragments. */
-  private continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; bytes: number } | null = null;
+  private readonly headerBlocks = new HeaderBlockReader();
   private output = new OutputBuffer();
   private outCallbacks: (() => void)[] = [];
   private isFlushScheduled = false;
@@ -84,8 +84,12 @@ export class H2ServerConnection {
 
   /** Flow control of what we send, as the client's SETTINGS and WINDOW_UPDATEs allow. */
   sendWindow = DEFAULT_WINDOW_BYTES;
-  peerInitialWindow = DEFAULT_WINDOW_BYTES;
-  peerMaxFramePayload = DEFAULT_FRAME_PAYLOAD_BYTES;
+  private readonly peer: PeerSettings = { initialWindow: DEFAULT_WINDOW_BYTES, maxFramePayload: DEFAULT_FRAME_PAYLOAD_BYTES };
+
+  /** The client's SETTINGS_MAX_FRAME_SIZE: DATA frames we write stay within it. */
+  get peerMaxFramePayload(): number {
+    return this.peer.maxFramePayload;
+  }
 
   constructor(readonly socket: Socket, private readonly options: H2ServerOptions) {
     const settings: [number, number][] = [
@@ -212,7 +216,7 @@ export class H2ServerConnection {
 
   /** Writes a DATA frame sequence for `payload` (the caller checked the windows). */
   writeDataFrames(streamId: number, payload: Buffer, endStream: boolean, callback?: () => void): void {
-    const maxPayload = this.peerMaxFramePayload;
+    const maxPayload = this.peer.maxFramePayload;
     if (payload.length <= maxPayload) {
       this.writeFrame(FRAME.data, endStream ? FLAGS.endStream : 0, streamId, payload, callback);
       return;
@@ -231,7 +235,7 @@ export class H2ServerConnection {
    */
   writeLengthPrefixedFrame(streamId: number, message: Buffer, callback?: () => void): boolean {
     if (this.isClosed) return true;
-    if (5 + message.length > this.peerMaxFramePayload) return false;
+    if (5 + message.length > this.peer.maxFramePayload) return false;
     this.output.lengthPrefixedFrame(FRAME.data, 0, streamId, message);
     if (callback !== undefined) this.outCallbacks.push(callback);
     this.scheduleFlush();
@@ -247,7 +251,7 @@ export class H2ServerConnection {
   /** As writeLengthPrefixedFrame, for a message given as parts `bytes` long in all. */
   writeLengthPrefixedParts(streamId: number, parts: readonly Buffer[], bytes: number): boolean {
     if (this.isClosed) return true;
-    if (5 + bytes > this.peerMaxFramePayload) return false;
+    if (5 + bytes > this.peer.maxFramePayload) return false;
     this.output.lengthPrefixedParts(FRAME.data, 0, streamId, parts, bytes);
     this.scheduleFlush();
     return true;
@@ -255,7 +259,7 @@ export class H2ServerConnection {
 
   /** A header block as HEADERS (+ CONTINUATION) frames within the client's frame size. */
   writeHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
-    const maxPayload = this.peerMaxFramePayload;
+    const maxPayload = this.peer.maxFramePayload;
     const endStreamFlag = endStream ? FLAGS.endStream : 0;
     if (block.length <= maxPayload) {
       this.writeFrame(FRAME.headers, endStreamFlag | FLAGS.endHeaders, streamId, block);
@@ -294,32 +298,20 @@ export class H2ServerConnection {
         this.isPrefaceRead = true;
         bytes = bytes.subarray(CLIENT_PREFACE.length);
       }
-      let at = 0;
-      while (bytes.length - at >= FRAME_HEADER_BYTES && !this.isClosed) {
-        const length = ((bytes[at] as number) << 16) | ((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number);
-        if (length > DEFAULT_FRAME_PAYLOAD_BYTES) throw new H2ConnectionError(ERROR_CODE.frameSize, `frame of ${length} bytes`);
-        const end = at + FRAME_HEADER_BYTES + length;
-        if (end > bytes.length) break;
-        const type = bytes[at + 3] as number;
-        const flags = bytes[at + 4] as number;
-        const streamId = bytes.readUInt32BE(at + 5) & 0x7fff_ffff;
-        this.onFrame(type, flags, streamId, bytes.subarray(at + FRAME_HEADER_BYTES, end));
-        at = end;
-      }
+      const at = readFrames(bytes, this.isOpen, this.onFrame);
       this.pending = at === bytes.length ? EMPTY : bytes.subarray(at);
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.continuation !== null && (type !== FRAME.continuation || streamId !== this.continuation.streamId)) {
-      throw new H2ConnectionError(ERROR_CODE.protocol, 'a header block was interrupted');
-    }
+  private readonly isOpen = (): boolean => !this.isClosed;
+
+  private readonly onFrame = (type: number, flags: number, streamId: number, payload: Buffer): void => {
+    this.headerBlocks.checkOrder(type, streamId);
     switch (type) {
       case FRAME.data: this.onData(flags, streamId, payload); break;
-      case FRAME.headers: this.onHeaders(flags, streamId, payload); break;
-      case FRAME.continuation: this.onContinuation(flags, streamId, payload); break;
+      case FRAME.headers: case FRAME.continuation: this.onHeaderFrame(type, flags, streamId, payload); break;
       case FRAME.rstStream: this.onRstStream(streamId, payload); break;
       case FRAME.settings: this.onSettings(flags, streamId, payload); break;
       case FRAME.ping: this.onPing(flags, streamId, payload); break;
@@ -331,7 +323,7 @@ export class H2ServerConnection {
       case FRAME.pushPromise: throw new H2ConnectionError(ERROR_CODE.protocol, 'PUSH_PROMISE from a client');
       default: break; // unknown frame types are ignored (RFC 9113 §4.1)
     }
-  }
+  };
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA on stream 0');
@@ -345,53 +337,17 @@ export class H2ServerConnection {
     }
     const stream = this.streams.get(streamId);
     if (stream === undefined || stream.isInputEnded) return; // closed: late frames are dropped
-    let content = payload;
-    if ((flags & FLAGS.padded) !== 0) {
-      const padding = payload[0] ?? 0;
-      if (padding >= payload.length) throw new H2ConnectionError(ERROR_CODE.protocol, 'DATA padding past the frame');
-      content = payload.subarray(1, payload.length - padding);
-    }
-    stream.received(payload.length, content, (flags & FLAGS.endStream) !== 0);
+    stream.received(payload.length, dataContent(flags, payload), (flags & FLAGS.endStream) !== 0);
   }
 
-  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0 || streamId % 2 === 0) throw new H2ConnectionError(ERROR_CODE.protocol, `HEADERS on stream ${streamId}`);
-    let start = 0;
-    let end = payload.length;
-    if ((flags & FLAGS.padded) !== 0) {
-      start = 1;
-      end -= payload[0] ?? 0;
-    }
-    if ((flags & FLAGS.priority) !== 0) start += 5;
-    if (end < start) throw new H2ConnectionError(ERROR_CODE.protocol, 'HEADERS padding past the frame');
-    const fragment = payload.subarray(start, end);
-    const endStream = (flags & FLAGS.endStream) !== 0;
-    if ((flags & FLAGS.endHeaders) !== 0) {
-      this.onHeaderBlock(streamId, fragment, endStream);
-      return;
-    }
-    this.continuation = { streamId, endStream, fragments: [fragment], bytes: fragment.length };
+  /** HEADERS or CONTINUATION: a whole block goes on to onHeaderBlock. */
+  private onHeaderFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (type === FRAME.headers && (streamId === 0 || streamId % 2 === 0)) throw new H2ConnectionError(ERROR_CODE.protocol, `HEADERS on stream ${streamId}`);
+    const whole = this.headerBlocks.read(type, flags, streamId, payload);
+    if (whole !== null) this.onHeaderBlock(whole.streamId, whole.headers, whole.endStream);
   }
 
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const block = this.continuation;
-    if (block === null || block.streamId !== streamId) throw new H2ConnectionError(ERROR_CODE.protocol, 'CONTINUATION without HEADERS');
-    block.fragments.push(payload);
-    block.bytes += payload.length;
-    if (block.bytes > HEADER_BLOCK_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.enhanceYourCalm, 'header block too large');
-    if ((flags & FLAGS.endHeaders) === 0) return;
-    this.continuation = null;
-    this.onHeaderBlock(streamId, Buffer.concat(block.fragments), block.endStream);
-  }
-
-  private onHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
-    let headers: HeaderList;
-    try {
-      headers = this.decoder.decode(block);
-    } catch (err) {
-      if (err instanceof HpackError) throw new H2ConnectionError(ERROR_CODE.compression, err.message);
-      throw err;
-    }
+  private onHeaderBlock(streamId: number, headers: HeaderList, endStream: boolean): void {
     const existing = this.streams.get(streamId);
     if (existing !== undefined) {
       // Trailers from the client: gRPC sends none, but a trailer block ends the input.
@@ -407,7 +363,7 @@ export class H2ServerConnection {
       this.resetStream(streamId, ERROR_CODE.refusedStream);
       return;
     }
-    const stream = new H2ServerStream(this, streamId, this.peerInitialWindow, STREAM_RECEIVE_WINDOW_BYTES);
+    const stream = new H2ServerStream(this, streamId, this.peer.initialWindow, STREAM_RECEIVE_WINDOW_BYTES);
     this.streams.set(streamId, stream);
     stream.attach(this.options.onStream(stream, headers));
     if (endStream) stream.received(0, EMPTY, true);
@@ -421,40 +377,15 @@ export class H2ServerConnection {
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS on a stream');
-    if ((flags & FLAGS.ack) !== 0) {
-      if (payload.length !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS ack with a payload');
-      return;
-    }
-    if (payload.length % 6 !== 0) throw new H2ConnectionError(ERROR_CODE.frameSize, 'SETTINGS of the wrong size');
-    for (let at = 0; at < payload.length; at += 6) {
-      const id = payload.readUInt16BE(at);
-      const value = payload.readUInt32BE(at + 2);
-      if (id === SETTING.enablePush && value > 1) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_ENABLE_PUSH above 1');
-      if (id === SETTING.initialWindowSize) this.setPeerInitialWindow(value);
-      if (id === SETTING.maxFrameSize) {
-        if (value < DEFAULT_FRAME_PAYLOAD_BYTES || value > 0xff_ffff) throw new H2ConnectionError(ERROR_CODE.protocol, 'SETTINGS_MAX_FRAME_SIZE out of range');
-        this.peerMaxFramePayload = value;
-      }
-      // Header table size: our blocks never use the dynamic table. The rest do not apply to us.
-    }
+    const { isAck, windowDelta } = applySettings(flags, streamId, payload, this.peer);
+    if (isAck) return;
+    shiftStreamWindows(this.streams.values(), windowDelta);
     this.writeFrame(FRAME.settings, FLAGS.ack, 0, EMPTY);
     this.drainBlocked();
   }
 
-  private setPeerInitialWindow(value: number): void {
-    if (value > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
-    const delta = value - this.peerInitialWindow;
-    this.peerInitialWindow = value;
-    for (const stream of this.streams.values()) {
-      stream.sendWindow += delta;
-      if (stream.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'a stream window above 2^31-1');
-    }
-  }
-
   private onPing(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'PING on a stream');
-    if (payload.length !== 8) throw new H2ConnectionError(ERROR_CODE.frameSize, 'PING of the wrong size');
+    checkPing(streamId, payload);
     if ((flags & FLAGS.ack) === 0) this.writeFrame(FRAME.ping, FLAGS.ack, 0, payload);
     else if (payload.equals(KEEPALIVE_PAYLOAD)) this.pingSentAt = 0;
   }
@@ -470,12 +401,9 @@ export class H2ServerConnection {
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'WINDOW_UPDATE of the wrong size');
-    const increment = payload.readUInt32BE(0) & 0x7fff_ffff;
+    const increment = windowIncrement(payload);
     if (streamId === 0) {
-      if (increment === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'WINDOW_UPDATE of 0');
-      this.sendWindow += increment;
-      if (this.sendWindow > WINDOW_BYTES_MAX) throw new H2ConnectionError(ERROR_CODE.flowControl, 'connection window above 2^31-1');
+      this.sendWindow = connectionWindowAfter(this.sendWindow, increment);
       this.drainBlocked();
       return;
     }

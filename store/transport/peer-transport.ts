@@ -17,6 +17,7 @@ import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } f
 import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { PeerChannel, type PeerCall } from './peer-channel.js';
+import { RAFT_FRAME_MAGIC, decodeRaftFrame, encodeRaftFrame } from './raft-frame-codec.js';
 import { peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
@@ -28,6 +29,14 @@ const PEER_SERVICE_NAME = 'etcron.peer.Raft';
 const PEER_SERVICE: ServiceDefinition = {
   Send: {
     path: '/etcron.peer.Raft/Send', requestStream: true, responseStream: false,
+    requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+  },
+  /**
+   * Send with frames in the binary layout (raft-frame-codec.ts). A member of an earlier build
+   * answers UNIMPLEMENTED, and is then sent V8 frames on Send.
+   */
+  SendFrames: {
+    path: '/etcron.peer.Raft/SendFrames', requestStream: true, responseStream: false,
     requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
   },
   Lease: {
@@ -109,6 +118,10 @@ interface PeerLink {
   readonly channel: PeerChannel;
   readonly url: string;
   stream: PeerCall | null;
+  /** Whether `stream` takes binary frames (SendFrames) or V8 ones (Send). */
+  isStreamBinary: boolean;
+  /** The peer answered SendFrames with UNIMPLEMENTED: an earlier build, sent V8 frames. */
+  isBinaryRefused: boolean;
 }
 
 /**
@@ -160,6 +173,7 @@ export class PeerTransport {
   ) {
     const impl: UntypedServiceImplementation = {
       Send: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
+      SendFrames: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onStream(call, callback),
       Lease: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLease(call, callback)) as handleUnaryCall<Buffer, Buffer>,
       LeaseBatch: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLeaseBatch(call, callback)) as handleUnaryCall<Buffer, Buffer>,
       Members: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
@@ -287,7 +301,7 @@ export class PeerTransport {
       if (failed) return;
       let frame: PeerFrame;
       try {
-        frame = decodeFrame<PeerFrame>(data);
+        frame = data[0] === RAFT_FRAME_MAGIC ? decodeRaftFrame(data) : decodeFrame<PeerFrame>(data);
       } catch {
         failed = true;
         callback({ code: status.INVALID_ARGUMENT, details: 'malformed peer frame' });
@@ -478,7 +492,7 @@ export class PeerTransport {
     if (address === undefined) return undefined;
     const target = new URL(address.url);
     const channel = new PeerChannel({ target, tls: this.dialTls(target), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
-    link = { channel, url: address.url, stream: null };
+    link = { channel, url: address.url, stream: null, isStreamBinary: false, isBinaryRefused: false };
     this.links.set(peer, link);
     return link;
   }
@@ -515,8 +529,13 @@ export class PeerTransport {
       const link = this.link(peer);
       if (link === undefined) continue;
       if (link.stream === null) {
-        const stream = link.channel.clientStream('/etcron.peer.Raft/Send', (err) => {
+        const isBinary = !link.isBinaryRefused;
+        const stream = link.channel.clientStream(isBinary ? '/etcron.peer.Raft/SendFrames' : '/etcron.peer.Raft/Send', (err) => {
           if (link.stream === stream) link.stream = null;
+          if (isBinary && err?.code === status.UNIMPLEMENTED) {
+            this.log.info({ peer: peer.toString(16) }, 'peer runs an earlier build: sending it V8-encoded Raft frames');
+            link.isBinaryRefused = true;
+          }
           if (err !== null && !this.closed) {
             if (err.code === status.FAILED_PRECONDITION) this.log.error({ peer: peer.toString(16), err: err.details }, 'peer refused us');
             this.noteTlsFailure(peer, err.details);
@@ -524,6 +543,7 @@ export class PeerTransport {
           }
         });
         link.stream = stream;
+        link.isStreamBinary = isBinary;
       }
       // File snapshots take their own stream; everything else (and in-memory snapshots) a frame.
       const fileSnapshots = list.flatMap((m) => {
@@ -534,7 +554,8 @@ export class PeerTransport {
       if (fileSnapshots.length > 0) list = list.filter((m) => !fileSnapshots.some((f) => f.message === m));
       if (list.length === 0) continue;
       const hasSnapshot = list.some((m) => m.type === 'snap');
-      const frame = encodeFrame({ clusterId: this.clusterId, from: this.self, to: peer, messages: list });
+      const peerFrame: PeerFrame = { clusterId: this.clusterId, from: this.self, to: peer, messages: list };
+      const frame = link.isStreamBinary ? encodeRaftFrame(peerFrame) : encodeFrame(peerFrame);
       if (!hasSnapshot) {
         link.stream.write(frame);
       } else {

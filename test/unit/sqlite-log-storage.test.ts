@@ -34,7 +34,7 @@ function view(storage: SqliteLogStorage, upTo: number): unknown {
 }
 
 describe('SqliteLogStorage', () => {
-  it('keeps its in-memory bounds, terms and byte count equal to the database through appends, overwrites and compactions', () => {
+  it('keeps its in-memory bounds, terms, byte count and recent entries equal to the database through appends, overwrites and compactions', () => {
     const dir = mkdtempSync(join(tmpdir(), 'etcron-log-'));
     dirs.push(dir);
     const backend = new Backend(join(dir, 'db'));
@@ -57,7 +57,13 @@ describe('SqliteLogStorage', () => {
         backend.transaction(() => storage.append(entries));
       }
       const upTo = storage.lastIndex() + 2;
-      expect(view(storage, upTo), `step ${step}`).toEqual(view(new SqliteLogStorage(backend, confState), upTo));
+      const reopened = new SqliteLogStorage(backend, confState);
+      expect(view(storage, upTo), `step ${step}`).toEqual(view(reopened, upTo));
+      // Entries served from the in-memory tail equal those read back from the file.
+      const low = storage.firstIndex() + random.int(storage.lastIndex() - storage.firstIndex() + 1);
+      const entryView = (s: SqliteLogStorage): unknown => s.entries(low, storage.lastIndex() + 1, Number.POSITIVE_INFINITY)
+        .map((e) => ({ index: e.index, term: e.term, type: e.type, data: [...e.data] }));
+      if (storage.lastIndex() >= storage.firstIndex()) expect(entryView(storage), `step ${step}`).toEqual(entryView(reopened));
       const rows = backend.logRange(storage.firstIndex(), storage.lastIndex() + 1);
       // The log's share of the file (left out of the space quota, as etcd's WAL is) follows it too.
       expect(storage.logBytes(), `step ${step}`).toBe(rows.reduce((sum, r) => sum + r.data.byteLength + 24, 0));

@@ -271,7 +271,8 @@ class WatchStream {
     if (this.closed) return;
     const parts = this.stream.writeParts === undefined ? null : eventResponseParts(header, id, events, isFragment);
     if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
-    else this.send(eventResponse(header, id, events, isFragment));
+    // Not send(): that would let out held batches of busy watchers early.
+    else this.stream.write(eventResponse(header, id, events, isFragment));
   }
 
   private eventHeader(revision: number): Wire {

@@ -525,12 +525,8 @@ export class EtcdServer {
       () => {
         if (ready.mustSync) this.durableIndex = Math.max(this.durableIndex, writtenUpTo);
         if (this.closed) return;
-        if (late.length === 0 || this.transport === null) {
-          finish();
-          return;
-        }
         // Acknowledgements leave (written at once) before the next Ready is stored.
-        this.transport.send(late);
+        if (late.length > 0) this.transport?.send(late);
         finish();
       },
       (err: unknown) => {

@@ -58,9 +58,9 @@ function percentDecode(text: string): string {
   }
 }
 
-/** gRPC's 5-byte message prefix: not compressed, then the length. */
-function messagePrefix(length: number): Buffer {
-  const prefix = Buffer.allocUnsafe(5);
+/** gRPC's 5-byte message prefix (not compressed, then the length), with room for `room` bytes after it. */
+function messagePrefix(length: number, room = 0): Buffer {
+  const prefix = Buffer.allocUnsafe(5 + room);
   prefix[0] = 0;
   prefix.writeUInt32BE(length, 1);
   return prefix;
@@ -77,7 +77,6 @@ export class PeerCall extends EventEmitter implements H2ClientStreamHandler {
   private early: { message: Buffer; callback: ((err?: Error) => void) | null }[] = [];
   private isEndRequested = false;
   private isFinished = false;
-  private isCancelled = false;
   private needsDrain = false;
   private unsentBytes = 0;
   private readonly unsentCallbacks = new Set<(err?: Error) => void>();
@@ -139,7 +138,9 @@ export class PeerCall extends EventEmitter implements H2ClientStreamHandler {
       }
     };
     if (message.length <= JOIN_BYTES_MAX) {
-      stream.write(Buffer.concat([messagePrefix(message.length), message]), sent);
+      const framed = messagePrefix(message.length, message.length);
+      framed.set(message, 5);
+      stream.write(framed, sent);
       return;
     }
     stream.write(messagePrefix(message.length));
@@ -155,7 +156,6 @@ export class PeerCall extends EventEmitter implements H2ClientStreamHandler {
 
   /** Gives up on the call: the server is told (RST_STREAM), `done` hears CANCELLED. */
   cancel(): void {
-    this.isCancelled = true;
     this.abandon(status.CANCELLED, 'Cancelled on client');
   }
 
@@ -168,10 +168,6 @@ export class PeerCall extends EventEmitter implements H2ClientStreamHandler {
   /** Fails the call before it had a stream (the channel could not connect). */
   fail(err: PeerCallError): void {
     this.finish(err, null);
-  }
-
-  get cancelled(): boolean {
-    return this.isCancelled;
   }
 
   /** Whether the call is over (answered, failed or cancelled): writes go nowhere. */

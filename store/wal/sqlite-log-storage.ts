@@ -11,9 +11,10 @@ const ENTRY_TYPES = ['normal', 'conf-change'] as const;
 /** Database pages a snapshot copy takes per event-loop turn (1 MiB of 4 KiB pages). */
 const SNAPSHOT_PAGES_PER_STEP = 256;
 /**
- * The newest entries are also kept in memory, up to these bounds: Raft reads each entry back
- * soon after appending it (to apply it once committed, and on a leader to send it), and reading
- * it from SQLite was 1-2% of a member's time under load.
+ * The newest entries are also kept in memory (this many, trimmed back to it once a quarter over,
+ * and no more bytes than this): Raft reads each entry back soon after appending it (to apply it
+ * once committed, and on a leader to send it), and reading it from SQLite was 1-2% of a member's
+ * time under load.
  */
 const RECENT_ENTRIES_MAX = 4096;
 const RECENT_BYTES_MAX = 16 * 1024 * 1024;
@@ -138,6 +139,8 @@ export class SqliteLogStorage implements LogStorage {
       this.recent.push(entry);
       this.recentBytes += entry.data.byteLength;
     }
+    // Trimmed a quarter at a time, not on every append once full.
+    if (this.recent.length <= RECENT_ENTRIES_MAX * 1.25 && this.recentBytes <= RECENT_BYTES_MAX) return;
     let drop = 0;
     while (this.recent.length - drop > RECENT_ENTRIES_MAX || (this.recentBytes > RECENT_BYTES_MAX && this.recent.length - drop > 1)) {
       this.recentBytes -= (this.recent[drop] as Entry).data.byteLength;

@@ -1,7 +1,7 @@
 /**
  * HTTP/2 framing (RFC 9113 §4) as whole frames: the client preface, a frame reader, header blocks
- * as HEADERS + CONTINUATION frames. The server connection reads frames its own way (h2-server-
- * connection.ts); these serve tools and tests that speak HTTP/2 frame by frame.
+ * as HEADERS + CONTINUATION frames. The connections read frames through frame-input.ts; the reader
+ * here serves tests that speak HTTP/2 frame by frame, and headerBlockFrames our client's requests.
  */
 export const CLIENT_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 export const FRAME_HEADER_BYTES = 9;

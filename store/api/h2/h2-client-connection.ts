@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { CLIENT_PREFACE } from './frames.js';
+import { CLIENT_PREFACE, headerBlockFrames } from './frames.js';
 import { encodeLiterals, type HeaderList } from './hpack.js';
 import {
   DEFAULT_FRAME_PAYLOAD_BYTES, DEFAULT_WINDOW_BYTES, ERROR_CODE, FLAGS, FRAME, FRAME_HEADER_BYTES,
@@ -68,15 +68,10 @@ export class H2ClientStream {
     this.sendWindow = initialWindow;
   }
 
-  /** Bytes waiting for window. */
-  get pendingBytes(): number {
-    return this.queuedBytes;
-  }
-
   /** Sends `bytes` as DATA; `done` runs once they have been handed to the socket. */
   write(bytes: Buffer, done: (() => void) | null = null): void {
     if (this.isEnded || this.isEndQueued || this.isClosed) return;
-    if (this.queue.length === 0 && this.connection.trySend(this, bytes, false)) {
+    if (this.queue.length === 0 && this.connection.trySend(this, bytes)) {
       done?.();
       return;
     }
@@ -107,13 +102,13 @@ export class H2ClientStream {
       const room = Math.min(this.sendWindow, this.connection.sendWindow);
       if (room <= 0) return false;
       if (head.bytes.length <= room) {
-        this.connection.trySend(this, head.bytes, false);
+        this.connection.trySend(this, head.bytes);
         this.queue.shift();
         this.queuedBytes -= head.bytes.length;
         head.done?.();
         continue;
       }
-      this.connection.trySend(this, head.bytes.subarray(0, room), false);
+      this.connection.trySend(this, head.bytes.subarray(0, room));
       head.bytes = head.bytes.subarray(room);
       this.queuedBytes -= room;
     }
@@ -160,13 +155,10 @@ export class H2ClientConnection {
   private readonly peer: PeerSettings = { initialWindow: DEFAULT_WINDOW_BYTES, maxFramePayload: DEFAULT_FRAME_PAYLOAD_BYTES };
 
   constructor(readonly socket: Socket, private readonly options: H2ClientOptions) {
-    const windowUpdate = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
-    writeFrameHeader(windowUpdate, 0, 4, FRAME.windowUpdate, 0, 0);
-    windowUpdate.writeUInt32BE(CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES, FRAME_HEADER_BYTES);
     this.writeAll([
       CLIENT_PREFACE,
       settingsFrame([[SETTING.enablePush, 0], [SETTING.initialWindowSize, STREAM_RECEIVE_WINDOW_BYTES]]),
-      windowUpdate,
+      this.wordFrame(FRAME.windowUpdate, 0, CONNECTION_RECEIVE_WINDOW_BYTES - DEFAULT_WINDOW_BYTES),
     ]);
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', () => socket.destroy());
@@ -183,32 +175,28 @@ export class H2ClientConnection {
     return this.isReady && !this.isGoingAway && !this.isClosed && this.nextStreamId <= STREAM_ID_MAX;
   }
 
-  get streamCount(): number {
-    return this.streams.size;
-  }
-
-  /**
-   * Opens a stream with the request header `headers` (END_STREAM with them when `endStream`).
-   * The caller checked isUsable.
-   */
-  openStream(headers: HeaderList, handler: H2ClientStreamHandler, endStream = false): H2ClientStream {
+  /** Opens a stream with the request headers `headers`. The caller checked isUsable. */
+  openStream(headers: HeaderList, handler: H2ClientStreamHandler): H2ClientStream {
     const id = this.nextStreamId;
     this.nextStreamId += 2;
     const stream = new H2ClientStream(this, id, this.peer.initialWindow);
     stream.handler = handler;
     this.streams.set(id, stream);
-    this.writeAll(this.headerFrames(id, encodeLiterals(headers), endStream));
-    if (endStream) stream.end();
+    this.writeAll(headerBlockFrames(id, encodeLiterals(headers), false, null));
     return stream;
   }
 
   /** Ends the connection: GOAWAY, then the socket; open streams are reset. */
   close(reason = 'connection closed by this member'): void {
     if (this.isClosed) return;
-    this.writeAll([goawayFrame(0, ERROR_CODE.noError)]);
+    this.goAway(ERROR_CODE.noError, '', reason);
+  }
+
+  /** GOAWAY with `code`, the socket ended (destroyed after 1 s: a peer that stopped reading would hold it). */
+  private goAway(code: number, debug: string, reason: string): void {
+    this.writeAll([goawayFrame(0, code, debug)]);
     this.socket.end();
     this.onSocketClosed(reason);
-    // A peer that stopped reading would hold the socket until TCP gives up.
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
@@ -241,23 +229,11 @@ export class H2ClientConnection {
     this.socket.uncork();
   }
 
-  private headerFrames(streamId: number, block: Buffer, endStream: boolean): Buffer[] {
-    const maxPayload = this.peer.maxFramePayload;
-    const frames: Buffer[] = [];
-    for (let at = 0; at === 0 || at < block.length; at += maxPayload) {
-      const end = Math.min(block.length, at + maxPayload);
-      const type = at === 0 ? FRAME.headers : FRAME.continuation;
-      const flags = (at === 0 && endStream ? FLAGS.endStream : 0) | (end === block.length ? FLAGS.endHeaders : 0);
-      frames.push(frameOf(type, flags, streamId, block.subarray(at, end)));
-    }
-    return frames;
-  }
-
   /**
    * Sends `bytes` of `stream` as DATA frames now if both windows hold all of them; false (and
    * nothing sent) otherwise. Frames larger than the server allows are split.
    */
-  trySend(stream: H2ClientStream, bytes: Buffer, endStream: boolean): boolean {
+  trySend(stream: H2ClientStream, bytes: Buffer): boolean {
     if (this.isClosed) return true;
     if (bytes.length > stream.sendWindow || bytes.length > this.sendWindow) return false;
     stream.sendWindow -= bytes.length;
@@ -265,7 +241,7 @@ export class H2ClientConnection {
     const maxPayload = this.peer.maxFramePayload;
     if (bytes.length <= maxPayload && bytes.length <= 1024) {
       const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
-      writeFrameHeader(frame, 0, bytes.length, FRAME.data, endStream ? FLAGS.endStream : 0, stream.id);
+      writeFrameHeader(frame, 0, bytes.length, FRAME.data, 0, stream.id);
       bytes.copy(frame, FRAME_HEADER_BYTES);
       this.writeAll([frame]);
       return true;
@@ -274,7 +250,7 @@ export class H2ClientConnection {
     for (let at = 0; at === 0 || at < bytes.length; at += maxPayload) {
       const end = Math.min(bytes.length, at + maxPayload);
       const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-      writeFrameHeader(header, 0, end - at, FRAME.data, end === bytes.length && endStream ? FLAGS.endStream : 0, stream.id);
+      writeFrameHeader(header, 0, end - at, FRAME.data, 0, stream.id);
       pieces.push(header, bytes.subarray(at, end));
     }
     this.writeAll(pieces);
@@ -323,7 +299,8 @@ export class H2ClientConnection {
   private keepaliveTick(timeoutMs: number): void {
     const now = Date.now();
     if (this.pingSentAt !== 0) {
-      if (now - this.pingSentAt >= timeoutMs) this.fail(new Error('keepalive ping not answered'));
+      // A peer that stopped answering is not told anything: the socket is dropped.
+      if (now - this.pingSentAt >= timeoutMs) this.destroy('keepalive ping not answered');
       return;
     }
     this.pingSentAt = now;
@@ -410,13 +387,17 @@ export class H2ClientConnection {
     if (payload.length !== 4) throw new H2ConnectionError(ERROR_CODE.frameSize, 'RST_STREAM of the wrong size');
     if (streamId === 0) throw new H2ConnectionError(ERROR_CODE.protocol, 'RST_STREAM on stream 0');
     const stream = this.streams.get(streamId);
-    if (stream === undefined) return;
+    const code = payload.readUInt32BE(0);
+    if (stream !== undefined) this.abortStream(stream, code, `stream reset by the server (HTTP/2 error code ${code})`);
+  }
+
+  /** The stream is over without the server finishing it: it leaves, and its handler hears why. */
+  private abortStream(stream: H2ClientStream, code: number, reason: string): void {
     const handler = stream.handler;
     stream.isEnded = true;
     stream.handler = null;
     this.forget(stream);
-    const code = payload.readUInt32BE(0);
-    handler?.onReset(code, `stream reset by the server (HTTP/2 error code ${code})`);
+    handler?.onReset(code, reason);
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
@@ -449,11 +430,7 @@ export class H2ClientConnection {
     // Streams the server never took may be retried elsewhere: REFUSED_STREAM says so.
     for (const stream of [...this.streams.values()]) {
       if (stream.id <= lastStreamId) continue;
-      const handler = stream.handler;
-      stream.isEnded = true;
-      stream.handler = null;
-      this.forget(stream);
-      handler?.onReset(ERROR_CODE.refusedStream, `the server is going away${debug === '' ? '' : `: ${debug}`} (HTTP/2 error code ${code})`);
+      this.abortStream(stream, ERROR_CODE.refusedStream, `the server is going away${debug === '' ? '' : `: ${debug}`} (HTTP/2 error code ${code})`);
     }
     if (!wasGoingAway) this.options.onGoaway();
     if (this.streams.size === 0) this.close('the server went away');
@@ -484,26 +461,14 @@ export class H2ClientConnection {
     if (!(err instanceof H2ConnectionError)) this.options.onInternalError(err);
     const code = err instanceof H2ConnectionError ? err.code : ERROR_CODE.internal;
     const message = err instanceof Error ? err.message : String(err);
-    this.writeAll([goawayFrame(0, code, message)]);
-    this.socket.end();
-    this.onSocketClosed(`HTTP/2 connection error: ${message}`);
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.goAway(code, message, `HTTP/2 connection error: ${message}`);
   }
 
   private onSocketClosed(reason: string): void {
     if (this.isClosed) return;
     this.isClosed = true;
     if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
-    const open = [...this.streams.values()];
-    this.streams.clear();
-    this.blocked.clear();
-    for (const stream of open) {
-      const handler = stream.handler;
-      stream.isEnded = true;
-      stream.handler = null;
-      stream.clear();
-      handler?.onReset(CONNECTION_LOST, reason);
-    }
+    for (const stream of [...this.streams.values()]) this.abortStream(stream, CONNECTION_LOST, reason);
     this.options.onClosed(reason);
   }
 }

@@ -294,8 +294,7 @@ class WatchStream {
     if (watcher === undefined) return; // etcd answers nothing for an unknown ID
     watcher.handle?.cancel();
     this.watchers.delete(id);
-    // Nothing more for a canceled watcher, as etcd sends none after it has canceled it.
-    this.held.delete(id);
+    // Its held events (of writes answered before the cancel came) go out first, in send().
     this.send({ header: this.ctx.header(), watch_id: id, canceled: true });
   }
 

@@ -342,6 +342,13 @@ async function runSequence(
     const request = relativeStart(await nextRequest(world, options.profile, sides[0].client, options.watchersMax), world);
     const revision = world.revision;
     const before = found.length;
+    if (request.kind === 'watch-cancel') {
+      // etcd answers a cancel on a control channel that can overtake events it has not sent yet,
+      // so the last events before a cancel were a race on etcd's side: cancel only once the
+      // watcher has delivered everything written so far, on both sides.
+      const watcher = world.watchers.find((w) => w.createIndex === request.createIndex && w.isLive);
+      if (watcher !== undefined) await syncWatchers(sides, world, [watcher], found);
+    }
     await step(sides, request, world, found);
     const crashed = stores.find((store) => store.child.exitCode !== null || store.child.signalCode !== null);
     if (crashed !== undefined) {

@@ -241,29 +241,6 @@ export class PeerTransport {
   }
 
   /**
-   * Dialling an https:// peer presents our peer certificate (etcd uses one for both directions)
-   * and checks the peer's against the peer CA. Auto TLS certificates are self-signed, so, as in
-   * etcd, a member with --peer-auto-tls does not verify its peers.
-   */
-  private dialTls(target: URL): ConnectionOptions | null {
-    if (target.protocol !== 'https:') return null;
-    if (this.tls === null) return {};
-    const allowed = this.tls.allowedPeer;
-    const isVerified = !this.tls.isSelfSigned;
-    return {
-      ...(this.tls.ca === null ? {} : { ca: this.tls.ca }), key: this.tls.key, cert: this.tls.cert,
-      rejectUnauthorized: isVerified,
-      // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
-      checkServerIdentity: (host, cert) => {
-        const hostError = isVerified ? checkServerIdentity(host, cert) : undefined;
-        if (hostError !== undefined) return hostError;
-        const refusal = peerCertificateRefusal(allowed, cert);
-        return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
-      },
-    };
-  }
-
-  /**
    * A call from a member whose certificate is not the allowed one is refused (etcd refuses the
    * handshake; grpc-js offers no hook there, so the refusal comes with the first call).
    */
@@ -491,7 +468,7 @@ export class PeerTransport {
     const address = this.peers.find((p) => p.id === peer);
     if (address === undefined) return undefined;
     const target = new URL(address.url);
-    const channel = new PeerChannel({ target, tls: this.dialTls(target), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
+    const channel = new PeerChannel({ target, tls: peerDialTls(target, this.tls, true), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
     link = { channel, url: address.url, stream: null, isStreamBinary: false, isBinaryRefused: false };
     this.links.set(peer, link);
     return link;
@@ -659,6 +636,34 @@ export class PeerTransport {
 }
 
 /**
+ * Dialling an https:// peer presents our peer certificate (etcd uses one for both directions)
+ * and checks the peer's against the peer CA; with `checksAllowedPeer` also the allowed CN or
+ * hostname (members of the cluster; a joining member asking for the cluster does not). Auto TLS
+ * certificates are self-signed, so, as in etcd, a member with --peer-auto-tls does not verify its
+ * peers. Null for http:// peers.
+ */
+function peerDialTls(target: URL, tls: TlsMaterial | null, checksAllowedPeer: boolean): ConnectionOptions | null {
+  if (target.protocol !== 'https:') return null;
+  if (tls === null) return {};
+  const isVerified = !tls.isSelfSigned;
+  const options: ConnectionOptions = {
+    ...(tls.ca === null ? {} : { ca: tls.ca }), key: tls.key, cert: tls.cert, rejectUnauthorized: isVerified,
+  };
+  if (!checksAllowedPeer) return options;
+  const allowed = tls.allowedPeer;
+  return {
+    ...options,
+    // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
+    checkServerIdentity: (host, cert) => {
+      const hostError = isVerified ? checkServerIdentity(host, cert) : undefined;
+      if (hostError !== undefined) return hostError;
+      const refusal = peerCertificateRefusal(allowed, cert);
+      return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
+    },
+  };
+}
+
+/**
  * Asks the members at `peerUrls`, one after the other, for the cluster they form (a member
  * joining with --initial-cluster-state existing). Resolves with the first answer.
  */
@@ -666,9 +671,7 @@ export async function fetchClusterView(peerUrls: readonly string[], tls: TlsMate
   const errors: string[] = [];
   for (const url of peerUrls) {
     const target = new URL(url);
-    const dialTls: ConnectionOptions | null = target.protocol !== 'https:' ? null
-      : tls === null ? {} : { ...(tls.ca === null ? {} : { ca: tls.ca }), key: tls.key, cert: tls.cert, rejectUnauthorized: !tls.isSelfSigned };
-    const channel = new PeerChannel({ target, tls: dialTls, keepalive: null, backoff: PEER_DIAL_BACKOFF, log });
+    const channel = new PeerChannel({ target, tls: peerDialTls(target, tls, false), keepalive: null, backoff: PEER_DIAL_BACKOFF, log });
     try {
       return decodeFrame<ClusterView>(await channel.unary('/etcron.peer.Raft/Members', Buffer.alloc(0), timeoutMs));
     } catch (err) {

@@ -7,9 +7,9 @@ import { packedPageSql, type PackedPageRequest, type PackedRowSource } from './p
 /**
  * The durable half of the store: one SQLite file holding the MVCC rows, leases, the Raft log,
  * Raft's hard state and the applied index. SQLite runs in WAL mode with synchronous=NORMAL, so a
- * commit only writes the WAL; durability comes from WalSyncer, which fsyncs the WAL file off the
- * main thread. Because the WAL is a sequence of checksummed frames, a crash keeps a prefix of the
- * committed transactions, never a later one without an earlier one.
+ * commit only writes the WAL; durability comes from WalSyncer, which fsyncs the WAL file (on the
+ * thread pool under load). Because the WAL is a sequence of checksummed frames, a crash keeps a
+ * prefix of the committed transactions, never a later one without an earlier one.
  */
 export interface KvRow {
   readonly main: number;

@@ -98,6 +98,12 @@ const LOG_ENTRIES_KEPT = 5000;
 const LOG_COMPACT_EVERY = 1000;
 /** etcd refuses new proposals when this many wait. */
 export const PENDING_PROPOSALS_MAX = 5000;
+/**
+ * A Ready of at most this many entries may be fsynced on the main thread (WalSyncer decides by
+ * the disk's speed): few entries means little load, where the thread pool's round trip is what a
+ * write waits for. Larger batches keep decoding requests while the disk works.
+ */
+const INLINE_SYNC_MAX_ENTRIES = 8;
 /** Raft message size and pipeline depth, as etcd configures its node. */
 const MAX_SIZE_PER_MSG_BYTES = 1024 * 1024;
 const MAX_INFLIGHT_MSGS = 4096 / 8;
@@ -503,7 +509,8 @@ export class EtcdServer {
       if (applies) this.answerApplied(settles);
     }
     const writtenUpTo = this.storage.lastIndex();
-    const durable = ready.mustSync ? this.syncer.sync() : Promise.resolve();
+    const durable = !ready.mustSync ? Promise.resolve()
+      : (ready.entries.length <= INLINE_SYNC_MAX_ENTRIES ? this.syncer.syncInlineIfQuick() : null) ?? this.syncer.sync();
     const finish = (): void => {
       this.inflight--;
       if (this.closed) return;

@@ -73,6 +73,9 @@ export class H2ServerConnection {
   private output = new OutputBuffer();
   private outCallbacks: (() => void)[] = [];
   private isFlushScheduled = false;
+  /** Set while a socket read is being processed (see scheduleFlushAfterRead). */
+  private isReading = false;
+  private isFlushAfterReadScheduled = false;
   /** Streams with data waiting for window (or for the socket), in the order they blocked. */
   private readonly blocked = new Set<H2ServerStream>();
   private receiveUnacked = 0;
@@ -163,8 +166,28 @@ export class H2ServerConnection {
 
   private scheduleFlush(): void {
     if (this.isFlushScheduled) return;
+    if (this.isReading) {
+      this.scheduleFlushAfterRead();
+      return;
+    }
     this.isFlushScheduled = true;
     setImmediate(() => this.flush());
+  }
+
+  /**
+   * What a read wrote (a PING or SETTINGS acknowledgement, window updates) leaves in the next turn
+   * of the loop, after the work its requests queued for this one (their handlers propose a few
+   * promise steps later, and the server takes the batch in this turn's check phase): a write's
+   * Ready reaches the disk first, and its answer, when ready by then, leaves in the same socket
+   * write as the acknowledgements. Any other output meanwhile is flushed as usual, and takes them.
+   */
+  private scheduleFlushAfterRead(): void {
+    if (this.isFlushAfterReadScheduled) return;
+    this.isFlushAfterReadScheduled = true;
+    setImmediate(() => setImmediate(() => {
+      this.isFlushAfterReadScheduled = false;
+      if (!this.isFlushScheduled) this.flush();
+    }));
   }
 
   private flush(): void {
@@ -298,10 +321,13 @@ export class H2ServerConnection {
         this.isPrefaceRead = true;
         bytes = bytes.subarray(CLIENT_PREFACE.length);
       }
+      this.isReading = true;
       const at = readFrames(bytes, this.isOpen, this.onFrame);
       this.pending = at === bytes.length ? EMPTY : bytes.subarray(at);
     } catch (err) {
       this.fail(err);
+    } finally {
+      this.isReading = false;
     }
   }
 

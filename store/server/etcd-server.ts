@@ -98,11 +98,7 @@ const LOG_ENTRIES_KEPT = 5000;
 const LOG_COMPACT_EVERY = 1000;
 /** etcd refuses new proposals when this many wait. */
 export const PENDING_PROPOSALS_MAX = 5000;
-/**
- * A Ready of at most this many entries may be fsynced on the main thread (WalSyncer decides by
- * the disk's speed): few entries means little load, where the thread pool's round trip is what a
- * write waits for. Larger batches keep decoding requests while the disk works.
- */
+/** A Ready of at most this many entries may be fsynced on the main thread (see mayFsyncInline). */
 const INLINE_SYNC_MAX_ENTRIES = 8;
 /** Raft message size and pipeline depth, as etcd configures its node. */
 const MAX_SIZE_PER_MSG_BYTES = 1024 * 1024;
@@ -510,7 +506,7 @@ export class EtcdServer {
     }
     const writtenUpTo = this.storage.lastIndex();
     const durable = !ready.mustSync ? Promise.resolve()
-      : (ready.entries.length <= INLINE_SYNC_MAX_ENTRIES ? this.syncer.syncInlineIfQuick() : null) ?? this.syncer.sync();
+      : (this.mayFsyncInline(ready) ? this.syncer.syncInlineIfQuick() : null) ?? this.syncer.sync();
     const finish = (): void => {
       this.inflight--;
       if (this.closed) return;
@@ -542,6 +538,16 @@ export class EtcdServer {
         process.exit(1);
       },
     );
+  }
+
+  /**
+   * Whether this Ready's fsync may block the loop: a small batch holding every write a client of
+   * ours waits for. Then no other request can go on meanwhile, and the thread pool's round trip
+   * would only add to the wait; with more writes waiting (a next batch to store, watchers to feed
+   * in a busy loop), the loop works while the disk does.
+   */
+  private mayFsyncInline(ready: Ready): boolean {
+    return ready.entries.length <= INLINE_SYNC_MAX_ENTRIES && this.waiters.size <= ready.entries.length;
   }
 
   /**

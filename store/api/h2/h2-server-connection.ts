@@ -259,7 +259,7 @@ export class H2ServerConnection {
   writeLengthPrefixedFrame(streamId: number, message: Buffer, callback?: () => void): boolean {
     if (this.isClosed) return true;
     if (5 + message.length > this.peer.maxFramePayload) return false;
-    this.output.lengthPrefixedFrame(FRAME.data, 0, streamId, message);
+    this.output.lengthPrefixedFrame(FRAME.data, 0, streamId, message, this.peer.maxFramePayload);
     if (callback !== undefined) this.outCallbacks.push(callback);
     this.scheduleFlush();
     return true;
@@ -275,7 +275,7 @@ export class H2ServerConnection {
   writeLengthPrefixedParts(streamId: number, parts: readonly Buffer[], bytes: number): boolean {
     if (this.isClosed) return true;
     if (5 + bytes > this.peer.maxFramePayload) return false;
-    this.output.lengthPrefixedParts(FRAME.data, 0, streamId, parts, bytes);
+    this.output.lengthPrefixedParts(FRAME.data, 0, streamId, parts, bytes, this.peer.maxFramePayload);
     this.scheduleFlush();
     return true;
   }

@@ -40,6 +40,9 @@ type result struct {
 	Conns     int     `json:"conns"`
 	FirstErr  string  `json:"firstError,omitempty"`
 	TimedOut  bool    `json:"timedOut,omitempty"`
+	// For -op watch: the watch responses that carried the events (fewer, larger ones cost a
+	// client less).
+	Responses int64 `json:"responses,omitempty"`
 }
 
 type config struct {

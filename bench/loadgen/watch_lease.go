@@ -42,7 +42,7 @@ func (cfg *config) runWatch(cs []*clientv3.Client, watchers int) result {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration)
 	defer cancel()
 	expected := cfg.n * int64(watchers)
-	var received int64
+	var received, responses int64
 	allIn := make(chan struct{})
 	created := make(chan struct{}, watchers)
 	lat := make([][]int64, watchers)
@@ -55,6 +55,9 @@ func (cfg *config) runWatch(cs []*clientv3.Client, watchers int) result {
 			for resp := range wch {
 				if resp.Created {
 					created <- struct{}{}
+				}
+				if len(resp.Events) > 0 {
+					atomic.AddInt64(&responses, 1)
 				}
 				for _, ev := range resp.Events {
 					sent, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
@@ -117,7 +120,7 @@ func (cfg *config) runWatch(cs []*clientv3.Client, watchers int) result {
 	res := result{
 		Op: "watch", Clients: cfg.clients, Ops: got, Seconds: round3(secs),
 		OpsPerSec: math.Round(float64(got) / secs), P50Ms: percentile(all, 0.50), P99Ms: percentile(all, 0.99),
-		Errors: errs + (expected - got), TimedOut: timedOut,
+		Errors: errs + (expected - got), TimedOut: timedOut, Responses: atomic.LoadInt64(&responses),
 	}
 	if e, ok := cfg.firstErr.Load().(string); ok {
 		res.FirstErr = e

@@ -20,7 +20,7 @@ interface StreamWatcher {
   /** performance.now() when its current rate window began, and the batches handed in it. */
   windowStartMs: number;
   batchesInWindow: number;
-  /** Busy in the last window: responses at most one per RESPONSE_INTERVAL_MS. */
+  /** Busy in the last window: responses at most one per the stream's held interval. */
   isBusy: boolean;
   /** performance.now() of its last event response. */
   lastSentMs: number;
@@ -36,17 +36,25 @@ interface StreamWatcher {
 const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
 
 /**
- * A watcher handed BUSY_BATCHES batches or more within one RATE_WINDOW_MS is busy for the next
- * window: it is sent at most one response per RESPONSE_INTERVAL_MS, what comes in between held
- * and joined. A watcher that sees a few events at a time (or a short burst) gets each response
+ * A watcher handed BUSY_BATCHES batches or more within one RATE_WINDOW_MS (200 a second) is busy
+ * for the next window: it is sent at most one response per interval (below), what comes in
+ * between held and joined. A watcher that sees a few events at a time (or a short burst) gets each response
  * at once, as from etcd; one in a sustained fan-out of hundreds of puts a second gets its events
  * in fewer, larger responses, and its client spends a fraction of the time per event (a response
  * costs a Go client several times what an event in it does), as etcd's slow watchers get
  * multi-revision batches.
  */
-const RATE_WINDOW_MS = 100;
-const BUSY_BATCHES = 20;
+const RATE_WINDOW_MS = 25;
+const BUSY_BATCHES = 5;
+/**
+ * A stream's busy watchers share one interval: RESPONSE_INTERVAL_MS with a few of them, longer
+ * with many, so that the stream carries about HELD_RESPONSES_PER_S held responses a second
+ * whatever its fan-out (a client's cost goes with its responses: 1,000 watchers answered every
+ * 10 ms would be 100,000 a second), and never more than RESPONSE_INTERVAL_MAX_MS.
+ */
 const RESPONSE_INTERVAL_MS = 10;
+const RESPONSE_INTERVAL_MAX_MS = 100;
+const HELD_RESPONSES_PER_S = 2500;
 
 /** Batches held for one busy watcher until the end of its interval. */
 interface HeldBatches {
@@ -86,6 +94,8 @@ class WatchStream {
    */
   private held = new Map<number, HeldBatches>();
   private heldTimer: NodeJS.Timeout | null = null;
+  /** The busy watchers' interval, set by how many had batches held in the last one. */
+  private heldIntervalMs = RESPONSE_INTERVAL_MS;
 
   constructor(private readonly ctx: ApiContext, private readonly stream: WatchCall) {}
 
@@ -219,7 +229,7 @@ class WatchStream {
       held.batches.push(batch);
       return;
     }
-    if (!watcher.isBusy || nowMs - watcher.lastSentMs >= RESPONSE_INTERVAL_MS) {
+    if (!watcher.isBusy || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
       watcher.lastSentMs = nowMs;
       this.sendBatch(id, batch, fragment);
       return;
@@ -229,13 +239,15 @@ class WatchStream {
     this.heldTimer ??= setTimeout(() => {
       this.heldTimer = null;
       this.sendHeld();
-    }, RESPONSE_INTERVAL_MS);
+    }, this.heldIntervalMs);
   }
 
   /** Each watcher's held batches as one response (fragmented, if asked, as any other). */
   private sendHeld(): void {
     const held = this.held;
     this.held = new Map();
+    const fanOutMs = (held.size * 1000) / HELD_RESPONSES_PER_S;
+    this.heldIntervalMs = Math.min(RESPONSE_INTERVAL_MAX_MS, Math.max(RESPONSE_INTERVAL_MS, fanOutMs));
     if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     this.heldTimer = null;
     if (this.closed) return;

@@ -25,6 +25,8 @@ function watchMethod(): grpc.MethodDefinition<Msg, Msg> {
 }
 
 interface Received {
+  /** performance.now() when it arrived. */
+  readonly atMs: number;
   readonly kind: 'events' | 'progress' | 'created' | 'canceled';
   readonly watchId: number;
   readonly headerRevision: number;
@@ -46,7 +48,7 @@ class RecordingWatch {
       const events = (response['events'] ?? []) as Msg[];
       const kind = response['created'] === true ? 'created' : response['canceled'] === true ? 'canceled' : events.length > 0 ? 'events' : 'progress';
       this.received.push({
-        kind, watchId: Number(response['watch_id']), headerRevision: Number((response['header'] as Msg)['revision']),
+        atMs: performance.now(), kind, watchId: Number(response['watch_id']), headerRevision: Number((response['header'] as Msg)['revision']),
         revisions: events.map((event) => Number((event['kv'] as Msg)['mod_revision'])),
       });
     });
@@ -121,6 +123,33 @@ describe('a watcher under a burst of writes', () => {
         watch.close();
         writer.close();
       }
+    }
+  });
+
+  it('shares one interval among a stream\'s many busy watchers, longer as they are more (subject)', { timeout: 60_000 }, async () => {
+    const store = stores[1] as StoreProcess;
+    const watch = new RecordingWatch(store.endpoint);
+    const writer = new CompatClient(store.endpoint);
+    const watchers = 150;
+    try {
+      for (let id = 1; id <= watchers; id++) await watch.create(id, '/fan/');
+      const startedMs = performance.now();
+      const written = await burst(writer, '/fan/', PUTS);
+      await waitFor('every watcher\'s events', () => {
+        for (let id = 1; id <= watchers; id++) if (watch.revisionsOf(id).length < PUTS) return undefined;
+        return true;
+      }, 30_000, 20);
+      for (let id = 1; id <= watchers; id++) expect(watch.revisionsOf(id), `watcher ${id}`).toEqual(written);
+      // Past the first windows every watcher is busy: the stream then carries about 2,500 held
+      // responses a second (150 watchers: one each per 60 ms), where a 10 ms interval each would
+      // be 15,000 and one per put more still. Twice that rate, and a last round, is the bound.
+      const settledMs = startedMs + 200;
+      const late = watch.received.filter((r) => r.kind === 'events' && r.atMs > settledMs);
+      const lastMs = Math.max(...late.map((r) => r.atMs));
+      expect(late.length).toBeLessThanOrEqual(Math.ceil((2 * 2500 * (lastMs - settledMs)) / 1000) + 2 * watchers);
+    } finally {
+      watch.close();
+      writer.close();
     }
   });
 

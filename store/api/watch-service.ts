@@ -55,6 +55,8 @@ const BUSY_BATCHES = 5;
 const RESPONSE_INTERVAL_MS = 10;
 const RESPONSE_INTERVAL_MAX_MS = 100;
 const HELD_RESPONSES_PER_S = 2500;
+/** Event responses in one RATE_WINDOW_MS that make the stream busy (2,500 a second). */
+const STREAM_BUSY_RESPONSES = Math.ceil((HELD_RESPONSES_PER_S * RATE_WINDOW_MS) / 1000);
 
 /** Batches held for one busy watcher until the end of its interval. */
 interface HeldBatches {
@@ -94,6 +96,10 @@ class WatchStream {
    */
   private held = new Map<number, HeldBatches>();
   private heldTimer: NodeJS.Timeout | null = null;
+  /** The stream's own rate window (see isStreamBusy). */
+  private windowStartMs = -Infinity;
+  private responsesInWindow = 0;
+  private isBusyStream = false;
   /** The busy watchers' interval, set by how many had batches held in the last one. */
   private heldIntervalMs = RESPONSE_INTERVAL_MS;
 
@@ -223,14 +229,18 @@ class WatchStream {
       watcher.windowStartMs = nowMs;
       watcher.batchesInWindow = 0;
     }
-    watcher.batchesInWindow++;
+    // Busy from the batch that reaches the mark, not from the next window: a fan-out's first
+    // window would otherwise be answered a response per batch, as many as all the rest.
+    if (++watcher.batchesInWindow >= BUSY_BATCHES) watcher.isBusy = true;
     const held = this.held.get(id);
     if (held !== undefined) {
       held.batches.push(batch);
       return;
     }
-    if (!watcher.isBusy || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
+    const isHeld = watcher.isBusy || this.isStreamBusy(nowMs);
+    if (!isHeld || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
       watcher.lastSentMs = nowMs;
+      this.responsesInWindow++;
       this.sendBatch(id, batch, fragment);
       return;
     }
@@ -240,6 +250,21 @@ class WatchStream {
       this.heldTimer = null;
       this.sendHeld();
     }, this.heldIntervalMs);
+  }
+
+  /**
+   * Whether the stream itself is busy: it was handed STREAM_BUSY_RESPONSES event responses or more
+   * in one RATE_WINDOW_MS, in the last window or this one. Then every watcher on it is held as a
+   * busy one: a fan-out of many watchers each seeing a moderate rate is as much for one client
+   * as a few busy watchers.
+   */
+  private isStreamBusy(nowMs: number): boolean {
+    if (nowMs - this.windowStartMs >= RATE_WINDOW_MS) {
+      this.isBusyStream = this.responsesInWindow >= STREAM_BUSY_RESPONSES && nowMs - this.windowStartMs < 2 * RATE_WINDOW_MS;
+      this.windowStartMs = nowMs;
+      this.responsesInWindow = 0;
+    }
+    return this.isBusyStream || this.responsesInWindow >= STREAM_BUSY_RESPONSES;
   }
 
   /** Each watcher's held batches as one response (fragmented, if asked, as any other). */

@@ -1,6 +1,6 @@
 // A watcher under a burst of writes: every event arrives once, in revision order, on real etcd
 // 3.4 and on the subject alike. etcron joins a busy watcher's events into fewer responses (after
-// 25 ms of 5 or more batches, one response per 10 ms or more); a response other than events (a progress
+// 5 batches within 25 ms, one response per 10 ms or more); a response other than events (a progress
 // answer, a cancel) never overtakes events it held, and a canceled watcher gets no events after
 // its cancel answer.
 import * as grpc from '@grpc/grpc-js';
@@ -112,9 +112,8 @@ describe('a watcher under a burst of writes', () => {
         const responses = watch.received.filter((r) => r.kind === 'events');
         // A response's header is at or past its last event's revision.
         for (const r of responses) expect(r.headerRevision, store.kind).toBeGreaterThanOrEqual(r.revisions[r.revisions.length - 1] as number);
-        // One response per put until a 25 ms window has shown the watcher busy (so at most the
-        // puts of the first 50 ms; 200 ms leaves room for a slow machine), then one per 10 ms
-        // (etcd: one per put).
+        // One response per put until the watcher is busy (5 batches within 25 ms; 200 ms leaves
+        // room for a slow machine), then one per 10 ms (etcd: one per put).
         if (store === stores[1] && subjectKind() === 'etcron') {
           const early = doneAtMs.filter((at) => at - startedMs < 200).length;
           expect(responses.length, store.kind).toBeLessThanOrEqual(early + Math.ceil(burstMs / 10) + 2);

@@ -4,7 +4,7 @@ import type { WatchBatch, WatchHandle } from '../mvcc/watch-hub.js';
 import { AuthError } from '../auth/errors.js';
 import type { ApiContext } from './context.js';
 import { bool, bytes, int, type Wire } from './codec.js';
-import { eventResponse, eventResponseParts, joinedEventResponseParts } from './watch-response-encoder.js';
+import { eventResponse, eventResponseParts } from './watch-response-encoder.js';
 import { failStream, refusedRequest } from './context.js';
 import { chunkBySize } from '../../shared/chunks.js';
 
@@ -55,8 +55,11 @@ const BUSY_BATCHES = 5;
 const RESPONSE_INTERVAL_MS = 10;
 const RESPONSE_INTERVAL_MAX_MS = 100;
 const HELD_RESPONSES_PER_S = 2500;
-/** Event responses in one RATE_WINDOW_MS that make the stream busy (2,500 a second). */
-const STREAM_BUSY_RESPONSES = Math.ceil((HELD_RESPONSES_PER_S * RATE_WINDOW_MS) / 1000);
+/**
+ * Batches handed to a stream's watchers (each one a response, were none held) in one
+ * RATE_WINDOW_MS that make the stream busy: 2,500 a second.
+ */
+const STREAM_BUSY_BATCHES = Math.ceil((HELD_RESPONSES_PER_S * RATE_WINDOW_MS) / 1000);
 
 /** Batches held for one busy watcher until the end of its interval. */
 interface HeldBatches {
@@ -98,7 +101,7 @@ class WatchStream {
   private heldTimer: NodeJS.Timeout | null = null;
   /** The stream's own rate window (see isStreamBusy). */
   private windowStartMs = -Infinity;
-  private responsesInWindow = 0;
+  private batchesInWindow = 0;
   private isBusyStream = false;
   /** The busy watchers' interval, set by how many had batches held in the last one. */
   private heldIntervalMs = RESPONSE_INTERVAL_MS;
@@ -237,10 +240,9 @@ class WatchStream {
       held.batches.push(batch);
       return;
     }
-    const isHeld = watcher.isBusy || this.isStreamBusy(nowMs);
+    const isHeld = this.isStreamBusy(nowMs) || watcher.isBusy;
     if (!isHeld || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
       watcher.lastSentMs = nowMs;
-      this.responsesInWindow++;
       this.sendBatch(id, batch, fragment);
       return;
     }
@@ -253,18 +255,18 @@ class WatchStream {
   }
 
   /**
-   * Whether the stream itself is busy: it was handed STREAM_BUSY_RESPONSES event responses or more
-   * in one RATE_WINDOW_MS, in the last window or this one. Then every watcher on it is held as a
-   * busy one: a fan-out of many watchers each seeing a moderate rate is as much for one client
-   * as a few busy watchers.
+   * Counts a batch handed to one of the stream's watchers, and says whether the stream itself is
+   * busy: it was handed STREAM_BUSY_BATCHES or more in one RATE_WINDOW_MS, in the last window or
+   * this one. Then every watcher on it is held as a busy one: a fan-out of many watchers each
+   * seeing a moderate rate is as much for one client as a few busy watchers.
    */
   private isStreamBusy(nowMs: number): boolean {
     if (nowMs - this.windowStartMs >= RATE_WINDOW_MS) {
-      this.isBusyStream = this.responsesInWindow >= STREAM_BUSY_RESPONSES && nowMs - this.windowStartMs < 2 * RATE_WINDOW_MS;
+      this.isBusyStream = this.batchesInWindow >= STREAM_BUSY_BATCHES && nowMs - this.windowStartMs < 2 * RATE_WINDOW_MS;
       this.windowStartMs = nowMs;
-      this.responsesInWindow = 0;
+      this.batchesInWindow = 0;
     }
-    return this.isBusyStream || this.responsesInWindow >= STREAM_BUSY_RESPONSES;
+    return ++this.batchesInWindow >= STREAM_BUSY_BATCHES || this.isBusyStream;
   }
 
   /** Each watcher's held batches as one response (fragmented, if asked, as any other). */
@@ -286,7 +288,7 @@ class WatchStream {
         continue;
       }
       const parts = fragment || this.stream.writeParts === undefined ? null
-        : joinedEventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
+        : eventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
       if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
       else this.sendBatch(id, { events: batches.flatMap((b) => b.events), headerRevision: last.headerRevision }, fragment);
     }
@@ -306,7 +308,7 @@ class WatchStream {
   /** An event response: written as encoded parts where the call takes them, else as an object. */
   private sendEvents(header: Wire, id: number, events: readonly MvccEvent[], isFragment: boolean): void {
     if (this.closed) return;
-    const parts = this.stream.writeParts === undefined ? null : eventResponseParts(header, id, events, isFragment);
+    const parts = this.stream.writeParts === undefined ? null : eventResponseParts(header, id, [events], isFragment);
     if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
     // Not send(): that would let out held batches of busy watchers early.
     else this.stream.write(eventResponse(header, id, events, isFragment));

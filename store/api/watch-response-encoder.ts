@@ -151,30 +151,24 @@ function watchIdField(watchId: number): Buffer {
 
 /**
  * An event response as the parts of its encoding, in field order: the header, the watch ID, the
- * fragment flag, the events. Written one after the other they are the response; the header and
- * events parts are shared by every watcher they go to. Null for an ID the parts do not cover
- * (negative ones, which proto3 encodes in ten bytes).
+ * fragment flag, the events of each batch (events is a repeated field: entries written one after
+ * the other are the whole list). Written one after the other they are the response; the header
+ * and each batch's events bytes are shared by every watcher they go to. Null for an ID the parts
+ * do not cover (negative ones, which proto3 encodes in ten bytes).
  */
-export function eventResponseParts(header: Wire, watchId: number, events: readonly MvccEvent[], fragment = false): Buffer[] | null {
+export function eventResponseParts(header: Wire, watchId: number, batches: readonly (readonly MvccEvent[])[], fragment = false): Buffer[] | null {
   if (watchId < 0 || !Number.isSafeInteger(watchId)) return null;
-  return [headerField(header), watchIdField(watchId), fragment ? FRAGMENT_FIELD : NO_BYTES, eventsField(events)];
-}
-
-/**
- * One response carrying the events of several batches, in order (events is a repeated field:
- * its entries written one after the other are the whole list), each batch's bytes the ones
- * shared with the other watchers it went to. Null where eventResponseParts is.
- */
-export function joinedEventResponseParts(header: Wire, watchId: number, batches: readonly (readonly MvccEvent[])[]): Buffer[] | null {
-  if (watchId < 0 || !Number.isSafeInteger(watchId)) return null;
-  return [headerField(header), watchIdField(watchId), ...batches.map(eventsField)];
+  const parts = [headerField(header), watchIdField(watchId)];
+  if (fragment) parts.push(FRAGMENT_FIELD);
+  for (const events of batches) parts.push(eventsField(events));
+  return parts;
 }
 
 /** The whole encoding of an event response. */
 function encodeEventResponse(response: EventResponse, events: readonly MvccEvent[]): Buffer {
   const watchId = Number(response['watch_id'] ?? 0);
   const isFragment = response['fragment'] === true;
-  const parts = eventResponseParts(response['header'] as Wire, watchId, events, isFragment);
+  const parts = eventResponseParts(response['header'] as Wire, watchId, [events], isFragment);
   if (parts !== null) return Buffer.concat(parts);
   const out = new ProtoWriter();
   out.raw(headerField(response['header'] as Wire));

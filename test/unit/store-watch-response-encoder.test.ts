@@ -53,9 +53,15 @@ describe('watch response encoder', () => {
       const bytes = fast(eventResponse(header, watchId, events, fragment));
       expect(toObject(bytes)).toEqual(toObject(reference(expected)));
       // The parts our gRPC server writes one after the other are the same bytes.
-      const parts = eventResponseParts(header, watchId, events, fragment);
+      const parts = eventResponseParts(header, watchId, [events], fragment);
       if (watchId >= 0) expect(Buffer.concat(parts ?? []).equals(bytes)).toBe(true);
       else expect(parts).toBeNull();
+      // A held watcher's batches joined into one response: the same bytes as their events in one.
+      if (watchId >= 0 && events.length > 1) {
+        const cut = 1 + random.int(events.length - 1);
+        const joined = eventResponseParts(header, watchId, [events.slice(0, cut), events.slice(cut)], fragment);
+        expect(Buffer.concat(joined ?? []).equals(bytes)).toBe(true);
+      }
       // Encoding the same events again (cached KeyValue bytes) gives the same result.
       expect(fast(eventResponse(header, watchId, events, fragment)).equals(bytes)).toBe(true);
       // Another watcher of the same events array (as the hub shares it), with its own ID and a

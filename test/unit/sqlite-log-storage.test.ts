@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Backend } from '../../store/mvcc/backend.js';
-import { RaftStorageError, type Entry } from '../../store/raft/types.js';
+import { RaftStorageError, type ConfState, type Entry } from '../../store/raft/types.js';
 import { SqliteLogStorage } from '../../store/wal/sqlite-log-storage.js';
 import { seededRandom } from '../../shared/random.js';
 
@@ -38,7 +38,7 @@ describe('SqliteLogStorage', () => {
     const dir = mkdtempSync(join(tmpdir(), 'etcron-log-'));
     dirs.push(dir);
     const backend = new Backend(join(dir, 'db'));
-    const confState = { voters: [1n, 2n, 3n], learners: [] };
+    const confState = (): ConfState => ({ voters: [1n, 2n, 3n], learners: [] });
     const storage = new SqliteLogStorage(backend, confState);
     const random = seededRandom(20261129);
     let term = 1;

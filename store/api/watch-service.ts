@@ -36,13 +36,13 @@ interface StreamWatcher {
 const QUEUED_BYTES_MAX = 4 * 1024 * 1024;
 
 /**
- * A watcher handed BUSY_BATCHES batches or more within one RATE_WINDOW_MS (200 a second) is busy
- * for the next window: it is sent at most one response per interval (below), what comes in
- * between held and joined. A watcher that sees a few events at a time (or a short burst) gets each response
- * at once, as from etcd; one in a sustained fan-out of hundreds of puts a second gets its events
- * in fewer, larger responses, and its client spends a fraction of the time per event (a response
- * costs a Go client several times what an event in it does), as etcd's slow watchers get
- * multi-revision batches.
+ * A watcher handed BUSY_BATCHES batches or more within one RATE_WINDOW_MS (200 a second) is busy,
+ * from that batch on and for the next window: it is sent at most one response per interval
+ * (below), what comes in between held and joined. A watcher that sees a few events at a time (or
+ * a short burst) gets each response at once, as from etcd; one in a sustained fan-out of hundreds
+ * of puts a second gets its events in fewer, larger responses, and its client spends a fraction
+ * of the time per event (a response costs a Go client several times what an event in it does),
+ * as etcd's slow watchers get multi-revision batches.
  */
 const RATE_WINDOW_MS = 25;
 const BUSY_BATCHES = 5;

@@ -77,7 +77,7 @@ export class OutputBuffer {
     this.slab.set(message, at + 5);
   }
 
-  /** As lengthPrefixedFrame, for a message given as parts (`bytes` long in all, within the slab's copy limit). */
+  /** As lengthPrefixedFrame, for a message given as parts (`bytes` long in all), always copied. */
   lengthPrefixedParts(type: number, flags: number, streamId: number, parts: readonly Buffer[], bytes: number, maxPayload: number): void {
     let at = this.dataStart(type, flags, streamId, 5 + bytes, maxPayload);
     this.writePrefix(at, bytes);

@@ -10,6 +10,7 @@ import {
   voteResult,
 } from '../../store/raft/index.js';
 import type { Entry } from '../../store/raft/index.js';
+import { seededRandom } from '../../shared/random.js';
 
 const entry = (index: number, term: number, data = ''): Entry => ({
   index,
@@ -166,6 +167,18 @@ describe('raft quorum', () => {
     ]);
     expect(committedIndex(voters, (id) => matches.get(id) ?? 0)).toBe(5);
     expect(committedIndex([1n], () => 4)).toBe(4);
+    expect(committedIndex([], () => 4)).toBe(0);
+  });
+
+  it('commits the majority-th highest match, whatever the cluster size and the matches', () => {
+    const random = seededRandom(20261206);
+    for (let round = 0; round < 2000; round++) {
+      const voters = Array.from({ length: 1 + random.int(7) }, (_, i) => BigInt(i + 1));
+      const matches = new Map(voters.map((id) => [id, random.int(4) === 0 ? 0 : random.int(20)]));
+      const sorted = [...matches.values()].sort((a, b) => b - a);
+      const expected = sorted[Math.floor(voters.length / 2)] as number;
+      expect(committedIndex(voters, (id) => matches.get(id) ?? 0), JSON.stringify(sorted)).toBe(expected);
+    }
   });
 
   it('decides an election only when the outcome is certain', () => {

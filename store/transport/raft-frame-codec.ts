@@ -27,6 +27,45 @@ export class RaftFrameError extends Error {
 const MESSAGE_FIXED_BYTES = 1 + 8 + 8 + 5 * 8 + 1 + 4 + 4 + 1;
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
 
+/**
+ * Member and cluster IDs, encoded and decoded: a cluster has a handful, and Node's 64-bit BigInt
+ * reads and writes allocate several BigInts each, five times per frame, a steady share of what
+ * the scavenger collects on a busy member. Bounded, so that a peer sending made-up IDs costs no
+ * more than a cleared cache.
+ */
+const ID_CACHE_MAX = 64;
+const idBytes = new Map<bigint, Buffer>();
+const idValues = new Map<number, Map<number, bigint>>();
+const NO_BYTES = new Uint8Array(0);
+
+function writeId(out: Buffer, id: bigint, at: number): number {
+  let bytes = idBytes.get(id);
+  if (bytes === undefined) {
+    if (idBytes.size >= ID_CACHE_MAX) idBytes.clear();
+    bytes = Buffer.allocUnsafe(8);
+    bytes.writeBigUInt64BE(id);
+    idBytes.set(id, bytes);
+  }
+  out.set(bytes, at);
+  return at + 8;
+}
+
+function readId(data: Buffer, at: number): bigint {
+  const high = data.readUInt32BE(at);
+  const low = data.readUInt32BE(at + 4);
+  let lows = idValues.get(high);
+  let id = lows?.get(low);
+  if (id !== undefined) return id;
+  if (lows === undefined || lows.size >= ID_CACHE_MAX) {
+    if (idValues.size >= ID_CACHE_MAX) idValues.clear();
+    lows = new Map();
+    idValues.set(high, lows);
+  }
+  id = data.readBigUInt64BE(at);
+  lows.set(low, id);
+  return id;
+}
+
 export function encodeRaftFrame(frame: PeerFrame): Buffer {
   const snapshots = frame.messages.map((m) => (m.snapshot === null || m.snapshot === undefined ? null : serialize(m.snapshot)));
   let size = 1 + 8 * 3 + 4;
@@ -37,16 +76,16 @@ export function encodeRaftFrame(frame: PeerFrame): Buffer {
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   out[at++] = RAFT_FRAME_MAGIC;
-  at = out.writeBigUInt64BE(frame.clusterId, at);
-  at = out.writeBigUInt64BE(frame.from, at);
-  at = out.writeBigUInt64BE(frame.to, at);
+  at = writeId(out, frame.clusterId, at);
+  at = writeId(out, frame.from, at);
+  at = writeId(out, frame.to, at);
   at = out.writeUInt32BE(frame.messages.length, at);
   frame.messages.forEach((m, i) => {
     const code = MESSAGE_TYPE_CODES.get(m.type);
     if (code === undefined) throw new RaftFrameError(`unknown message type ${m.type}`);
     out[at++] = code;
-    at = out.writeBigUInt64BE(m.to, at);
-    at = out.writeBigUInt64BE(m.from, at);
+    at = writeId(out, m.to, at);
+    at = writeId(out, m.from, at);
     at = out.writeDoubleBE(m.term, at);
     at = out.writeDoubleBE(m.logTerm, at);
     at = out.writeDoubleBE(m.index, at);
@@ -83,6 +122,7 @@ export function decodeRaftFrame(data: Buffer): PeerFrame {
     if (at + bytes > data.length) throw new RaftFrameError('truncated raft frame');
   };
   const bytesOf = (length: number): Uint8Array => {
+    if (length === 0) return NO_BYTES; // most contexts: one shared empty array, nothing to copy
     need(length);
     const copy = new Uint8Array(length);
     copy.set(data.subarray(at, at + length));
@@ -91,9 +131,9 @@ export function decodeRaftFrame(data: Buffer): PeerFrame {
   };
   need(1 + 8 * 3 + 4);
   if (data[at++] !== RAFT_FRAME_MAGIC) throw new RaftFrameError('not a raft frame');
-  const clusterId = data.readBigUInt64BE(at);
-  const from = data.readBigUInt64BE(at + 8);
-  const to = data.readBigUInt64BE(at + 16);
+  const clusterId = readId(data, at);
+  const from = readId(data, at + 8);
+  const to = readId(data, at + 16);
   const count = data.readUInt32BE(at + 24);
   at += 28;
   const messages: Message[] = [];
@@ -101,8 +141,8 @@ export function decodeRaftFrame(data: Buffer): PeerFrame {
     need(MESSAGE_FIXED_BYTES - 4 - 1);
     const type = MESSAGE_TYPES[data[at] as number];
     if (type === undefined) throw new RaftFrameError(`unknown message type code ${data[at]}`);
-    const messageTo = data.readBigUInt64BE(at + 1);
-    const messageFrom = data.readBigUInt64BE(at + 9);
+    const messageTo = readId(data, at + 1);
+    const messageFrom = readId(data, at + 9);
     const term = data.readDoubleBE(at + 17);
     const logTerm = data.readDoubleBE(at + 25);
     const index = data.readDoubleBE(at + 33);

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { CONNECTION_LOST, H2ClientConnection, type H2ClientStream, type H2ClientStreamHandler } from '../api/h2/h2-client-connection.js';
 import { ERROR_CODE } from '../api/h2/h2-protocol.js';
 import type { HeaderList } from '../api/h2/hpack.js';
@@ -21,6 +21,11 @@ export interface PeerChannelOptions {
   readonly target: URL;
   /** For https targets: certificates and checks; null for the system's roots and usual checks. */
   readonly tls: ConnectionOptions | null;
+  /**
+   * For https targets, after the handshake: why the server's certificate is refused, or null. For
+   * checks Node makes only of verified certificates (checkServerIdentity), on links that verify none.
+   */
+  readonly refuseServer?: ((cert: PeerCertificate) => string | null) | null;
   readonly keepalive: { readonly intervalMs: number; readonly timeoutMs: number } | null;
   /** Waits between connection attempts: from initialMs, doubling after each failure up to maxMs. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
@@ -365,7 +370,15 @@ export class PeerChannel {
     const port = Number(target.port || (target.protocol === 'https:' ? 443 : 80));
     let socket: Socket;
     if (target.protocol === 'https:') {
-      socket = tlsConnect({ ...tls, host, port, ALPNProtocols: ['h2'], ...(isIP(host) === 0 ? { servername: host } : {}) });
+      const secure = tlsConnect({ ...tls, host, port, ALPNProtocols: ['h2'], ...(isIP(host) === 0 ? { servername: host } : {}) });
+      const refuseServer = this.options.refuseServer ?? null;
+      if (refuseServer !== null) {
+        secure.once('secureConnect', () => {
+          const refusal = refuseServer(secure.getPeerCertificate());
+          if (refusal !== null) secure.destroy(new Error(`tls: bad certificate (${refusal})`));
+        });
+      }
+      socket = secure;
     } else {
       socket = netConnect({ host, port });
     }

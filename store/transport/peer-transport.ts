@@ -16,7 +16,7 @@ import {
 import { closeSync, createReadStream, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
-import { PeerChannel, type PeerCall } from './peer-channel.js';
+import { PeerChannel, type PeerCall, type PeerChannelOptions } from './peer-channel.js';
 import { RAFT_FRAME_MAGIC, decodeRaftFrame, encodeRaftFrame } from './raft-frame-codec.js';
 import { peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
@@ -468,7 +468,7 @@ export class PeerTransport {
     const address = this.peers.find((p) => p.id === peer);
     if (address === undefined) return undefined;
     const target = new URL(address.url);
-    const channel = new PeerChannel({ target, tls: peerDialTls(target, this.tls, true), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
+    const channel = new PeerChannel({ target, ...peerDialOptions(target, this.tls, true), keepalive: PEER_KEEPALIVE, backoff: PEER_DIAL_BACKOFF, log: this.log });
     link = { channel, url: address.url, stream: null, isStreamBinary: false, isBinaryRefused: false };
     this.links.set(peer, link);
     return link;
@@ -640,25 +640,32 @@ export class PeerTransport {
  * and checks the peer's against the peer CA; with `checksAllowedPeer` also the allowed CN or
  * hostname (members of the cluster; a joining member asking for the cluster does not). Auto TLS
  * certificates are self-signed, so, as in etcd, a member with --peer-auto-tls does not verify its
- * peers. Null for http:// peers.
+ * peers' chain, but still holds their certificate to the allowed CN or hostname (etcd checks it
+ * in both directions whatever the chain; its auto TLS certificates have no CN). Null for http://
+ * peers.
  */
-function peerDialTls(target: URL, tls: TlsMaterial | null, checksAllowedPeer: boolean): ConnectionOptions | null {
-  if (target.protocol !== 'https:') return null;
-  if (tls === null) return {};
+export function peerDialOptions(target: URL, tls: TlsMaterial | null, checksAllowedPeer: boolean): Pick<PeerChannelOptions, 'tls' | 'refuseServer'> {
+  if (target.protocol !== 'https:') return { tls: null };
+  if (tls === null) return { tls: {} };
   const isVerified = !tls.isSelfSigned;
   const options: ConnectionOptions = {
     ...(tls.ca === null ? {} : { ca: tls.ca }), key: tls.key, cert: tls.cert, rejectUnauthorized: isVerified,
   };
-  if (!checksAllowedPeer) return options;
   const allowed = tls.allowedPeer;
+  if (!checksAllowedPeer || allowed === null) return { tls: options };
+  // Node calls checkServerIdentity only for a chain it verified: a self-signed link checks after
+  // the handshake instead.
+  if (!isVerified) return { tls: options, refuseServer: (cert) => peerCertificateRefusal(allowed, cert) };
   return {
-    ...options,
-    // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
-    checkServerIdentity: (host, cert) => {
-      const hostError = isVerified ? checkServerIdentity(host, cert) : undefined;
-      if (hostError !== undefined) return hostError;
-      const refusal = peerCertificateRefusal(allowed, cert);
-      return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
+    tls: {
+      ...options,
+      // The usual host check, then the allowed CN or hostname (both directions, as in etcd).
+      checkServerIdentity: (host, cert) => {
+        const hostError = checkServerIdentity(host, cert);
+        if (hostError !== undefined) return hostError;
+        const refusal = peerCertificateRefusal(allowed, cert);
+        return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
+      },
     },
   };
 }
@@ -671,7 +678,7 @@ export async function fetchClusterView(peerUrls: readonly string[], tls: TlsMate
   const errors: string[] = [];
   for (const url of peerUrls) {
     const target = new URL(url);
-    const channel = new PeerChannel({ target, tls: peerDialTls(target, tls, false), keepalive: null, backoff: PEER_DIAL_BACKOFF, log });
+    const channel = new PeerChannel({ target, ...peerDialOptions(target, tls, false), keepalive: null, backoff: PEER_DIAL_BACKOFF, log });
     try {
       return decodeFrame<ClusterView>(await channel.unary('/etcron.peer.Raft/Members', Buffer.alloc(0), timeoutMs));
     } catch (err) {

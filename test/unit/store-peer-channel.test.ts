@@ -4,11 +4,15 @@
 import { status, type MethodDefinition, type sendUnaryData, type ServerReadableStream, type ServerUnaryCall } from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcH2Server } from '../../store/api/grpc/grpc-h2-server.js';
 import type { RegisteredMethod } from '../../store/api/gateway/service-registry.js';
 import { PeerCallError, PeerChannel } from '../../store/transport/peer-channel.js';
+import { peerDialOptions } from '../../store/transport/peer-transport.js';
+import { createSelfSignedCert } from '../../store/tls/self-signed-cert.js';
+import type { TlsMaterial } from '../../store/tls/tls-config.js';
 import { freePort, waitFor } from '../support/ports.js';
 
 const identity = (b: Buffer): Buffer => b;
@@ -34,7 +38,7 @@ interface Peer {
  * /test.T/Hold never answers, /test.T/Digest (client stream) answers the count and SHA-256 of
  * what it received, in order.
  */
-async function startPeer(port = 0): Promise<Peer> {
+async function startPeer(port = 0, secure: { readonly key: string; readonly cert: string } | null = null): Promise<Peer> {
   const held: sendUnaryData<Buffer>[] = [];
   const methods = new Map<string, RegisteredMethod>();
   const add = (path: string, requestStream: boolean, handler: RegisteredMethod['handler']): void => {
@@ -58,11 +62,12 @@ async function startPeer(port = 0): Promise<Peer> {
     receiveBytesMax: 64 << 20, maxConcurrentStreams: null, log,
   });
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ noDelay: true }, (socket) => {
+  const onSocket = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     grpc.serve(socket);
-  });
+  };
+  const server: Server = secure === null ? createServer({ noDelay: true }, onSocket) : createTlsServer({ ...secure, ALPNProtocols: ['h2'] }, onSocket);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const address = server.address();
   return {
@@ -215,6 +220,29 @@ describe('peer channel', () => {
     const since = await waitFor('a new connection', () => (channel.activeSinceMs !== null && channel.activeSinceMs > firstSince ? channel.activeSinceMs : undefined), 5_000);
     expect(since).toBeGreaterThan(firstSince);
     expect((await channel.unary('/test.T/Echo', Buffer.from('again'), 5_000)).toString()).toBe('again');
+  });
+
+  it('holds a self-signed server (auto TLS) to the allowed CN or hostname, as a verified one', async () => {
+    const { certPem, keyPem } = createSelfSignedCert(['127.0.0.1'], new Date(Date.now() - 60_000));
+    const peer = await startPeer(0, { key: keyPem, cert: certPem });
+    cleanups.push(() => peer.close());
+    const dial = (allowedPeer: TlsMaterial['allowedPeer']): PeerChannel => {
+      const material: TlsMaterial = {
+        side: 'peer', cert: Buffer.from(certPem), key: Buffer.from(keyPem), ca: null,
+        isClientCertAuth: false, isSelfSigned: true, revokedSerials: null, allowedPeer,
+      };
+      const target = new URL(`https://127.0.0.1:${peer.port}`);
+      const channel = new PeerChannel({ target, ...peerDialOptions(target, material, true), keepalive: null, backoff: { initialMs: 20, maxMs: 200 }, log });
+      cleanups.push(async () => channel.close());
+      return channel;
+    };
+    // Auto TLS certificates carry no common name (as etcd's): an allowed CN refuses them.
+    const refused = await failure(dial({ commonName: 'm1' }).unary('/test.T/Echo', Buffer.from('x'), 5_000));
+    expect(refused.code).toBe(status.UNAVAILABLE);
+    expect(refused.details).toMatch(/bad certificate .*CN "" is not "m1"/);
+    // Valid for the allowed hostname (a subject alternative name), or no rule at all: served.
+    expect((await dial({ hostname: '127.0.0.1' }).unary('/test.T/Echo', Buffer.from('by name'), 5_000)).toString()).toBe('by name');
+    expect((await dial(null).unary('/test.T/Echo', Buffer.from('any'), 5_000)).toString()).toBe('any');
   });
 
   it('drops a connection whose keepalive pings go unanswered, and fails its streams', async () => {

@@ -17,3 +17,8 @@ export function peerCertificateRefusal(allowed: TlsMaterial['allowedPeer'], cert
   const mismatch = checkServerIdentity(allowed.hostname, cert);
   return mismatch === undefined ? null : `client certificate authentication failed: not valid for ${allowed.hostname}`;
 }
+
+/** How a refused peer certificate is reported, on calls and on links (etcd's handshake error). */
+export function badCertificate(refusal: string): string {
+  return `tls: bad certificate (${refusal})`;
+}

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { CONNECTION_LOST, H2ClientConnection, type H2ClientStream, type H2ClientStreamHandler } from '../api/h2/h2-client-connection.js';
+import { badCertificate } from '../tls/peer-identity.js';
 import { ERROR_CODE } from '../api/h2/h2-protocol.js';
 import type { HeaderList } from '../api/h2/hpack.js';
 import type { Logger } from 'pino';
@@ -375,7 +376,7 @@ export class PeerChannel {
       if (refuseServer !== null) {
         secure.once('secureConnect', () => {
           const refusal = refuseServer(secure.getPeerCertificate());
-          if (refusal !== null) secure.destroy(new Error(`tls: bad certificate (${refusal})`));
+          if (refusal !== null) secure.destroy(new Error(badCertificate(refusal)));
         });
       }
       socket = secure;

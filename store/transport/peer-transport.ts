@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { checkServerIdentity, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { PeerChannel, type PeerCall, type PeerChannelOptions } from './peer-channel.js';
 import { RAFT_FRAME_MAGIC, decodeRaftFrame, encodeRaftFrame } from './raft-frame-codec.js';
-import { peerCertificateRefusal } from '../tls/peer-identity.js';
+import { badCertificate, peerCertificateRefusal } from '../tls/peer-identity.js';
 import { decodeSnapshotRef, encodeSnapshotRef, type SnapshotFileRef } from '../snapshot/snapshot-file.js';
 
 const identity = (b: Buffer): Buffer => b;
@@ -178,7 +178,7 @@ export class PeerTransport {
       LeaseBatch: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onLeaseBatch(call, callback)) as handleUnaryCall<Buffer, Buffer>,
       Members: ((call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
         const refusal = this.refusePeerCertificate(call);
-        if (refusal !== null) callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+        if (refusal !== null) callback({ code: status.UNAUTHENTICATED, details: badCertificate(refusal) });
         else callback(null, encodeFrame(this.handlers.clusterView()));
       }) as handleUnaryCall<Buffer, Buffer>,
       Snapshot: (call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => this.onSnapshotStream(call, callback),
@@ -266,7 +266,7 @@ export class PeerTransport {
   private onStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
     const refusal = this.refusePeerCertificate(call);
     if (refusal !== null) {
-      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      callback({ code: status.UNAUTHENTICATED, details: badCertificate(refusal) });
       return;
     }
     if (this.isRaftHeld) {
@@ -306,7 +306,7 @@ export class PeerTransport {
   private onSnapshotStream(call: ServerReadableStream<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void {
     const refusal = this.refusePeerCertificate(call);
     if (refusal !== null) {
-      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      callback({ code: status.UNAUTHENTICATED, details: badCertificate(refusal) });
       return;
     }
     if (this.isRaftHeld) {
@@ -441,7 +441,7 @@ export class PeerTransport {
   ): void {
     const refusal = this.refusePeerCertificate(call);
     if (refusal !== null) {
-      callback({ code: status.UNAUTHENTICATED, details: `tls: bad certificate (${refusal})` });
+      callback({ code: status.UNAUTHENTICATED, details: badCertificate(refusal) });
       return;
     }
     let request: Request;
@@ -664,7 +664,7 @@ export function peerDialOptions(target: URL, tls: TlsMaterial | null, checksAllo
         const hostError = checkServerIdentity(host, cert);
         if (hostError !== undefined) return hostError;
         const refusal = peerCertificateRefusal(allowed, cert);
-        return refusal === null ? undefined : new Error(`tls: bad certificate (${refusal})`);
+        return refusal === null ? undefined : new Error(badCertificate(refusal));
       },
     },
   };

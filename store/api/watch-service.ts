@@ -99,7 +99,7 @@ class WatchStream {
    */
   private held = new Map<number, HeldBatches>();
   private heldTimer: NodeJS.Timeout | null = null;
-  /** The stream's own rate window (see isStreamBusy). */
+  /** The stream's own rate window (see countStreamBatch). */
   private windowStartMs = -Infinity;
   private batchesInWindow = 0;
   private isBusyStream = false;
@@ -240,8 +240,8 @@ class WatchStream {
       held.batches.push(batch);
       return;
     }
-    const isHeld = this.isStreamBusy(nowMs) || watcher.isBusy;
-    if (!isHeld || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
+    const isStreamBusy = this.countStreamBatch(nowMs);
+    if (!(isStreamBusy || watcher.isBusy) || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
       watcher.lastSentMs = nowMs;
       this.sendBatch(id, batch, fragment);
       return;
@@ -260,7 +260,7 @@ class WatchStream {
    * this one. Then every watcher on it is held as a busy one: a fan-out of many watchers each
    * seeing a moderate rate is as much for one client as a few busy watchers.
    */
-  private isStreamBusy(nowMs: number): boolean {
+  private countStreamBatch(nowMs: number): boolean {
     if (nowMs - this.windowStartMs >= RATE_WINDOW_MS) {
       this.isBusyStream = this.batchesInWindow >= STREAM_BUSY_BATCHES && nowMs - this.windowStartMs < 2 * RATE_WINDOW_MS;
       this.windowStartMs = nowMs;

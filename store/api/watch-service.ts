@@ -14,6 +14,9 @@ const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
 const PROGRESS_NOTIFY_MS = 10 * 60 * 1000;
 
 interface StreamWatcher {
+  readonly id: number;
+  /** Whether its responses are split above FRAGMENT_BYTES_MAX (the create request's fragment). */
+  readonly fragment: boolean;
   handle: WatchHandle | null;
   progressNotify: boolean;
   sentSinceProgress: boolean;
@@ -24,6 +27,13 @@ interface StreamWatcher {
   isBusy: boolean;
   /** performance.now() of its last event response. */
   lastSentMs: number;
+  /**
+   * Batches held until the end of its interval (see BUSY_BATCHES). One array for the watcher's
+   * life, emptied when sent: held batches outlive a scavenge or two, and a new container per
+   * watcher per interval (with a new map of them per stream) was the largest part of a fan-out's
+   * old-generation garbage.
+   */
+  readonly held: WatchBatch[];
 }
 
 /**
@@ -61,12 +71,6 @@ const HELD_RESPONSES_PER_S = 2500;
  */
 const STREAM_BUSY_BATCHES = Math.ceil((HELD_RESPONSES_PER_S * RATE_WINDOW_MS) / 1000);
 
-/** Batches held for one busy watcher until the end of its interval. */
-interface HeldBatches {
-  readonly batches: WatchBatch[];
-  readonly fragment: boolean;
-}
-
 /**
  * The calls a watch stream is served on (our gRPC server's and the gateway's) also say how much
  * is queued, and call back when it has drained below a mark.
@@ -93,11 +97,13 @@ class WatchStream {
   /** The header of the last event response: one revision's responses share it (and its bytes). */
   private lastEventHeader: Wire | null = null;
   /**
-   * Batches of busy watchers held until the end of their interval (see BUSY_BATCHES), by watch
-   * ID. At most one interval's worth: a client that stops reading is met by parking (isReady),
-   * as the held batches are written into the queue when the interval ends.
+   * Watchers with batches held until the end of their interval (see BUSY_BATCHES), in the order
+   * they were first held. At most one interval's worth: a client that stops reading is met by
+   * parking (isReady), as the held batches are written into the queue when the interval ends.
+   * Two arrays taking turns, so that an interval's sending allocates none.
    */
-  private held = new Map<number, HeldBatches>();
+  private heldWatchers: StreamWatcher[] = [];
+  private spareHeldWatchers: StreamWatcher[] = [];
   private heldTimer: NodeJS.Timeout | null = null;
   /** The stream's own rate window (see countStreamBatch). */
   private windowStartMs = -Infinity;
@@ -124,7 +130,7 @@ class WatchStream {
   /** A response other than events: held events go first, so it never overtakes them. */
   private send(response: Wire): void {
     if (this.closed) return;
-    if (this.held.size > 0) this.sendHeld();
+    if (this.heldWatchers.length > 0) this.sendHeld();
     this.stream.write(response);
   }
 
@@ -188,7 +194,10 @@ class WatchStream {
       return;
     }
     const fragment = bool(w['fragment']);
-    const entry: StreamWatcher = { handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false, windowStartMs: -Infinity, batchesInWindow: 0, isBusy: false, lastSentMs: -Infinity };
+    const entry: StreamWatcher = {
+      id, fragment, handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false,
+      windowStartMs: -Infinity, batchesInWindow: 0, isBusy: false, lastSentMs: -Infinity, held: [],
+    };
     const handle = server.watch({
       isReady: () => this.isReady(),
       key, rangeEnd, startRev,
@@ -197,7 +206,7 @@ class WatchStream {
       prevKv: bool(w['prev_kv']),
       deliver: (batch) => {
         entry.sentSinceProgress = true;
-        this.deliver(id, entry, batch, fragment);
+        this.deliver(entry, batch);
       },
       compacted: (compactRevision) => {
         this.watchers.delete(id);
@@ -224,7 +233,7 @@ class WatchStream {
     }
   }
 
-  private deliver(id: number, watcher: StreamWatcher, batch: WatchBatch, fragment: boolean): void {
+  private deliver(watcher: StreamWatcher, batch: WatchBatch): void {
     const nowMs = performance.now();
     if (nowMs - watcher.windowStartMs >= RATE_WINDOW_MS) {
       // A window with no batch at all after it (a quiet spell) is not busy either.
@@ -235,18 +244,18 @@ class WatchStream {
     // Busy from the batch that reaches the mark, not from the next window: a fan-out's first
     // window would otherwise be answered a response per batch, as many as all the rest.
     if (++watcher.batchesInWindow >= BUSY_BATCHES) watcher.isBusy = true;
-    const held = this.held.get(id);
-    if (held !== undefined) {
-      held.batches.push(batch);
+    if (watcher.held.length > 0) {
+      watcher.held.push(batch);
       return;
     }
     const isStreamBusy = this.countStreamBatch(nowMs);
     if (!(isStreamBusy || watcher.isBusy) || nowMs - watcher.lastSentMs >= this.heldIntervalMs) {
       watcher.lastSentMs = nowMs;
-      this.sendBatch(id, batch, fragment);
+      this.sendBatch(watcher.id, batch, watcher.fragment);
       return;
     }
-    this.held.set(id, { batches: [batch], fragment });
+    watcher.held.push(batch);
+    this.heldWatchers.push(watcher);
     // One timer for the stream: its busy watchers are handed the same batches at the same time.
     this.heldTimer ??= setTimeout(() => {
       this.heldTimer = null;
@@ -271,27 +280,34 @@ class WatchStream {
 
   /** Each watcher's held batches as one response (fragmented, if asked, as any other). */
   private sendHeld(): void {
-    const held = this.held;
-    this.held = new Map();
-    const fanOutMs = (held.size * 1000) / HELD_RESPONSES_PER_S;
+    const held = this.heldWatchers;
+    this.heldWatchers = this.spareHeldWatchers;
+    this.spareHeldWatchers = held;
+    const fanOutMs = (held.length * 1000) / HELD_RESPONSES_PER_S;
     this.heldIntervalMs = Math.min(RESPONSE_INTERVAL_MAX_MS, Math.max(RESPONSE_INTERVAL_MS, fanOutMs));
     if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     this.heldTimer = null;
-    if (this.closed) return;
     const nowMs = performance.now();
-    for (const [id, { batches, fragment }] of held) {
-      const watcher = this.watchers.get(id);
-      if (watcher !== undefined) watcher.lastSentMs = nowMs;
-      const last = batches[batches.length - 1] as WatchBatch;
-      if (batches.length === 1) {
-        this.sendBatch(id, last, fragment);
-        continue;
-      }
-      const parts = fragment || this.stream.writeParts === undefined ? null
-        : eventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
-      if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
-      else this.sendBatch(id, { events: batches.flatMap((b) => b.events), headerRevision: last.headerRevision }, fragment);
+    for (const watcher of held) {
+      if (!this.closed) this.sendHeldOf(watcher, nowMs);
+      watcher.held.length = 0;
     }
+    held.length = 0;
+  }
+
+  /** One watcher's held batches as one response (a cancelled watcher's too: they came first). */
+  private sendHeldOf(watcher: StreamWatcher, nowMs: number): void {
+    const { id, fragment, held: batches } = watcher;
+    watcher.lastSentMs = nowMs;
+    const last = batches[batches.length - 1] as WatchBatch;
+    if (batches.length === 1) {
+      this.sendBatch(id, last, fragment);
+      return;
+    }
+    const parts = fragment || this.stream.writeParts === undefined ? null
+      : eventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
+    if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
+    else this.sendBatch(id, { events: batches.flatMap((b) => b.events), headerRevision: last.headerRevision }, fragment);
   }
 
   private sendBatch(id: number, batch: WatchBatch, fragment: boolean): void {
@@ -353,7 +369,8 @@ class WatchStream {
     if (this.closed) return;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
-    this.held.clear();
+    for (const watcher of this.heldWatchers) watcher.held.length = 0;
+    this.heldWatchers.length = 0;
     if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     for (const watcher of this.watchers.values()) watcher.handle?.cancel();
     this.watchers.clear();

@@ -7,6 +7,7 @@ import { bool, bytes, int, type Wire } from './codec.js';
 import { eventResponse, eventResponseParts } from './watch-response-encoder.js';
 import { failStream, refusedRequest } from './context.js';
 import { chunkBySize } from '../../shared/chunks.js';
+import { ReusedList } from './reused-list.js';
 
 /** Above this many bytes a response of a watcher that asked for fragments is split (etcd: 2 MiB). */
 const FRAGMENT_BYTES_MAX = 2 * 1024 * 1024;
@@ -28,12 +29,12 @@ interface StreamWatcher {
   /** performance.now() of its last event response. */
   lastSentMs: number;
   /**
-   * Batches held until the end of its interval (see BUSY_BATCHES). One array for the watcher's
+   * Batches held until the end of its interval (see BUSY_BATCHES). One list for the watcher's
    * life, emptied when sent: held batches outlive a scavenge or two, and a new container per
    * watcher per interval (with a new map of them per stream) was the largest part of a fan-out's
    * old-generation garbage.
    */
-  readonly held: WatchBatch[];
+  readonly held: ReusedList<WatchBatch>;
 }
 
 /**
@@ -100,10 +101,10 @@ class WatchStream {
    * Watchers with batches held until the end of their interval (see BUSY_BATCHES), in the order
    * they were first held. At most one interval's worth: a client that stops reading is met by
    * parking (isReady), as the held batches are written into the queue when the interval ends.
-   * Two arrays taking turns, so that an interval's sending allocates none.
+   * Two lists taking turns, so that an interval's sending allocates none.
    */
-  private heldWatchers: StreamWatcher[] = [];
-  private spareHeldWatchers: StreamWatcher[] = [];
+  private heldWatchers = new ReusedList<StreamWatcher>();
+  private spareHeldWatchers = new ReusedList<StreamWatcher>();
   private heldTimer: NodeJS.Timeout | null = null;
   /** The stream's own rate window (see countStreamBatch). */
   private windowStartMs = -Infinity;
@@ -130,7 +131,7 @@ class WatchStream {
   /** A response other than events: held events go first, so it never overtakes them. */
   private send(response: Wire): void {
     if (this.closed) return;
-    if (this.heldWatchers.length > 0) this.sendHeld();
+    if (this.heldWatchers.size > 0) this.sendHeld();
     this.stream.write(response);
   }
 
@@ -196,7 +197,7 @@ class WatchStream {
     const fragment = bool(w['fragment']);
     const entry: StreamWatcher = {
       id, fragment, handle: null, progressNotify: bool(w['progress_notify']), sentSinceProgress: false,
-      windowStartMs: -Infinity, batchesInWindow: 0, isBusy: false, lastSentMs: -Infinity, held: [],
+      windowStartMs: -Infinity, batchesInWindow: 0, isBusy: false, lastSentMs: -Infinity, held: new ReusedList(),
     };
     const handle = server.watch({
       isReady: () => this.isReady(),
@@ -244,7 +245,7 @@ class WatchStream {
     // Busy from the batch that reaches the mark, not from the next window: a fan-out's first
     // window would otherwise be answered a response per batch, as many as all the rest.
     if (++watcher.batchesInWindow >= BUSY_BATCHES) watcher.isBusy = true;
-    if (watcher.held.length > 0) {
+    if (watcher.held.size > 0) {
       watcher.held.push(batch);
       return;
     }
@@ -283,31 +284,34 @@ class WatchStream {
     const held = this.heldWatchers;
     this.heldWatchers = this.spareHeldWatchers;
     this.spareHeldWatchers = held;
-    const fanOutMs = (held.length * 1000) / HELD_RESPONSES_PER_S;
+    const fanOutMs = (held.size * 1000) / HELD_RESPONSES_PER_S;
     this.heldIntervalMs = Math.min(RESPONSE_INTERVAL_MAX_MS, Math.max(RESPONSE_INTERVAL_MS, fanOutMs));
     if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     this.heldTimer = null;
     const nowMs = performance.now();
-    for (const watcher of held) {
+    for (let i = 0; i < held.size; i++) {
+      const watcher = held.at(i);
       if (!this.closed) this.sendHeldOf(watcher, nowMs);
-      watcher.held.length = 0;
+      watcher.held.clear();
     }
-    held.length = 0;
+    held.clear();
   }
 
   /** One watcher's held batches as one response (a cancelled watcher's too: they came first). */
   private sendHeldOf(watcher: StreamWatcher, nowMs: number): void {
-    const { id, fragment, held: batches } = watcher;
+    const { id, fragment, held } = watcher;
     watcher.lastSentMs = nowMs;
-    const last = batches[batches.length - 1] as WatchBatch;
-    if (batches.length === 1) {
+    const last = held.at(held.size - 1);
+    if (held.size === 1) {
       this.sendBatch(id, last, fragment);
       return;
     }
+    const eventLists: (readonly MvccEvent[])[] = [];
+    for (let i = 0; i < held.size; i++) eventLists.push(held.at(i).events);
     const parts = fragment || this.stream.writeParts === undefined ? null
-      : eventResponseParts(this.eventHeader(last.headerRevision), id, batches.map((b) => b.events));
+      : eventResponseParts(this.eventHeader(last.headerRevision), id, eventLists);
     if (parts !== null && this.stream.writeParts !== undefined) this.stream.writeParts(parts);
-    else this.sendBatch(id, { events: batches.flatMap((b) => b.events), headerRevision: last.headerRevision }, fragment);
+    else this.sendBatch(id, { events: eventLists.flat(), headerRevision: last.headerRevision }, fragment);
   }
 
   private sendBatch(id: number, batch: WatchBatch, fragment: boolean): void {
@@ -369,8 +373,8 @@ class WatchStream {
     if (this.closed) return;
     this.closed = true;
     if (this.progressTimer !== null) clearInterval(this.progressTimer);
-    for (const watcher of this.heldWatchers) watcher.held.length = 0;
-    this.heldWatchers.length = 0;
+    for (let i = 0; i < this.heldWatchers.size; i++) this.heldWatchers.at(i).held.clear();
+    this.heldWatchers.clear();
     if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     for (const watcher of this.watchers.values()) watcher.handle?.cancel();
     this.watchers.clear();

@@ -328,6 +328,10 @@ export class Raft implements RaftNode {
     assert(this.log.firstIndex() - 1 >= index, `raft: storage was not compacted to ${index}`);
   }
 
+  currentTerm(): number {
+    return this.term;
+  }
+
   status(): RaftStatus {
     return {
       id: this.id,

@@ -142,6 +142,8 @@ export interface RaftNode {
   /** Log compaction: entries up to `index` are covered by a snapshot the server took. */
   compact(index: number, snapshot: Snapshot): void;
   status(): RaftStatus;
+  /** status().term without building the status: every response header carries it. */
+  currentTerm(): number;
 }
 
 export interface RaftStatus {

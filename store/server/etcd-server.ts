@@ -359,7 +359,7 @@ export class EtcdServer {
   }
 
   get term(): number {
-    return this.node.status().term;
+    return this.node.currentTerm();
   }
 
   get leaderId(): bigint {

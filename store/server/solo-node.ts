@@ -117,6 +117,10 @@ export class SoloNode implements RaftNode {
 
   compact(_index: number, _snapshot: Snapshot): void {}
 
+  currentTerm(): number {
+    return this.term;
+  }
+
   status(): RaftStatus {
     return {
       id: this.id, term: this.term, vote: this.id, commit: this.commit, applied: this.applied,

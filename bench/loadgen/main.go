@@ -217,7 +217,9 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 	var next int64 = -1
 	var errs, done int64
 	lat := make([][]int64, cfg.clients) // microseconds, per worker: no sharing on the hot path
-	ends := make([][]int64, cfg.clients) // when each request ended (Unix microseconds), for dumpLatencies
+	// When each request ended (Unix microseconds), kept only for dumpLatencies.
+	latencyFile := os.Getenv("LOADGEN_LATENCIES")
+	ends := make([][]int64, cfg.clients)
 	per := cfg.n/int64(cfg.clients) + 1
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -225,7 +227,9 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 	var timedOut int32
 	for w := 0; w < cfg.clients; w++ {
 		lat[w] = make([]int64, 0, per)
-		ends[w] = make([]int64, 0, per)
+		if latencyFile != "" {
+			ends[w] = make([]int64, 0, per)
+		}
 		wg.Add(1)
 		go func(w int, c *clientv3.Client) {
 			defer wg.Done()
@@ -274,14 +278,18 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 				}
 				atomic.AddInt64(&done, 1)
 				lat[w] = append(lat[w], d.Microseconds())
-				ends[w] = append(ends[w], s.Add(d).UnixMicro())
+				if latencyFile != "" {
+					ends[w] = append(ends[w], s.Add(d).UnixMicro())
+				}
 			}
 		}(w, cs[w%len(cs)])
 	}
 	wg.Wait()
 	secs := time.Since(t0).Seconds()
 
-	dumpLatencies(lat, ends)
+	if latencyFile != "" {
+		dumpLatencies(latencyFile, lat, ends)
+	}
 	all := make([]int64, 0, done)
 	for _, l := range lat {
 		all = append(all, l...)
@@ -300,14 +308,10 @@ func (cfg *config) run(cs []*clientv3.Client, label string) result {
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
-// dumpLatencies writes every measured request to the file LOADGEN_LATENCIES names, if set: one
-// line each, "<end, Unix microseconds> <latency, microseconds>", worker by worker. With one client
-// it is a time series, to line slow requests up with what the servers logged at that moment.
-func dumpLatencies(lat, ends [][]int64) {
-	path := os.Getenv("LOADGEN_LATENCIES")
-	if path == "" {
-		return
-	}
+// dumpLatencies writes every measured request to the file LOADGEN_LATENCIES names: one line each,
+// "<end, Unix microseconds> <latency, microseconds>", worker by worker. With one client it is a
+// time series, to line slow requests up with what the servers logged at that moment.
+func dumpLatencies(path string, lat, ends [][]int64) {
 	var b strings.Builder
 	for w := range lat {
 		for i, v := range lat[w] {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import tlsModule from 'node:tls';
 import { JwtTokens } from './auth/jwt-tokens.js';
-import { createLogger } from '../shared/log.js';
+import { createLogger, type Logger } from '../shared/log.js';
 import { ApiContext } from './api/context.js';
 import { createGrpcServer } from './api/grpc-server.js';
 import { listenClients, listenMetrics } from './api/client-listener.js';
@@ -18,12 +18,14 @@ import { checkInitialHashKV, localHashKV } from './server/initial-corrupt-check.
 
 export { parseStoreFlags, FlagError, FLAG_SPECS } from './flags.js';
 export { DataInconsistencyError } from './server/initial-corrupt-check.js';
+export { startIdleHeapTrimmer } from './idle-heap-trimmer.js';
 
 /** How long a joining member waits for each existing member to describe the cluster. */
 const JOIN_FETCH_TIMEOUT_MS = 5_000;
 
 export interface RunningStore {
   readonly server: EtcdServer;
+  readonly logger: Logger;
   readonly clientPorts: readonly number[];
   close(): Promise<void>;
 }
@@ -160,6 +162,7 @@ export async function startStore(flags: StoreFlags): Promise<RunningStore> {
   logger.info({ clientUrls: flags.listenClientUrls, dataDir: flags.dataDir }, 'serving client requests');
   const running: RunningStore = {
     server,
+    logger,
     clientPorts,
     close: async () => {
       for (const l of listeners) l.close();

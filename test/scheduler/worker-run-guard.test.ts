@@ -130,6 +130,8 @@ describe('a run never outlives its worker or its guard', () => {
       const runPid = join(dir.path, 'orphan-pid');
       const started = run(guard, shell(`echo $$ > ${runPid}; echo up; sleep 60`));
       const leader = await pidIn(runPid);
+      // The run executes before its guard reports its pid; this is about a guard that dies after.
+      await waitFor('the worker to learn the run\'s pid', () => (started.pid === leader ? true : undefined), 5_000);
       const guardPid = Number(readFileSync(`/proc/${leader}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
       expect(readFileSync(`/proc/${guardPid}/cmdline`, 'utf8')).toContain('run-guard-main');
       process.kill(guardPid, 'SIGKILL');

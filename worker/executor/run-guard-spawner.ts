@@ -38,9 +38,11 @@ export class RunSpawner {
     const { id } = request;
     const pid = child.pid;
     if (pid !== undefined) {
+      // The pid goes out first: the run is already executing, and until the worker has its pid a
+      // death of this guard leaves the worker unable to kill it.
+      this.send({ id, pid });
       this.track({ kind: 'add', pgid: pid });
       this.live.set(id, child);
-      this.send({ id, pid });
     }
     const pending = new OutputTail(request.tailBytesMax);
     let flushTimer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '../shared/log.js';
 
@@ -115,11 +115,17 @@ export function startIdleHeapTrimmer(log: Logger, options: IdleHeapPolicyOptions
     log.debug('the runtime does not expose its collector; idle heap trimming is off');
     return () => {};
   }
-  const policy = new IdleHeapPolicy(getHeapStatistics().total_heap_size, options);
-  const heapNow = (): { committedBytes: number; youngBytes: number } => ({
-    committedBytes: getHeapStatistics().total_heap_size,
-    youngBytes: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0,
-  });
+  // One read gives both: the committed heap is the sum of the spaces' sizes.
+  const heapNow = (): { committedBytes: number; youngBytes: number } => {
+    let committedBytes = 0;
+    let youngBytes = 0;
+    for (const space of getHeapSpaceStatistics()) {
+      committedBytes += space.space_size;
+      if (space.space_name === 'new_space') youngBytes = space.space_size;
+    }
+    return { committedBytes, youngBytes };
+  };
+  const policy = new IdleHeapPolicy(heapNow().committedBytes, options);
   let lastCpu = process.cpuUsage();
   let lastAt = performance.now();
   const timer = setInterval(() => {

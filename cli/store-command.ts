@@ -38,7 +38,7 @@ export function registerStoreCommand(program: Command): void {
         throw err;
       }
       // The store (gRPC, SQLite) loads only when a member starts: other commands stay quick.
-      const { startStore, startIdleHeapTrimmer, DataInconsistencyError } = await import('../store/main.js');
+      const { startStore, startHeapTuning, DataInconsistencyError } = await import('../store/main.js');
       let running;
       try {
         running = await startStore(flags);
@@ -51,7 +51,7 @@ export function registerStoreCommand(program: Command): void {
         }
         throw err;
       }
-      startIdleHeapTrimmer(running.logger.child({ component: 'heap' }));
+      startHeapTuning(running.logger.child({ component: 'heap' }));
       let stopping = false;
       const stop = (): void => {
         if (stopping) return;

@@ -58,7 +58,7 @@ export function registerUpCommand(program: Command): void {
       const tls = upTls(flags);
       const clientUrl = `${tls === null ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
       const logger = createLogger(flags.logLevel, { process: 'up' });
-      const { startStore, startIdleHeapTrimmer, parseStoreFlags } = await import('../store/main.js');
+      const { startStore, startHeapTuning, parseStoreFlags } = await import('../store/main.js');
       const storeFlags = parseStoreFlags([
         '--name', 'etcron',
         '--data-dir', join(dataDir, 'store'),
@@ -70,7 +70,7 @@ export function registerUpCommand(program: Command): void {
         ]),
       ], {});
       const store = await startStore(storeFlags);
-      startIdleHeapTrimmer(store.logger.child({ component: 'heap' }));
+      startHeapTuning(store.logger.child({ component: 'heap' }));
       const endpoints = tls === null ? `127.0.0.1:${clientPort}` : clientUrl;
       const clientTls = tls ?? {};
       const ctlTls = tls === null ? '' : ` --cacert ${tls.caCertFile} --cert ${tls.certFile} --key ${tls.keyFile}`;

@@ -18,7 +18,7 @@ import { checkInitialHashKV, localHashKV } from './server/initial-corrupt-check.
 
 export { parseStoreFlags, FlagError, FLAG_SPECS } from './flags.js';
 export { DataInconsistencyError } from './server/initial-corrupt-check.js';
-export { startIdleHeapTrimmer } from './idle-heap-trimmer.js';
+export { startHeapTuning } from './heap-tuning.js';
 
 /** How long a joining member waits for each existing member to describe the cluster. */
 const JOIN_FETCH_TIMEOUT_MS = 5_000;

@@ -2,12 +2,13 @@
 // the guard spawns each run, so the worker's event loop never does, and the guard carries the
 // guarantee the per-run watcher carried before: a run never outlives its worker.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../shared/clock.js';
 import type { ProcessSpec, RunningProcess } from '../../worker/executor/process-group.js';
 import { startRunGuard, type RunGuard } from '../../worker/executor/run-guard.js';
+import { envValue, killProcessesWithTokens, RUN_TOKEN_ENV } from '../../worker/executor/run-token-sweep.js';
 import { waitFor } from '../support/ports.js';
 import { quietLogger, tempDir } from '../support/scheduler-fixtures.js';
 import { isProcessAlive } from '../support/worker-processes.js';
@@ -18,6 +19,18 @@ const shell = (command: string, extra: Partial<ProcessSpec> = {}): ProcessSpec =
   ({ ...base, argv: ['/bin/sh', '-c', command], ...extra });
 const run = (guard: RunGuard, spec: ProcessSpec): RunningProcess =>
   guard.startProcess(spec, systemClock, quietLogger);
+
+/** Live processes whose command line (arguments joined by spaces) holds `marker`; a zombie's is empty. */
+const processesNamed = (marker: string): number[] => readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+  try {
+    return readFileSync(`/proc/${e}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker);
+  } catch {
+    return false;
+  }
+}).map(Number);
+
+/** A sleep whose command line no other process on the machine has. */
+const uniqueSleep = (): string => `sleep 60.${String(process.pid)}${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
 
 /** A pid a run wrote to a file, once it is there. */
 const pidIn = (file: string): Promise<number> => waitFor(`a pid in ${file}`, () => {
@@ -104,7 +117,9 @@ describe('a run never outlives its worker or its guard', () => {
     const grandchild = join(dir.path, 'grandchild-pid');
     // A worker in miniature: the compiled guard, one run, then it waits to be killed.
     const dist = (path: string): string => JSON.stringify(join(REPO, 'dist', path));
-    const command = `sleep 60 & echo $! > ${grandchild}; echo $$ > ${runPid}; wait`;
+    // One of the run's processes leaves its group: the guard finds it by the run's token.
+    const escaped = uniqueSleep();
+    const command = `setsid ${escaped} & sleep 60 & echo $! > ${grandchild}; echo $$ > ${runPid}; wait`;
     const script = `
       const { startRunGuard } = await import(${dist('worker/executor/run-guard.js')});
       const { systemClock } = await import(${dist('shared/clock.js')});
@@ -119,9 +134,10 @@ describe('a run never outlives its worker or its guard', () => {
     if (worker.pid !== undefined) children.push(worker.pid);
     const [leader, inner] = [await pidIn(runPid), await pidIn(grandchild)];
     expect(isProcessAlive(leader) && isProcessAlive(inner)).toBe(true);
+    await waitFor('the run\'s process outside its group to start', () => (processesNamed(escaped).length > 0 ? true : undefined), 5_000);
     worker.kill('SIGKILL');
-    const isGone = (): true | undefined => (isProcessAlive(leader) || isProcessAlive(inner) ? undefined : true);
-    await waitFor('the run and its child to die with the worker', isGone, 3_000);
+    const isGone = (): true | undefined => (isProcessAlive(leader) || isProcessAlive(inner) || processesNamed(escaped).length > 0 ? undefined : true);
+    await waitFor('the run and its children to die with the worker', isGone, 3_000);
   });
 
   it('kills and fails the runs of a guard that died, and starts runs again on its successor', async () => {
@@ -143,6 +159,22 @@ describe('a run never outlives its worker or its guard', () => {
         return exit.spawnError === undefined ? exit : undefined;
       }, 5_000, 200);
       expect(next).toMatchObject({ exitCode: 0, outputTail: 'again\n' });
+    } finally {
+      guard.close();
+    }
+  });
+
+  it('kills a run whose guard died between spawning it and reporting its pid', async () => {
+    // The guard SIGKILLs itself right after the spawn: the worker never learns the run's pid and
+    // finds the run by the token in its environment.
+    const guard = startRunGuard(quietLogger, { dieAfterSpawn: true });
+    try {
+      const sleep = uniqueSleep();
+      const started = run(guard, shell(`${sleep} & ${sleep}; wait`));
+      const exit = await started.exited;
+      expect(started.pid).toBeUndefined();
+      expect(exit).toMatchObject({ exitCode: null, signal: 'SIGKILL' });
+      await waitFor('no process of the run left', () => (processesNamed(sleep).length === 0 ? true : undefined), 2_000);
     } finally {
       guard.close();
     }
@@ -173,3 +205,42 @@ describe('a run never outlives its worker or its guard', () => {
     }
   });
 });
+
+describe('finding a run by its token', () => {
+  it('reads a whole environment entry only', () => {
+    const name = RUN_TOKEN_ENV;
+    expect(envValue(Buffer.from(`A=1\0${name}=abc\0`), name)).toBe('abc');
+    expect(envValue(Buffer.from(`${name}=abc\0B=2\0`), name)).toBe('abc');
+    expect(envValue(Buffer.from(`A=1\0${name}=abc`), name)).toBe('abc');
+    expect(envValue(Buffer.from(`X${name}=abc\0`), name)).toBeUndefined();
+    expect(envValue(Buffer.from(`A=${name}=abc\0`), name)).toBeUndefined();
+    expect(envValue(Buffer.from(`A=${name}=x\0${name}=abc\0`), name)).toBe('abc');
+  });
+
+  it('kills every process that carries the token, also those that left the run\'s group', async () => {
+    const token = `test-${process.pid}-${Date.now()}`;
+    const sleep = uniqueSleep();
+    // The run leads its own group (as a guard starts it); one child leaves it with setsid.
+    const leader = spawn('/bin/sh', ['-c', `setsid ${sleep} & ${sleep} & wait`], {
+      detached: true, stdio: 'ignore', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', [RUN_TOKEN_ENV]: token },
+    });
+    const other = spawn('sleep', sleep.split(' ').slice(1), { detached: true, stdio: 'ignore', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
+    try {
+      // The leader's shell, its two sleeps, and the unmarked process.
+      await waitFor('the run\'s processes to start', () => (processesNamed(sleep).length >= 4 ? true : undefined), 5_000);
+      expect(killProcessesWithTokens(new Set(['another', token]))).toBeGreaterThanOrEqual(3);
+      await waitFor('the marked processes to die', () => (processesNamed(sleep).length === 1 ? true : undefined), 2_000);
+      expect(processesNamed(sleep)).toEqual([other.pid]);
+    } finally {
+      for (const child of [leader, other]) if (child.pid !== undefined) killQuietly(-child.pid);
+    }
+  });
+});
+
+function killQuietly(target: number): void {
+  try {
+    process.kill(target, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}

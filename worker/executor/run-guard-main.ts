@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { formatGuardEvent, type GuardEvent } from './run-guard-events.js';
 import { RunSpawner } from './run-guard-spawner.js';
 import { GuardState, parseGuardLine, type GroupCommand } from './run-guard-state.js';
+import { killProcessesWithTokens } from './run-token-sweep.js';
 
 /**
  * The run guard: a process beside each worker, in its own process group, that starts the worker's
@@ -23,6 +24,7 @@ const send = (event: GuardEvent): void => {
   events.write(formatGuardEvent(event));
 };
 
+/** SIGKILLs the runs' groups, then whatever of those runs left its group (by their tokens). */
 function killGroups(groups: readonly number[]): void {
   for (const pgid of groups) {
     try {
@@ -31,6 +33,7 @@ function killGroups(groups: readonly number[]): void {
       // ESRCH: the group has already ended.
     }
   }
+  if (groups.length > 0) killProcessesWithTokens(spawner.tokensOf(groups));
 }
 
 function check(): void {
@@ -53,7 +56,12 @@ function applyGroupCommand(command: GroupCommand): void {
   check();
 }
 
-const spawner = new RunSpawner(applyGroupCommand, send);
+// A fault for tests (run-guard.ts's dieAfterSpawn): the guard's death in the instant between a
+// spawn and its report, when the worker does not know the run's pid.
+const dieAfterSpawn = process.argv.includes('--die-after-spawn')
+  ? (): void => { process.kill(process.pid, 'SIGKILL'); }
+  : undefined;
+const spawner = new RunSpawner(applyGroupCommand, send, dieAfterSpawn);
 
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {

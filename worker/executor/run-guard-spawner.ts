@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { GuardEvent } from './run-guard-events.js';
 import type { GroupCommand, GroupSignal, SpawnRequest } from './run-guard-state.js';
 import { OutputTail } from './output-tail.js';
+import { RUN_TOKEN_ENV } from './run-token-sweep.js';
 
 /** Output is sent to the worker at most this often per run (its live tail lags at most this). */
 const OUTPUT_FLUSH_MS = 200;
@@ -16,10 +17,14 @@ const OUTPUT_DRAIN_MS_MAX = 300;
  */
 export class RunSpawner {
   private readonly live = new Map<number, ChildProcess>();
+  /** The run token of each tracked group, for what left the group (run-token-sweep.ts). */
+  private readonly tokens = new Map<number, string>();
 
   constructor(
     private readonly track: (command: GroupCommand) => void,
     private readonly send: (event: GuardEvent) => void,
+    /** Called between a spawn and its report (a fault a test injects there). */
+    private readonly afterSpawn: () => void = () => {},
   ) {}
 
   start(request: SpawnRequest): void {
@@ -37,12 +42,15 @@ export class RunSpawner {
     }
     const { id } = request;
     const pid = child.pid;
+    this.afterSpawn();
     if (pid !== undefined) {
       // The pid goes out first: the run is already executing, and until the worker has its pid a
       // death of this guard leaves the worker unable to kill it.
       this.send({ id, pid });
       this.track({ kind: 'add', pgid: pid });
       this.live.set(id, child);
+      const token = request.env[RUN_TOKEN_ENV];
+      if (token !== undefined) this.tokens.set(pid, token);
     }
     const pending = new OutputTail(request.tailBytesMax);
     let flushTimer: NodeJS.Timeout | undefined;
@@ -69,6 +77,7 @@ export class RunSpawner {
         // pid cannot have been handed out again since: Linux allocates pids cyclically).
         signalGroup(pid, 'SIGKILL');
         this.track({ kind: 'remove', pgid: pid });
+        this.tokens.delete(pid);
       }
       const end = (): void => {
         flush();
@@ -88,6 +97,16 @@ export class RunSpawner {
       if (pid === undefined) finish(null, null, err.message);
     });
     child.once('exit', (code, signal) => finish(code, signal));
+  }
+
+  /** The run tokens of these groups (those the guard knows). */
+  tokensOf(groups: readonly number[]): Set<string> {
+    const found = new Set<string>();
+    for (const pgid of groups) {
+      const token = this.tokens.get(pgid);
+      if (token !== undefined) found.add(token);
+    }
+    return found;
   }
 
   /** A run's group, while its leader lives: a stop never reaches a group that may be gone. */

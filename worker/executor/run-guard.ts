@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,6 +13,7 @@ import {
 } from './process-group.js';
 import { parseGuardEvent, type GuardEvent, type GuardExit } from './run-guard-events.js';
 import { formatGuardCommand, type GuardCommand } from './run-guard-state.js';
+import { killProcessesWithTokens, RUN_TOKEN_ENV } from './run-token-sweep.js';
 
 /**
  * The worker's side of the run guard (run-guard-main.ts): one guard process per worker, which
@@ -27,6 +29,18 @@ export interface RunGuard {
 
 /** A guard that restarts at most this often, so a guard that cannot start does not spin. */
 const RESPAWN_DELAY_MS = 1_000;
+/**
+ * After a guard's death its runs are looked for by token twice, this far apart: a run the guard
+ * was spawning as it died may be between its fork and its exec at the first look, without its
+ * environment yet.
+ */
+const SWEEP_AGAIN_MS = 250;
+
+/** Faults a test may ask a guard to have. */
+export interface RunGuardOptions {
+  /** The guard SIGKILLs itself right after spawning a run, before it reports the pid. */
+  readonly dieAfterSpawn?: boolean;
+}
 
 /** Compiled code runs from dist/worker/executor; from the sources (tests) the build's copy is used. */
 function guardEntry(): string {
@@ -61,8 +75,10 @@ interface GuardInstance {
   isAlive: boolean;
 }
 
-export function startRunGuard(logger: Logger): RunGuard {
+export function startRunGuard(logger: Logger, options: RunGuardOptions = {}): RunGuard {
   const entry = guardEntry();
+  // Marks this worker's runs (with the run's id) in their environment: see run-token-sweep.ts.
+  const tokenBase = randomUUID();
   let deadlineAtNs: bigint | null = null;
   let current: GuardInstance | undefined;
   let isClosed = false;
@@ -87,7 +103,7 @@ export function startRunGuard(logger: Logger): RunGuard {
   };
 
   const launch = (): void => {
-    const started = spawn(process.execPath, [entry], {
+    const started = spawn(process.execPath, [entry, ...(options.dieAfterSpawn === true ? ['--die-after-spawn'] : [])], {
       detached: true, stdio: ['pipe', 'ignore', 'inherit', 'pipe'],
     });
     const eventPipe = started.stdio[3] as (Readable & Partial<Refable>) | null;
@@ -140,6 +156,7 @@ export function startRunGuard(logger: Logger): RunGuard {
   const startProcess = (spec: ProcessSpec, clock: Clock, runLogger: Logger): RunningProcess => {
     const instance = current;
     const id = nextRunId++;
+    const token = `${tokenBase}.${id}`;
     const tail = new OutputTail(spec.outputTailBytesMax);
     let pid: number | undefined;
     let hasExited = false;
@@ -172,20 +189,22 @@ export function startRunGuard(logger: Logger): RunGuard {
       onOutput: (bytes) => tail.push(bytes),
       onExit: (exit) => finish(exit.code, exit.signal, exit.error),
       onGuardLost: () => {
-        if (pid === undefined) {
-          // Its spawn request was not answered: the guard died before it, or (for an instant)
-          // between the spawn and its answer.
-          finish(null, null, 'the run guard exited before reporting the start');
-          return;
-        }
-        killGroup(pid);
-        finish(null, 'SIGKILL');
+        // The run's group, when the guard told its pid; then whatever carries its token: what
+        // left the group, or the whole run if the guard died before it told the pid.
+        if (pid !== undefined) killGroup(pid);
+        const found = killProcessesWithTokens(new Set([token]));
+        setTimeout(() => {
+          const late = killProcessesWithTokens(new Set([token]));
+          if (found + late > 0 && pid === undefined) runLogger.error({ processes: found + late }, 'killed a run its dead guard had started without reporting it');
+          if (pid === undefined && found + late === 0) finish(null, null, 'the run guard exited before starting the run');
+          else finish(null, 'SIGKILL');
+        }, SWEEP_AGAIN_MS).unref();
       },
     });
     send(instance, {
       kind: 'spawn',
       request: {
-        id, argv: spec.argv, env: runEnv(spec), tailBytesMax: spec.outputTailBytesMax,
+        id, argv: spec.argv, env: { ...runEnv(spec), [RUN_TOKEN_ENV]: token }, tailBytesMax: spec.outputTailBytesMax,
         ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
       },
     });

@@ -1,0 +1,88 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * Finds a run's processes without knowing their pids. Every process run carries a token in its
+ * environment, which what it starts inherits. When a run guard dies before it told the worker a
+ * run's pid, or after a job moved processes out of its group, the worker finds them by that token
+ * through /proc and kills them. Processes of another user, or that replaced their environment,
+ * are out of reach: the guard's process groups remain the main way a run is stopped.
+ */
+export const RUN_TOKEN_ENV = 'ETCRON_RUN_TOKEN';
+
+/** A sweep repeats while it still finds processes (they may fork meanwhile), at most this often. */
+const SWEEP_ROUNDS_MAX = 10;
+
+/** Pids of the live processes whose run token is one of `tokens`. */
+export function processesWithToken(tokens: ReadonlySet<string>, procDir = '/proc'): number[] {
+  const found: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(procDir);
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let environ: Buffer;
+    try {
+      environ = readFileSync(`${procDir}/${entry}/environ`);
+    } catch {
+      continue; // gone, or another user's
+    }
+    const token = envValue(environ, RUN_TOKEN_ENV);
+    if (token !== undefined && tokens.has(token)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** The value of `name` in a NUL-separated environment block (as /proc shows it), if it is there. */
+export function envValue(environ: Buffer, name: string): string | undefined {
+  const prefix = Buffer.from(`${name}=`);
+  let at = environ.indexOf(prefix);
+  while (at >= 0 && at > 0 && environ[at - 1] !== 0) at = environ.indexOf(prefix, at + 1);
+  if (at < 0) return undefined;
+  const from = at + prefix.length;
+  const end = environ.indexOf(0, from);
+  return environ.toString('utf8', from, end < 0 ? environ.length : end);
+}
+
+/** The process group of `pid`, or undefined once it is gone. */
+function processGroupOf(pid: number): number | undefined {
+  try {
+    // After the command's closing parenthesis: state, ppid, pgrp.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const pgrp = Number(fields[2]);
+    return Number.isInteger(pgrp) && pgrp > 0 ? pgrp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sigkill(target: number): void {
+  try {
+    process.kill(target, 'SIGKILL');
+  } catch {
+    // ESRCH: already gone. EPERM: not ours to kill.
+  }
+}
+
+/**
+ * SIGKILLs every process that carries one of `tokens`, and each group one of them leads (a run's
+ * leader is its group's leader). Returns how many processes carried one.
+ */
+export function killProcessesWithTokens(tokens: ReadonlySet<string>): number {
+  const seen = new Set<number>();
+  if (tokens.size === 0) return 0;
+  for (let round = 0; round < SWEEP_ROUNDS_MAX; round++) {
+    // A process SIGKILLed a moment ago may still show its environment: it is counted once.
+    const pids = processesWithToken(tokens);
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      seen.add(pid);
+      if (processGroupOf(pid) === pid) sigkill(-pid);
+      sigkill(pid);
+    }
+  }
+  return seen.size;
+}

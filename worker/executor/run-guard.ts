@@ -61,8 +61,15 @@ interface GuardedRun {
   onPid(pid: number): void;
   onOutput(bytes: Buffer): void;
   onExit(exit: GuardExit): void;
-  /** The guard died before telling this run's end. */
-  onGuardLost(): void;
+  /** Marks the run's processes in their environment (run-token-sweep.ts). */
+  readonly token: string;
+  /** The run's group, if the guard told its pid. */
+  group(): number | undefined;
+  /**
+   * The guard died before telling this run's end; its group and the processes carrying its token
+   * have been killed, and `wasFound` tells whether any carried it.
+   */
+  onGuardLost(wasFound: boolean): void;
 }
 
 /** One guard process and the runs it started. */
@@ -128,10 +135,20 @@ export function startRunGuard(logger: Logger, options: RunGuardOptions = {}): Ru
       const runs = [...instance.runs.values()];
       instance.runs.clear();
       holdLoop(false);
-      if (runs.length > 0) {
-        logger.error({ runs: runs.length }, 'run guard gone; killing the runs it started');
+      if (runs.length === 0) return;
+      logger.error({ runs: runs.length }, 'run guard gone; killing the runs it started');
+      // Their groups at once; then, in one look through /proc for all of them, whatever carries
+      // their tokens: what left a group, and a run whose pid the guard had not told yet.
+      for (const run of runs) {
+        const group = run.group();
+        if (group !== undefined) killGroup(group);
       }
-      for (const run of runs) run.onGuardLost();
+      const tokens = new Set(runs.map((run) => run.token));
+      const found = killProcessesWithTokens(tokens);
+      setTimeout(() => {
+        for (const token of killProcessesWithTokens(tokens)) found.add(token);
+        for (const run of runs) run.onGuardLost(found.has(run.token));
+      }, SWEEP_AGAIN_MS).unref();
     };
     if (lines === undefined) lost();
     else lines.once('close', lost);
@@ -188,17 +205,17 @@ export function startRunGuard(logger: Logger, options: RunGuardOptions = {}): Ru
       onPid: (started) => { pid = started; },
       onOutput: (bytes) => tail.push(bytes),
       onExit: (exit) => finish(exit.code, exit.signal, exit.error),
-      onGuardLost: () => {
-        // The run's group, when the guard told its pid; then whatever carries its token: what
-        // left the group, or the whole run if the guard died before it told the pid.
-        if (pid !== undefined) killGroup(pid);
-        const found = killProcessesWithTokens(new Set([token]));
-        setTimeout(() => {
-          const late = killProcessesWithTokens(new Set([token]));
-          if (found + late > 0 && pid === undefined) runLogger.error({ processes: found + late }, 'killed a run its dead guard had started without reporting it');
-          if (pid === undefined && found + late === 0) finish(null, null, 'the run guard exited before starting the run');
-          else finish(null, 'SIGKILL');
-        }, SWEEP_AGAIN_MS).unref();
+      token,
+      group: () => pid,
+      onGuardLost: (wasFound) => {
+        if (pid === undefined && !wasFound) {
+          // Nothing carried its token: the guard died before it spawned the run (or the run
+          // ended at once, unreported).
+          finish(null, null, 'the run guard exited before reporting the start; no process of the run was found');
+          return;
+        }
+        if (pid === undefined) runLogger.error('killed a run its dead guard had started without reporting it');
+        finish(null, 'SIGKILL');
       },
     });
     send(instance, {

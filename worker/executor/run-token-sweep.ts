@@ -2,19 +2,21 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * Finds a run's processes without knowing their pids. Every process run carries a token in its
- * environment, which what it starts inherits. When a run guard dies before it told the worker a
- * run's pid, or after a job moved processes out of its group, the worker finds them by that token
- * through /proc and kills them. Processes of another user, or that replaced their environment,
- * are out of reach: the guard's process groups remain the main way a run is stopped.
+ * environment, which what it starts inherits. A run whose pid a dying guard never reported, and a
+ * job's process that left its group (setsid), are found by that token through /proc and killed:
+ * by the worker after its guard died, by the guard at the lease deadline and at the worker's
+ * death. One pass reads every process's environment, so it is kept to those rare moments.
+ * Processes of another user, or that replaced their environment, are out of reach: the process
+ * groups remain the main way a run is stopped.
  */
 export const RUN_TOKEN_ENV = 'ETCRON_RUN_TOKEN';
 
 /** A sweep repeats while it still finds processes (they may fork meanwhile), at most this often. */
 const SWEEP_ROUNDS_MAX = 10;
 
-/** Pids of the live processes whose run token is one of `tokens`. */
-export function processesWithToken(tokens: ReadonlySet<string>, procDir = '/proc'): number[] {
-  const found: number[] = [];
+/** The live processes whose run token is one of `tokens`, with the token each carries. */
+export function processesWithToken(tokens: ReadonlySet<string>, procDir = '/proc'): { pid: number; token: string }[] {
+  const found: { pid: number; token: string }[] = [];
   let entries: string[];
   try {
     entries = readdirSync(procDir);
@@ -30,7 +32,7 @@ export function processesWithToken(tokens: ReadonlySet<string>, procDir = '/proc
       continue; // gone, or another user's
     }
     const token = envValue(environ, RUN_TOKEN_ENV);
-    if (token !== undefined && tokens.has(token)) found.push(Number(entry));
+    if (token !== undefined && tokens.has(token)) found.push({ pid: Number(entry), token });
   }
   return found;
 }
@@ -69,20 +71,20 @@ function sigkill(target: number): void {
 
 /**
  * SIGKILLs every process that carries one of `tokens`, and each group one of them leads (a run's
- * leader is its group's leader). Returns how many processes carried one.
+ * leader is its group's leader). Returns the tokens some process carried.
  */
-export function killProcessesWithTokens(tokens: ReadonlySet<string>): number {
-  const seen = new Set<number>();
-  if (tokens.size === 0) return 0;
+export function killProcessesWithTokens(tokens: ReadonlySet<string>): Set<string> {
+  const carried = new Set<string>();
+  if (tokens.size === 0) return carried;
   for (let round = 0; round < SWEEP_ROUNDS_MAX; round++) {
-    // A process SIGKILLed a moment ago may still show its environment: it is counted once.
-    const pids = processesWithToken(tokens);
-    if (pids.length === 0) break;
-    for (const pid of pids) {
-      seen.add(pid);
+    // A process SIGKILLed a moment ago may still show its environment for an instant.
+    const processes = processesWithToken(tokens);
+    if (processes.length === 0) break;
+    for (const { pid, token } of processes) {
+      carried.add(token);
       if (processGroupOf(pid) === pid) sigkill(-pid);
       sigkill(pid);
     }
   }
-  return seen.size;
+  return carried;
 }

@@ -29,7 +29,10 @@ export interface IdleHeapPolicyOptions {
   readonly quietCpuShare: number;
   /** Consecutive quiet ticks before a collection. */
   readonly quietTicks: number;
-  /** Collect only when the committed heap has grown this much past what the last one left. */
+  /**
+   * Collect only when the committed heap has grown this much past what the last one left, or the
+   * young generation is larger than YOUNG_SHRUNK_BYTES (V8 gives it back only at a collection).
+   */
   readonly growthBytes: number;
 }
 
@@ -47,9 +50,9 @@ const YOUNG_SHRUNK_BYTES = 4 * 1024 * 1024;
 
 /**
  * The decision alone, as a pure function of the samples: after `quietTicks` quiet ticks in a row,
- * if the heap grew since the last collection, collect on this tick and on the next quiet ones
- * while each still gives memory back or the young generation has not shrunk yet; then wait for
- * activity and a new quiet spell.
+ * if the heap grew since the last collection or the young generation is at its burst size, collect
+ * on this tick and on the next quiet ones while each still gives memory back or the young
+ * generation has not shrunk yet; then wait for activity and a new quiet spell.
  */
 export class IdleHeapPolicy {
   private quietRun = 0;
@@ -78,7 +81,7 @@ export class IdleHeapPolicy {
     if (!this.armed || this.quietRun < this.options.quietTicks) return false;
     this.armed = false;
     this.spellCollections = 0;
-    return sample.committedBytes > this.baselineBytes + this.options.growthBytes;
+    return sample.committedBytes > this.baselineBytes + this.options.growthBytes || sample.youngBytes > YOUNG_SHRUNK_BYTES;
   }
 
   /** What a collection found and left: whether to go on, and the growth the next spell waits for. */

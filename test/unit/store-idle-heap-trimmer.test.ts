@@ -4,8 +4,8 @@ import { IdleHeapPolicy, type HeapSample, type IdleHeapPolicyOptions } from '../
 const MB = 1024 * 1024;
 const OPTIONS: IdleHeapPolicyOptions = { quietCpuShare: 0.05, quietTicks: 3, growthBytes: 16 * MB };
 const TICK = 1_000_000;
-const busy = (committedMb: number) => ({ cpuMicros: TICK / 2, tickMicros: TICK, committedBytes: committedMb * MB, youngBytes: 32 * MB });
-const quiet = (committedMb: number) => ({ cpuMicros: TICK / 100, tickMicros: TICK, committedBytes: committedMb * MB, youngBytes: 32 * MB });
+const busy = (committedMb: number, youngMb = 1) => ({ cpuMicros: TICK / 2, tickMicros: TICK, committedBytes: committedMb * MB, youngBytes: youngMb * MB });
+const quiet = (committedMb: number, youngMb = 1) => ({ cpuMicros: TICK / 100, tickMicros: TICK, committedBytes: committedMb * MB, youngBytes: youngMb * MB });
 
 /**
  * Feeds samples, collecting whenever the policy says so, each collection leaving `afterMb` of heap
@@ -52,6 +52,17 @@ describe('IdleHeapPolicy', () => {
     // the third; the fourth tick then has nothing left to do.
     const samples = [busy(130), ...Array.from({ length: 8 }, () => quiet(130))];
     expect(run(policy, samples, () => 129, (n) => (n < 3 ? 32 : 1))).toEqual([3, 4, 5]);
+  });
+
+  it('collects after a burst that left the young generation at its burst size, though the heap hardly grew', () => {
+    // The young generation is held at 16 MiB (young-generation-cap.ts): a burst may not grow the
+    // committed heap by the threshold, and still leave 15 MB that a collection gives back.
+    const policy = new IdleHeapPolicy(40 * MB, OPTIONS);
+    // The first one freed 15 MB: one more on the next tick, which frees nothing, and that is all.
+    expect(run(policy, [busy(48, 16), quiet(48, 16), quiet(48, 16), quiet(48, 16), quiet(33, 1), quiet(33, 1)], () => 33)).toEqual([3, 4]);
+    // With a small young generation and no growth, nothing to do.
+    const idle = new IdleHeapPolicy(40 * MB, OPTIONS);
+    expect(run(idle, [busy(48, 2), quiet(48, 2), quiet(48, 2), quiet(48, 2), quiet(48, 2)], () => 47)).toEqual([]);
   });
 
   it('does not collect while the process is busy, nor when the heap did not grow, nor twice in one quiet spell', () => {

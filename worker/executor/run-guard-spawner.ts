@@ -47,10 +47,12 @@ export class RunSpawner {
       // The pid goes out first: the run is already executing, and until the worker has its pid a
       // death of this guard leaves the worker unable to kill it.
       this.send({ id, pid });
-      this.track({ kind: 'add', pgid: pid });
-      this.live.set(id, child);
+      // Its token is known before the group is tracked: tracking may kill it at once (a deadline
+      // already past), and that kill looks for the run's processes by token too.
       const token = request.env[RUN_TOKEN_ENV];
       if (token !== undefined) this.tokens.set(pid, token);
+      this.track({ kind: 'add', pgid: pid });
+      this.live.set(id, child);
     }
     const pending = new OutputTail(request.tailBytesMax);
     let flushTimer: NodeJS.Timeout | undefined;

@@ -4,9 +4,10 @@ import type { Logger } from '../shared/log.js';
 
 /**
  * Holds V8's young generation at 16 MiB (two 8 MiB semi-spaces) instead of the 32 MiB it grows to
- * under a steady request load. Measured on the store (one member, 64 clients): the same throughput
- * and CPU per request on every bench row, 14 MB less resident memory under load; at 8 MiB total
- * (4 MiB semi-spaces) reads and transactions lost 10-15% to more frequent scavenges.
+ * under a steady request load. Measured on the store (one member, 64 clients, bench/README.md
+ * "Session 21"): the same throughput and CPU per request on every bench row, 14 MB less resident
+ * memory under load; in a run at 8 MiB total (4 MiB semi-spaces) reads and transactions lost
+ * 10-15% to more frequent scavenges.
  *
  * The maximum is a start-up flag (`node --max-semi-space-size=8`), out of reach of a process that
  * is already running; the growth step is not. V8 reads `--semi-space-growth-factor` each time it
@@ -22,7 +23,7 @@ export const YOUNG_GENERATION_CAP_BYTES = 16 * 1024 * 1024;
 const V8_DEFAULT_GROWTH_FACTOR = 2;
 
 /** The growth factor for a young generation of `youngBytes`: none at or above the cap. */
-export function youngGrowthFactor(youngBytes: number, capBytes: number): number {
+function youngGrowthFactor(youngBytes: number, capBytes: number): number {
   return youngBytes >= capBytes ? 1 : V8_DEFAULT_GROWTH_FACTOR;
 }
 

@@ -41,7 +41,8 @@ export function processesWithToken(tokens: ReadonlySet<string>, procDir = '/proc
 export function envValue(environ: Buffer, name: string): string | undefined {
   const prefix = Buffer.from(`${name}=`);
   let at = environ.indexOf(prefix);
-  while (at >= 0 && at > 0 && environ[at - 1] !== 0) at = environ.indexOf(prefix, at + 1);
+  // Only at the start of an entry: not inside another's name or value.
+  while (at > 0 && environ[at - 1] !== 0) at = environ.indexOf(prefix, at + 1);
   if (at < 0) return undefined;
   const from = at + prefix.length;
   const end = environ.indexOf(0, from);

@@ -204,7 +204,7 @@ export interface RaftConfig {
 
 /**
  * Each switch breaks one rule of the Raft paper so that the simulator can show its checkers catch
- * it (shared/notes/reliability.md section 2, "Self-tests"). Production code never sets them.
+ * it (test/sim/raft-sim-self-test.test.ts). Production code never sets them.
  */
 export interface RaftTestingBugs {
   /** Grant a vote even after voting for someone else in the same term (breaks election safety). */

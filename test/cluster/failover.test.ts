@@ -1,7 +1,7 @@
 // Issue 4, real faults on 3 members: concurrent clients read, write and CAS while the leader is
 // SIGKILLed and restarted, then a follower. No acknowledged write may be lost, no member's
 // revision may go back, and the history must pass checkers A and B
-// (shared/notes/reliability.md §3-4). ETCRON_CLUSTER_SUBJECT=etcd runs it on real etcd.
+// (test/support/cluster-linearizability.ts). ETCRON_CLUSTER_SUBJECT=etcd runs it on real etcd.
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { Cluster, clusterSubject } from '../support/cluster-process.js';
 import {

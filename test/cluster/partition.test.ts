@@ -3,7 +3,7 @@
 // member, the isolated one included: the majority elects a new leader, the isolated leader
 // steps down (CheckQuorum) and serves no stale linearizable read; after healing it follows the
 // new leader. Then a follower is cut off. Nothing acknowledged is lost, revisions never go back,
-// and the history passes checkers A and B (shared/notes/reliability.md §3-4).
+// and the history passes checkers A and B (test/support/cluster-linearizability.ts).
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { bytes, child, int, list, type ResponseStream } from '../support/compat-client.js';
 import { checkWatchEvents, type LogEvent } from '../support/cluster-linearizability.js';

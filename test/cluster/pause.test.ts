@@ -1,6 +1,6 @@
 // Issue 4: SIGSTOP the leader for longer than the election timeout, then SIGCONT. The others must
 // elect a new leader, the old one must step down once it runs again, and the history recorded
-// across the pause must lose nothing and stay linearizable (shared/notes/reliability.md §3-4).
+// across the pause must lose nothing and stay linearizable.
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { Cluster } from '../support/cluster-process.js';
 import { waitFor } from '../support/ports.js';

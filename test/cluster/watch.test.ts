@@ -1,7 +1,7 @@
 // Issue 4: a watch across a leader SIGKILL resumes with no gap and no duplicate. A raw watch on
 // the leader breaks when it dies and is resumed on a survivor from last revision + 1; an etcd3
 // client watch over all endpoints resumes by itself. Both must equal the members' final log
-// (shared/notes/reliability.md §4 "Watch validation").
+// (every revision once, in order).
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { Cluster } from '../support/cluster-process.js';

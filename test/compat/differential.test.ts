@@ -39,7 +39,7 @@ function unary(rpc: UnaryRpc, body: Msg): Request {
 
 const b = (text: string): Buffer => Buffer.from(text, 'latin1');
 
-/** Edge cases from shared/notes/etcd-compat.md that a random walk would rarely reach. */
+/** Edge cases of etcd's wire behaviour that are easy to get wrong and a random walk would rarely reach. */
 const probes: readonly Request[] = [
   unary('HashKV', { revision: '0' }),
   unary('Compact', { revision: '0' }),
@@ -111,7 +111,7 @@ const probes: readonly Request[] = [
   { kind: 'watch-create', body: { key: b('x/'), range_end: b('x0'), start_revision: '9', prev_kv: true } },
   unary('HashKV', { revision: '9' }),
   unary('HashKV', { revision: '-1' }),
-  // The v3lock and v3election services (etcd-compat.md §12), with a lease whose ID we choose.
+  // The v3lock and v3election services, with a lease whose ID we choose.
   unary('Lock', { name: b('lk'), lease: '555' }),
   unary('LeaseGrant', { ID: '4242', TTL: '600' }),
   unary('Lock', { name: b('lk'), lease: '4242' }),

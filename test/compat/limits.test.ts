@@ -1,6 +1,7 @@
 // Limits set by etcd's flags, on the subject: --quota-backend-bytes (NOSPACE alarm),
 // --max-txn-ops and --max-request-bytes. Database sizes differ between bbolt and SQLite, so the
-// quota is checked by its behaviour (etcd-compat.md §9), not by the number of puts it allows.
+// quota is checked by its behaviour (the NOSPACE alarm and what it refuses), not by the number
+// of puts it allows.
 import { afterEach, describe, expect, it } from 'vitest';
 import { CompatClient, child, list, text, type Outcome } from '../support/compat-client.js';
 import { disposeStores, startSubject, subjectKind } from '../support/compat-subject.js';

@@ -1,4 +1,4 @@
-// Maintenance details a client can observe beyond etcdctl's output (etcd-compat.md §0 and §9):
+// Maintenance details a client can observe beyond etcdctl's output:
 // the Snapshot stream's framing, Status fields, a LeaseKeepAlive stream carrying several
 // requests, and the plain-HTTP /health and /version answers on the client port.
 import { createHash } from 'node:crypto';

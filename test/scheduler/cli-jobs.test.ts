@@ -11,7 +11,7 @@ import { jsonOf, runCli, startMasterProcess, type DaemonProcess } from './cli-ha
 
 // CLI round trips through real `etcron master` processes on a real store (issue #5, "CLI" and
 // "Invalid cron, unknown time zone, bad durations, unknown fields: a clear error naming the
-// field, nothing written"; reliability.md section 7, scheduler input table).
+// field, nothing written").
 
 interface JobView {
   name: string;

@@ -7,7 +7,7 @@ import { clientFor, historyRecords, putJob, quietLogger } from '../support/sched
 import { startWorker, type WorkerHandle } from '../../worker/index.js';
 import { startHousekeeping, type HousekeepingHandle } from '../../master/housekeeping/index.js';
 
-/** notes/scheduler.md promise 4 and reliability.md section 6 "Catch-up": window and cap honoured. */
+/** Catch-up after downtime (docs/scheduler.md): window and cap honoured. */
 describe.skipIf(!hasStoreUnderTest())('catch-up after downtime', () => {
   let store: StoreProcess;
   let client: Etcd3;

@@ -16,7 +16,7 @@ const TTL_SECONDS = 3;
 const SLOTS_MIN = 60;
 
 /**
- * notes/scheduler.md promises 1-3 and notes/reliability.md section 5 tests 1 and 3, with real
+ * The guarantees of docs/scheduler.md ("Guarantees, and their conditions") under worker faults, with real
  * processes: 3 workers, an every-second job; one worker SIGKILLed mid-run, another SIGSTOPped past
  * its lease TTL and resumed.
  */

@@ -13,7 +13,7 @@ import { startHousekeeping, type HousekeepingHandle } from '../../master/houseke
 
 const TTL_SECONDS = 3;
 
-/** notes/reliability.md section 5, test 4: keepalive loss (the worker's path to the store is cut). */
+/** Keepalive loss: the worker's path to the store is cut. */
 describe.skipIf(!hasStoreUnderTest())('worker cut off from the store', () => {
   let store: StoreProcess;
   let client: Etcd3;

@@ -12,7 +12,7 @@ import { readLocks } from '../../shared/history/read.js';
 import type { RunRecord } from '../../shared/history/records.js';
 import { TRUNCATED_MARKER } from '../../worker/executor/fit-output-tail.js';
 
-/** Overlap policies, timeouts, retries, kill and output tail, each on its own job (notes/scheduler.md). */
+/** Overlap policies, timeouts, retries, kill and output tail, each on its own job (docs/scheduler.md). */
 describe.skipIf(!hasStoreUnderTest())('worker run policies', () => {
   let store: StoreProcess;
   let client: Etcd3;

@@ -32,7 +32,7 @@ function readAttempts(file: string): AttemptLine[] {
 }
 
 /**
- * Issue 5 / notes/scheduler.md promise 3: a failed or lost run is retried by policy on another
+ * Issue 5 / docs/scheduler.md "Guarantees": a failed or lost run is retried by policy on another
  * live worker, claimed once per (job, slot, attempt). Real worker processes; a real SIGKILL.
  */
 describe.skipIf(!hasStoreUnderTest())('retries on any worker', () => {

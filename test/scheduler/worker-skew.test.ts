@@ -13,7 +13,7 @@ const SLOTS = 25;
 /** A slot's start deadline (5 s on-time grace) as the slowest worker's clock sees it, plus 1 s. */
 const SETTLE_MS = 5_000 + SKEW_MS + 1_000;
 
-/** notes/reliability.md section 5, test 2, with the brief's ±2 s: skewed clocks never run a slot twice. */
+/** Worker clocks skewed by ±2 s never run a slot twice. */
 describe.skipIf(!hasStoreUnderTest())('worker clock skew', () => {
   let store: StoreProcess;
   let client: Etcd3;

@@ -40,7 +40,7 @@ interface MemberWatch {
 }
 
 /**
- * The safety checkers of reliability.md §2, run after every simulator event. Each is incremental:
+ * The Raft safety checkers, run after every simulator event. Each is incremental:
  * the work is proportional to what the event changed.
  */
 export class Checker {

@@ -4,7 +4,7 @@ import type { SimOptions } from './simulation.js';
 
 /**
  * The checkers can fail: each deliberately broken member must be caught within a bounded number
- * of seeds (reliability.md §2, "Self-tests"). Without these, a passing sweep proves nothing.
+ * of seeds. Without these, a passing sweep proves nothing.
  */
 const seedsMax = 300;
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { describeFailure, simulate } from './simulation.js';
 
 /**
- * Deterministic simulation of the Raft core (reliability.md §2). CI sweeps a fixed seed range;
+ * Deterministic simulation of the Raft core. CI sweeps a fixed seed range;
  * ETCRON_SEED=<n> replays exactly one seed, ETCRON_SEEDS=<k> widens the sweep.
  */
 const replaySeed = process.env['ETCRON_SEED'];

@@ -1,5 +1,5 @@
-// Linearizability checking of client histories recorded against a store cluster
-// (shared/notes/reliability.md §4). Two independent checkers:
+// Linearizability checking of client histories recorded against a store cluster.
+// Two independent checkers:
 // - Checker A trusts the store's revisions and the members' final MVCC log (ground truth) and
 //   checks, in O(n log n), that every acknowledged write is in the log at its revision, that
 //   revisions respect real time, and that every read and failed compare matches the log.
@@ -506,7 +506,7 @@ export interface WatchEvent {
 
 /**
  * A watch on `prefix` from `startRevision` must deliver exactly the log's events for that prefix
- * from startRevision on, in order, with no gap and no duplicate (reliability.md §4).
+ * from startRevision on, in order, with no gap and no duplicate.
  */
 export function checkWatchEvents(received: readonly WatchEvent[], log: readonly LogEvent[],
   prefix: string, startRevision: number): CheckResult {

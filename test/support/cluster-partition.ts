@@ -1,4 +1,4 @@
-// Network partitions between members without root (shared/notes/reliability.md §3): each member
+// Network partitions between members without root: each member
 // advertises the port of a TCP proxy owned by the test, and listens for peers on another port
 // behind it. Member IDs hash the advertised peer URLs, so every member must see the same URLs;
 // one proxy per member is therefore all there is, and a link is told apart by the dialing

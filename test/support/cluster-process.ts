@@ -1,5 +1,5 @@
 // An N-member store cluster (3 or 5) of real etcd or `etcron store`, started with etcd's own
-// flags on 127.0.0.1, with the faults of shared/notes/reliability.md §3: SIGKILL, SIGTERM,
+// flags on 127.0.0.1, with real faults: SIGKILL, SIGTERM,
 // restart on the same data dir, SIGSTOP/SIGCONT. The subject comes from ETCRON_CLUSTER_SUBJECT
 // (etcd | etcron, default etcron). Every process is killed and every temp dir removed by
 // teardown(), and, should the test process die first, by an exit hook.

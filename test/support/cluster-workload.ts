@@ -1,5 +1,5 @@
 // Concurrent recording clients, a per-member revision monitor and the ground-truth log reader
-// for the multi-member tests (shared/notes/reliability.md §3-4). Clients are sequential, use
+// for the multi-member tests. Clients are sequential, use
 // unique put values, and record every call with call and return times on one monotonic clock.
 import {
   bytes, child, int, list, text, type CompatClient, type Msg, type Outcome, type ResponseStream,
@@ -15,7 +15,7 @@ export function nowNs(): number {
   return Number(process.hrtime.bigint());
 }
 
-/** gRPC codes that mean the request had no effect (reliability.md §4); all others are unknown. */
+/** gRPC codes that mean the request had no effect; all others are unknown. */
 const DEFINITE_CODES = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION', 'OUT_OF_RANGE']);
 
 export function isDefiniteFailure(outcome: Outcome): boolean {

@@ -1,5 +1,5 @@
 // A raw gRPC client for etcd 3.4's services, loaded from store/api/proto, plus the normaliser
-// that makes etcd's and etcron's answers comparable (see shared/notes/etcd-compat.md §16).
+// that makes etcd's and etcron's answers comparable (what is normalised: test/compat/README.md).
 // Requests are plain objects in proto field names; bytes are Buffers, int64 are decimal strings.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';

@@ -154,7 +154,7 @@ export function normalizeTranscript(text: string, store: StoreProcess): string {
       '$1<size>, $2, $3, <term>, <index>, <index>,',
     )
     .replace(/remaining\((\d+)s\)/g, 'remaining(<ttl>)')
-    // A lease's attached keys come in arbitrary order (etcd-compat.md §7).
+    // A lease's attached keys come in no defined order (etcd walks a map).
     .replace(/attached keys\(\[([^\]]*)\]\)/g, (_all, keys: string) => `attached keys([${keys.split(' ').sort().join(' ')}])`)
     .replace(/"keys":\[([^\]]*)\]/g, (_all, keys: string) => `"keys":[${keys.split(',').sort().join(',')}]`)
     .split('\n').map(tableLine).join('\n');

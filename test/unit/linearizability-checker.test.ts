@@ -1,5 +1,5 @@
 // The cluster checkers of test/support/cluster-linearizability.ts must reject what is not
-// linearizable (shared/notes/reliability.md §4 "Checker self-tests") and accept what is,
+// linearizable (a checker that cannot fail proves nothing) and accept what is,
 // including histories with unknown (timed-out) results. Issue 4.
 import { describe, expect, it } from 'vitest';
 import {

@@ -9,7 +9,7 @@ function fieldsOf(input: unknown): string[] {
   return result.ok ? [] : result.errors.map((e) => e.field);
 }
 
-describe('job spec parsing (notes/reliability.md section 7, scheduler inputs)', () => {
+describe('job spec parsing (bad scheduler inputs get a clear error)', () => {
   it('accepts a minimal spec and fills defaults', () => {
     const result = parseJobSpec(base);
     expect(result.ok).toBe(true);

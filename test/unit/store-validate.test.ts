@@ -20,7 +20,7 @@ function kindOf(fn: () => void): string | undefined {
   }
 }
 
-describe('txn syntax checks (etcd 3.4 behaviour, notes/etcd-compat.md §5)', () => {
+describe('txn syntax checks (etcd 3.4 behaviour)', () => {
   it('refuses two puts of one key in a branch, also through nested txns', () => {
     expect(kindOf(() => checkTxn(txn([put('a'), put('a')]), limits))).toBe('duplicate-key');
     expect(kindOf(() => checkTxn(txn([put('a'), nested([put('a')])]), limits))).toBe('duplicate-key');

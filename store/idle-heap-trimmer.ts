@@ -1,6 +1,7 @@
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '../shared/log.js';
+import { readHeapSizes, type HeapSizes } from './heap-sizes.js';
 
 /**
  * Gives back the heap a burst of work left behind once the store process has gone quiet.
@@ -15,13 +16,10 @@ import type { Logger } from '../shared/log.js';
  * drop, over the next ones.
  */
 
-/** One sample per tick: CPU the whole process used since the last one, and V8's committed heap. */
-export interface HeapSample {
+/** One sample per tick: CPU the whole process used since the last one, and V8's heap sizes. */
+export interface HeapSample extends HeapSizes {
   readonly cpuMicros: number;
   readonly tickMicros: number;
-  readonly committedBytes: number;
-  /** Of which the young generation (V8's new space). */
-  readonly youngBytes: number;
 }
 
 export interface IdleHeapPolicyOptions {
@@ -85,7 +83,7 @@ export class IdleHeapPolicy {
   }
 
   /** What a collection found and left: whether to go on, and the growth the next spell waits for. */
-  collected(beforeBytes: number, after: { readonly committedBytes: number; readonly youngBytes: number }): void {
+  collected(beforeBytes: number, after: HeapSizes): void {
     this.spellCollections++;
     this.baselineBytes = after.committedBytes;
     const isWorthAnother = beforeBytes - after.committedBytes >= FREED_TO_GO_ON_BYTES || after.youngBytes > YOUNG_SHRUNK_BYTES;
@@ -118,27 +116,17 @@ export function startIdleHeapTrimmer(log: Logger, options: IdleHeapPolicyOptions
     log.debug('the runtime does not expose its collector; idle heap trimming is off');
     return () => {};
   }
-  // One read gives both: the committed heap is the sum of the spaces' sizes.
-  const heapNow = (): { committedBytes: number; youngBytes: number } => {
-    let committedBytes = 0;
-    let youngBytes = 0;
-    for (const space of getHeapSpaceStatistics()) {
-      committedBytes += space.space_size;
-      if (space.space_name === 'new_space') youngBytes = space.space_size;
-    }
-    return { committedBytes, youngBytes };
-  };
-  const policy = new IdleHeapPolicy(heapNow().committedBytes, options);
+  const policy = new IdleHeapPolicy(readHeapSizes().committedBytes, options);
   let lastCpu = process.cpuUsage();
   let lastAt = performance.now();
   const timer = setInterval(() => {
     const cpu = process.cpuUsage(lastCpu);
     const now = performance.now();
-    const sample = { cpuMicros: cpu.user + cpu.system, tickMicros: (now - lastAt) * 1000, ...heapNow() };
+    const sample = { cpuMicros: cpu.user + cpu.system, tickMicros: (now - lastAt) * 1000, ...readHeapSizes() };
     if (policy.observe(sample)) {
       const started = performance.now();
       gc();
-      const after = heapNow();
+      const after = readHeapSizes();
       policy.collected(sample.committedBytes, after);
       log.debug({ beforeBytes: sample.committedBytes, afterBytes: after.committedBytes, youngBytes: after.youngBytes, pauseMs: Math.round(performance.now() - started) }, 'idle: heap trimmed');
     }

@@ -1,6 +1,7 @@
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { setFlagsFromString } from 'node:v8';
 import { PerformanceObserver } from 'node:perf_hooks';
 import type { Logger } from '../shared/log.js';
+import { readHeapSizes } from './heap-sizes.js';
 
 /**
  * Holds V8's young generation at 16 MiB (two 8 MiB semi-spaces) instead of the 32 MiB it grows to
@@ -33,11 +34,6 @@ function isYoungGenerationGiven(): boolean {
   return given.some((arg) => /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]growth[-_]factor/.test(arg));
 }
 
-function youngBytesNow(): number {
-  for (const space of getHeapSpaceStatistics()) if (space.space_name === 'new_space') return space.space_size;
-  return 0;
-}
-
 /** Starts holding the young generation at `capBytes`; returns a stop function. One per process. */
 export function capYoungGeneration(log: Logger, capBytes: number = YOUNG_GENERATION_CAP_BYTES): () => void {
   if (isYoungGenerationGiven()) {
@@ -46,7 +42,7 @@ export function capYoungGeneration(log: Logger, capBytes: number = YOUNG_GENERAT
   }
   let factor = V8_DEFAULT_GROWTH_FACTOR;
   const adjust = (): void => {
-    const wanted = youngGrowthFactor(youngBytesNow(), capBytes);
+    const wanted = youngGrowthFactor(readHeapSizes().youngBytes, capBytes);
     if (wanted === factor) return;
     setFlagsFromString(`--semi-space-growth-factor=${wanted}`);
     factor = wanted;

@@ -9,6 +9,7 @@ import { systemClock } from '../../shared/clock.js';
 import type { ProcessSpec, RunningProcess } from '../../worker/executor/process-group.js';
 import { startRunGuard, type RunGuard } from '../../worker/executor/run-guard.js';
 import { envValue, killProcessesWithTokens, RUN_TOKEN_ENV } from '../../worker/executor/run-token-sweep.js';
+import { signalQuietly } from '../../worker/executor/signal.js';
 import { waitFor } from '../support/ports.js';
 import { quietLogger, tempDir } from '../support/scheduler-fixtures.js';
 import { isProcessAlive } from '../support/worker-processes.js';
@@ -232,15 +233,7 @@ describe('finding a run by its token', () => {
       await waitFor('the marked processes to die', () => (processesNamed(sleep).length === 1 ? true : undefined), 2_000);
       expect(processesNamed(sleep)).toEqual([other.pid]);
     } finally {
-      for (const child of [leader, other]) if (child.pid !== undefined) killQuietly(-child.pid);
+      for (const child of [leader, other]) if (child.pid !== undefined) signalQuietly(-child.pid, 'SIGKILL');
     }
   });
 });
-
-function killQuietly(target: number): void {
-  try {
-    process.kill(target, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import { OutputTail } from './output-tail.js';
+import { signalQuietly } from './signal.js';
 
 /**
  * Runs the job in-process (for a RunManager without a run guard; a worker's runs go through its
@@ -77,12 +78,7 @@ export function startProcess(spec: ProcessSpec, clock: Clock, logger: Logger): R
   child.stdin?.on('error', () => {}); // EPIPE once the group is gone
   const pid = child.pid;
   const stopper = runStopper(spec, clock, logger, () => pid, (signal) => {
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      // ESRCH: the group is already gone.
-    }
+    if (pid !== undefined) signalQuietly(-pid, signal);
   });
   let hasExited = false;
 

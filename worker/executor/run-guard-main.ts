@@ -4,6 +4,7 @@ import { formatGuardEvent, type GuardEvent } from './run-guard-events.js';
 import { RunSpawner } from './run-guard-spawner.js';
 import { GuardState, parseGuardLine, type GroupCommand } from './run-guard-state.js';
 import { killProcessesWithTokens } from './run-token-sweep.js';
+import { signalQuietly } from './signal.js';
 
 /**
  * The run guard: a process beside each worker, in its own process group, that starts the worker's
@@ -26,13 +27,7 @@ const send = (event: GuardEvent): void => {
 
 /** SIGKILLs the runs' groups, then whatever of those runs left its group (by their tokens). */
 function killGroups(groups: readonly number[]): void {
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      // ESRCH: the group has already ended.
-    }
-  }
+  for (const pgid of groups) signalQuietly(-pgid, 'SIGKILL');
   if (groups.length > 0) killProcessesWithTokens(spawner.tokensOf(groups));
 }
 

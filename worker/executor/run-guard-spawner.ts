@@ -3,6 +3,7 @@ import type { GuardEvent } from './run-guard-events.js';
 import type { GroupCommand, GroupSignal, SpawnRequest } from './run-guard-state.js';
 import { OutputTail } from './output-tail.js';
 import { RUN_TOKEN_ENV } from './run-token-sweep.js';
+import { signalQuietly } from './signal.js';
 
 /** Output is sent to the worker at most this often per run (its live tail lags at most this). */
 const OUTPUT_FLUSH_MS = 200;
@@ -77,7 +78,7 @@ export class RunSpawner {
       if (pid !== undefined) {
         // What the job left behind in its group goes now (the leader was reaped a moment ago; its
         // pid cannot have been handed out again since: Linux allocates pids cyclically).
-        signalGroup(pid, 'SIGKILL');
+        signalQuietly(-pid, 'SIGKILL');
         this.track({ kind: 'remove', pgid: pid });
         this.tokens.delete(pid);
       }
@@ -114,15 +115,7 @@ export class RunSpawner {
   /** A run's group, while its leader lives: a stop never reaches a group that may be gone. */
   signal(id: number, signal: GroupSignal): void {
     const child = this.live.get(id);
-    if (child?.pid !== undefined) signalGroup(child.pid, signal);
-  }
-}
-
-function signalGroup(pgid: number, signal: GroupSignal): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // ESRCH: the group has already ended.
+    if (child?.pid !== undefined) signalQuietly(-child.pid, signal);
   }
 }
 

@@ -14,6 +14,7 @@ import {
 import { parseGuardEvent, type GuardEvent, type GuardExit } from './run-guard-events.js';
 import { formatGuardCommand, type GuardCommand } from './run-guard-state.js';
 import { killProcessesWithTokens, RUN_TOKEN_ENV } from './run-token-sweep.js';
+import { signalQuietly } from './signal.js';
 
 /**
  * The worker's side of the run guard (run-guard-main.ts): one guard process per worker, which
@@ -141,7 +142,7 @@ export function startRunGuard(logger: Logger, options: RunGuardOptions = {}): Ru
       // their tokens: what left a group, and a run whose pid the guard had not told yet.
       for (const run of runs) {
         const group = run.group();
-        if (group !== undefined) killGroup(group);
+        if (group !== undefined) signalQuietly(-group, 'SIGKILL');
       }
       const tokens = new Set(runs.map((run) => run.token));
       const found = killProcessesWithTokens(tokens);
@@ -241,12 +242,4 @@ export function startRunGuard(logger: Logger, options: RunGuardOptions = {}): Ru
       current?.child.stdin?.end();
     },
   };
-}
-
-function killGroup(pgid: number): void {
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // ESRCH: the group has already ended.
-  }
 }

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { signalQuietly } from './signal.js';
 
 /**
  * Finds a run's processes without knowing their pids. Every process run carries a token in its
@@ -62,14 +63,6 @@ function processGroupOf(pid: number): number | undefined {
   }
 }
 
-function sigkill(target: number): void {
-  try {
-    process.kill(target, 'SIGKILL');
-  } catch {
-    // ESRCH: already gone. EPERM: not ours to kill.
-  }
-}
-
 /**
  * SIGKILLs every process that carries one of `tokens`, and each group one of them leads (a run's
  * leader is its group's leader). Returns the tokens some process carried.
@@ -83,8 +76,8 @@ export function killProcessesWithTokens(tokens: ReadonlySet<string>): Set<string
     if (processes.length === 0) break;
     for (const { pid, token } of processes) {
       carried.add(token);
-      if (processGroupOf(pid) === pid) sigkill(-pid);
-      sigkill(pid);
+      if (processGroupOf(pid) === pid) signalQuietly(-pid, 'SIGKILL');
+      signalQuietly(pid, 'SIGKILL');
     }
   }
   return carried;

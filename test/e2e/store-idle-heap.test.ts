@@ -48,12 +48,14 @@ describe('etcron store: idle heap trimming', () => {
     const rssAfterBurst = rssBytes(pid);
     expect(trimLines(store.output())).toEqual([]);
 
-    // Five quiet one-second ticks, then one collection per tick while each gives memory back.
+    // Five quiet one-second ticks, then one collection per tick while each gives memory back or
+    // the young generation is still large. The first may free nothing: V8 shrinks the young
+    // generation only at a collection that has measured the allocation rate drop, often the next.
     const lines = await waitFor('the store to trim its heap', () => {
       const found = trimLines(store.output());
-      return found.length > 0 ? found : undefined;
+      return found.some((line) => line.afterBytes < found[0]!.beforeBytes) ? found : undefined;
     }, 30_000, 100);
-    expect(lines[0]!.afterBytes).toBeLessThan(lines[0]!.beforeBytes);
+    expect(lines.length).toBeLessThanOrEqual(4);
     // Resident memory follows (pages are handed back by V8's unmapper, a moment later).
     await waitFor('resident memory to drop', () => (rssBytes(pid) < rssAfterBurst - 8 * 1024 * 1024 ? true : undefined), 15_000, 100);
 
